@@ -1,0 +1,123 @@
+"""Which ready task starts next: the scheduling policy, free of time and I/O.
+
+Shared by the planner's simulation and the real scheduler, so an estimate follows the same
+rules as a run. Ready tasks are ordered by (priority desc, remaining critical path desc, file
+order). A task starts when a slot is free and its cpu/memory demand fits; a task that does not
+fit is passed over for one that does (no slot idles while something could run). An exclusive
+task that heads the queue stops anything new from starting until it has run alone.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    cpu: float = 0.0
+    memory: float = 0.0
+    exclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    slots: int
+    cpu: float
+    memory: float
+
+    @staticmethod
+    def machine_cpu() -> float:
+        return float(os.cpu_count() or 1)
+
+    @staticmethod
+    def machine_memory_mb() -> float:
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+        except (
+            ValueError,
+            OSError,
+            AttributeError,
+        ):  # not POSIX: no budget rather than a wrong one
+            return float("inf")
+
+
+class Admission:
+    """Tracks running tasks' usage and hands out the ready tasks that may start now."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        demands: Sequence[Demand],
+        priorities: Sequence[int],
+        remaining: Sequence[float],
+    ) -> None:
+        self.limits = limits
+        self._demands = demands
+        self._keys = [
+            (-p, -r, i) for i, (p, r) in enumerate(zip(priorities, remaining, strict=True))
+        ]
+        self._ready: list[tuple[int, float, int]] = []
+        self.running: set[int] = set()
+        self._cpu = 0.0
+        self._memory = 0.0
+        self._exclusive_running = False
+
+    def __len__(self) -> int:
+        """Number of ready tasks not yet started."""
+        return len(self._ready)
+
+    def add_ready(self, task: int) -> None:
+        heapq.heappush(self._ready, self._keys[task])
+
+    def take(self) -> list[int]:
+        """Pop every ready task that may start now, marking it running."""
+        started: list[int] = []
+        passed_over: list[tuple[int, float, int]] = []
+        while self._ready and not self._exclusive_running:
+            if len(self.running) >= self.limits.slots:
+                break
+            key = self._ready[0]
+            task = key[2]
+            demand = self._demands[task]
+            if demand.exclusive:
+                if self.running or passed_over:
+                    break  # it heads the queue: wait for the running tasks to drain
+                heapq.heappop(self._ready)
+                self._start(task, demand)
+                started.append(task)
+                break
+            heapq.heappop(self._ready)
+            if self._fits(demand):
+                self._start(task, demand)
+                started.append(task)
+            else:
+                passed_over.append(key)
+        for key in passed_over:
+            heapq.heappush(self._ready, key)
+        return started
+
+    def finish(self, task: int) -> None:
+        self.running.remove(task)
+        demand = self._demands[task]
+        self._cpu -= demand.cpu
+        self._memory -= demand.memory
+        if demand.exclusive:
+            self._exclusive_running = False
+
+    def _fits(self, demand: Demand) -> bool:
+        if not self.running:
+            return True  # demands are clamped to the budget, but never let rounding block a task
+        eps = 1e-9
+        return (
+            self._cpu + demand.cpu <= self.limits.cpu + eps
+            and self._memory + demand.memory <= self.limits.memory + eps
+        )
+
+    def _start(self, task: int, demand: Demand) -> None:
+        self.running.add(task)
+        self._cpu += demand.cpu
+        self._memory += demand.memory
+        self._exclusive_running = demand.exclusive

@@ -1,0 +1,638 @@
+"""The workflow file: TOML -> typed `Workflow`, or every problem at once as located diagnostics.
+
+One schema (the pydantic models below) is the single source of keys, types and defaults; the
+README's reference is checked against it by the tests.
+
+Loading runs in phases, each collecting diagnostics instead of stopping at the first:
+1. read bytes (missing, directory, too large, not UTF-8)      -> one error, stop
+2. parse TOML (syntax error with line, column and caret)      -> one error, stop
+3. shape: top-level keys, `[settings]`, each `[[tasks]]` table (pydantic, strict types)
+4. meaning: names, dependencies, transitions, cycles (on whatever parsed in phase 3)
+Positions come from `SourceMap`, built only if some message needs one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from .diagnostics import Diagnostic, Severity, WorkflowError, did_you_mean, source_excerpt
+from .graph import DependencyGraph
+from .source import Loc, SourceMap
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+RESERVED_NAMES = frozenset({"next", "stop", "retry", "repeat"})
+AgentKind = Literal["claude", "command"]
+PLACEHOLDERS = ("{prompt}", "{task}", "{attempt}")
+SUCCESS_KEYWORDS = ("next", "stop", "repeat")
+FAILURE_KEYWORDS = ("retry", "next", "stop")
+
+Mode = Literal["graph", "sequential"]
+
+
+class _Schema(BaseModel):
+    # TOML is typed: "3" is not 3, and an unknown key is a typo until proven otherwise.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Settings(_Schema):
+    """`[settings]`: applies to the whole run."""
+
+    check_interval: float = Field(
+        0, ge=0, description="Seconds to wait between the agent finishing and the verify command."
+    )
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="Prompter 0.10 key, accepted and ignored (warns): use `max_attempts`.",
+    )
+    working_directory: str = Field(
+        ".", description="Where agents and verify commands run; relative to the workflow file."
+    )
+    allow_infinite_loops: bool = Field(
+        False, description="Sequential mode: allow jumps and `repeat` to revisit a task."
+    )
+    max_parallel_tasks: int = Field(4, ge=1, description="Graph mode: tasks running at once.")
+    enable_parallel: bool = Field(
+        True, description="`false` runs graph mode with one slot (same order rules)."
+    )
+    max_parallel_agents: int | None = Field(
+        None, ge=1, description="Agent phases running at once (API rate limits); default: slots."
+    )
+    cpu_budget: float | None = Field(
+        None, gt=0, description="CPUs shared by running tasks' `cpu_required`; default: CPU count."
+    )
+    memory_budget_mb: float | None = Field(
+        None, gt=0, description="MB shared by running tasks' `memory_required`; default: RAM."
+    )
+    max_iterations: int = Field(
+        1000,
+        ge=1,
+        description="Sequential mode: cap on task executions; reaching it fails the run.",
+    )
+    verify_timeout: float = Field(300, gt=0, description="Seconds a verify command may run.")
+    retry_delay: float = Field(
+        2, ge=0, description="Base seconds of exponential backoff (with jitter) between attempts."
+    )
+    agent: AgentKind = Field("claude", description='Agent backend: "claude" or "command".')
+    agent_command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="argv template of the `command` agent; `{prompt}`, `{task}`, `{attempt}`.",
+    )
+
+
+class Task(_Schema):
+    """One `[[tasks]]` table. `agent`, `agent_command`, `verify_timeout` default to `[settings]`."""
+
+    name: str = Field(description="Unique name; not `next`, `stop`, `retry` or `repeat`.")
+    prompt: str = Field(description="The instruction for the agent.")
+    verify_command: str = Field(description="Shell command (`/bin/sh -c`) that decides success.")
+    verify_success_code: int = Field(
+        0, ge=0, le=255, description="Exit code of `verify_command` that means success."
+    )
+    on_success: str = Field(
+        "next",
+        description="Graph mode: `next`. Sequential: `next`, `stop`, `repeat` or a task name.",
+    )
+    on_failure: str = Field(
+        "retry",
+        description="`retry`, `next` or `stop`; sequential mode also takes a task name.",
+    )
+    max_attempts: int = Field(3, ge=1, description='Attempts when `on_failure = "retry"`.')
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds the agent phase may run; no limit when absent."
+    )
+    system_prompt: str | None = Field(None, description="Added to the agent's system prompt.")
+    resume_previous_session: bool = Field(
+        False, description="Continue the previous agent session instead of a new one."
+    )
+    depends_on: list[str] | None = Field(
+        None, description="Tasks that must pass first; any task having this key means graph mode."
+    )
+    cpu_required: float = Field(0, ge=0, description="CPUs counted against `cpu_budget`.")
+    memory_required: float = Field(0, ge=0, description="MB counted against `memory_budget_mb`.")
+    priority: int = Field(0, description="Graph mode: higher starts first among ready tasks.")
+    exclusive: bool = Field(False, description="Graph mode: runs alone.")
+    agent: AgentKind = Field(None, validate_default=True, description="Overrides `[settings]`.")
+    agent_command: list[str] | None = Field(
+        None, min_length=1, validate_default=True, description="Overrides `[settings]`."
+    )
+    verify_timeout: float = Field(
+        None, gt=0, validate_default=True, description="Overrides `[settings]`."
+    )
+
+    @field_validator("agent", "agent_command", "verify_timeout", mode="before")
+    @classmethod
+    def _inherit_from_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.context is not None:
+            return getattr(info.context["settings"], info.field_name or "")
+        return value
+
+
+_TASKS = TypeAdapter(list[Task])
+TOP_LEVEL_KEYS = ("settings", "tasks")
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow: settings, tasks in file order, and their dependency graph."""
+
+    path: Path
+    settings: Settings
+    tasks: tuple[Task, ...]
+    mode: Mode
+    graph: DependencyGraph
+    warnings: tuple[Diagnostic, ...] = ()
+    text: str = field(default="", repr=False)
+
+    @cached_property
+    def index(self) -> Mapping[str, int]:
+        return {t.name: i for i, t in enumerate(self.tasks)}
+
+    @property
+    def workdir(self) -> Path:
+        return (self.path.parent / self.settings.working_directory).resolve()
+
+    @property
+    def slots(self) -> int:
+        return self.settings.max_parallel_tasks if self.settings.enable_parallel else 1
+
+    @cached_property
+    def task_lines(self) -> tuple[int, ...]:
+        """Line of each task's `[[tasks]]` header (for reports and annotations)."""
+        headers = [m.start() for m in _TASK_HEADER.finditer(self.text)]
+        if len(headers) == len(self.tasks):  # the common case, no scanner needed
+            lines, pos, count = [], 0, 1
+            for offset in headers:
+                count += self.text.count("\n", pos, offset)
+                pos = offset
+                lines.append(count)
+            return tuple(lines)
+        source = SourceMap(self.text)
+        return tuple(source.locate(("tasks", i))[0] for i in range(len(self.tasks)))
+
+
+_TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
+
+
+def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+    """Read, parse and validate a workflow file; raise `WorkflowError` with every problem."""
+    return _Loader(Path(path)).load()
+
+
+def format_diagnostics(diagnostics: Sequence[Diagnostic]) -> str:
+    return "\n".join(d.format() for d in diagnostics)
+
+
+@dataclass
+class _TaskRef:
+    """What phase 4 needs of a task, taken from the raw table whether or not it validated."""
+
+    index: int
+    name: str | None
+    depends_on: list[str] | None
+    has_depends_key: bool
+    on_success: str | None
+    on_failure: str | None
+
+
+class _Loader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = str(path)
+        self.text = ""
+        self.diagnostics: list[Diagnostic] = []
+
+    @cached_property
+    def source(self) -> SourceMap:
+        return SourceMap(self.text)
+
+    def report(
+        self, loc: Loc, message: str, severity: Severity = Severity.ERROR, line: int | None = None
+    ) -> None:
+        col: int | None = None
+        if line is None:
+            line, col = self.source.locate(loc)
+        self.diagnostics.append(Diagnostic(self.label, line, message, severity, col))
+
+    def fail(
+        self, message: str, line: int = 0, col: int | None = None, excerpt: str | None = None
+    ) -> WorkflowError:
+        return WorkflowError([Diagnostic(self.label, line, message, Severity.ERROR, col, excerpt)])
+
+    # -- phase 1 and 2 -------------------------------------------------------------------------
+
+    def read(self) -> str:
+        try:
+            size = self.path.stat().st_size
+            if self.path.is_dir():
+                raise self.fail("is a directory, not a workflow file")
+            if size > MAX_FILE_BYTES:
+                raise self.fail(
+                    f"file is {size / 2**20:.0f} MiB; workflow files are limited to "
+                    f"{MAX_FILE_BYTES // 2**20} MiB"
+                )
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            raise self.fail("no such file") from None
+        except PermissionError:
+            raise self.fail("permission denied") from None
+        except OSError as exc:
+            raise self.fail(f"cannot read: {exc.strerror or exc}") from None
+        try:
+            return data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise self.fail(
+                f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded "
+                "(workflow files must be UTF-8)",
+                line,
+                col,
+            ) from None
+
+    def parse(self) -> dict[str, Any]:
+        if not self.text.strip():
+            raise self.fail("the file is empty: a workflow needs at least one [[tasks]] table", 1)
+        try:
+            return tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            message = str(exc)
+            m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+            if m:
+                line, col = int(m.group(1)), int(m.group(2))
+                message = message[: m.start()]
+            else:
+                line, col = len(self.text.splitlines()) or 1, None
+                message = re.sub(r"\s*\(at end of document\)$", " at end of file", message)
+            excerpt = source_excerpt(self.source.line_text(line), col)
+            raise self.fail(f"invalid TOML: {message}", line, col, excerpt) from None
+        except RecursionError:
+            raise self.fail("invalid TOML: values nested too deeply", 1) from None
+
+    # -- phase 3 -------------------------------------------------------------------------------
+
+    def load(self) -> Workflow:
+        self.text = self.read()
+        doc = self.parse()
+        for key in doc:
+            if key not in TOP_LEVEL_KEYS:
+                self.report(
+                    (key,),
+                    f"unknown top-level key `{key}`{did_you_mean(key, TOP_LEVEL_KEYS)} "
+                    "(a workflow has [settings] and [[tasks]])",
+                )
+        settings = self.validate_settings(doc.get("settings", {}))
+        raw_tasks = doc.get("tasks")
+        tasks: list[Task | None] = []
+        if raw_tasks is None:
+            self.report((), "no tasks: add at least one [[tasks]] table", line=1)
+        elif not isinstance(raw_tasks, list) or not all(isinstance(t, dict) for t in raw_tasks):
+            self.report(("tasks",), "`tasks` must be an array of tables: write each as [[tasks]]")
+        elif not raw_tasks:
+            self.report(("tasks",), "no tasks: `tasks` is empty")
+        else:
+            tasks = self.validate_tasks(raw_tasks, settings)
+        refs = [_task_ref(i, raw) for i, raw in enumerate(raw_tasks or ())] if tasks else []
+        mode: Mode = "graph" if any(r.has_depends_key for r in refs) else "sequential"
+        graph = self.check_meaning(refs, settings, mode)
+        if settings is not None and tasks:
+            self.check_settings_use(settings, [t for t in tasks if t is not None], mode)
+        if any(d.severity is Severity.ERROR for d in self.diagnostics):
+            self.diagnostics.sort(key=lambda d: (d.line, d.severity is not Severity.ERROR))
+            raise WorkflowError(self.diagnostics)
+        assert settings is not None and graph is not None
+        return Workflow(
+            path=self.path,
+            settings=settings,
+            tasks=tuple(t for t in tasks if t is not None),
+            mode=mode,
+            graph=graph,
+            warnings=tuple(self.diagnostics),
+            text=self.text,
+        )
+
+    def validate_settings(self, raw: Any) -> Settings | None:
+        if not isinstance(raw, dict):
+            self.report(("settings",), "`settings` must be a table: write it as [settings]")
+            return None
+        try:
+            return Settings.model_validate(raw)
+        except ValidationError as exc:
+            self.report_validation(exc, ("settings",), Settings)
+            return None
+
+    def validate_tasks(
+        self, raw: list[dict[str, Any]], settings: Settings | None
+    ) -> list[Task | None]:
+        context = {"settings": settings or Settings()}
+        try:  # one call for the whole list: pydantic-core loops in Rust
+            return list(_TASKS.validate_python(raw, context=context))
+        except ValidationError as exc:
+            self.report_validation(exc, ("tasks",), Task)
+            bad = {e["loc"][0] for e in exc.errors(include_url=False)}
+        return [
+            None if i in bad else Task.model_validate(t, context=context) for i, t in enumerate(raw)
+        ]
+
+    def report_validation(self, exc: ValidationError, prefix: Loc, model: type[BaseModel]) -> None:
+        for error in exc.errors(include_url=False):
+            loc = prefix + tuple(error["loc"])
+            self.report(loc, _explain(error, model))
+
+    # -- phase 4 -------------------------------------------------------------------------------
+
+    def check_meaning(
+        self, refs: list[_TaskRef], settings: Settings | None, mode: Mode
+    ) -> DependencyGraph | None:
+        index: dict[str, int] = {}
+        for ref in refs:
+            name = ref.name
+            if name is None:
+                continue
+            problem = _name_problem(name)
+            if problem:
+                self.report(("tasks", ref.index, "name"), problem)
+            if name in index:
+                first = self.source.locate(("tasks", index[name], "name"))[0]
+                self.report(
+                    ("tasks", ref.index, "name"),
+                    f"duplicate task name `{name}` (first defined at line {first})",
+                )
+            else:
+                index[name] = ref.index
+        if mode == "graph":
+            return self.check_graph(refs, index)
+        self.check_sequence(refs, index, settings)
+        return DependencyGraph([[] for _ in refs])
+
+    def check_graph(self, refs: list[_TaskRef], index: dict[str, int]) -> DependencyGraph:
+        deps: list[list[int]] = []
+        for ref in refs:
+            here = ("tasks", ref.index)
+            mine: list[int] = []
+            seen: set[str] = set()
+            for dep in ref.depends_on or ():
+                if dep in seen:
+                    self.report(
+                        (*here, "depends_on"),
+                        f"`{dep}` is listed twice in depends_on",
+                        Severity.WARNING,
+                    )
+                    continue
+                seen.add(dep)
+                target = index.get(dep)
+                if dep == ref.name:
+                    self.report((*here, "depends_on"), f"task `{dep}` depends on itself")
+                elif target is None:
+                    self.report(
+                        (*here, "depends_on"),
+                        f"unknown dependency `{dep}`{did_you_mean(dep, index)}",
+                    )
+                else:
+                    mine.append(target)
+            deps.append(mine)
+            if ref.on_success is not None and ref.on_success != "next":
+                self.report(
+                    (*here, "on_success"),
+                    f'on_success = "{ref.on_success}" is not allowed in graph mode (this workflow '
+                    "uses depends_on): what runs after a task is decided by the tasks that depend "
+                    'on it, so on_success must be "next"',
+                )
+            if ref.on_failure is not None and ref.on_failure not in FAILURE_KEYWORDS:
+                why = (
+                    "jumping to a task is sequential-mode only; in graph mode make the task "
+                    "depend on it instead"
+                    if ref.on_failure in index
+                    else f"it must be one of {_quoted(FAILURE_KEYWORDS)}"
+                    + did_you_mean(ref.on_failure, FAILURE_KEYWORDS)
+                )
+                self.report(
+                    (*here, "on_failure"),
+                    f'on_failure = "{ref.on_failure}" is not allowed in graph mode: {why}',
+                )
+        graph = DependencyGraph(deps)
+        names = [r.name or f"#{r.index + 1}" for r in refs]
+        cycles = graph.cycles()
+        for cycle in cycles:
+            path = " -> ".join(names[i] for i in [*cycle, cycle[0]])
+            self.report(
+                ("tasks", cycle[0], "depends_on"),
+                f"dependency cycle: {path} (each task depends on the next)",
+            )
+        return graph
+
+    def check_sequence(
+        self, refs: list[_TaskRef], index: dict[str, int], settings: Settings | None
+    ) -> None:
+        successors: list[list[int]] = []  # transitions that can revisit a task
+        for ref in refs:
+            here = ("tasks", ref.index)
+            targets: list[int] = []
+            for key, value, keywords in (
+                ("on_success", ref.on_success, SUCCESS_KEYWORDS),
+                ("on_failure", ref.on_failure, FAILURE_KEYWORDS),
+            ):
+                if value is None or value in keywords:
+                    if value == "repeat":
+                        targets.append(ref.index)
+                    elif value == "next" and ref.index + 1 < len(refs):
+                        targets.append(ref.index + 1)
+                    continue
+                if value in index:
+                    targets.append(index[value])
+                    continue
+                other_key = "on_failure" if key == "on_success" else "on_success"
+                other = FAILURE_KEYWORDS if key == "on_success" else SUCCESS_KEYWORDS
+                hint = (
+                    f' ("{value}" is only valid for {other_key})'
+                    if value in other
+                    else did_you_mean(value, [*keywords, *index])
+                )
+                self.report(
+                    (*here, key),
+                    f'{key} = "{value}" is neither one of {_quoted(keywords)} '
+                    f"nor a task name{hint}",
+                )
+            if ref.on_success is None and ref.index + 1 < len(refs):
+                targets.append(ref.index + 1)
+            successors.append(targets)
+        if settings is not None and not settings.allow_infinite_loops and refs:
+            loop = DependencyGraph(successors).reachable_cycle(0)
+            if loop:
+                names = [r.name or f"#{r.index + 1}" for r in refs]
+                path = " -> ".join(names[i] for i in [*loop, loop[0]])
+                self.report(
+                    ("tasks", loop[-1]),
+                    f"transitions can revisit a task ({path}); without allow_infinite_loops = "
+                    "true the run stops with a failure when that happens",
+                    Severity.WARNING,
+                )
+
+    def check_settings_use(self, settings: Settings, tasks: list[Task], mode: Mode) -> None:
+        if "max_retries" in settings.model_fields_set:
+            self.report(
+                ("settings", "max_retries"),
+                "max_retries has no effect (kept for Prompter 0.10 files); "
+                "set max_attempts on each task instead",
+                Severity.WARNING,
+            )
+        if (
+            settings.max_parallel_agents is not None
+            and settings.max_parallel_agents > settings.max_parallel_tasks
+        ):
+            self.report(
+                ("settings", "max_parallel_agents"),
+                f"max_parallel_agents = {settings.max_parallel_agents} exceeds max_parallel_tasks "
+                f"= {settings.max_parallel_tasks}; at most {settings.max_parallel_tasks} will run",
+                Severity.WARNING,
+            )
+        for i, task in enumerate(tasks):
+            if task.agent == "command" and task.agent_command is None:
+                self.report(
+                    ("tasks", i, "agent") if "agent" in task.model_fields_set else ("tasks", i),
+                    f'task `{task.name}` uses agent = "command" but no agent_command is set '
+                    '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
+                )
+            for key in ("agent_command",) if task.agent_command else ():
+                for typo in _unknown_placeholders(task.agent_command or ()):
+                    where = ("tasks", i, key) if key in task.model_fields_set else ("settings", key)
+                    self.report(
+                        where,
+                        f"agent_command has `{{{typo}}}`, which is not a placeholder"
+                        f"{did_you_mean('{' + typo + '}', PLACEHOLDERS)} (it is passed as is)",
+                        Severity.WARNING,
+                    )
+            if mode == "sequential":
+                for key in ("priority", "exclusive", "cpu_required", "memory_required"):
+                    if key in task.model_fields_set:
+                        self.report(
+                            ("tasks", i, key),
+                            f"{key} has no effect in sequential mode (no task has depends_on)",
+                            Severity.WARNING,
+                        )
+
+
+def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value if isinstance(value, str) else None
+
+    deps = raw.get("depends_on")
+    return _TaskRef(
+        index=index,
+        name=text("name"),
+        depends_on=[d for d in deps if isinstance(d, str)] if isinstance(deps, list) else None,
+        has_depends_key="depends_on" in raw,
+        on_success=text("on_success"),
+        on_failure=text("on_failure"),
+    )
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "task name is empty"
+    if name in RESERVED_NAMES:
+        return (
+            f"`{name}` is a reserved word and cannot be a task name "
+            f"(reserved: {_quoted(sorted(RESERVED_NAMES))}, as they are transition keywords)"
+        )
+    if name != name.strip():
+        return f"task name {name!r} has leading or trailing white space"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"task name {name!r} contains a control character"
+    if len(name) > 200:
+        return f"task name is {len(name)} characters long; the limit is 200"
+    return None
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _unknown_placeholders(argv: Sequence[str]) -> Iterator[str]:
+    for arg in argv:
+        for m in _PLACEHOLDER.finditer(arg):
+            if m.group(0) not in PLACEHOLDERS and did_you_mean(m.group(0), PLACEHOLDERS):
+                yield m.group(1)
+
+
+def _quoted(words: Sequence[str]) -> str:
+    return ", ".join(f'"{w}"' for w in words)
+
+
+_TOML_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a float",
+    bool: "a boolean",
+    dict: "a table",
+    list: "an array",
+}
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "int_from_float": "an integer",
+}
+
+
+def _describe(value: Any) -> str:
+    kind = next((v for t, v in _TOML_TYPES.items() if type(value) is t), "a date/time")
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{kind} ({shown})" if kind not in ("a table", "an array") else kind
+
+
+def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    """One sentence for one pydantic error, in the words of the TOML file."""
+    loc = error["loc"]
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    keys = [p for p in loc if isinstance(p, str)]
+    key = keys[-1] if keys else "value"
+    if len(loc) > 1 and isinstance(loc[-1], int):
+        key = f"{loc[-2]}[{loc[-1]}]" if isinstance(loc[-2], str) else key
+    if kind == "missing":
+        return f"missing required key `{key}`"
+    if kind == "extra_forbidden":
+        hint = did_you_mean(str(loc[-1]), model.model_fields)
+        return f"unknown key `{loc[-1]}`{hint}"
+    if kind in _EXPECTED:
+        return f"`{key}` must be {_EXPECTED[kind]}, not {_describe(error.get('input'))}"
+    if kind == "literal_error":
+        return f"`{key}` must be one of {ctx.get('expected')}, not {error.get('input')!r}"
+    bounds = {
+        "greater_than_equal": ("≥", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("≤", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        sign, name = bounds[kind]
+        return f"`{key}` must be {sign} {ctx.get(name)}, not {error.get('input')!r}"
+    if kind == "too_short":
+        return f"`{key}` must not be empty"
+    return f"`{key}`: {error.get('msg', 'invalid value')}"
