@@ -606,6 +606,10 @@ def _describe(value: Any) -> str:
     return f"{kind} ({shown})" if kind not in ("a table", "an array") else kind
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
 def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     """One sentence for one pydantic error, in the words of the TOML file."""
     loc = error["loc"]
@@ -618,6 +622,11 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     if kind == "missing":
         return f"missing required key `{key}`"
     if kind == "extra_forbidden":
+        if model is Settings and loc == ("tasks",):
+            return (
+                "`tasks` is inside [settings]: every key after a [settings] header belongs to it; "
+                "write tasks as [[tasks]] tables, or put `tasks = [...]` before [settings]"
+            )
         hint = did_you_mean(str(loc[-1]), model.model_fields)
         return f"unknown key `{loc[-1]}`{hint}"
     if kind in _EXPECTED:
@@ -632,7 +641,7 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     }
     if kind in bounds:
         sign, name = bounds[kind]
-        return f"`{key}` must be {sign} {ctx.get(name)}, not {error.get('input')!r}"
+        return f"`{key}` must be {sign} {_number(ctx.get(name))}, not {_number(error.get('input'))}"
     if kind == "too_short":
         return f"`{key}` must not be empty"
     return f"`{key}`: {error.get('msg', 'invalid value')}"
