@@ -14,15 +14,26 @@ from dataclasses import dataclass
 MAX_EDGES = 500
 MAX_TEXT = 50_000
 
-_ENTITY = {c: f"#{ord(c)};" for c in '"#<>&`\\'}
+# `"` ends the label; `#` starts an entity; `<>&` are HTML; `` ` `` starts a markdown string;
+# `%` can open a `%%{init}%%` directive anywhere; `:` makes `fa:fa-x` an icon; `\\` is kept literal.
+_ENTITY = {c: f"#{ord(c)};" for c in '"#<>&`\\%:'}
 _ENTITY['"'] = "#quot;"
-_ESCAPE = str.maketrans(_ENTITY)
+# Characters that would break the line or reorder the text: shown as a space.
+_BLANK = {
+    c: " "
+    for c in (*range(0x20), 0x7F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+_ESCAPE = str.maketrans({**{chr(k): v for k, v in _BLANK.items()}, **_ENTITY})
 
 
 def label(text: str) -> str:
-    """A quoted mermaid label showing `text` literally."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return '"' + cleaned.translate(_ESCAPE) + '"'
+    """A quoted mermaid label showing `text` literally (zero-width joiners and all)."""
+    return '"' + text.translate(_ESCAPE) + '"'
+
+
+def text_size(text: str) -> int:
+    """Mermaid's measure of a diagram: JavaScript string length, in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +66,21 @@ def flowchart(
     edge_list = list(edges)
     if len(edge_list) > MAX_EDGES:
         raise TooLarge(f"{len(edge_list)} edges exceed mermaid's limit of {MAX_EDGES}")
+    too_long = TooLarge(f"the diagram exceeds mermaid's limit of {MAX_TEXT:,} characters")
     lines = [f"flowchart {direction}"]
-    size = len(lines[0])
+    size = 0  # a running count lets a huge graph stop early; the final text is measured exactly
     for node in nodes:
         shape = f"({label(node.text)})" if node.rounded else f"[{label(node.text)}]"
-        line = f"  {node.id}{shape}" + (f":::{node.css_class}" if node.css_class else "")
-        lines.append(line)
-        size += len(line) + 1
+        lines.append(f"  {node.id}{shape}" + (f":::{node.css_class}" if node.css_class else ""))
+        size += len(lines[-1])
         if size > MAX_TEXT:
-            raise TooLarge(f"the diagram exceeds mermaid's limit of {MAX_TEXT:,} characters")
+            raise too_long
     for edge in edge_list:
         arrow = "-.->" if edge.dotted else "-->"
         middle = f"{arrow}|{label(edge.text)}|" if edge.text else arrow
         lines.append(f"  {edge.source} {middle} {edge.target}")
-        size += len(lines[-1]) + 1
-    for name, style in (class_defs or {}).items():
-        lines.append(f"  classDef {name} {style}")
-        size += len(lines[-1]) + 1
-    if size > MAX_TEXT:
-        raise TooLarge(f"the diagram exceeds mermaid's limit of {MAX_TEXT:,} characters")
-    return "\n".join(lines) + "\n"
+    lines += [f"  classDef {name} {style}" for name, style in (class_defs or {}).items()]
+    text = "\n".join(lines) + "\n"
+    if text_size(text) > MAX_TEXT:
+        raise too_long
+    return text
