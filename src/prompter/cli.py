@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -29,9 +30,18 @@ _LIST_LIMIT = 20  # names shown per line in text output; --json has them all
 
 def _load(path: str) -> Workflow:
     """Load or raise; warnings go to stderr either way."""
+    import gc
+
     from .config import load_workflow
 
-    workflow = load_workflow(path)
+    # A big workflow is hundreds of thousands of long-lived objects: the collector would scan
+    # them again and again while they are built (~20% of load time), and they never die.
+    gc.disable()
+    try:
+        workflow = load_workflow(path)
+    finally:
+        gc.freeze()
+        gc.enable()
     for warning in workflow.warnings:
         print(warning.format(), file=sys.stderr)
     return workflow
@@ -109,6 +119,77 @@ def _plan_text(path: str, plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .progress import choose
+    from .run import RunError, RunOptions, run_workflow
+    from .state import StateError
+
+    workflow = _load(args.workflow)
+    progress_mode = args.progress
+    if args.no_progress:
+        progress_mode = "none"
+    elif args.simple_progress:
+        progress_mode = "plain"
+    progress = None if args.dry_run else choose(progress_mode)
+    options = RunOptions(
+        report_dir=Path(args.report_dir),
+        state_file=Path(args.state_file) if args.state_file else None,
+        max_parallel=args.max_parallel,
+        no_parallel=args.no_parallel,
+        tasks=tuple(args.task or ()),
+        only=args.only,
+        fresh=args.fresh,
+        dry_run=args.dry_run,
+    )
+    try:
+        result = run_workflow(
+            workflow,
+            options,
+            listeners=[progress] if progress else [],
+            background=[progress.heartbeat] if progress else [],
+        )
+    except (RunError, StateError) as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return result.exit_code
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    return Path(args.state_file) if args.state_file else Path(args.report_dir) / "state.json"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from .state import StateError, StateStore
+    from .status import status_json, status_text
+
+    try:
+        state = StateStore(_state_path(args)).load()
+    except StateError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    workflow = _load(args.workflow) if args.workflow else None
+    if args.json:
+        print(json.dumps(status_json(state, workflow), indent=2))
+    else:
+        sys.stdout.write(status_text(state, workflow, _state_path(args)))
+    return EXIT_OK
+
+
+def cmd_clear_state(args: argparse.Namespace) -> int:
+    from .state import StateError, StateStore
+
+    path = _state_path(args)
+    try:
+        StateStore(path).clear()
+    except StateError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"state cleared: {path}")
+    return EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -123,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prompter",
         description="Run AI coding agents over a graph of tasks, each checked by a shell command.",
-        epilog="Exit codes: 0 ok, 1 a task failed, 2 invalid workflow or usage, 70 internal error.",
+        epilog=(
+            "Exit codes: 0 ok, 1 a task failed or was skipped, 2 invalid workflow or usage, "
+            "70 internal error, 130/143 interrupted by SIGINT/SIGTERM."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"prompter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -156,11 +240,90 @@ def build_parser() -> argparse.ArgumentParser:
         help="slots to plan for (default: max_parallel_tasks)",
     )
     plan.set_defaults(handler=cmd_plan)
+
+    run = commands.add_parser(
+        "run", help="run the workflow (also: prompter WORKFLOW)", description=RUN_HELP
+    )
+    run.add_argument("workflow", metavar="WORKFLOW", help="workflow TOML file")
+    run.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        metavar="N",
+        help="slots (default: max_parallel_tasks)",
+    )
+    run.add_argument("--no-parallel", action="store_true", help="one task at a time")
+    run.add_argument(
+        "--task",
+        action="append",
+        metavar="NAME",
+        help="run this task and the dependencies it needs that have not passed (repeatable)",
+    )
+    run.add_argument("--only", action="store_true", help="with --task: without dependencies")
+    run.add_argument("--dry-run", action="store_true", help="print what would run; write nothing")
+    run.add_argument("--fresh", action="store_true", help="ignore earlier runs' results")
+    _state_args(run)
+    run.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "none"),
+        default="auto",
+        help="live table on a terminal, timestamped lines elsewhere (default: auto)",
+    )
+    run.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--simple-progress", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser("status", help="show the tasks' state from earlier runs")
+    status.add_argument(
+        "workflow", metavar="WORKFLOW", nargs="?", help="also list tasks not run yet"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _state_args(status)
+    status.set_defaults(handler=cmd_status)
+
+    clear = commands.add_parser("clear-state", help="forget earlier runs' results")
+    _state_args(clear)
+    clear.set_defaults(handler=cmd_clear_state, workflow=None)
     return parser
 
 
+RUN_HELP = (
+    "Run the workflow: independent tasks in parallel (graph mode) or the 0.10 state machine "
+    "(sequential mode). Tasks that passed in an earlier run with an unchanged definition are "
+    "not run again unless --fresh is given."
+)
+COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state")
+
+
+def _state_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--report-dir",
+        default=".prompter",
+        metavar="D",
+        help="where state, logs and reports go (default: .prompter)",
+    )
+    parser.add_argument(
+        "--state-file", metavar="P", help="state file (default: REPORT_DIR/state.json)"
+    )
+
+
+def compat_argv(argv: Sequence[str]) -> list[str]:
+    """Prompter 0.10's command line: `prompter FILE [--dry-run]`, `--status`, `--clear-state`."""
+    args = list(argv)
+    for flag, command in (("--status", "status"), ("--clear-state", "clear-state")):
+        if flag in args and not (args and args[0] in COMMANDS):
+            args.remove(flag)
+            if command == "clear-state":  # 0.10 accepted a config file here; it is not needed
+                args = [a for a in args if not a.endswith(".toml")]
+            return [command, *args]
+    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        return ["run", *args]
+    if args and args[0] == "--dry-run" and len(args) > 1:
+        return ["run", *args]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(compat_argv(sys.argv[1:] if argv is None else argv))
     from .diagnostics import WorkflowError
 
     try:
@@ -170,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkflowError as exc:
         print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
         n = len(exc.errors)
-        print(f"{args.workflow}: {n} error{'s' * (n != 1)}", file=sys.stderr)
+        where = args.workflow or "workflow"
+        print(f"{where}: {n} error{'s' * (n != 1)}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:  # `prompter graph … | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

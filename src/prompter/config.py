@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from .diagnostics import Diagnostic, Severity, WorkflowError, did_you_mean, source_excerpt
-from .graph import DependencyGraph
+from .graph import CycleError, DependencyGraph
 from .source import Loc, SourceMap
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -429,9 +429,13 @@ class _Loader:
                     f'on_failure = "{ref.on_failure}" is not allowed in graph mode: {why}',
                 )
         graph = DependencyGraph(deps)
+        try:
+            graph.order  # noqa: B018 - cached; a full order means no cycle to look for
+            return graph
+        except CycleError:
+            pass
         names = [r.name or f"#{r.index + 1}" for r in refs]
-        cycles = graph.cycles()
-        for cycle in cycles:
+        for cycle in graph.cycles():
             path = " -> ".join(names[i] for i in [*cycle, cycle[0]])
             self.report(
                 ("tasks", cycle[0], "depends_on"),
@@ -556,13 +560,14 @@ def _name_problem(name: str) -> str | None:
         )
     if name != name.strip():
         return f"task name {name!r} has leading or trailing white space"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         return f"task name {name!r} contains a control character"
     if len(name) > 200:
         return f"task name is {len(name)} characters long; the limit is 200"
     return None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 

@@ -106,8 +106,11 @@ class DependencyGraph:
         The scheduler's tie-breaker: a task with more work behind it starts first.
         """
         bottom = list(weights)
+        dependents = self.dependents
         for task in reversed(self.order):
-            tail = max((bottom[c] for c in self.dependents[task]), default=0.0)
+            tail = 0.0
+            for child in dependents[task]:
+                tail = max(tail, bottom[child])
             bottom[task] = weights[task] + tail
         return bottom
 

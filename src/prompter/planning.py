@@ -100,8 +100,11 @@ def limits_for(workflow: Workflow, max_parallel: int | None = None) -> tuple[Lim
 
 
 def demands_for(workflow: Workflow, limits: Limits) -> list[Demand]:
+    none = Demand()  # most tasks ask for nothing: share one object
     return [
         Demand(min(t.cpu_required, limits.cpu), min(t.memory_required, limits.memory), t.exclusive)
+        if t.cpu_required or t.memory_required or t.exclusive
+        else none
         for t in workflow.tasks
     ]
 

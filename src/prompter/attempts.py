@@ -1,0 +1,199 @@
+"""One attempt at a task: the agent phase, `check_interval`, then the verify command.
+
+Shared by both modes. The retry decision lives with the caller; this module supplies the pieces
+that are the same everywhere: the feedback prompt, the backoff delay and the log file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+
+from .agents import Agent, AgentRequest, AgentResult
+from .config import Task
+from .processes import ProcessResult, run_process
+from .state import AttemptRecord
+
+FEEDBACK_CHARS = 6_000  # verify output carried into the next prompt (argv limits: keep it modest)
+MAX_BACKOFF_S = 300.0
+RATE_LIMIT_RETRIES = 5  # agent rate-limit/overload answers retried without consuming an attempt
+RATE_LIMIT_BASE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What the next attempt's prompt says about the attempt that failed."""
+
+    attempt: int
+    reason: str
+    verify_command: str | None  # None when the agent phase itself failed
+    output: str
+
+    @classmethod
+    def of(cls, task: Task, attempt: AttemptRecord) -> Feedback:
+        verified = attempt.verify_exit_code is not None or (attempt.reason or "").startswith(
+            "verify_command"
+        )
+        return cls(
+            attempt.number,
+            attempt.reason or "failed",
+            task.verify_command if verified else None,
+            attempt.output_tail,
+        )
+
+
+def prompt_with_feedback(task: Task, feedback: Feedback | None) -> str:
+    if feedback is None:
+        return task.prompt
+    tail = feedback.output[-FEEDBACK_CHARS:].strip() or "(no output)"
+    if feedback.verify_command is None:
+        what = "The agent run itself failed; its output ended with:"
+        ask = "Complete the task this time."
+    else:
+        what = f"The check is the shell command `{feedback.verify_command}`; its output ended with:"
+        ask = "Fix what it reports so that the command succeeds."
+    return (
+        f"{task.prompt}\n\n---\n"
+        f"Attempt {feedback.attempt} did not pass: {feedback.reason}.\n"
+        f"{what}\n```\n{tail}\n```\n{ask}"
+    )
+
+
+def backoff_delay(base: float, failed_attempts: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: base · 2^(n-1) · U(0.5, 1.5), capped."""
+    if base <= 0:
+        return 0.0
+    jitter: float = (rng or random).uniform(0.5, 1.5)
+    return min(MAX_BACKOFF_S, base * 2.0 ** (failed_attempts - 1) * jitter)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def log_name(task_name: str) -> str:
+    """A file name for the task's log: readable, and distinct for distinct task names."""
+    safe = _UNSAFE.sub("_", task_name)[:80].lstrip(".") or "task"
+    if safe != task_name:
+        safe += "-" + hashlib.sha256(task_name.encode()).hexdigest()[:8]
+    return safe + ".log"
+
+
+@dataclass(frozen=True)
+class AttemptContext:
+    workdir: Path
+    logs_dir: Path
+    check_interval: float
+    agents: Mapping[str, Agent]
+    agent_slots: anyio.CapacityLimiter
+
+
+def _header(log: BinaryIO, text: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    log.write(f"\n===== {stamp} {text} =====\n".encode())
+    log.flush()
+
+
+async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
+    agent = ctx.agents[request.task.agent]
+    for retry in range(RATE_LIMIT_RETRIES + 1):
+        async with ctx.agent_slots:
+            result = await agent.run(request)
+        if not result.rate_limited or retry == RATE_LIMIT_RETRIES:
+            return result
+        delay = backoff_delay(RATE_LIMIT_BASE_S, retry + 1)
+        _header(request.log, f"agent rate-limited; retrying in {delay:.0f} s")
+        await anyio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def verify_reason(task: Task, result: ProcessResult) -> str | None:
+    """Why the verify command failed, or None when it passed."""
+    if result.spawn_error:
+        return f"verify_command could not start: {result.spawn_error}"
+    if result.timed_out:
+        return f"verify_command timed out after {task.verify_timeout:g} s"
+    code = result.returncode
+    if code == task.verify_success_code:
+        return None
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"verify_command was killed by {name}"
+    return f"verify_command exited {code} (expected {task.verify_success_code})"
+
+
+async def run_attempt(
+    ctx: AttemptContext,
+    task: Task,
+    number: int,
+    feedback: Feedback | None = None,
+    resume_session: str | None = None,
+) -> AttemptRecord:
+    """Run the agent, wait `check_interval`, run the verify command; never raises on failure."""
+    started = time.time()
+    ctx.logs_dir.mkdir(parents=True, exist_ok=True)
+    with (ctx.logs_dir / log_name(task.name)).open("ab") as log:
+        _header(log, f"{task.name}: attempt {number}: agent ({task.agent})")
+        request = AgentRequest(
+            task=task,
+            prompt=prompt_with_feedback(task, feedback),
+            attempt=number,
+            workdir=ctx.workdir,
+            log=log,
+            resume_session=resume_session,
+        )
+        agent = await _run_agent(ctx, request)
+        record = AttemptRecord(
+            number=number,
+            started_at=started,
+            agent_exit_code=agent.exit_code,
+            agent_duration_s=agent.duration_s,
+            session_id=agent.session_id,
+            cost_usd=agent.cost_usd,
+            input_tokens=agent.input_tokens,
+            output_tokens=agent.output_tokens,
+            cache_read_tokens=agent.cache_read_tokens,
+            cache_creation_tokens=agent.cache_creation_tokens,
+            num_turns=agent.num_turns,
+        )
+        if not agent.ok:
+            _header(log, f"attempt {number} failed: {agent.error}")
+            return record.model_copy(
+                update={
+                    "finished_at": time.time(),
+                    "reason": agent.error,
+                    "output_tail": agent.output,
+                }
+            )
+        if ctx.check_interval > 0:
+            await anyio.sleep(ctx.check_interval)
+        _header(log, f"verify: {task.verify_command}")
+        verify = await run_process(
+            ["/bin/sh", "-c", task.verify_command],
+            cwd=ctx.workdir,
+            timeout=task.verify_timeout,
+            log=log,
+        )
+        reason = verify_reason(task, verify)
+        _header(log, f"attempt {number} " + ("passed" if reason is None else f"failed: {reason}"))
+        return record.model_copy(
+            update={
+                "finished_at": time.time(),
+                "ok": reason is None,
+                "reason": reason,
+                "verify_exit_code": verify.returncode,
+                "verify_duration_s": verify.duration_s,
+                "output_tail": verify.output,
+            }
+        )

@@ -1,0 +1,59 @@
+"""What happens during a run, as typed events: the scheduler emits, state and progress listen.
+
+Events flow one way; listeners must be quick and synchronous (they run on the event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import time
+
+from .state import AttemptRecord, TaskRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    at: float = field(default_factory=time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    run_id: str
+    workflow: str
+    mode: str
+    tasks: tuple[str, ...]  # the tasks this run will try, in file order
+    reused: tuple[str, ...]  # passed earlier with an unchanged definition: not run again
+    slots: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(Event):
+    """A task took a slot (once per attempt in graph mode: a retry waits in the queue)."""
+
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFinished(Event):
+    task: str
+    attempt: AttemptRecord
+    retry_in_s: float | None  # set when another attempt will follow after this delay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(Event):
+    """A task reached a terminal state: passed, failed, skipped or interrupted."""
+
+    record: TaskRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(Event):
+    run_id: str
+    status: str  # "passed" | "failed" | "interrupted"
+    reason: str | None
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,87 @@
+"""The run's task records: every status change goes through here, is persisted, then announced.
+
+One place owns the order "write state, then tell listeners", so nothing reported (on the
+console, in reports) can be missing from the state after a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from .events import AttemptFinished, Event, Listener, TaskFinished, TaskStarted
+from .state import TERMINAL, AttemptRecord, TaskRecord, TaskStatus
+
+Persist = Callable[[TaskRecord, bool], None]  # (record, durable)
+
+
+class Ledger:
+    def __init__(
+        self,
+        run_id: str,
+        fingerprints: Mapping[str, str],
+        persist: Persist,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        self.run_id = run_id
+        self.fingerprints = fingerprints
+        self.records: dict[str, TaskRecord] = {}
+        self._persist = persist
+        self._listeners = list(listeners)
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def is_terminal(self, name: str) -> bool:
+        record = self.records.get(name)
+        return record is not None and record.status in TERMINAL
+
+    def attempts(self, name: str) -> list[AttemptRecord]:
+        record = self.records.get(name)
+        return list(record.attempts) if record else []
+
+    def start(self, name: str, attempt: int) -> None:
+        record = self.records.get(name)
+        if record is None or record.status in TERMINAL:
+            record = TaskRecord(
+                name=name,
+                fingerprint=self.fingerprints[name],
+                status=TaskStatus.RUNNING,
+                run_id=self.run_id,
+                started_at=time.time(),
+                attempts=record.attempts if record else [],
+            )
+        else:
+            record = record.model_copy(update={"status": TaskStatus.RUNNING})
+        self._save(record, durable=False)
+        self.emit(TaskStarted(task=name, attempt=attempt))
+
+    def add_attempt(self, name: str, attempt: AttemptRecord, retry_in_s: float | None) -> None:
+        record = self.records[name]
+        record = record.model_copy(update={"attempts": [*record.attempts, attempt]})
+        self._save(record, durable=False)
+        self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=retry_in_s))
+
+    def finish(self, name: str, status: TaskStatus, reason: str | None = None) -> TaskRecord:
+        """Move a task to a terminal state (durably), then announce it."""
+        assert status in TERMINAL
+        previous = self.records.get(name)
+        now = time.time()
+        record = TaskRecord(
+            name=name,
+            fingerprint=self.fingerprints[name],
+            status=status,
+            reason=reason,
+            attempts=previous.attempts if previous else [],
+            run_id=self.run_id,
+            started_at=previous.started_at if previous else None,
+            finished_at=now,
+        )
+        self._save(record, durable=True)
+        self.emit(TaskFinished(record=record))
+        return record
+
+    def _save(self, record: TaskRecord, durable: bool) -> None:
+        self.records[record.name] = record
+        self._persist(record, durable)

@@ -1,0 +1,266 @@
+"""Run one child command in its own process group, with bounded output, timeout and clean-up.
+
+Design §3 "Processes": agent and verify commands each run in their own process group; a timeout
+or a cancellation sends SIGTERM to the group, waits a grace period, then SIGKILLs it. Nothing a
+run started may outlive it, and nothing a child prints may exhaust our memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+
+__all__ = ["ProcessResult", "readable", "run_process", "terminate_all"]
+
+# Big reads keep the per-chunk Python overhead negligible even for a child printing gigabytes.
+_CHUNK = 64 * 1024
+
+# Once the whole group is dead the pipe reaches EOF at once, so waiting longer only happens if a
+# process outside the group (one that called setsid, or a stuck one in uninterruptible sleep)
+# still holds it; we stop reading then rather than hang the run.
+_DRAIN_S = 1.0
+
+# Process group ids (== leader pids, thanks to start_new_session) whose members may still be
+# alive. A plain set: the emergency exit reads it from a signal handler, which runs between
+# bytecodes on the main thread, so it never sees a half-done mutation.
+_live_groups: set[int] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """How a child process ended and what it printed."""
+
+    returncode: int | None  # None if it could not be started; negative = killed by that signal
+    timed_out: bool
+    duration_s: float
+    output: str  # bounded, readable head and tail of merged stdout+stderr
+    output_bytes: int  # total bytes the process wrote
+    spawn_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Started, not timed out, and exited 0 (callers compare other codes themselves)."""
+        return self.spawn_error is None and not self.timed_out and self.returncode == 0
+
+
+# Escape sequences as ECMA-48 defines them, in 7-bit (ESC-introduced) and 8-bit (C1) form.
+# String sequences (OSC, DCS, SOS, PM, APC) are removed only when terminated: an unterminated
+# introducer would otherwise swallow everything after it. Their body excludes ESC, so each scan
+# stops at the next ESC and the whole pass stays linear.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI: colours, cursor movement
+    r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC etc.
+    r"|\x1b[\x20-\x2f]+[\x30-\x7e]"  # nF: character set selection such as ESC ( B
+    r"|\x1b[\x30-\x7e]"  # Fp/Fe/Fs: two-character sequences such as ESC 7, ESC =
+)
+_NEWLINES = re.compile(r"\r\n?")
+# C0 except \t and \n, DEL, C1; also any ESC left over from a malformed sequence.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def readable(data: bytes) -> str:
+    """Text a person can read in a log or report, whatever bytes a process printed.
+
+    Decodes UTF-8 with replacement, drops terminal escape sequences and control characters other
+    than newline and tab, and turns CR LF and lone CR into LF. Never raises.
+    """
+    text = data.decode("utf-8", errors="replace")
+    text = _ESCAPES.sub("", text)
+    text = _NEWLINES.sub("\n", text)
+    return _CONTROLS.sub("", text)
+
+
+def terminate_all(sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to every process group a running `run_process` started.
+
+    Synchronous and allocation-light so the second-signal emergency exit can call it from a
+    signal handler right before `os._exit`.
+    """
+    for pgid in tuple(_live_groups):
+        _signal_group(pgid, sig)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    # ESRCH: the group is already empty; EPERM: what is left of it is not ours to signal.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class _Capture:
+    """Everything the child prints: counted, copied to the log, and kept as head + tail."""
+
+    def __init__(self, head_bytes: int, tail_bytes: int, log: BinaryIO | None) -> None:
+        self.total = 0
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._head_bytes = head_bytes
+        self._tail_bytes = tail_bytes
+        self._log = log
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self._log is not None:
+            try:
+                self._log.write(chunk)
+            except OSError:
+                # A full disk must not kill the run it is logging; the output tail survives.
+                self._log = None
+        room = self._head_bytes - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self._tail += chunk
+            excess = len(self._tail) - self._tail_bytes
+            if excess > 0:
+                del self._tail[:excess]
+
+    def output(self) -> str:
+        omitted = self.total - len(self._head) - len(self._tail)
+        if omitted == 0:
+            # Decode as one piece so a character split across head and tail stays whole.
+            return readable(bytes(self._head + self._tail))
+        marker = f"\n[… {omitted} bytes omitted …]\n"
+        return readable(bytes(self._head)) + marker + readable(bytes(self._tail))
+
+
+async def _read_all(
+    stream: ByteReceiveStream, capture: _Capture, scope: anyio.CancelScope, eof: anyio.Event
+) -> None:
+    # `scope` is shielded so output printed during the grace period after a cancellation is still
+    # read (and a chatty child does not block on a full pipe); the supervisor cancels it.
+    with scope:
+        try:
+            while True:
+                capture.feed(await stream.receive(_CHUNK))
+        except anyio.EndOfStream:
+            eof.set()
+
+
+async def _stop(process: Process, pgid: int, grace_s: float) -> bool:
+    """Leave nothing of the group alive and reap the leader; True if the leader had to be
+    stopped (it was still running)."""
+    still_running = process.returncode is None
+    if still_running:
+        _signal_group(pgid, signal.SIGTERM)
+        with anyio.move_on_after(grace_s):
+            await process.wait()
+    # Also for a leader that exited by itself: whatever it left in the group (background
+    # children, possibly holding the pipe open) must not survive the run.
+    _signal_group(pgid, signal.SIGKILL)
+    await process.wait()
+    return still_running
+
+
+def _spawn_error(exc: OSError | ValueError, argv: Sequence[str], cwd: Path) -> str:
+    command = argv[0]
+    about_cwd = isinstance(exc, OSError) and str(exc.filename) == str(cwd)
+    if isinstance(exc, NotADirectoryError) and about_cwd:
+        return f"not a directory: {cwd}"
+    if isinstance(exc, FileNotFoundError):
+        if about_cwd:
+            return f"no such directory: {cwd}"
+        if os.sep in command and (cwd / command).is_file():
+            # exec reports ENOENT for a script whose #! interpreter is missing.
+            return f"interpreter not found for: {command}"
+        return f"command not found: {command}"
+    if isinstance(exc, NotADirectoryError):
+        return f"command not found: {command}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {cwd if about_cwd else command}"
+    if isinstance(exc, OSError):
+        return f"cannot start {command}: {exc.strerror or exc}"
+    return f"invalid command {command!r}: {exc}"  # e.g. an embedded NUL from a config string
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    log: BinaryIO | None = None,
+    head_bytes: int = 8 * 1024,
+    tail_bytes: int = 56 * 1024,
+    grace_s: float = 2.0,
+) -> ProcessResult:
+    """Run `argv` in a new session (own process group) with stdin from /dev/null.
+
+    stdout and stderr are merged and streamed: raw bytes go to `log` (left open) and into a
+    bounded head + tail buffer. On `timeout` (seconds from start) or cancellation the group gets
+    SIGTERM, `grace_s` to exit, then SIGKILL; a cancellation propagates after that. When the
+    leader exits by itself, anything left in its group is SIGKILLed. Failing to start is reported
+    in the result, never raised.
+    """
+    if isinstance(argv, str | bytes):
+        raise TypeError("argv must be a sequence of arguments, not a string")
+    if head_bytes < 0 or tail_bytes < 0 or grace_s < 0:
+        raise ValueError("head_bytes, tail_bytes and grace_s must not be negative")
+    started = anyio.current_time()
+    if not argv:
+        return ProcessResult(None, False, 0.0, "", 0, spawn_error="empty command")
+    try:
+        # Shielded: a cancellation landing after fork but before we hold the handle would leave
+        # a process we cannot stop; spawning is quick, and the cancellation is seen right after.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=None if env is None else dict(env),
+                start_new_session=True,
+            )
+    except (OSError, ValueError) as exc:
+        duration = anyio.current_time() - started
+        return ProcessResult(None, False, duration, "", 0, _spawn_error(exc, argv, cwd))
+
+    pgid = process.pid
+    _live_groups.add(pgid)
+    assert process.stdout is not None
+    capture = _Capture(head_bytes, tail_bytes, log)
+    deadline = started + timeout if timeout is not None else float("inf")
+    timed_out = False
+    try:
+        async with anyio.create_task_group() as tg:
+            reader = anyio.CancelScope(shield=True)
+            eof = anyio.Event()
+            tg.start_soon(_read_all, process.stdout, capture, reader, eof)
+            try:
+                with anyio.CancelScope(deadline=deadline) as timer:
+                    await process.wait()
+            finally:
+                # Runs on natural exit, on timeout and on cancellation alike; shielded so the
+                # clean-up completes before a cancellation propagates.
+                with anyio.CancelScope(shield=True):
+                    stopped = await _stop(process, pgid, grace_s)
+                    timed_out = stopped and timer.cancelled_caught
+                    with anyio.move_on_after(_DRAIN_S):
+                        await eof.wait()
+                    reader.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+        _live_groups.discard(pgid)
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.flush()
+
+    return ProcessResult(
+        returncode=process.returncode,
+        timed_out=timed_out,
+        duration_s=anyio.current_time() - started,
+        output=capture.output(),
+        output_bytes=capture.total,
+    )

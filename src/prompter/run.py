@@ -1,0 +1,256 @@
+"""One run of a workflow: selection, resume, state, signals, progress, and the exit code.
+
+Wiring only: the scheduling lives in `scheduler` (graph mode) and `sequential`; this module
+connects them to the state store, the console and the process's signals.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from . import processes
+from .agents import Agent, AgentUnavailable, agent_for
+from .attempts import AttemptContext
+from .config import Workflow
+from .events import Listener, RunFinished, RunStarted
+from .ledger import Ledger
+from .planning import limits_for, task_weights
+from .scheduler import GraphScheduler
+from .sequential import SequentialRunner
+from .state import RunRecord, State, StateStore, TaskRecord, TaskStatus, fingerprints
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_REPORT_DIR = ".prompter"
+Job = Callable[[], Coroutine[Any, Any, None]]  # a background task that lives as long as the run
+
+
+class RunError(Exception):
+    """The run cannot start (bad selection, missing directory, unavailable agent): exit 2."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    report_dir: Path = Path(DEFAULT_REPORT_DIR)
+    state_file: Path | None = None
+    max_parallel: int | None = None
+    no_parallel: bool = False
+    tasks: tuple[str, ...] = ()
+    only: bool = False
+    fresh: bool = False
+    dry_run: bool = False
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_file or self.report_dir / "state.json"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # "passed" | "failed" | "interrupted"
+    exit_code: int
+    reason: str | None
+    records: dict[str, TaskRecord] = field(default_factory=dict)
+    reused: tuple[str, ...] = ()
+    not_run: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What this run will try, and what an earlier run already did."""
+
+    run: tuple[int, ...]  # graph mode: tasks to run; sequential: the start task alone
+    reused: frozenset[int]  # passed before with an unchanged definition
+    start: int = 0  # sequential mode
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def select(
+    workflow: Workflow, state: State, options: RunOptions, prints: dict[str, str]
+) -> Selection:
+    index = workflow.index
+    unknown = [name for name in options.tasks if name not in index]
+    if unknown:
+        from .diagnostics import did_you_mean
+
+        name = unknown[0]
+        raise RunError(f"--task {name}: no such task in {workflow.path}{did_you_mean(name, index)}")
+    reused: set[int] = set()
+    if not options.fresh:
+        for i, task in enumerate(workflow.tasks):
+            record = state.tasks.get(task.name)
+            if (
+                record is not None
+                and record.status is TaskStatus.PASSED
+                and record.fingerprint == prints[task.name]
+            ):
+                reused.add(i)
+    named = [index[n] for n in options.tasks]
+    if workflow.mode == "sequential":
+        start = named[0] if named else 0
+        if len(named) > 1:
+            raise RunError("sequential mode runs from one task: give --task once")
+        return Selection(run=(start,), reused=frozenset(reused - set(named)), start=start)
+    if not named:
+        chosen = set(range(len(workflow.tasks))) - reused
+    elif options.only:
+        chosen = set(named)
+    else:  # the named tasks, plus whatever they need that has not passed yet
+        chosen = set(named)
+        stack = list(named)
+        while stack:
+            for dep in workflow.graph.deps[stack.pop()]:
+                if dep not in chosen and dep not in reused:
+                    chosen.add(dep)
+                    stack.append(dep)
+    return Selection(run=tuple(sorted(chosen)), reused=frozenset(reused - chosen))
+
+
+def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
+    needed = {workflow.tasks[i].agent for i in selection.run}
+    if workflow.mode == "sequential":  # jumps may reach any task
+        needed = {t.agent for t in workflow.tasks}
+    try:
+        return {kind: agent_for(kind) for kind in sorted(needed)}
+    except AgentUnavailable as exc:
+        raise RunError(str(exc)) from None
+
+
+def describe_dry_run(workflow: Workflow, selection: Selection, out: TextIO) -> None:
+    names = [t.name for t in workflow.tasks]
+    if workflow.mode == "graph":
+        order = [i for i in workflow.graph.order if i in set(selection.run)]
+        out.write(f"dry run: would run {len(order)} task(s) in graph mode:\n")
+        for i in order:
+            deps = [names[d] for d in workflow.graph.deps[i]]
+            out.write(f"  {names[i]}" + (f"  (after {', '.join(deps)})" if deps else "") + "\n")
+    else:
+        out.write(f"dry run: sequential mode, starting at {names[selection.start]}\n")
+    for i in sorted(selection.reused):
+        out.write(f"  {names[i]}: passed in an earlier run, unchanged: not run again\n")
+    out.write("dry run: nothing was run and no state was written\n")
+
+
+async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRunner) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop:  # a second signal: no more grace
+                processes.terminate_all(signal.SIGKILL)
+                os._exit(128 + signum)
+            stop.append(signum)
+            engine.stop(f"interrupted by {signal.Signals(signum).name}")
+
+
+async def _execute(
+    workflow: Workflow,
+    selection: Selection,
+    options: RunOptions,
+    store: StateStore,
+    state: State,
+    listeners: Sequence[Listener],
+    background: Sequence[Job],
+) -> RunResult:
+    prints = fingerprints(workflow)
+    run_id = new_run_id()
+    run = RunRecord(run_id=run_id, workflow=str(workflow.path), started_at=time.time())
+    store.begin_run(run)
+    ledger = Ledger(run_id, prints, lambda r, durable: store.record(r, durable=durable), listeners)
+    limits, _ = limits_for(workflow, 1 if options.no_parallel else options.max_parallel)
+    s = workflow.settings
+    agent_limit = min(limits.slots, s.max_parallel_agents or limits.slots)
+    ctx = AttemptContext(
+        workdir=workflow.workdir,
+        logs_dir=options.report_dir / "logs",
+        check_interval=s.check_interval,
+        agents=_agents(workflow, selection),
+        agent_slots=anyio.CapacityLimiter(agent_limit),
+    )
+    names = [t.name for t in workflow.tasks]
+    engine: GraphScheduler | SequentialRunner
+    if workflow.mode == "graph":
+        weights = task_weights(workflow, state.durations())
+        engine = GraphScheduler(workflow, selection.run, ctx, ledger, limits, weights)
+        planned = tuple(names[i] for i in selection.run)
+    else:
+        engine = SequentialRunner(
+            workflow, selection.start, ctx, ledger, selection.reused, only_start=bool(options.tasks)
+        )
+        planned = tuple(names)
+    ledger.emit(
+        RunStarted(
+            run_id=run_id,
+            workflow=str(workflow.path),
+            mode=workflow.mode,
+            tasks=planned,
+            reused=tuple(names[i] for i in sorted(selection.reused)),
+            slots=limits.slots if workflow.mode == "graph" else 1,
+        )
+    )
+    signals: list[int] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, signals, engine)
+        for job in background:
+            tg.start_soon(job)
+        await engine.run()
+        tg.cancel_scope.cancel()
+
+    records = ledger.records
+    failed = any(r.status is not TaskStatus.PASSED for r in records.values())
+    reason: str | None = None
+    if signals:
+        status, code = "interrupted", 128 + signals[0]
+        reason = f"interrupted by {signal.Signals(signals[0]).name}"
+    elif isinstance(engine, SequentialRunner):
+        sequential_failed = engine.failed_run or any(
+            r.status is TaskStatus.FAILED for r in records.values()
+        )
+        status, code = ("failed", EXIT_FAILED) if sequential_failed else ("passed", EXIT_OK)
+        reason = engine.stop_reason
+    else:
+        status, code = ("failed", EXIT_FAILED) if failed else ("passed", EXIT_OK)
+        reason = engine.stop_reason
+    store.end_run(run.model_copy(update={"finished_at": time.time(), "status": status}))
+    ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
+    reused = tuple(names[i] for i in sorted(selection.reused))
+    not_run = tuple(n for n in planned if n not in records and n not in reused)
+    return RunResult(run_id, status, code, reason, dict(records), reused, not_run)
+
+
+def run_workflow(
+    workflow: Workflow,
+    options: RunOptions,
+    listeners: Sequence[Listener] = (),
+    background: Sequence[Job] = (),
+    out: TextIO | None = None,
+) -> RunResult:
+    """Run the workflow to the end (or until a signal), keeping state; see RunResult."""
+    if not workflow.workdir.is_dir():
+        raise RunError(
+            f"{workflow.path}: working_directory {workflow.settings.working_directory!r} "
+            f"is not a directory ({workflow.workdir})"
+        )
+    store = StateStore(options.state_path)
+    if options.dry_run:
+        state = store.load()
+        selection = select(workflow, state, options, fingerprints(workflow))
+        _agents(workflow, selection)
+        describe_dry_run(workflow, selection, out or sys.stdout)
+        return RunResult("dry-run", "passed", EXIT_OK, None)
+    with store as state:
+        selection = select(workflow, state, options, fingerprints(workflow))
+        return anyio.run(
+            _execute, workflow, selection, options, store, state, listeners, background
+        )

@@ -1,0 +1,174 @@
+"""Graph mode: run ready tasks concurrently within the limits, on anyio structured concurrency.
+
+Event-driven: each finished attempt updates the graph and starts whatever became ready, in the
+same step, so a slot never waits for a poll. A failed attempt that will be retried gives its
+slot back while it backs off, and queues again afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .admission import Admission, Limits
+from .attempts import AttemptContext, Feedback, backoff_delay, run_attempt
+from .config import Workflow
+from .ledger import Ledger
+from .planning import demands_for
+from .state import TaskStatus
+
+
+class GraphScheduler:
+    def __init__(
+        self,
+        workflow: Workflow,
+        selected: Sequence[int],
+        ctx: AttemptContext,
+        ledger: Ledger,
+        limits: Limits,
+        weights: Sequence[float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.graph = workflow.graph
+        self.tasks = workflow.tasks
+        self.selected = set(selected)
+        self.ctx = ctx
+        self.ledger = ledger
+        self.rng = rng or random.Random()
+        self.admission = Admission(
+            limits,
+            demands_for(workflow, limits),
+            [t.priority for t in workflow.tasks],
+            self.graph.bottom_levels(weights),
+        )
+        # Dependencies still to pass; those outside the selection count as passed already.
+        self.waiting = {
+            i: sum(1 for d in self.graph.deps[i] if d in self.selected) for i in self.selected
+        }
+        self.feedback: dict[int, Feedback] = {}
+        self.scopes: dict[int, anyio.CancelScope] = {}  # running or backing off
+        self.stop_reason: str | None = None
+        self._tg: TaskGroup | None = None
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for i in sorted(self.selected):
+                if self.waiting[i] == 0:
+                    self.admission.add_ready(i)
+            self._dispatch()
+
+    def stop(self, reason: str) -> None:
+        """Start nothing new; interrupt what runs; skip what has not started."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        for scope in self.scopes.values():
+            scope.cancel()
+        for i in sorted(self.selected):
+            name = self.tasks[i].name
+            if i not in self.scopes and not self.ledger.is_terminal(name):
+                self.ledger.finish(name, TaskStatus.SKIPPED, reason)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.stop_reason is not None:
+            return
+        assert self._tg is not None
+        for i in self.admission.take():
+            scope = anyio.CancelScope()
+            self.scopes[i] = scope
+            self._tg.start_soon(self._attempt, i, scope, name=self.tasks[i].name)
+
+    def _resume_session(self, i: int) -> str | None:
+        task = self.tasks[i]
+        own = self.ledger.attempts(task.name)
+        if own:  # a retry continues its own conversation
+            return own[-1].session_id
+        if not task.resume_previous_session:
+            return None
+        # Otherwise the session of the dependency that finished last.
+        finished = [self.ledger.records.get(self.tasks[d].name) for d in self.graph.deps[i]]
+        done = [r for r in finished if r is not None and r.attempts and r.finished_at]
+        if not done:
+            return None
+        latest = max(done, key=lambda r: r.finished_at or 0.0)
+        return latest.attempts[-1].session_id
+
+    async def _attempt(self, i: int, scope: anyio.CancelScope) -> None:
+        task = self.tasks[i]
+        number = len(self.ledger.attempts(task.name)) + 1
+        self.ledger.start(task.name, number)
+        with scope:
+            try:
+                attempt = await run_attempt(
+                    self.ctx, task, number, self.feedback.get(i), self._resume_session(i)
+                )
+            except anyio.get_cancelled_exc_class():
+                self._interrupted(i)
+                raise
+        if scope.cancelled_caught:
+            return
+        self.admission.finish(i)
+        del self.scopes[i]
+        allowed = task.max_attempts if task.on_failure == "retry" else 1
+        if attempt.ok:
+            self.ledger.add_attempt(task.name, attempt, None)
+            self._finished(i, TaskStatus.PASSED, None)
+        elif number < allowed:
+            delay = backoff_delay(self.workflow.settings.retry_delay, number, self.rng)
+            self.feedback[i] = Feedback.of(task, attempt)
+            self.ledger.add_attempt(task.name, attempt, delay)
+            self._backoff(i, delay)
+        else:
+            self.ledger.add_attempt(task.name, attempt, None)
+            self._finished(i, TaskStatus.FAILED, attempt.reason)
+        self._dispatch()
+
+    def _backoff(self, i: int, delay: float) -> None:
+        scope = anyio.CancelScope()
+        self.scopes[i] = scope
+
+        async def wait_then_queue() -> None:
+            with scope:
+                try:
+                    await anyio.sleep(delay)
+                except anyio.get_cancelled_exc_class():
+                    self._interrupted(i)
+                    raise
+                del self.scopes[i]
+                self.admission.add_ready(i)
+                self._dispatch()
+
+        assert self._tg is not None
+        self._tg.start_soon(wait_then_queue)
+
+    def _interrupted(self, i: int) -> None:
+        self.scopes.pop(i, None)
+        name = self.tasks[i].name
+        if not self.ledger.is_terminal(name):
+            self.ledger.finish(name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted")
+
+    def _finished(self, i: int, status: TaskStatus, reason: str | None) -> None:
+        task = self.tasks[i]
+        self.ledger.finish(task.name, status, reason)
+        if status is TaskStatus.PASSED:
+            for child in self.graph.dependents[i]:
+                if child in self.waiting:
+                    self.waiting[child] -= 1
+                    if self.waiting[child] == 0 and not self.ledger.is_terminal(
+                        self.tasks[child].name
+                    ):
+                        self.admission.add_ready(child)
+            return
+        skip = f"dependency `{task.name}` failed"
+        for d in sorted(self.graph.descendants([i]) & self.selected):
+            if not self.ledger.is_terminal(self.tasks[d].name):
+                self.ledger.finish(self.tasks[d].name, TaskStatus.SKIPPED, skip)
+        if task.on_failure == "stop":
+            self.stop(f"run stopped by `{task.name}` (on_failure = stop)")

@@ -1,0 +1,146 @@
+"""Sequential mode: Prompter 0.10's state machine, with its bugs fixed.
+
+Tasks run one at a time from the first (or the one named with --task); after each, its
+`on_success` / `on_failure` picks what runs next. Differences from 0.10, on purpose:
+- a jump on failure happens after the first failed attempt (0.10 used up every attempt first);
+- running a task again (a jump back, `repeat`) needs `allow_infinite_loops` — otherwise the run
+  stops and fails, instead of silently skipping the task;
+- reaching `max_iterations` fails the run (0.10 exited 0).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Set
+
+import anyio
+
+from .attempts import AttemptContext, Feedback, backoff_delay, run_attempt
+from .config import Workflow
+from .ledger import Ledger
+from .state import TaskStatus
+
+
+class SequentialRunner:
+    def __init__(
+        self,
+        workflow: Workflow,
+        start: int,
+        ctx: AttemptContext,
+        ledger: Ledger,
+        reused: Set[int] = frozenset(),
+        only_start: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.tasks = workflow.tasks
+        self.start = start
+        self.ctx = ctx
+        self.ledger = ledger
+        self.reused = reused  # passed before with an unchanged definition: follow on_success
+        self.only_start = only_start  # --task: "next" after the named task ends the run
+        self.rng = rng or random.Random()
+        self.stop_reason: str | None = None  # why the run ended early, if it did
+        self.failed_run = False
+        self._scope: anyio.CancelScope | None = None
+        self._current: int | None = None
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        settings = self.workflow.settings
+        visited: set[int] = set()
+        iterations = 0
+        current: int | None = self.start
+        previous: int | None = None
+        while current is not None and self.stop_reason is None:
+            task = self.tasks[current]
+            iterations += 1
+            if iterations > settings.max_iterations:
+                self._end(
+                    f"max_iterations ({settings.max_iterations}) reached before `{task.name}`"
+                )
+                return
+            if current in visited and not settings.allow_infinite_loops:
+                self._end(
+                    f"`{task.name}` would run a second time; set allow_infinite_loops = true "
+                    "to allow jumps and repeats that revisit tasks"
+                )
+                return
+            visited.add(current)
+            if current in self.reused:
+                passed = True
+            else:
+                passed = await self._run_task(current, previous)
+                if self.stop_reason is not None:
+                    return
+            previous = current
+            current = self._next(current, passed)
+
+    def _end(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.failed_run = True
+
+    def _next(self, i: int, passed: bool) -> int | None:
+        task = self.tasks[i]
+        target = task.on_success if passed else task.on_failure
+        if target == "stop":
+            return None
+        if target in ("next", "retry"):  # retry: attempts are used up, so move on as 0.10 does
+            return None if self.only_start or i + 1 >= len(self.tasks) else i + 1
+        if target == "repeat":
+            return i
+        return self.workflow.index[target]
+
+    def _session(self, i: int, previous: int | None) -> str | None:
+        own = self.ledger.attempts(self.tasks[i].name)
+        if own and own[-1].session_id:
+            return own[-1].session_id
+        if previous is None or not self.tasks[i].resume_previous_session:
+            return None
+        before = self.ledger.attempts(self.tasks[previous].name)
+        return before[-1].session_id if before else None
+
+    async def _run_task(self, i: int, previous: int | None) -> bool:
+        task = self.tasks[i]
+        allowed = task.max_attempts if task.on_failure == "retry" else 1
+        feedback: Feedback | None = None
+        for tries in range(1, allowed + 1):
+            number = len(self.ledger.attempts(task.name)) + 1
+            self.ledger.start(task.name, number)
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    attempt = await run_attempt(
+                        self.ctx, task, number, feedback, self._session(i, previous)
+                    )
+                    retry_in = None
+                    if not attempt.ok and tries < allowed:
+                        retry_in = backoff_delay(
+                            self.workflow.settings.retry_delay, tries, self.rng
+                        )
+                    self.ledger.add_attempt(task.name, attempt, retry_in)
+                    if attempt.ok:
+                        self.ledger.finish(task.name, TaskStatus.PASSED)
+                        return True
+                    if retry_in is None:
+                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason)
+                        if task.on_failure == "stop":
+                            self.failed_run = True
+                            self.stop_reason = f"run stopped by `{task.name}` (on_failure = stop)"
+                        return False
+                    feedback = Feedback.of(task, attempt)
+                    await anyio.sleep(retry_in)
+                except anyio.get_cancelled_exc_class():
+                    self.ledger.finish(
+                        task.name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted"
+                    )
+                    raise
+                finally:
+                    self._scope = None
+            if scope.cancelled_caught:
+                return False
+        return False

@@ -1,0 +1,599 @@
+"""Durable run state: per-task records, an append-only journal compacted into a snapshot.
+
+On disk, next to each other (say in `.prompter/`):
+- `state.json`          the snapshot: JSON of `State`, replaced atomically by `compact()`;
+- `state.json.journal`  one JSON line per event since the last compaction,
+                        `{"task": {...}}` or `{"run": {...}}`; a later line for the same task
+                        (or run id) replaces the earlier one;
+- `state.json.lock`     holds the `flock` of the one writer and that writer's pid.
+
+Why a journal: a run with 10k tasks records tens of thousands of events; rewriting the whole
+state on each would cost O(events x tasks) I/O. Appending one line per event keeps the total
+linear, and one compaction at the end of the run keeps loading fast.
+
+Crash safety (SIGKILL at any instant): a journal line is written with one `write` of the whole
+line, so a kill leaves at most one torn line, always the last; `load()` ignores it and the next
+writer cuts it off before appending. `compact()` makes the new snapshot durable (temp file,
+fsync, rename, fsync of the directory) before it truncates the journal, and replaying a journal
+over a snapshot that already contains it changes nothing, so no order of crash loses a record.
+
+Records are mergeable (design §7): `merge()` unions the states of partial runs of a workflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, Final, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from .config import Workflow
+
+_T = TypeVar("_T")
+
+STATE_VERSION: Final = 1
+FINGERPRINT_VERSION: Final = 1  # bump when the fingerprinted fields change: re-runs everything
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+TERMINAL: Final = frozenset(
+    {TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED}
+)
+
+
+def _scrub(text: str) -> str:
+    # Process output decoded with surrogateescape can hold lone surrogates, which cannot be
+    # encoded as UTF-8: one of them would make a record unwritable in the middle of a run.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+Text = Annotated[str, AfterValidator(_scrub)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        # A newer prompter may add fields; an older one still reads its state.
+        extra="ignore",
+        # Default 'null' would write a NaN cost as null, which then fails to load as a float:
+        # a record that can be written must be readable.
+        ser_json_inf_nan="constants",
+    )
+
+
+class AttemptRecord(_Record):
+    number: int
+    started_at: float
+    finished_at: float | None = None
+    ok: bool = False
+    reason: Text | None = None
+    agent_exit_code: int | None = None
+    agent_duration_s: float | None = None
+    verify_exit_code: int | None = None
+    verify_duration_s: float | None = None
+    output_tail: Text = ""  # bounded by the caller
+    session_id: Text | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    num_turns: int | None = None
+
+
+class TaskRecord(_Record):
+    name: Text
+    fingerprint: Text
+    status: TaskStatus
+    reason: Text | None = None
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+    run_id: Text
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts if a.cost_usd is not None)
+
+
+class RunRecord(_Record):
+    run_id: Text
+    workflow: Text
+    started_at: float
+    finished_at: float | None = None
+    status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running
+
+
+class State(_Record):
+    version: int = STATE_VERSION
+    tasks: dict[str, TaskRecord] = Field(default_factory=dict)
+    runs: list[RunRecord] = Field(default_factory=list)
+
+    def durations(self) -> dict[str, float]:
+        """Measured duration of each task that ran to an outcome, for critical-path weights.
+
+        A state holds one record per task, its latest. Passed and failed records measured the
+        task; skipped and interrupted ones did not (a skip takes no time, an interruption cuts
+        the task short), so they leave the task to the scheduler's default weight.
+        """
+        out: dict[str, float] = {}
+        for name, record in self.tasks.items():
+            duration = record.duration_s
+            if (
+                record.status in (TaskStatus.PASSED, TaskStatus.FAILED)
+                and duration is not None
+                and math.isfinite(duration)
+                and duration >= 0
+            ):
+                out[name] = duration
+        return out
+
+
+class _Entry(_Record):
+    """One journal line."""
+
+    task: TaskRecord | None = None
+    run: RunRecord | None = None
+
+
+class StateError(Exception):
+    """The state files cannot be used; the message is one line that says what to do."""
+
+
+# -- merging ------------------------------------------------------------------------------------
+
+
+def _moment(value: float | None) -> tuple[int, float]:
+    # Unknown (or NaN) times sort before every known time, so a finished record beats an
+    # unfinished one and the order stays total.
+    if value is None or math.isnan(value):
+        return (0, 0.0)
+    return (1, value)
+
+
+def _later(a: TaskRecord | RunRecord, b: TaskRecord | RunRecord) -> bool:
+    """Whether `a` wins over `b`: later finish, then later start, then (ties) larger JSON.
+
+    The last rule makes the choice a total order on records, which is what makes `merge`
+    commutative and associative; it is only evaluated on exact ties of both times.
+    """
+    key_a = (_moment(a.finished_at), _moment(a.started_at))
+    key_b = (_moment(b.finished_at), _moment(b.started_at))
+    if key_a != key_b:
+        return key_a > key_b
+    return a.model_dump_json() > b.model_dump_json()
+
+
+def merge(states: Iterable[State]) -> State:
+    """The union of the records of several states (say, partial runs in separate CI jobs).
+
+    Per task, the record that finished last wins (then the one that started last). Runs are
+    deduplicated by id the same way and listed by start time, so the result does not depend on
+    the order of `states`.
+    """
+    tasks: dict[str, TaskRecord] = {}
+    runs: dict[str, RunRecord] = {}
+    for state in states:
+        for name, record in state.tasks.items():
+            held = tasks.get(name)
+            if held is None or _later(record, held):
+                tasks[name] = record
+        for run in state.runs:
+            held_run = runs.get(run.run_id)
+            if held_run is None or _later(run, held_run):
+                runs[run.run_id] = run
+    ordered = sorted(runs.values(), key=lambda r: (_moment(r.started_at), r.run_id))
+    return State(tasks=dict(sorted(tasks.items())), runs=ordered)
+
+
+# -- fingerprints -------------------------------------------------------------------------------
+
+_FINGERPRINTED = (
+    "name",
+    "prompt",
+    "verify_command",
+    "verify_success_code",
+    "system_prompt",
+    "agent",
+    "agent_command",
+    "timeout",
+    "verify_timeout",
+    "max_attempts",
+    "on_success",
+    "on_failure",
+    "resume_previous_session",
+)
+_AS_FLOAT = frozenset({"timeout", "verify_timeout"})  # `600` and `600.0` are the same limit
+
+
+def fingerprints(workflow: Workflow) -> dict[str, str]:
+    """sha256 of each task's definition and (graph mode) its dependencies' fingerprints.
+
+    Dependencies enter by fingerprint, so a change anywhere upstream changes every downstream
+    fingerprint, and nothing depends on file order or on the order of `depends_on`. One pass in
+    topological order: O(V + E) hashing (plus sorting each task's dependency fingerprints).
+    """
+    tasks = workflow.tasks
+    deps = workflow.graph.deps
+    out = [""] * len(tasks)
+    for i in workflow.graph.order:
+        task = tasks[i]
+        definition: dict[str, Any] = {"v": FINGERPRINT_VERSION}
+        for key in _FINGERPRINTED:
+            value = getattr(task, key)
+            definition[key] = float(value) if key in _AS_FLOAT and value is not None else value
+        if deps[i]:  # roots hash alike in both modes: adding `depends_on = []` re-runs nothing
+            definition["deps"] = sorted(out[d] for d in deps[i])
+        canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+        out[i] = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return {task.name: out[i] for i, task in enumerate(tasks)}
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+_sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # appends need no metadata
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = error.error_count() - 1
+    suffix = f" and {more} more problem{'s' * (more > 1)}" if more else ""
+    return f"{where + ': ' if where else ''}{first['msg']}{suffix}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StateStore:
+    """The one writer of a state: `with StateStore(path) as state: ...`.
+
+    `load()` only reads (for `--dry-run` and reports). `open()` takes the lock and returns the
+    store's live state, which `record()`, `begin_run()` and `end_run()` keep current: read it,
+    do not modify it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.temp_path = self.path.with_name(self.path.name + ".tmp")
+        self.bytes_written = 0
+        self._state = State()
+        self._lock_fd: int | None = None
+        self._journal_fd: int | None = None
+        self._journal_size = 0  # bytes of whole lines; a failed append is cut back to this
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def load(self) -> State:
+        """Snapshot plus journal; missing files are an empty state. Writes nothing."""
+        return self._load()[0]
+
+    def _load(self) -> tuple[State, int, bool]:
+        """The state, the journal bytes to keep, and whether the kept part lacks a final `\\n`."""
+        state = self._read_snapshot()
+        data = self._read(self.journal_path)
+        if data is None:
+            return state, 0, False
+        lines = data.split(b"\n")
+        tail = lines.pop()  # what follows the last newline: b"" unless a write was torn
+        whole = len(data) - len(tail)
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                _apply(state, self._parse_line(line, number))
+        if not tail.strip():
+            return state, whole, False
+        try:
+            entry = self._parse_line(tail, len(lines) + 1)
+        except StateError:
+            # Torn by a kill in the middle of a write: record() never returned, nothing is lost.
+            return state, whole, False
+        # A complete entry without its newline (a hand edit; or a kill after the last byte of
+        # the line landed): it is data, keep it.
+        _apply(state, entry)
+        return state, len(data), True
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise StateError(f"{path}: is a directory, not a prompter state file") from None
+        except PermissionError:
+            raise StateError(f"{path}: permission denied") from None
+        except OSError as exc:
+            raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+    def _read_snapshot(self) -> State:
+        data = self._read(self.path)
+        if data is None:
+            return State()
+        try:
+            state = State.model_validate_json(data)
+        except ValidationError as exc:
+            version = _version_of(data)
+            if version is not None and version > STATE_VERSION:
+                raise self._too_new(version) from None
+            raise StateError(
+                f"{self.path}: not a prompter state file ({_one_line(exc)}); "
+                "move it away to start without history"
+            ) from None
+        if state.version > STATE_VERSION:
+            raise self._too_new(state.version)
+        for name, record in state.tasks.items():
+            if record.name != name:
+                raise StateError(
+                    f"{self.path}: not a prompter state file (tasks.{name} holds the record of "
+                    f"`{record.name}`); move it away to start without history"
+                )
+        return state
+
+    def _too_new(self, version: int) -> StateError:
+        return StateError(
+            f"{self.path}: written by a newer prompter (state version {version}; this one reads "
+            f"version {STATE_VERSION}); upgrade prompter"
+        )
+
+    def _parse_line(self, line: bytes, number: int) -> _Entry:
+        try:
+            entry = _Entry.model_validate_json(line)
+        except ValidationError as exc:
+            detail = _one_line(exc)
+        else:
+            if entry.task is not None or entry.run is not None:
+                return entry
+            detail = 'neither a "task" nor a "run" entry'
+        raise StateError(
+            f"{self.journal_path}:{number}: corrupt journal entry ({detail}); "
+            "repair or delete that line"
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def open(self) -> State:
+        """Lock, load, and get ready to append; the returned state is the live one."""
+        if self._lock_fd is not None:
+            return self._state
+        self._lock()
+        try:
+            state, good, unterminated = self._load()
+            fd = _guard(
+                lambda: os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+                self.journal_path,
+            )
+            self._journal_fd = fd
+            size = os.fstat(fd).st_size
+            if size > good:  # a torn last line: cut it, or the next line would be glued to it
+                _guard(lambda: os.ftruncate(fd, good), self.journal_path)
+            self._journal_size = good
+            if unterminated:
+                self._append(b"\n", durable=True)
+        except BaseException:
+            self._release()
+            raise
+        self._state = state
+        return state
+
+    def begin_run(self, run: RunRecord) -> None:
+        self._append_entry(_line("run", run), durable=True)
+
+    def record(self, task: TaskRecord, *, durable: bool) -> None:
+        """Append the task's current record; `durable` (terminal transitions) also fsyncs."""
+        try:
+            line = _line("task", task)
+        except PydanticSerializationError:
+            # A lone surrogate assigned after validation: validate a copy, which scrubs it.
+            line = _line("task", TaskRecord.model_validate(task.model_dump()))
+        self._append_entry(line, durable=durable)
+
+    def end_run(self, run: RunRecord) -> None:
+        self._append_entry(_line("run", run), durable=True)
+
+    def compact(self) -> None:
+        """Fold the journal into a new snapshot; every step before the next is durable."""
+        journal_fd = self._require_open()
+        data = self._state.model_dump_json(indent=1).encode("utf-8") + b"\n"
+
+        def write_snapshot() -> None:
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.temp_path, self.path)
+            _fsync_dir(self.path.parent)
+
+        _guard(write_snapshot, self.path)
+        self.bytes_written += len(data)
+        # Only now is the journal redundant; a crash before this line replays it harmlessly.
+        _guard(lambda: os.ftruncate(journal_fd, 0), self.journal_path)
+        _guard(lambda: os.fsync(journal_fd), self.journal_path)
+        self._journal_size = 0
+
+    def close(self) -> None:
+        """Compact if the journal holds anything, then release the lock."""
+        if self._journal_fd is None:
+            return
+        try:
+            if self._journal_size:
+                self.compact()
+        finally:
+            self._release()
+
+    def clear(self) -> None:
+        """Forget all history (`--fresh`): the snapshot and the journal go, under the lock."""
+        was_open = self._lock_fd is not None
+        if not was_open:
+            self._lock()
+        try:
+            fd = self._journal_fd
+            if fd is not None:  # keep our open journal usable: empty it instead of unlinking
+                _guard(lambda: os.ftruncate(fd, 0), self.journal_path)
+                self._journal_size = 0
+            for path in (self.journal_path, self.path, self.temp_path):
+                if fd is None or path != self.journal_path:
+                    _unlink(path)
+            _guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
+            self._state = State()
+        finally:
+            if not was_open:
+                self._release()
+
+    def __enter__(self) -> State:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        directory = self.path.parent
+        _guard(lambda: directory.mkdir(parents=True, exist_ok=True), directory)
+        fd = _guard(lambda: os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StateError(
+                f"{self.path} is locked by another prompter run (pid {holder}); wait for it to "
+                "finish or use another state path"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"{self.lock_path}: cannot lock: {exc.strerror or exc}") from None
+        # The pid is only for the message above; the lock itself is the flock, which the
+        # kernel drops when this process dies, so a stale lock file never blocks anyone.
+        self._lock_fd = fd
+        _guard(lambda: os.ftruncate(fd, 0), self.lock_path)
+        _guard(lambda: os.pwrite(fd, f"{os.getpid()}\n".encode(), 0), self.lock_path)
+
+    def _release(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+        if self._lock_fd is not None:
+            # Unlocked, not unlinked: deleting a flock file races with a process opening it.
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _require_open(self) -> int:
+        if self._journal_fd is None:
+            raise RuntimeError("StateStore is not open: call open() (or use `with`) first")
+        return self._journal_fd
+
+    def _append(self, line: bytes, *, durable: bool) -> None:
+        fd = self._require_open()
+        try:
+            _write_all(fd, line)  # one write: a kill tears at most this, the last, line
+            if durable:
+                _sync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # a half-written line must not lead the next
+                os.ftruncate(fd, self._journal_size)
+            raise StateError(f"{self.journal_path}: cannot write: {exc.strerror or exc}") from None
+        self._journal_size += len(line)
+        self.bytes_written += len(line)
+
+    def _append_entry(self, line: bytes, *, durable: bool) -> None:
+        entry = _Entry.model_validate_json(line)  # before writing: never journal a bad line
+        self._append(line, durable=durable)
+        # The state takes what a replay of the journal would give (not the caller's object,
+        # which it goes on mutating), so compaction writes exactly what was journaled.
+        _apply(self._state, entry)
+
+
+def _guard(action: Callable[[], _T], path: Path) -> _T:
+    """Run one file operation; an OSError becomes a StateError naming the file."""
+    try:
+        return action()
+    except OSError as exc:
+        raise StateError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _unlink(path: Path) -> None:
+    _guard(lambda: path.unlink(missing_ok=True), path)
+
+
+def _line(kind: str, record: BaseModel) -> bytes:
+    return b'{"' + kind.encode() + b'":' + record.model_dump_json().encode("utf-8") + b"}\n"
+
+
+def _apply(state: State, entry: _Entry) -> None:
+    if entry.task is not None:
+        state.tasks[entry.task.name] = entry.task
+    if entry.run is not None:
+        _put_run(state, entry.run)
+
+
+def _put_run(state: State, run: RunRecord) -> None:
+    for i, held in enumerate(state.runs):
+        if held.run_id == run.run_id:
+            state.runs[i] = run
+            return
+    state.runs.append(run)
+
+
+def _version_of(data: bytes) -> int | None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    return version if isinstance(version, int) else None

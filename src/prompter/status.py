@@ -1,0 +1,69 @@
+"""`prompter status`: the state of every task, from the state file alone (or with its workflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import Workflow
+from .state import State, fingerprints
+
+
+def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any]:
+    tasks: dict[str, Any] = {}
+    prints = fingerprints(workflow) if workflow else {}
+    names = [t.name for t in workflow.tasks] if workflow else list(state.tasks)
+    for name in names:
+        record = state.tasks.get(name)
+        if record is None:
+            tasks[name] = {
+                "status": "pending",
+                "reason": None,
+                "attempts": [],
+                "duration_s": None,
+                "cost_usd": 0.0,
+            }
+            continue
+        entry: dict[str, Any] = {
+            "status": record.status.value,
+            "reason": record.reason,
+            "attempts": [a.model_dump(mode="json") for a in record.attempts],
+            "duration_s": record.duration_s,
+            "cost_usd": record.cost_usd,
+            "run_id": record.run_id,
+        }
+        if workflow:
+            entry["changed"] = record.fingerprint != prints[name]
+        tasks[name] = entry
+    counts: dict[str, int] = {}
+    for entry in tasks.values():
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return {
+        "tasks": tasks,
+        "counts": counts,
+        "total_cost_usd": sum(e["cost_usd"] for e in tasks.values()),
+        "runs": [r.model_dump(mode="json") for r in state.runs],
+    }
+
+
+def status_text(state: State, workflow: Workflow | None, path: Path) -> str:
+    data = status_json(state, workflow)
+    if not data["tasks"]:
+        return f"no task state in {path} (nothing has run yet)\n"
+    rows = [("task", "status", "attempts", "time", "cost", "reason")]
+    for name, e in data["tasks"].items():
+        status = e["status"] + (" (changed since)" if e.get("changed") else "")
+        took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"
+        cost = f"${e['cost_usd']:.2f}" if e["cost_usd"] else "-"
+        rows.append((name, status, str(len(e["attempts"])), took, cost, e["reason"] or ""))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        for r in rows
+    ]
+    counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items())
+    lines.append(f"{counts}; total cost ${data['total_cost_usd']:.2f}")
+    if state.runs:
+        last = state.runs[-1]
+        lines.append(f"last run: {last.run_id} ({last.status or 'did not finish'})")
+    return "\n".join(line.rstrip() for line in lines) + "\n"

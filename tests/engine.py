@@ -1,0 +1,113 @@
+"""Test harness for runs: a workflow in a temp dir, driven by tests/agents/fake_agent.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prompter.cli import main
+
+FAKE_AGENT = Path(__file__).parent / "agents" / "fake_agent.py"
+
+
+def toml_str(value: str) -> str:
+    return json.dumps(value)  # JSON strings are valid TOML basic strings for our inputs
+
+
+@dataclass
+class Harness:
+    root: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    plan: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work = self.root / "work"
+        self.work.mkdir(exist_ok=True)
+        self.workflow = self.root / "wf.toml"
+        self.agent_log = self.root / "agent.jsonl"
+        self.plan_file = self.root / "plan.json"
+
+    def task(self, name: str, steps: list[dict[str, Any]] | None = None, **keys: Any) -> None:
+        keys.setdefault("prompt", f"do {name}")
+        keys.setdefault("verify_command", "true")
+        self.tasks.append({"name": name, **keys})
+        if steps is not None:
+            self.plan[name] = steps
+
+    def write(self) -> Path:
+        settings = {
+            "working_directory": "work",
+            "agent": "command",
+            "agent_command": [sys.executable, str(FAKE_AGENT), "{task}", "{attempt}", "{prompt}"],
+            "retry_delay": 0,
+            **self.settings,
+        }
+        lines = ["[settings]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        for task in self.tasks:
+            lines.append("\n[[tasks]]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in task.items()]
+        self.workflow.write_text("\n".join(lines) + "\n")
+        self.plan_file.write_text(json.dumps(self.plan))
+        return self.workflow
+
+    def env(self) -> dict[str, str]:
+        return {"FAKE_AGENT_PLAN": str(self.plan_file), "FAKE_AGENT_LOG": str(self.agent_log)}
+
+    def run(self, *args: str) -> int:
+        """`prompter run` in-process, from the harness root."""
+        self.write()
+        old_cwd, old_env = Path.cwd(), dict(os.environ)
+        os.chdir(self.root)
+        os.environ.update(self.env())
+        try:
+            return main(["run", "--progress", "plain", str(self.workflow), *args])
+        finally:
+            os.chdir(old_cwd)
+            os.environ.clear()
+            os.environ.update(old_env)
+
+    def spawn(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
+        """`prompter run` as a real process (for signals)."""
+        self.write()
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prompter",
+                "run",
+                "--progress",
+                "plain",
+                str(self.workflow),
+                *args,
+            ],
+            cwd=self.root,
+            env={**os.environ, **self.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **popen,
+        )
+
+    def status(self) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "prompter", "status", "--json"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    def tasks_status(self) -> dict[str, tuple[str, str | None]]:
+        return {n: (t["status"], t["reason"]) for n, t in self.status()["tasks"].items()}
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.agent_log.exists():
+            return []
+        return [json.loads(line) for line in self.agent_log.read_text().splitlines()]

@@ -1,0 +1,274 @@
+"""`prompter run` end to end: real agent processes, real shell verify commands, real state."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from prompter.cli import main
+
+from .engine import Harness
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_independent_tasks_run_in_parallel_then_the_dependent(h: Harness) -> None:
+    for name in ("a", "b", "c"):
+        h.task(name, [{"sleep": 0.6}], depends_on=[])
+    h.task("d", depends_on=["a", "b", "c"])
+    started = time.monotonic()
+    assert h.run() == 0
+    took = time.monotonic() - started
+    calls = {c["task"]: c for c in h.calls()}
+    first_end = min(calls[n]["end"] for n in "abc")
+    assert max(calls[n]["start"] for n in "abc") < first_end, "a, b, c did not overlap"
+    assert calls["d"]["start"] >= max(calls[n]["end"] for n in "abc")
+    assert took < 1.8 * 0.6 + 1.5  # parallel, not 3 x 0.6 s in a row
+    assert h.tasks_status() == {n: ("passed", None) for n in "abcd"}
+
+
+def test_retry_prompt_carries_the_failed_verify_output(h: Harness) -> None:
+    h.task(
+        "fix",
+        [{"write": {"out.txt": "wrong\n"}}, {"write": {"out.txt": "right\n"}}],
+        verify_command="grep -q right out.txt || { echo 'out.txt says:'; cat out.txt; exit 3; }",
+        depends_on=[],
+    )
+    assert h.run() == 0
+    first, second = h.calls()
+    assert second["attempt"] == 2
+    assert "do fix" in second["prompt"]
+    assert "Attempt 1 did not pass: verify_command exited 3 (expected 0)" in second["prompt"]
+    assert "out.txt says:\nwrong" in second["prompt"]
+    assert first["prompt"] == "do fix"
+    status = h.status()["tasks"]["fix"]
+    assert [a["ok"] for a in status["attempts"]] == [False, True]
+    assert status["attempts"][0]["reason"] == "verify_command exited 3 (expected 0)"
+
+
+def test_failure_skips_dependents_transitively_naming_the_root(h: Harness) -> None:
+    h.task("a", verify_command="exit 1", depends_on=[], max_attempts=2)
+    h.task("b", depends_on=["a"])
+    h.task("c", depends_on=["b"])
+    h.task("d", depends_on=["c", "e"])
+    h.task("e", depends_on=[])
+    started = time.monotonic()
+    assert h.run() == 1
+    assert time.monotonic() - started < 5
+    status = h.tasks_status()
+    assert status["a"] == ("failed", "verify_command exited 1 (expected 0)")
+    for name in "bcd":
+        assert status[name] == ("skipped", "dependency `a` failed")
+    assert status["e"] == ("passed", None)
+    assert [c["task"] for c in h.calls()].count("a") == 2
+    assert {c["task"] for c in h.calls()} == {"a", "e"}
+
+
+def test_on_failure_stop_interrupts_running_and_skips_the_rest(h: Harness) -> None:
+    h.task("long", [{"sleep": 30}], depends_on=[])
+    h.task("bad", [{"sleep": 0.3}], verify_command="exit 1", on_failure="stop", depends_on=[])
+    h.task("later", depends_on=["bad"])
+    h.task("other", depends_on=["long"])
+    started = time.monotonic()
+    assert h.run("--max-parallel", "2") == 1
+    assert time.monotonic() - started < 10
+    reason = "run stopped by `bad` (on_failure = stop)"
+    assert h.tasks_status() == {
+        "long": ("interrupted", reason),
+        "bad": ("failed", "verify_command exited 1 (expected 0)"),
+        "later": ("skipped", "dependency `bad` failed"),
+        "other": ("skipped", reason),
+    }
+
+
+def test_on_failure_next_means_one_attempt(h: Harness) -> None:
+    h.task("a", verify_command="exit 1", on_failure="next", max_attempts=5, depends_on=[])
+    assert h.run() == 1
+    assert len(h.calls()) == 1
+
+
+def test_agent_failure_and_timeout_are_attempt_failures(h: Harness) -> None:
+    h.task("crash", [{"exit": 4, "print": "boom"}], max_attempts=1, depends_on=[])
+    h.task("slow", [{"sleep": 20}], timeout=0.5, max_attempts=1, depends_on=[])
+    started = time.monotonic()
+    assert h.run() == 1
+    assert time.monotonic() - started < 8
+    status = h.tasks_status()
+    assert status["crash"] == ("failed", "agent exited 4")
+    assert status["slow"] == ("failed", "agent timed out after 0.5 s")
+
+
+def test_agent_gets_placeholders_environment_and_working_directory(h: Harness) -> None:
+    h.task("a", system_prompt="be brief", depends_on=[])
+    assert h.run() == 0
+    (call,) = h.calls()
+    assert call["attempt"] == 1 and call["prompt"] == "do a"
+    assert call["cwd"] == str(h.work.resolve())
+    assert call["env"] == {
+        "PROMPTER_PROMPT": "do a",
+        "PROMPTER_TASK": "a",
+        "PROMPTER_ATTEMPT": "1",
+        "PROMPTER_SYSTEM_PROMPT": "be brief",
+        "PROMPTER_WORKDIR": str(h.work.resolve()),
+    }
+    assert call["pgid"] == call["pid"], "the agent runs in its own process group"
+
+
+def test_resume_skips_passed_unchanged_tasks_and_reruns_changed_ones(h: Harness) -> None:
+    h.task("a", depends_on=[])
+    h.task("b", depends_on=["a"])
+    h.task("c", depends_on=[], verify_command="test -f flag")
+    assert h.run() == 1  # c fails: no flag
+    assert len(h.calls()) == 1 + 1 + 3
+    (h.work / "flag").touch()
+    assert h.run() == 0  # only c runs again
+    assert [c["task"] for c in h.calls()[5:]] == ["c"]
+    h.tasks[0]["prompt"] = "do a differently"  # a changed: a and its dependent b run again
+    assert h.run() == 0
+    assert sorted(c["task"] for c in h.calls()[6:]) == ["a", "b"]
+    assert h.run("--fresh") == 0
+    assert len(h.calls()) == 8 + 3
+
+
+def test_task_selection_with_and_without_dependencies(h: Harness) -> None:
+    h.task("a", depends_on=[])
+    h.task("b", depends_on=["a"])
+    h.task("c", depends_on=["b"])
+    h.task("z", depends_on=[])
+    assert h.run("--task", "b") == 0
+    assert [c["task"] for c in h.calls()] == ["a", "b"]
+    assert h.run("--task", "c", "--only") == 0
+    assert [c["task"] for c in h.calls()][2:] == ["c"]
+    assert h.run("--task", "c", "--fresh", "--only") == 0
+    assert h.run("--task", "nope") == 2
+
+
+def test_dry_run_writes_nothing(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.task("a", depends_on=[])
+    h.task("b", depends_on=["a"])
+    assert h.run("--dry-run") == 0
+    assert not (h.root / ".prompter").exists()
+    assert h.calls() == []
+    out = capsys.readouterr().out
+    assert "would run 2 task(s)" in out and "b  (after a)" in out
+
+
+def test_claude_agent_is_a_clear_error_until_it_lands(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.task("a", depends_on=[], agent="claude")
+    assert h.run() == 2
+    err = capsys.readouterr().err
+    assert 'agent = "claude" is not available' in err and "Traceback" not in err
+
+
+def test_missing_working_directory_is_a_usage_error(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.settings["working_directory"] = "nowhere"
+    h.task("a", depends_on=[])
+    assert h.run() == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_limits_agents_and_exclusive(h: Harness) -> None:
+    h.settings.update(max_parallel_tasks=3, max_parallel_agents=2)
+    for name in "abcd":
+        h.task(name, [{"sleep": 0.4}], depends_on=[])
+    h.task("solo", [{"sleep": 0.2}], depends_on=[], exclusive=True, priority=-1)
+    assert h.run() == 0
+    calls = h.calls()
+    for c in calls:
+        overlapping = [o for o in calls if o["start"] < c["end"] and c["start"] < o["end"]]
+        assert len(overlapping) <= 2, "more than max_parallel_agents agents at once"
+        if c["task"] == "solo":
+            assert overlapping == [c], "the exclusive task had company"
+
+
+# -- sequential mode (Prompter 0.10 semantics, bugs fixed) -------------------------------------
+
+
+def test_sequential_jumps_and_failure_jump_after_one_attempt(h: Harness) -> None:
+    h.task("build", verify_command="exit 1", on_failure="fix", max_attempts=5)
+    h.task("skipped_by_jump")
+    h.task("fix", on_success="test")
+    h.task("test", on_success="stop")
+    h.task("never")
+    assert h.run() == 1  # build failed (0.10 also exits 1 when a task failed)
+    assert [c["task"] for c in h.calls()] == ["build", "fix", "test"]
+    status = h.tasks_status()
+    assert status["build"][0] == "failed" and status["test"] == ("passed", None)
+    assert "never" not in h.status()["tasks"]
+
+
+def test_sequential_retry_exhausted_moves_on_and_fails_the_run(h: Harness) -> None:
+    h.task("a", verify_command="exit 1", max_attempts=2)
+    h.task("b")
+    assert h.run() == 1
+    assert [c["task"] for c in h.calls()] == ["a", "a", "b"]
+
+
+def test_sequential_revisit_needs_allow_infinite_loops(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.task("a", on_success="b")
+    h.task("b", on_success="a")
+    assert h.run() == 1
+    assert [c["task"] for c in h.calls()] == ["a", "b"]
+    assert "`a` would run a second time" in capsys.readouterr().out
+
+
+def test_sequential_max_iterations_fails_the_run(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.settings.update(allow_infinite_loops=True, max_iterations=5)
+    h.task("loop", on_success="repeat")
+    assert h.run() == 1
+    assert len(h.calls()) == 5
+    assert "max_iterations (5) reached" in capsys.readouterr().out
+
+
+def test_sequential_on_failure_stop(h: Harness) -> None:
+    h.task("a", verify_command="exit 2", on_failure="stop")
+    h.task("b")
+    assert h.run() == 1
+    assert [c["task"] for c in h.calls()] == ["a"]
+
+
+# -- status, clear-state and the 0.10 command line ---------------------------------------------
+
+
+def test_status_json_shape(h: Harness) -> None:
+    h.task("a", depends_on=[])
+    assert h.run() == 0
+    data = h.status()
+    a = data["tasks"]["a"]
+    assert set(a) >= {"status", "reason", "attempts", "duration_s", "cost_usd"}
+    assert a["status"] == "passed" and a["cost_usd"] == 0 and a["duration_s"] > 0
+    assert a["attempts"][0]["verify_exit_code"] == 0
+    assert data["counts"] == {"passed": 1} and len(data["runs"]) == 1
+
+
+def test_prompter_10_command_line(
+    h: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h.task("a")
+    h.write()
+    monkeypatch.chdir(h.root)
+    monkeypatch.setenv("FAKE_AGENT_PLAN", str(h.plan_file))
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(h.agent_log))
+    assert main([str(h.workflow), "--dry-run"]) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert main([str(h.workflow), "--progress", "none"]) == 0
+    assert main(["--status"]) == 0
+    assert re.search(r"^a +passed +1 ", capsys.readouterr().out, re.M)
+    assert main(["--clear-state"]) == 0
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["tasks"] == {}

@@ -1,0 +1,121 @@
+"""Signals and crashes: a run stops cleanly on SIGINT/SIGTERM and its state survives SIGKILL."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .engine import Harness
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def long_run(h: Harness) -> Path:
+    pids = h.root / "pids"
+    h.task("quick", depends_on=[])
+    for name in ("slow1", "slow2", "slow3"):
+        h.task(name, [{"sleep": 60}], depends_on=["quick"])
+    h.task("after", depends_on=["slow1"])
+    return pids
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_the_run_kills_every_child_and_a_rerun_finishes(
+    tmp_path: Path, signum: int, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_PIDS", str(tmp_path / "pids"))
+    h = Harness(tmp_path)
+    pids = long_run(h)
+    proc = h.spawn()
+    wait_for(lambda: len(list(pids.glob("slow*"))) == 3)
+    children = [int(p.read_text()) for p in pids.iterdir()]
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=15)
+    assert time.monotonic() - sent < 10, "must exit well inside GitHub's 10 s window"
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert not [pid for pid in children if alive(pid)], "a process of the run survived"
+    name = signal.Signals(signum).name
+    status = h.tasks_status()
+    assert status["quick"] == ("passed", None)
+    for slow in ("slow1", "slow2", "slow3"):
+        assert status[slow] == ("interrupted", f"interrupted by {name}")
+    assert status["after"] == ("skipped", f"interrupted by {name}")
+    assert f"run interrupted (interrupted by {name})" in out
+    # The second run finishes the rest without running `quick` again.
+    h.plan = {}
+    assert h.run() == 0
+    assert sorted(c["task"] for c in h.calls()) == ["after", "quick", "slow1", "slow2", "slow3"]
+
+
+def test_second_signal_exits_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_PIDS", str(tmp_path / "pids"))
+    h = Harness(tmp_path)
+    h.task("stubborn", [{"sleep": 60, "ignore_term": True}], depends_on=[])
+    proc = h.spawn()
+    pids = tmp_path / "pids"
+    wait_for(lambda: pids.exists() and any(pids.iterdir()))
+    (child,) = [int(p.read_text()) for p in pids.iterdir()]
+    proc.send_signal(signal.SIGTERM)  # the agent ignores it: prompter waits out its grace …
+    time.sleep(0.3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # … unless told again
+    proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 1.0
+    assert proc.returncode == 130
+    wait_for(lambda: not alive(child), timeout=2)
+
+
+def test_sigkill_at_random_moments_never_leaves_unreadable_state(tmp_path: Path) -> None:
+    rng = random.Random(1234)
+    kills = 0
+    dirs = [tmp_path / f"run{i}" for i in range(5)]
+    harnesses = []
+    for d in dirs:
+        d.mkdir()
+        h = Harness(d)
+        for i in range(25):
+            h.task(
+                f"t{i}",
+                [{"sleep": rng.choice([0, 0.01, 0.05])}],
+                depends_on=[f"t{i - 1}"] if i % 5 else [],
+            )
+        harnesses.append(h)
+    for _round in range(10):
+        procs = [h.spawn("--max-parallel", "4") for h in harnesses]
+        deadline = time.monotonic()
+        for proc in procs:
+            deadline += rng.uniform(0.05, 0.6)
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            proc.kill()
+            proc.communicate()
+            kills += 1
+        for h in harnesses:
+            data = h.status()  # raises (check=True) if the state cannot be read
+            assert all(
+                t["status"] in {"passed", "running", "failed", "skipped", "interrupted", "pending"}
+                for t in data["tasks"].values()
+            )
+    assert kills >= 50
+    for h in harnesses:  # and each can still finish its work afterwards
+        assert h.run() == 0
+        assert set(h.tasks_status().values()) == {("passed", None)}
