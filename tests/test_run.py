@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -272,3 +275,57 @@ def test_prompter_10_command_line(
     assert main(["--clear-state"]) == 0
     assert main(["status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["tasks"] == {}
+
+
+HOSTILE_PRINTER = (
+    "import sys\n"
+    "chunk = (b'\\x00\\xff\\xfe\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07'\n"
+    "         + b'x' * 4000 + b'\\r\\n')\n"
+    "block = chunk * (2**20 // len(chunk))\n"
+    "for _ in range(100): sys.stdout.buffer.write(block)\n"
+    "sys.exit(1)\n"
+)
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    # a fresh child's peak, in KiB (this wrapper's own ru_maxrss would include pytest's)
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+def test_verify_printing_100_mb_of_hostile_bytes_keeps_memory_and_state_sane(h: Harness) -> None:
+    printer = h.root / "printer.py"
+    printer.write_text(HOSTILE_PRINTER)
+    h.task("loud", verify_command=f"{sys.executable} {printer}", max_attempts=1, depends_on=[])
+    h.write()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MEASURE,
+            sys.executable,
+            "-m",
+            "prompter",
+            "run",
+            str(h.workflow),
+            "--progress",
+            "plain",
+        ],
+        cwd=h.root,
+        env={**os.environ, **h.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, peak_kib = map(int, done.stdout.split())
+    assert code == 1
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+    print(f"peak RSS of prompter run: {peak_kib / 1024:.0f} MiB")
+    log = (h.root / ".prompter" / "logs" / "loud.log").read_bytes()
+    assert log.count(b"x" * 4000) >= 100 * (2**20 // 4030)  # every byte reached the log
+    state_file = h.root / ".prompter" / "state.json"
+    assert state_file.stat().st_size < 200 * 1024
+    loud = h.status()["tasks"]["loud"]
+    tail = loud["attempts"][0]["output_tail"]
+    assert "bytes omitted" in tail and "\x00" not in tail and "\x1b" not in tail
+    assert loud["reason"] == "verify_command exited 1 (expected 0)"

@@ -11,7 +11,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -197,3 +197,9 @@ async def run_attempt(
                 "output_tail": verify.output,
             }
         )
+
+
+# The signature both engines call; benchmarks and tests of scheduling logic pass their own.
+AttemptRunner = Callable[
+    [AttemptContext, Task, int, Feedback | None, str | None], Awaitable[AttemptRecord]
+]

@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (RunError, StateError) as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if progress is not None:
+        print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/")
     return result.exit_code
 
 

@@ -17,6 +17,7 @@ from .events import AttemptFinished, Event, RunFinished, RunStarted, TaskFinishe
 from .state import TaskStatus
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 HEARTBEAT_S = 30.0
@@ -58,7 +59,8 @@ class RunView:
             self.done[status] = self.done.get(status, 0) + 1
 
     def counts(self) -> str:
-        parts = [f"{n} {s.value}" for s, n in self.done.items() if n]
+        order = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED)
+        parts = [f"{self.done[s]} {s.value}" for s in order if self.done.get(s)]
         return ", ".join(parts) or "nothing finished"
 
 
@@ -104,7 +106,10 @@ class PlainProgress:
         elif isinstance(event, RunFinished):
             took = _duration(event.at - self.view.started_at)
             why = f" ({event.reason})" if event.reason else ""
-            self._line(f"run {event.status}{why}: {self.view.counts()} in {took}", event.at)
+            if self.view.total == 0 and event.status == "passed":
+                self._line("nothing to do: every task passed earlier (--fresh runs them again)")
+            else:
+                self._line(f"run {event.status}{why}: {self.view.counts()} in {took}", event.at)
 
     async def heartbeat(self) -> None:
         while True:
@@ -121,12 +126,12 @@ class PlainProgress:
 class LiveProgress:
     """A live table on a terminal (rich), redrawn on every event and once a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.view = RunView()
-        self.console = Console()
+        self.console = console or Console()
         self.recent: list[str] = []
         self.queued: list[str] = []
         # auto_refresh would start a thread; the ticker below redraws from the event loop.

@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .admission import Admission, Limits
-from .attempts import AttemptContext, Feedback, backoff_delay, run_attempt
+from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
 from .config import Workflow
 from .ledger import Ledger
 from .planning import demands_for
@@ -31,6 +31,7 @@ class GraphScheduler:
         limits: Limits,
         weights: Sequence[float],
         rng: random.Random | None = None,
+        attempt_runner: AttemptRunner = run_attempt,
     ) -> None:
         self.workflow = workflow
         self.graph = workflow.graph
@@ -39,6 +40,7 @@ class GraphScheduler:
         self.ctx = ctx
         self.ledger = ledger
         self.rng = rng or random.Random()
+        self.run_attempt = attempt_runner
         self.admission = Admission(
             limits,
             demands_for(workflow, limits),
@@ -83,7 +85,10 @@ class GraphScheduler:
         for i in self.admission.take():
             scope = anyio.CancelScope()
             self.scopes[i] = scope
-            self._tg.start_soon(self._attempt, i, scope, name=self.tasks[i].name)
+            name = self.tasks[i].name
+            # Recorded here, when the slot is taken, not when the new task first runs.
+            self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
+            self._tg.start_soon(self._attempt, i, scope, name=name)
 
     def _resume_session(self, i: int) -> str | None:
         task = self.tasks[i]
@@ -103,10 +108,9 @@ class GraphScheduler:
     async def _attempt(self, i: int, scope: anyio.CancelScope) -> None:
         task = self.tasks[i]
         number = len(self.ledger.attempts(task.name)) + 1
-        self.ledger.start(task.name, number)
         with scope:
             try:
-                attempt = await run_attempt(
+                attempt = await self.run_attempt(
                     self.ctx, task, number, self.feedback.get(i), self._resume_session(i)
                 )
             except anyio.get_cancelled_exc_class():
@@ -120,6 +124,10 @@ class GraphScheduler:
         if attempt.ok:
             self.ledger.add_attempt(task.name, attempt, None)
             self._finished(i, TaskStatus.PASSED, None)
+        elif number < allowed and self.stop_reason is not None:
+            # The attempt ended just as the run was stopped: no retry, and not a real failure.
+            self.ledger.add_attempt(task.name, attempt, None)
+            self.ledger.finish(task.name, TaskStatus.INTERRUPTED, self.stop_reason)
         elif number < allowed:
             delay = backoff_delay(self.workflow.settings.retry_delay, number, self.rng)
             self.feedback[i] = Feedback.of(task, attempt)
@@ -141,6 +149,9 @@ class GraphScheduler:
                 except anyio.get_cancelled_exc_class():
                     self._interrupted(i)
                     raise
+                if self.stop_reason is not None:  # stopped just as the wait ended
+                    self._interrupted(i)
+                    return
                 del self.scopes[i]
                 self.admission.add_ready(i)
                 self._dispatch()

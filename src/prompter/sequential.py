@@ -15,7 +15,7 @@ from collections.abc import Set
 
 import anyio
 
-from .attempts import AttemptContext, Feedback, backoff_delay, run_attempt
+from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
 from .config import Workflow
 from .ledger import Ledger
 from .state import TaskStatus
@@ -31,6 +31,7 @@ class SequentialRunner:
         reused: Set[int] = frozenset(),
         only_start: bool = False,
         rng: random.Random | None = None,
+        attempt_runner: AttemptRunner = run_attempt,
     ) -> None:
         self.workflow = workflow
         self.tasks = workflow.tasks
@@ -40,6 +41,7 @@ class SequentialRunner:
         self.reused = reused  # passed before with an unchanged definition: follow on_success
         self.only_start = only_start  # --task: "next" after the named task ends the run
         self.rng = rng or random.Random()
+        self.run_attempt = attempt_runner
         self.stop_reason: str | None = None  # why the run ended early, if it did
         self.failed_run = False
         self._scope: anyio.CancelScope | None = None
@@ -114,7 +116,7 @@ class SequentialRunner:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 try:
-                    attempt = await run_attempt(
+                    attempt = await self.run_attempt(
                         self.ctx, task, number, feedback, self._session(i, previous)
                     )
                     retry_in = None
