@@ -159,13 +159,7 @@ async def run_attempt(
             started_at=started,
             agent_exit_code=agent.exit_code,
             agent_duration_s=agent.duration_s,
-            session_id=agent.session_id,
-            cost_usd=agent.cost_usd,
-            input_tokens=agent.input_tokens,
-            output_tokens=agent.output_tokens,
-            cache_read_tokens=agent.cache_read_tokens,
-            cache_creation_tokens=agent.cache_creation_tokens,
-            num_turns=agent.num_turns,
+            **agent.usage.model_dump(),
         )
         if not agent.ok:
             _header(log, f"attempt {number} failed: {agent.error}")

@@ -86,7 +86,19 @@ class _Record(BaseModel):
     )
 
 
-class AttemptRecord(_Record):
+class AgentUsage(_Record):
+    """What an agent backend reports about one turn: its session and what it cost."""
+
+    session_id: Text | None = None
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    num_turns: int | None = None
+
+
+class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit beside the rest
     number: int
     started_at: float
     finished_at: float | None = None
@@ -97,13 +109,6 @@ class AttemptRecord(_Record):
     verify_exit_code: int | None = None
     verify_duration_s: float | None = None
     output_tail: Text = ""  # bounded by the caller
-    session_id: Text | None = None
-    cost_usd: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    num_turns: int | None = None
 
 
 class TaskRecord(_Record):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..config import Task
+from ..state import AgentUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +28,7 @@ class AgentResult:
     error: str | None = None  # one line, when not ok
     timed_out: bool = False
     rate_limited: bool = False  # retried with backoff without consuming an attempt
-    session_id: str | None = None
-    cost_usd: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    num_turns: int | None = None
+    usage: AgentUsage = field(default_factory=AgentUsage)
     output: str = ""  # bounded, readable tail of what the agent printed
 
 
