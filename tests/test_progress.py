@@ -32,8 +32,10 @@ def test_plain_lines_for_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     h.task("doomed", verify_command="exit 5", max_attempts=1, depends_on=[])
     h.task("never", depends_on=["doomed"])
     assert h.run() == 1
-    lines = capsys.readouterr().out.splitlines()
+    *lines, pointer = capsys.readouterr().out.splitlines()
     assert all(re.match(STAMP, line) for line in lines)
+    # After the run, one unstamped line says where the state and the logs are.
+    assert pointer == "state: .prompter/state.json  logs: .prompter/logs/"
     text = "\n".join(re.sub(STAMP, "", line) for line in lines)
     assert "graph mode, 4 task(s)" in text
     assert "▶ fix" in text and "▶ fix (attempt 2)" in text

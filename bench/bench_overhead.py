@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""Benchmark prompter's per-task overhead: `prompter run` against `xargs -P` on trivial tasks.
+
+Generates a graph-mode workflow of N independent tasks (default 1,000) whose agent command is
+`true` and whose verify command is `true`, with 4 slots: `prompter run` starts 2N processes,
+N `true` (the agent) and N `/bin/sh -c true` (the verify command), at most 4 at a time. The
+baseline starts the same number of processes with the same parallelism and nothing else:
+
+    xargs -P 4 -n 1 /bin/sh -c  < (2N lines of `true`)   # 2N `sh -c true`, 4 at a time
+
+For R interleaved rounds (default 4) it runs, each as a fresh subprocess:
+
+    xargs -P 4                       the baseline (gate: `prompter run` at most 1.5x its time)
+    asyncio floor                    a 20-line asyncio script starting the same 2N processes the
+                                     way prompter does (own session, output through a pipe), 4
+                                     tasks at once: what any asyncio-based runner pays
+    asyncio floor, pidfd watcher     the same with asyncio's pidfd child watcher (Python < 3.12
+                                     defaults to a thread per child)
+    prompter run                     `prompter run WF --progress none --fresh --report-dir D`
+                                     with D deleted first (untimed): a first run, creating a log
+                                     file per task and a new state
+    prompter run, report dir kept    the same right after it: log files exist, state is loaded
+    prompter validate                start-up + loading the workflow: the fixed part of the run
+
+Exit status: 0 within budget, 1 the ratio exceeds --max-ratio, 2 a correctness check failed
+(a command failed, or the state file does not hold every task as passed).
+
+    .venv/bin/python bench/bench_overhead.py                       # 1000 tasks, 4 rounds
+    .venv/bin/python bench/bench_overhead.py --profile             # plus one cProfile'd run
+    .venv/bin/python bench/bench_overhead.py --what-if --json      # plus patched variants
+
+`--what-if` adds `prompter run` variants patched at start-up (monkeypatching internals; nothing
+in src/ changes) that estimate what two candidate fixes would save: a pidfd child watcher for
+asyncio on Python < 3.12, and no fdatasync of the journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "out"
+EXIT_OK, EXIT_SLOW, EXIT_BROKEN = 0, 1, 2
+
+BASELINE = "xargs -P 4"
+RUN = "prompter run"
+RERUN = "prompter run, report dir kept"
+VALIDATE = "prompter validate"
+FLOOR = "asyncio floor"
+FLOOR_PIDFD = "asyncio floor, pidfd watcher"
+
+# The least a Python asyncio program does for the same processes: per task, spawn `true` then
+# `/bin/sh -c true` as prompter does (own session, stdin /dev/null, stdout+stderr to a pipe
+# read to EOF), at most SLOTS tasks at once. argv: TASKS SLOTS [pidfd].
+_FLOOR = """
+import asyncio, os, subprocess, sys
+tasks, slots, pidfd = int(sys.argv[1]), int(sys.argv[2]), len(sys.argv) > 3
+async def spawn(*argv):
+    p = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    await p.stdout.read()
+    return await p.wait()
+async def main():
+    if pidfd and sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+    free = asyncio.Semaphore(slots)
+    async def task():
+        async with free:
+            assert await spawn("true") == 0
+            assert await spawn("/bin/sh", "-c", "true") == 0
+    await asyncio.gather(*(task() for _ in range(tasks)))
+asyncio.run(main())
+"""
+
+# Patches applied before the CLI runs, for --what-if; keys are the variant names.
+_PIDFD = """
+import asyncio, os, sys
+import prompter.run as run_module
+if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+    _execute = run_module._execute
+    async def _with_pidfd_watcher(*args, **kwargs):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+        return await _execute(*args, **kwargs)
+    run_module._execute = _with_pidfd_watcher
+"""
+_NO_SYNC = """
+import prompter.state
+prompter.state._sync = lambda fd: None
+"""
+_MAIN = """
+from prompter.cli import run
+run()
+"""
+WHAT_IF = {
+    "what-if: pidfd child watcher": _PIDFD + _MAIN,
+    "what-if: no journal fdatasync": _NO_SYNC + _MAIN,
+    "what-if: both": _PIDFD + _NO_SYNC + _MAIN,
+}
+
+
+def write_workflow(path: Path, tasks: int, slots: int) -> None:
+    lines = [
+        "# Generated by bench/bench_overhead.py: independent tasks, agent and verify `true`.",
+        "[settings]",
+        f"max_parallel_tasks = {slots}",
+        'agent = "command"',
+        'agent_command = ["true"]',
+        "retry_delay = 0",
+        "",
+    ]
+    for i in range(tasks):
+        lines += [
+            "[[tasks]]",
+            f'name = "task_{i:05d}"',
+            'prompt = "nothing to do"',
+            'verify_command = "true"',
+            "depends_on = []",
+            "",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+@dataclass
+class Run:
+    seconds: float
+    code: int
+    cpu_seconds: float | None  # user + system of the process and the children it waited for
+    stderr: str
+
+
+def run(argv: list[str], stdin: Path | None = None, cwd: Path | None = None) -> Run:
+    """Run argv to completion: wall time, exit code, CPU time (where wait4 reports it)."""
+    with tempfile.TemporaryFile("w+b") as err:
+        src = stdin.open("rb") if stdin else subprocess.DEVNULL
+        try:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(argv, stdin=src, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
+            cpu: float | None = None
+            if hasattr(os, "wait4"):
+                _, status, usage = os.wait4(proc.pid, 0)
+                elapsed = time.perf_counter() - t0
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                cpu = usage.ru_utime + usage.ru_stime
+            else:
+                proc.wait()
+                elapsed = time.perf_counter() - t0
+        finally:
+            if stdin:
+                src.close()  # type: ignore[union-attr]
+        err.seek(0)
+        return Run(elapsed, proc.returncode, cpu, err.read().decode(errors="replace"))
+
+
+def find_prompter(python: str) -> list[str]:
+    """The `prompter` console script next to the interpreter, else `python -m prompter`."""
+    script = Path(python).parent / "prompter"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("prompter")
+    return [found] if found else [python, "-m", "prompter"]
+
+
+def check_state(report_dir: Path, tasks: int) -> str | None:
+    """None if the run's state holds every task as passed, else what is wrong."""
+    path = report_dir / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"cannot read {path}: {exc}"
+    statuses = [t.get("status") for t in state.get("tasks", {}).values()]
+    passed = statuses.count("passed")
+    if passed != tasks:
+        return f"{path}: {passed} of {tasks} tasks passed"
+    return None
+
+
+def profile_run(
+    python: str, argv: list[str], out: Path, report_dir: Path, top: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """One more `prompter run` under cProfile; the top functions by own time."""
+    import pstats
+
+    prof = out / "overhead.prof"
+    shutil.rmtree(report_dir, ignore_errors=True)
+    done = run([python, "-m", "cProfile", "-o", str(prof), "-m", "prompter", *argv])
+    if done.code != 0:
+        log(f"profiled run exited {done.code}:\n{done.stderr[-2000:]}")
+        return []
+    stats = pstats.Stats(str(prof))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (_cc, calls, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}({func})",
+                "calls": calls,
+                "own_s": tt,
+                "cum_s": ct,
+            }
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    log(
+        f"cProfile of `prompter {' '.join(argv)}` ({done.seconds:.2f}s under the profiler, "
+        f"{total:.2f}s profiled); saved to {prof}"
+    )
+    log(f"  {'own s':>7} {'own %':>6} {'cum s':>7} {'calls':>8}  function")
+    for r in rows[:top]:
+        log(
+            f"  {r['own_s']:7.3f} {100 * r['own_s'] / total:5.1f}% {r['cum_s']:7.3f} "
+            f"{r['calls']:8d}  {r['function']}"
+        )
+    return rows[:top]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        f"{result['tasks']:,} independent tasks (agent `true`, verify `true`), "
+        f"{result['slots']} slots, {2 * result['tasks']:,} processes per command; "
+        f"{result['rounds']} interleaved rounds, Python {result['python']}.",
+        "",
+        "| command | median wall (s) | min–max (s) | median CPU (s) | per task (ms) "
+        "| wall ratio | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def num(x: float | None, fmt: str) -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    for name, m in result["commands"].items():
+        per_task = "" if name == VALIDATE else f"{1000 * m['median'] / result['tasks']:.2f}"
+        rows.append(
+            f"| `{name}` | {m['median']:.2f} | {m['min']:.2f}–{m['max']:.2f} "
+            f"| {num(m['cpu_median'], '.2f')} | {per_task} "
+            f"| **{m['ratio']:.2f}x** | {num(m['cpu_ratio'], '.2f')}x |"
+        )
+    rows += [
+        "",
+        f"Wall ratio = median wall / median `{BASELINE}` wall (the gate: `{RUN}` at most "
+        f"{result['max_ratio']:g}x). CPU = user+sys of the command and every process it waited "
+        f"for. `{VALIDATE}` is the fixed start-up and load cost included in `{RUN}`; the asyncio "
+        "floors start the same processes from a minimal asyncio script; `report dir kept` re-runs "
+        "with the log files of the run before in place (a first run creates one per task).",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks (default 1000)")
+    parser.add_argument("--slots", type=int, default=4, help="parallelism (default 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work dir (bench/out)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--max-ratio", type=float, default=1.5, help="allowed run / xargs (default 1.5)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="afterwards, one `prompter run` under cProfile"
+    )
+    parser.add_argument(
+        "--what-if", action="store_true", help="also time patched `prompter run` variants"
+    )
+    parser.add_argument("--python", default=sys.executable, help="interpreter (default: this)")
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or args.rounds < 1 or args.slots < 1:
+        parser.error("--tasks, --slots and --rounds must be at least 1")
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    xargs = shutil.which("xargs")
+    if xargs is None:
+        log("FAIL: xargs not found")
+        return EXIT_BROKEN
+    out: Path = (args.out / "overhead").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    workflow = out / f"workflow-{args.tasks}.toml"
+    write_workflow(workflow, args.tasks, args.slots)
+    lines = out / f"true-x{2 * args.tasks}.txt"
+    lines.write_text("true\n" * (2 * args.tasks), encoding="ascii")
+    report_dir = out / "report"
+    prompter = find_prompter(args.python)
+    run_args = ["run", str(workflow), "--progress", "none", "--fresh", "--report-dir"]
+    run_args.append(str(report_dir))
+    floor = [args.python, "-c", _FLOOR, str(args.tasks), str(args.slots)]
+    commands: dict[str, list[str]] = {
+        BASELINE: [xargs, "-P", str(args.slots), "-n", "1", "/bin/sh", "-c"],
+        FLOOR: floor,
+        FLOOR_PIDFD: [*floor, "pidfd"],
+        RUN: [*prompter, *run_args],
+        RERUN: [*prompter, *run_args],
+        VALIDATE: [*prompter, "validate", str(workflow)],
+    }
+    if args.what_if:
+        for name, code in WHAT_IF.items():
+            commands[name] = [args.python, "-c", code, *run_args]
+
+    def once(name: str) -> Run | None:
+        """Run one command; None (after logging why) if it or its result is wrong."""
+        is_run = name in (RUN, RERUN) or name.startswith("what-if")
+        if is_run and name != RERUN:
+            shutil.rmtree(report_dir, ignore_errors=True)  # untimed: a first run, every time
+        done = run(commands[name], stdin=lines if name == BASELINE else None, cwd=out)
+        if done.code != 0:
+            log(f"FAIL: {name} exited {done.code}:\n{done.stderr[-4000:]}")
+            return None
+        problem = check_state(report_dir, args.tasks) if is_run else None
+        if problem:
+            log(f"FAIL: {name}: {problem}")
+            return None
+        return done
+
+    log(f"{args.tasks} tasks, {args.slots} slots; warming up (untimed) ...")
+    for name in commands:
+        if once(name) is None:
+            return EXIT_BROKEN
+    times: dict[str, list[Run]] = {name: [] for name in commands}
+    for r in range(args.rounds):
+        for name in commands:
+            done = once(name)
+            if done is None:
+                return EXIT_BROKEN
+            times[name].append(done)
+            log(f"  round {r + 1}/{args.rounds}: {name:<30} {done.seconds:7.2f}s")
+
+    base = statistics.median(x.seconds for x in times[BASELINE])
+    base_cpu = [x.cpu_seconds for x in times[BASELINE] if x.cpu_seconds is not None]
+    summary: dict[str, dict[str, Any]] = {}
+    for name, runs in times.items():
+        secs = [x.seconds for x in runs]
+        cpu = [x.cpu_seconds for x in runs if x.cpu_seconds is not None]
+        med = statistics.median(secs)
+        cpu_med = statistics.median(cpu) if cpu else None
+        summary[name] = {
+            "median": med,
+            "min": min(secs),
+            "max": max(secs),
+            "runs": secs,
+            "cpu_median": cpu_med,
+            "cpu_runs": cpu,
+            "ratio": med / base,
+            "cpu_ratio": cpu_med / statistics.median(base_cpu) if cpu_med and base_cpu else None,
+            # each round runs every command back to back, so per-round ratios share conditions
+            "round_ratios": [
+                x.seconds / b.seconds for x, b in zip(runs, times[BASELINE], strict=True)
+            ],
+        }
+    ratio = summary[RUN]["ratio"]
+    ok = ratio <= args.max_ratio
+    result: dict[str, Any] = {
+        "tasks": args.tasks,
+        "slots": args.slots,
+        "rounds": args.rounds,
+        "python": platform.python_version(),
+        "commands": summary,
+        "ratio": ratio,
+        "max_ratio": args.max_ratio,
+        "pass": ok,
+    }
+    if args.profile:
+        result["profile_top"] = profile_run(args.python, run_args, out, report_dir, 25, log)
+    table = markdown(result)
+    if args.json:
+        result["markdown"] = table
+        print(json.dumps(result, indent=2))
+    else:
+        print(table)
+    if ok:
+        log(f"OK: `{RUN}` took {ratio:.2f}x `{BASELINE}` (limit {args.max_ratio:g}x)")
+    else:
+        log(f"FAIL: `{RUN}` took {ratio:.2f}x `{BASELINE}` (limit {args.max_ratio:g}x)")
+    return EXIT_OK if ok else EXIT_SLOW
+
+
+if __name__ == "__main__":
+    sys.exit(main())
