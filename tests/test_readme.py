@@ -11,10 +11,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from prompter.cli import build_parser
-from prompter.config import Settings, Task
+from prompter.config import INHERITED_KEYS, Settings, Task
 
 README = (Path(__file__).parents[1] / "README.md").read_text("utf-8")
-INHERITED = {"agent", "agent_command", "verify_timeout"}
 
 
 def section(title: str) -> str:
@@ -30,10 +29,13 @@ def table_defaults(title: str) -> dict[str, str]:
 
 def expected_default(model: type[BaseModel], key: str) -> str:
     field = model.model_fields[key]
+    if model is Task and key in INHERITED_KEYS:
+        return "from `[settings]`"
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+        return f"`{value!r}`".replace("'", '"')
     if field.default is PydanticUndefined:
         return "required"
-    if model is Task and key in INHERITED:
-        return "from `[settings]`"
     value = field.default
     if value is None:
         return "—"

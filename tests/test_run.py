@@ -163,15 +163,6 @@ def test_dry_run_writes_nothing(h: Harness, capsys: pytest.CaptureFixture[str]) 
     assert "would run 2 task(s)" in out and "b  (after a)" in out
 
 
-def test_claude_agent_is_a_clear_error_until_it_lands(
-    h: Harness, capsys: pytest.CaptureFixture[str]
-) -> None:
-    h.task("a", depends_on=[], agent="claude")
-    assert h.run() == 2
-    err = capsys.readouterr().err
-    assert 'agent = "claude" is not available' in err and "Traceback" not in err
-
-
 def test_missing_working_directory_is_a_usage_error(
     h: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:

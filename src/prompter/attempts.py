@@ -12,15 +12,17 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import anyio
 
 from .agents import Agent, AgentRequest, AgentResult
+from .budget import CostBudget
 from .config import Task
 from .processes import ProcessResult, run_process
+from .redaction import RedactingWriter, Redactor
 from .state import AttemptRecord
 
 FEEDBACK_CHARS = 6_000  # verify output carried into the next prompt (argv limits: keep it modest)
@@ -94,6 +96,8 @@ class AttemptContext:
     check_interval: float
     agents: Mapping[str, Agent]
     agent_slots: anyio.CapacityLimiter
+    budget: CostBudget = field(default_factory=CostBudget)
+    redactor: Redactor = field(default_factory=Redactor)  # secrets masked in logs and state
 
 
 def _header(log: BinaryIO, text: str) -> None:
@@ -104,10 +108,16 @@ def _header(log: BinaryIO, text: str) -> None:
 
 async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
     agent = ctx.agents[request.task.agent]
+    spent = 0.0  # rate-limited calls may have cost something too: the attempt carries it all
     for retry in range(RATE_LIMIT_RETRIES + 1):
         async with ctx.agent_slots:
+            request = replace(request, max_cost_usd=ctx.budget.remaining_usd)
             result = await agent.run(request)
+        ctx.budget.add(result.usage.cost_usd)
+        spent += result.usage.cost_usd or 0.0
         if not result.rate_limited or retry == RATE_LIMIT_RETRIES:
+            if spent and spent != result.usage.cost_usd:
+                result = replace(result, usage=result.usage.model_copy(update={"cost_usd": spent}))
             return result
         delay = backoff_delay(RATE_LIMIT_BASE_S, retry + 1)
         _header(request.log, f"agent rate-limited; retrying in {delay:.0f} s")
@@ -141,56 +151,84 @@ async def run_attempt(
     resume_session: str | None = None,
 ) -> AttemptRecord:
     """Run the agent, wait `check_interval`, run the verify command; never raises on failure."""
-    started = time.time()
     ctx.logs_dir.mkdir(parents=True, exist_ok=True)
-    with (ctx.logs_dir / log_name(task.name)).open("ab") as log:
-        _header(log, f"{task.name}: attempt {number}: agent ({task.agent})")
-        request = AgentRequest(
-            task=task,
-            prompt=prompt_with_feedback(task, feedback),
-            attempt=number,
-            workdir=ctx.workdir,
-            log=log,
-            resume_session=resume_session,
-        )
-        agent = await _run_agent(ctx, request)
-        record = AttemptRecord(
-            number=number,
-            started_at=started,
-            agent_exit_code=agent.exit_code,
-            agent_duration_s=agent.duration_s,
-            **agent.usage.model_dump(),
-        )
-        if not agent.ok:
-            _header(log, f"attempt {number} failed: {agent.error}")
-            return record.model_copy(
-                update={
-                    "finished_at": time.time(),
-                    "reason": agent.error,
-                    "output_tail": agent.output,
-                }
+    with (ctx.logs_dir / log_name(task.name)).open("ab") as log_file:
+        writer = RedactingWriter(log_file, ctx.redactor)
+        try:
+            record = await _attempt(
+                ctx, task, number, feedback, resume_session, cast(BinaryIO, writer)
             )
-        if ctx.check_interval > 0:
-            await anyio.sleep(ctx.check_interval)
-        _header(log, f"verify: {task.verify_command}")
-        verify = await run_process(
-            ["/bin/sh", "-c", task.verify_command],
-            cwd=ctx.workdir,
-            timeout=task.verify_timeout,
-            log=log,
-        )
-        reason = verify_reason(task, verify)
-        _header(log, f"attempt {number} " + ("passed" if reason is None else f"failed: {reason}"))
+        finally:
+            writer.drain()
+    if not ctx.redactor:
+        return record
+    mask = ctx.redactor.text
+    return record.model_copy(
+        update={
+            "reason": record.reason and mask(record.reason),
+            "output_tail": mask(record.output_tail),
+            "result_text": record.result_text and mask(record.result_text),
+        }
+    )
+
+
+async def _attempt(
+    ctx: AttemptContext,
+    task: Task,
+    number: int,
+    feedback: Feedback | None,
+    resume_session: str | None,
+    log: BinaryIO,
+) -> AttemptRecord:
+    started = time.time()
+    _header(log, f"{task.name}: attempt {number}: agent ({task.agent})")
+    request = AgentRequest(
+        task=task,
+        prompt=prompt_with_feedback(task, feedback),
+        attempt=number,
+        workdir=ctx.workdir,
+        log=log,
+        resume_session=resume_session,
+    )
+    agent = await _run_agent(ctx, request)
+    record = AttemptRecord(
+        number=number,
+        started_at=started,
+        agent_exit_code=agent.exit_code,
+        agent_duration_s=agent.duration_s,
+        fatal=agent.fatal,
+        **agent.usage.model_dump(),
+    )
+    if not agent.ok:
+        _header(log, f"attempt {number} failed: {agent.error}")
         return record.model_copy(
             update={
                 "finished_at": time.time(),
-                "ok": reason is None,
-                "reason": reason,
-                "verify_exit_code": verify.returncode,
-                "verify_duration_s": verify.duration_s,
-                "output_tail": verify.output,
+                "reason": agent.error,
+                "output_tail": agent.output,
             }
         )
+    if ctx.check_interval > 0:
+        await anyio.sleep(ctx.check_interval)
+    _header(log, f"verify: {task.verify_command}")
+    verify = await run_process(
+        ["/bin/sh", "-c", task.verify_command],
+        cwd=ctx.workdir,
+        timeout=task.verify_timeout,
+        log=log,
+    )
+    reason = verify_reason(task, verify)
+    _header(log, f"attempt {number} " + ("passed" if reason is None else f"failed: {reason}"))
+    return record.model_copy(
+        update={
+            "finished_at": time.time(),
+            "ok": reason is None,
+            "reason": reason,
+            "verify_exit_code": verify.returncode,
+            "verify_duration_s": verify.duration_s,
+            "output_tail": verify.output,
+        }
+    )
 
 
 # The signature both engines call; benchmarks and tests of scheduling logic pass their own.

@@ -156,6 +156,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import InitError, run_init
+
+    try:
+        run_init(
+            Path(args.file),
+            yes=args.yes,
+            force=args.force,
+            model=args.model,
+            report_dir=Path(args.report_dir),
+        )
+    except InitError as exc:
+        print(f"prompter init: {exc}", file=sys.stderr)
+        return EXIT_INVALID if exc.usage else EXIT_FAILED
+    return EXIT_OK
+
+
 def _state_path(args: argparse.Namespace) -> Path:
     return Path(args.state_file) if args.state_file else Path(args.report_dir) / "state.json"
 
@@ -285,6 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
     clear = commands.add_parser("clear-state", help="forget earlier runs' results")
     _state_args(clear)
     clear.set_defaults(handler=cmd_clear_state, workflow=None)
+
+    init = commands.add_parser(
+        "init",
+        help="let Claude study this repository and propose a workflow",
+        description=INIT_HELP,
+    )
+    init.add_argument(
+        "file", metavar="FILE", nargs="?", default="prompter.toml", help="default: prompter.toml"
+    )
+    init.add_argument("--yes", action="store_true", help="write without asking")
+    init.add_argument("--force", action="store_true", help="replace an existing FILE")
+    init.add_argument("--model", metavar="M", help="Claude model (default: Claude Code's)")
+    init.add_argument(
+        "--report-dir",
+        default=".prompter",
+        metavar="D",
+        help="where the transcript goes: D/logs/init.log (default: .prompter)",
+    )
+    init.set_defaults(handler=cmd_init, workflow=None)
     return parser
 
 
@@ -293,7 +329,12 @@ RUN_HELP = (
     "(sequential mode). Tasks that passed in an earlier run with an unchanged definition are "
     "not run again unless --fresh is given."
 )
-COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state")
+INIT_HELP = (
+    "Claude reads the repository (read-only tools) and proposes a workflow; prompter validates "
+    "it (sending errors back, at most 3 rounds), shows it with its plan, and writes FILE only "
+    "if it is valid and confirmed (--yes when unattended). An existing FILE needs --force."
+)
+COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "init")
 
 
 def _state_args(parser: argparse.ArgumentParser) -> None:

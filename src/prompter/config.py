@@ -39,6 +39,12 @@ from .source import Loc, SourceMap
 MAX_FILE_BYTES = 256 * 1024 * 1024
 RESERVED_NAMES = frozenset({"next", "stop", "retry", "repeat"})
 AgentKind = Literal["claude", "command"]
+# Claude Code's permission modes (claude-agent-sdk `PermissionMode`).
+PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"]
+# Keys that only the `claude` backend reads (a `command` task setting them is warned about).
+CLAUDE_KEYS = ("model", "max_turns", "allowed_tools", "disallowed_tools", "permission_mode")
+# Task keys that take the `[settings]` value when the task does not set them.
+INHERITED_KEYS = ("agent", "agent_command", "verify_timeout", *CLAUDE_KEYS)
 PLACEHOLDERS = ("{prompt}", "{task}", "{attempt}")
 SUCCESS_KEYWORDS = ("next", "stop", "repeat")
 FAILURE_KEYWORDS = ("retry", "next", "stop")
@@ -96,10 +102,33 @@ class Settings(_Schema):
         min_length=1,
         description="argv template of the `command` agent; `{prompt}`, `{task}`, `{attempt}`.",
     )
+    agent_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every agent."
+    )
+    model: str | None = Field(None, description="Claude model; default: Claude Code's default.")
+    max_turns: int | None = Field(
+        None, ge=1, description="Claude: turns per attempt before it stops; no limit when absent."
+    )
+    allowed_tools: list[str] = Field(
+        default_factory=list, description="Claude: tools allowed without asking."
+    )
+    disallowed_tools: list[str] = Field(
+        default_factory=list, description="Claude: tools removed from the model's reach."
+    )
+    permission_mode: PermissionMode = Field(
+        "bypassPermissions", description="Claude Code permission mode (CI cannot answer prompts)."
+    )
+    claude_cli_path: str | None = Field(
+        None,
+        description="The `claude` executable; default: $PROMPTER_CLAUDE_CLI, else the bundled one.",
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="Run spend at which nothing new starts; the rest is skipped."
+    )
 
 
 class Task(_Schema):
-    """One `[[tasks]]` table. `agent`, `agent_command`, `verify_timeout` default to `[settings]`."""
+    """One `[[tasks]]` table. The keys in `INHERITED_KEYS` default to `[settings]`."""
 
     name: str = Field(description="Unique name; not `next`, `stop`, `retry` or `repeat`.")
     prompt: str = Field(description="The instruction for the agent.")
@@ -137,8 +166,24 @@ class Task(_Schema):
     verify_timeout: float = Field(
         None, gt=0, validate_default=True, description="Overrides `[settings]`."
     )
+    agent_env: dict[str, str] = Field(
+        default_factory=dict, description="Added to (and overriding) `[settings]` `agent_env`."
+    )
+    model: str | None = Field(None, validate_default=True, description="Overrides `[settings]`.")
+    max_turns: int | None = Field(
+        None, ge=1, validate_default=True, description="Overrides `[settings]`."
+    )
+    allowed_tools: list[str] = Field(
+        None, validate_default=True, description="Overrides `[settings]`."
+    )
+    disallowed_tools: list[str] = Field(
+        None, validate_default=True, description="Overrides `[settings]`."
+    )
+    permission_mode: PermissionMode = Field(
+        None, validate_default=True, description="Overrides `[settings]`."
+    )
 
-    @field_validator("agent", "agent_command", "verify_timeout", mode="before")
+    @field_validator(*INHERITED_KEYS, mode="before")
     @classmethod
     def _inherit_from_settings(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None and info.context is not None:
@@ -515,6 +560,14 @@ class _Loader:
                     f'task `{task.name}` uses agent = "command" but no agent_command is set '
                     '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
                 )
+            if task.agent == "command":
+                for key in CLAUDE_KEYS:
+                    if key in task.model_fields_set:
+                        self.report(
+                            ("tasks", i, key),
+                            f'{key} has no effect: task `{task.name}` uses agent = "command"',
+                            Severity.WARNING,
+                        )
             for key in ("agent_command",) if task.agent_command else ():
                 for typo in _unknown_placeholders(task.agent_command or ()):
                     where = ("tasks", i, key) if key in task.model_fields_set else ("settings", key)

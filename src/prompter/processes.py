@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +20,14 @@ from typing import BinaryIO
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-__all__ = ["ProcessResult", "readable", "run_process", "terminate_all"]
+__all__ = [
+    "ProcessResult",
+    "readable",
+    "run_process",
+    "stop_session",
+    "terminate_all",
+    "tracked_group",
+]
 
 # Big reads keep the per-chunk Python overhead negligible even for a child printing gigabytes.
 _CHUNK = 64 * 1024
@@ -264,3 +271,40 @@ async def run_process(
         output=capture.output(),
         output_bytes=capture.total,
     )
+
+
+async def stop_session(pid: int, grace_s: float = 2.0) -> None:
+    """Stop a process group that another library spawned (its leader called setsid).
+
+    SIGTERM to the group, up to `grace_s` for the leader to exit (a pidfd: no polling), then
+    SIGKILL to whatever is left. The leader is not reaped here: its spawner does that.
+    """
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = None
+    except OSError:  # no pidfd support: the grace period is a plain wait
+        pidfd = -1
+    _signal_group(pid, signal.SIGTERM)
+    try:
+        with anyio.move_on_after(grace_s):
+            if pidfd is None:
+                pass
+            elif pidfd >= 0:
+                await anyio.wait_readable(pidfd)
+            else:
+                await anyio.sleep(grace_s)
+    finally:
+        if pidfd is not None and pidfd >= 0:
+            os.close(pidfd)
+        _signal_group(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def tracked_group(pgid: int) -> Iterator[None]:
+    """Include a group spawned elsewhere in `terminate_all` while the block runs."""
+    _live_groups.add(pgid)
+    try:
+        yield
+    finally:
+        _live_groups.discard(pgid)

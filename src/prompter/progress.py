@@ -44,6 +44,7 @@ class RunView:
         self.total = 0
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started at, attempt)
         self.done: dict[TaskStatus, int] = {}
+        self.cost_usd = 0.0  # agent spend of this run so far
 
     def update(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -53,6 +54,7 @@ class RunView:
             self.running[event.task] = (event.at, event.attempt)
         elif isinstance(event, AttemptFinished):
             self.running.pop(event.task, None)
+            self.cost_usd += event.attempt.cost_usd or 0.0
         elif isinstance(event, TaskFinished):
             self.running.pop(event.record.name, None)
             status = event.record.status
@@ -62,6 +64,9 @@ class RunView:
         order = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED)
         parts = [f"{self.done[s]} {s.value}" for s in order if self.done.get(s)]
         return ", ".join(parts) or "nothing finished"
+
+    def spent(self) -> str:
+        return f", cost ${self.cost_usd:.2f}" if self.cost_usd else ""
 
 
 class PlainProgress:
@@ -101,15 +106,21 @@ class PlainProgress:
             r = event.record
             took = f" in {_duration(r.duration_s)}" if r.duration_s is not None else ""
             tries = f", {len(r.attempts)} attempts" if len(r.attempts) > 1 else ""
+            cost = f", ${r.cost_usd:.2f}" if r.cost_usd else ""
             why = f": {r.reason}" if r.reason else ""
-            self._line(f"{_MARK[r.status]} {r.name} {r.status.value}{why}{took}{tries}", event.at)
+            self._line(
+                f"{_MARK[r.status]} {r.name} {r.status.value}{why}{took}{tries}{cost}", event.at
+            )
         elif isinstance(event, RunFinished):
             took = _duration(event.at - self.view.started_at)
             why = f" ({event.reason})" if event.reason else ""
             if self.view.total == 0 and event.status == "passed":
                 self._line("nothing to do: every task passed earlier (--fresh runs them again)")
             else:
-                self._line(f"run {event.status}{why}: {self.view.counts()} in {took}", event.at)
+                self._line(
+                    f"run {event.status}{why}: {self.view.counts()} in {took}{self.view.spent()}",
+                    event.at,
+                )
 
     async def heartbeat(self) -> None:
         while True:
@@ -173,7 +184,7 @@ class LiveProgress:
         if isinstance(event, RunFinished):
             self.live.stop()
             why = f" ({escape(event.reason)})" if event.reason else ""
-            self.console.print(f"run {event.status}{why}: {self.view.counts()}")
+            self.console.print(f"run {event.status}{why}: {self.view.counts()}{self.view.spent()}")
 
     async def heartbeat(self) -> None:
         while True:

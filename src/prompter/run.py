@@ -21,10 +21,12 @@ import anyio
 from . import processes
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext
+from .budget import CostBudget
 from .config import Workflow
 from .events import Listener, RunFinished, RunStarted
 from .ledger import Ledger
 from .planning import limits_for, task_weights
+from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .state import RunRecord, State, StateStore, TaskRecord, TaskStatus, fingerprints
@@ -124,7 +126,7 @@ def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
     if workflow.mode == "sequential":  # jumps may reach any task
         needed = {t.agent for t in workflow.tasks}
     try:
-        return {kind: agent_for(kind) for kind in sorted(needed)}
+        return {kind: agent_for(kind, workflow) for kind in sorted(needed)}
     except AgentUnavailable as exc:
         raise RunError(str(exc)) from None
 
@@ -177,6 +179,8 @@ async def _execute(
         check_interval=s.check_interval,
         agents=_agents(workflow, selection),
         agent_slots=anyio.CapacityLimiter(agent_limit),
+        budget=CostBudget(s.max_cost_usd),
+        redactor=Redactor.from_environ(os.environ),
     )
     names = [t.name for t in workflow.tasks]
     engine: GraphScheduler | SequentialRunner

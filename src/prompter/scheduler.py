@@ -71,6 +71,9 @@ class GraphScheduler:
         self.stop_reason = reason
         for scope in self.scopes.values():
             scope.cancel()
+        self._skip_unstarted(reason)
+
+    def _skip_unstarted(self, reason: str) -> None:
         for i in sorted(self.selected):
             name = self.tasks[i].name
             if i not in self.scopes and not self.ledger.is_terminal(name):
@@ -80,6 +83,10 @@ class GraphScheduler:
 
     def _dispatch(self) -> None:
         if self.stop_reason is not None:
+            return
+        if self.ctx.budget.exhausted:
+            # What runs may finish; nothing new starts.
+            self._skip_unstarted(self.ctx.budget.reason)
             return
         assert self._tg is not None
         for i in self.admission.take():
@@ -124,6 +131,13 @@ class GraphScheduler:
         if attempt.ok:
             self.ledger.add_attempt(task.name, attempt, None)
             self._finished(i, TaskStatus.PASSED, None)
+        elif attempt.fatal:
+            self.ledger.add_attempt(task.name, attempt, None)
+            self._finished(i, TaskStatus.FAILED, attempt.reason)
+            self.stop(f"run stopped: {attempt.reason}")
+        elif number < allowed and self.ctx.budget.exhausted:
+            self.ledger.add_attempt(task.name, attempt, None)
+            self._finished(i, TaskStatus.FAILED, _not_retried(attempt.reason, self.ctx))
         elif number < allowed and self.stop_reason is not None:
             # The attempt ended just as the run was stopped: no retry, and not a real failure.
             self.ledger.add_attempt(task.name, attempt, None)
@@ -153,6 +167,11 @@ class GraphScheduler:
                     self._interrupted(i)
                     return
                 del self.scopes[i]
+                if self.ctx.budget.exhausted:  # spent by other tasks while this one waited
+                    last = self.ledger.attempts(self.tasks[i].name)[-1].reason
+                    self._finished(i, TaskStatus.FAILED, _not_retried(last, self.ctx))
+                    self._dispatch()
+                    return
                 self.admission.add_ready(i)
                 self._dispatch()
 
@@ -183,3 +202,7 @@ class GraphScheduler:
                 self.ledger.finish(self.tasks[d].name, TaskStatus.SKIPPED, skip)
         if task.on_failure == "stop":
             self.stop(f"run stopped by `{task.name}` (on_failure = stop)")
+
+
+def _not_retried(reason: str | None, ctx: AttemptContext) -> str:
+    return f"{reason or 'failed'}; not retried: {ctx.budget.reason}"

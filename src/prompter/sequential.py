@@ -110,7 +110,17 @@ class SequentialRunner:
         task = self.tasks[i]
         allowed = task.max_attempts if task.on_failure == "retry" else 1
         feedback: Feedback | None = None
+        budget = self.ctx.budget
         for tries in range(1, allowed + 1):
+            if budget.exhausted:
+                if tries == 1:
+                    self.ledger.finish(task.name, TaskStatus.SKIPPED, budget.reason)
+                else:
+                    last = self.ledger.attempts(task.name)[-1].reason or "failed"
+                    reason = f"{last}; not retried: {budget.reason}"
+                    self.ledger.finish(task.name, TaskStatus.FAILED, reason)
+                self._end(budget.reason)
+                return False
             number = len(self.ledger.attempts(task.name)) + 1
             self.ledger.start(task.name, number)
             with anyio.CancelScope() as scope:
@@ -120,7 +130,7 @@ class SequentialRunner:
                         self.ctx, task, number, feedback, self._session(i, previous)
                     )
                     retry_in = None
-                    if not attempt.ok and tries < allowed:
+                    if not attempt.ok and not attempt.fatal and tries < allowed:
                         retry_in = backoff_delay(
                             self.workflow.settings.retry_delay, tries, self.rng
                         )
@@ -128,6 +138,10 @@ class SequentialRunner:
                     if attempt.ok:
                         self.ledger.finish(task.name, TaskStatus.PASSED)
                         return True
+                    if attempt.fatal:
+                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason)
+                        self._end(f"run stopped: {attempt.reason}")
+                        return False
                     if retry_in is None:
                         self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason)
                         if task.on_failure == "stop":

@@ -86,6 +86,9 @@ class _Record(BaseModel):
     )
 
 
+RESULT_TEXT_CHARS = 16 * 1024
+
+
 class AgentUsage(_Record):
     """What an agent backend reports about one turn: its session and what it cost."""
 
@@ -96,6 +99,8 @@ class AgentUsage(_Record):
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
     num_turns: int | None = None
+    is_error: bool | None = None  # the backend's own verdict on its turn (Claude's `is_error`)
+    result_text: Text | None = None  # its final answer, cut to RESULT_TEXT_CHARS
 
 
 class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit beside the rest
@@ -109,6 +114,7 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     verify_exit_code: int | None = None
     verify_duration_s: float | None = None
     output_tail: Text = ""  # bounded by the caller
+    fatal: bool = False  # the agent cannot work at all here (no CLI, no credentials): run stopped
 
 
 class TaskRecord(_Record):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..config import Task
+from ..config import Task, Workflow
 from ..state import AgentUsage
 
 
@@ -18,6 +18,7 @@ class AgentRequest:
     workdir: Path
     log: BinaryIO
     resume_session: str | None = None
+    max_cost_usd: float | None = None  # what is left of the run's budget, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class AgentResult:
     error: str | None = None  # one line, when not ok
     timed_out: bool = False
     rate_limited: bool = False  # retried with backoff without consuming an attempt
+    fatal: bool = False  # no other task can succeed either (no CLI, no credentials): stop the run
     usage: AgentUsage = field(default_factory=AgentUsage)
     output: str = ""  # bounded, readable tail of what the agent printed
 
@@ -40,12 +42,12 @@ class AgentUnavailable(Exception):
     """The backend cannot run here; the message says what to do instead."""
 
 
-def agent_for(kind: str) -> Agent:
+def agent_for(kind: str, workflow: Workflow) -> Agent:
+    """The backend for `kind`; raises AgentUnavailable when it cannot run here."""
     if kind == "command":
         from .command import CommandAgent
 
-        return CommandAgent()
-    raise AgentUnavailable(
-        f'agent = "{kind}" is not available in this version of prompter: the Claude Code '
-        'backend is coming next. Use agent = "command" with agent_command = [...] for now.'
-    )
+        return CommandAgent(workflow.settings)
+    from .claude import ClaudeAgent
+
+    return ClaudeAgent(workflow.settings, workflow.path.parent, workflow.workdir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..config import Settings
 from ..processes import run_process
 from . import AgentRequest, AgentResult
 
@@ -21,6 +22,9 @@ def expand(template: list[str], *, prompt: str, task: str, attempt: int) -> list
 
 
 class CommandAgent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
     async def run(self, request: AgentRequest) -> AgentResult:
         task = request.task
         assert task.agent_command is not None  # the loader requires it for agent = "command"
@@ -29,6 +33,8 @@ class CommandAgent:
         )
         env = {
             **os.environ,
+            **self.settings.agent_env,
+            **task.agent_env,
             "PROMPTER_PROMPT": request.prompt,
             "PROMPTER_TASK": task.name,
             "PROMPTER_ATTEMPT": str(request.attempt),

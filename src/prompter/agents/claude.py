@@ -1,0 +1,417 @@
+"""Claude Code through claude-agent-sdk: one `query()` per attempt.
+
+The SDK spawns the CLI; we put a tiny launcher in its place (see launch.py) so that the CLI gets
+its own process group — a timeout or a signal then stops the CLI with every tool process it
+started — and, when prompter runs as root on someone else's work tree, runs as that someone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import anyio
+
+from ..config import Settings, Task
+from ..processes import readable, stop_session, tracked_group
+from ..state import RESULT_TEXT_CHARS, AgentUsage
+from . import AgentRequest, AgentResult, AgentUnavailable
+
+if TYPE_CHECKING:
+    from claude_agent_sdk import ClaudeAgentOptions, Message
+
+CLI_ENV = "PROMPTER_CLAUDE_CLI"
+AUTH_HINT = "set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
+RATE_LIMIT_STATUSES = frozenset({429, 529})
+AUTH_STATUSES = frozenset({401, 403})
+TAIL_CHARS = 56 * 1024
+TOOL_INPUT_CHARS = 200
+CLOSE_S = 5.0  # for the SDK to wind down once the CLI is gone
+
+
+def find_cli(settings: Settings, base: Path) -> Path:
+    """The `claude` executable: the setting, `$PROMPTER_CLAUDE_CLI`, the SDK's bundled CLI,
+    or `claude` on PATH — in that order."""
+    configured = settings.claude_cli_path or os.environ.get(CLI_ENV)
+    if configured:
+        path = (base / configured).resolve() if settings.claude_cli_path else Path(configured)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            source = "claude_cli_path" if settings.claude_cli_path else f"${CLI_ENV}"
+            raise AgentUnavailable(
+                f"Claude Code CLI not found: {source} = {path} is not an executable file"
+            )
+        return path.absolute()
+    try:
+        import claude_agent_sdk
+    except ImportError:
+        raise AgentUnavailable(
+            'agent = "claude" needs the claude-agent-sdk package: pip install prompter-action'
+        ) from None
+    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    if bundled.is_file():
+        return bundled
+    on_path = shutil.which("claude")
+    if on_path:
+        return Path(on_path)
+    raise AgentUnavailable(
+        "Claude Code CLI not found: the claude-agent-sdk wheel for this platform bundles it; "
+        f"otherwise install it and set claude_cli_path or ${CLI_ENV}"
+    )
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who the CLI runs as and what it needs for that."""
+
+    env: dict[str, str]
+    uid_gid: str | None = None  # "uid:gid" for the launcher, when not ourselves
+
+
+def run_as(workdir: Path) -> RunAs:
+    """As root, run the CLI as the work tree's owner (Claude Code refuses bypassPermissions as
+    root, and files it creates should belong to the owner); a root-owned tree needs IS_SANDBOX."""
+    if os.geteuid() != 0:
+        return RunAs({})
+    st = workdir.stat()
+    if st.st_uid == 0:
+        return RunAs({"IS_SANDBOX": "1"})
+    # Its own HOME: Claude Code keeps settings and sessions there (resume needs them), and
+    # root's HOME is not writable for that user. One per run, so sessions last the run.
+    home = Path(tempfile.mkdtemp(prefix=f"prompter-claude-home-{st.st_uid}-"))
+    os.chown(home, st.st_uid, st.st_gid)
+    return RunAs({"HOME": str(home)}, f"{st.st_uid}:{st.st_gid}")
+
+
+class ClaudeAgent:
+    def __init__(self, settings: Settings, base: Path, workdir: Path) -> None:
+        self.settings = settings
+        self.cli = find_cli(settings, base)
+        self.user = run_as(workdir)
+        # The SDK logs errors it also raises; we report those ourselves, once, in our words.
+        sdk_log = logging.getLogger("claude_agent_sdk")
+        sdk_log.addHandler(logging.NullHandler())
+        sdk_log.propagate = False
+
+    async def run(self, request: AgentRequest) -> AgentResult:
+        with tempfile.TemporaryDirectory(prefix="prompter-claude-") as tmp:
+            outcome = await self._query(request, request.resume_session, Path(tmp))
+            if outcome.resume_failed():
+                # A session that cannot be resumed (expired, another machine) is no reason to
+                # fail the attempt: start a new one, and say so.
+                outcome.transcript.line(
+                    f"session {request.resume_session} could not be resumed; starting a new one"
+                )
+                outcome = await self._query(request, None, Path(tmp), outcome.transcript)
+        return outcome.result(request.task)
+
+    async def _query(
+        self,
+        request: AgentRequest,
+        resume: str | None,
+        tmp: Path,
+        transcript: Transcript | None = None,
+    ) -> Outcome:
+        from claude_agent_sdk import (
+            ClaudeSDKError,
+            CLIConnectionError,
+            CLIJSONDecodeError,
+            CLINotFoundError,
+            ProcessError,
+            query,
+        )
+        from claude_agent_sdk._errors import MessageParseError  # not re-exported
+
+        task = request.task
+        outcome = Outcome(transcript or Transcript(request.log), resume=resume)
+        pidfile = tmp / "pid"
+        options = self._options(request, resume, tmp, pidfile, outcome.transcript)
+        started = anyio.current_time()
+        messages = query(prompt=request.prompt, options=options)
+        leader: int | None = None
+        try:
+            with anyio.fail_after(task.timeout):
+                async for message in messages:
+                    if leader is None:
+                        leader = _read_pid(pidfile)
+                        if leader is not None:
+                            group: contextlib.AbstractContextManager[None] = tracked_group(leader)
+                            outcome.stack.enter_context(group)
+                    outcome.see(message)
+        except TimeoutError:
+            outcome.timed_out = True
+        except CLINotFoundError as exc:
+            outcome.fail(f"Claude Code CLI not found: {exc}", fatal=True)
+        except ProcessError as exc:  # also ResultError: the CLI exited after an error result
+            outcome.exit_code = exc.exit_code
+            if outcome.final is None:
+                detail = outcome.transcript.last_stderr or "no result and no error output"
+                outcome.fail(f"Claude Code exited {exc.exit_code} without a result: {detail}")
+        except (CLIJSONDecodeError, MessageParseError) as exc:
+            outcome.fail(f"Claude Code sent output prompter cannot read: {_one_line(str(exc))}")
+        except CLIConnectionError as exc:
+            outcome.fail(f"could not start Claude Code: {_one_line(str(exc))}")
+        except ClaudeSDKError as exc:
+            outcome.fail(f"Claude Code failed: {_one_line(str(exc))}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                leader = leader or _read_pid(pidfile)
+                if leader is not None:
+                    # Normally the CLI has exited: this only sweeps what it left behind.
+                    await stop_session(leader)
+                aclose = getattr(messages, "aclose", None)  # an async generator in fact
+                if aclose is not None:
+                    with anyio.move_on_after(CLOSE_S), contextlib.suppress(Exception):
+                        await aclose()
+                outcome.stack.close()
+        outcome.duration_s = anyio.current_time() - started
+        return outcome
+
+    def _options(
+        self,
+        request: AgentRequest,
+        resume: str | None,
+        tmp: Path,
+        pidfile: Path,
+        transcript: Transcript,
+    ) -> ClaudeAgentOptions:
+        from claude_agent_sdk import ClaudeAgentOptions
+        from claude_agent_sdk.types import SystemPromptPreset
+
+        task = request.task
+        # Claude Code's own system prompt stays (tools, conventions); the task's is added.
+        system: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
+        if task.system_prompt:
+            system["append"] = task.system_prompt
+        env = {
+            **self.settings.agent_env,
+            **task.agent_env,
+            **self.user.env,
+            "PROMPTER_CLAUDE_REAL": str(self.cli),
+            "PROMPTER_CLAUDE_PIDFILE": str(pidfile),
+        }
+        if self.user.uid_gid:
+            env["PROMPTER_CLAUDE_AS"] = self.user.uid_gid
+        return ClaudeAgentOptions(
+            cli_path=_launcher(tmp),
+            cwd=request.workdir,
+            model=task.model,
+            max_turns=task.max_turns,
+            allowed_tools=list(task.allowed_tools),
+            disallowed_tools=list(task.disallowed_tools),
+            permission_mode=task.permission_mode,
+            system_prompt=system,
+            resume=resume,
+            max_budget_usd=request.max_cost_usd,
+            env=env,
+            stderr=transcript.stderr,
+        )
+
+
+def _launcher(tmp: Path) -> Path:
+    """An executable that runs launch.py with this interpreter (the SDK takes one path)."""
+    script = Path(__file__).with_name("launch.py")
+    wrapper = tmp / "claude"
+    python = shlex.quote(sys.executable)
+    wrapper.write_text(f'#!/bin/sh\nexec {python} -S {shlex.quote(str(script))} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(readable(text.encode("utf-8", "replace")).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class Transcript:
+    """The message stream as readable text: to the task log, and a bounded tail for feedback."""
+
+    def __init__(self, log: BinaryIO) -> None:
+        self.log = log
+        self.tail: deque[str] = deque()
+        self.tail_chars = 0
+        self.last_stderr = ""
+
+    def line(self, text: str) -> None:
+        clean = readable(text.encode("utf-8", "replace")).rstrip("\n") + "\n"
+        with contextlib.suppress(OSError):  # a full disk must not fail the attempt
+            self.log.write(clean.encode("utf-8"))
+            self.log.flush()
+        self.tail.append(clean)
+        self.tail_chars += len(clean)
+        while self.tail_chars > TAIL_CHARS and len(self.tail) > 1:
+            self.tail_chars -= len(self.tail.popleft())
+
+    def stderr(self, text: str) -> None:
+        if text.strip():
+            self.last_stderr = _one_line(text)
+            self.line(f"stderr: {text}")
+
+    def text(self) -> str:
+        return "".join(self.tail)
+
+    def show(self, message: Message) -> None:
+        from claude_agent_sdk import (
+            AssistantMessage,
+            RateLimitEvent,
+            ResultMessage,
+            SystemMessage,
+            TextBlock,
+            ToolResultBlock,
+            ToolUseBlock,
+            UserMessage,
+        )
+
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            data = message.data
+            self.line(
+                f"session {data.get('session_id')} · model {data.get('model')} · "
+                f"Claude Code {data.get('claude_code_version', '?')}"
+            )
+        elif isinstance(message, AssistantMessage):
+            for block in message.content:
+                if isinstance(block, TextBlock):
+                    self.line(block.text)
+                elif isinstance(block, ToolUseBlock):
+                    self.line(f"→ {block.name}: {_tool_input(block.input)}")
+        elif isinstance(message, UserMessage) and isinstance(message.content, list):
+            for block in message.content:
+                if isinstance(block, ToolResultBlock) and block.is_error:
+                    self.line(f"← tool error: {_one_line(str(block.content))}")
+        elif isinstance(message, RateLimitEvent):
+            info = message.rate_limit_info
+            self.line(f"rate limit: {info.status} ({info.rate_limit_type or 'unknown window'})")
+        elif isinstance(message, ResultMessage):
+            self.line(_describe_result(message))
+
+
+def _tool_input(data: dict[str, Any]) -> str:
+    for key in ("command", "file_path", "path", "pattern", "url", "description"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return _one_line(value, TOOL_INPUT_CHARS)
+    return _one_line(str(data), TOOL_INPUT_CHARS)
+
+
+def _describe_result(result: Any) -> str:
+    usage = result.usage or {}
+    parts = [
+        f"result: {result.subtype}" + (" (error)" if result.is_error else ""),
+        f"{result.num_turns} turn(s)",
+    ]
+    if result.total_cost_usd is not None:
+        parts.append(f"${result.total_cost_usd:.4f}")
+    if usage:
+        parts.append(f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out")
+    line = " · ".join(parts)
+    if result.is_error and result.result:
+        line += f"\n{result.result}"
+    return line
+
+
+@dataclass
+class Outcome:
+    """What one query amounted to, gathered from its messages."""
+
+    transcript: Transcript
+    resume: str | None = None
+    session_id: str | None = None
+    started_session: bool = False  # the CLI said hello (system/init)
+    final: Any = None  # the ResultMessage
+    error: str | None = None
+    fatal: bool = False
+    timed_out: bool = False
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def see(self, message: Message) -> None:
+        from claude_agent_sdk import ResultMessage, SystemMessage
+
+        self.transcript.show(message)
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            self.started_session = True
+            session = message.data.get("session_id")
+            if isinstance(session, str):
+                self.session_id = session
+        elif isinstance(message, ResultMessage):
+            self.final = message
+            self.session_id = message.session_id or self.session_id
+
+    def fail(self, error: str, fatal: bool = False) -> None:
+        if self.error is None:
+            self.error, self.fatal = error, fatal
+
+    def resume_failed(self) -> bool:
+        return self.resume is not None and not self.started_session and self.error is not None
+
+    def result(self, task: Task) -> AgentResult:
+        final = self.final
+        rate_limited = False
+        error = self.error
+        fatal = self.fatal
+        if self.timed_out:
+            error = f"agent timed out after {task.timeout:g} s"
+        elif error is None and final is None:
+            error = "Claude Code ended without a result"
+        elif error is None and final.is_error:
+            status = final.api_error_status
+            text = _one_line(final.result or "; ".join(final.errors or ()) or final.subtype)
+            if status in RATE_LIMIT_STATUSES:
+                rate_limited = True
+                error = f"Claude API rate limit or overload (HTTP {status}): {text}"
+            elif status in AUTH_STATUSES:
+                fatal = True
+                error = f"Claude Code could not authenticate (HTTP {status}: {text}); {AUTH_HINT}"
+            elif final.subtype == "error_max_turns":
+                error = f"Claude Code stopped: max_turns ({task.max_turns}) reached"
+            elif final.subtype == "error_max_budget_usd":
+                error = "Claude Code stopped: the run's remaining cost budget was spent"
+            else:
+                error = "Claude Code error" + (f" (HTTP {status})" if status else "") + f": {text}"
+        exit_code = self.exit_code
+        if exit_code is None and final is not None:
+            exit_code = 1 if final.is_error else 0
+        return AgentResult(
+            ok=error is None,
+            exit_code=exit_code,
+            duration_s=self.duration_s,
+            error=error,
+            timed_out=self.timed_out,
+            rate_limited=rate_limited,
+            fatal=fatal,
+            usage=self.usage(),
+            output=self.transcript.text(),
+        )
+
+    def usage(self) -> AgentUsage:
+        final = self.final
+        if final is None:
+            return AgentUsage(session_id=self.session_id)
+        usage = final.usage or {}
+        return AgentUsage(
+            session_id=self.session_id,
+            cost_usd=final.total_cost_usd,
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+            cache_read_tokens=usage.get("cache_read_input_tokens"),
+            cache_creation_tokens=usage.get("cache_creation_input_tokens"),
+            num_turns=final.num_turns,
+            is_error=final.is_error,
+            result_text=(final.result or "")[:RESULT_TEXT_CHARS] or None,
+        )

@@ -1,0 +1,199 @@
+"""`prompter init`: Claude studies the repository and proposes a workflow; our validator decides.
+
+The proposal is checked with the same loader `prompter run` uses. Errors go back to Claude (in
+the same session) a bounded number of times; only a valid file is ever written, and an existing
+file only with --force.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from .agents import AgentRequest, AgentUnavailable
+from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
+from .diagnostics import WorkflowError
+
+ROUNDS = 3  # proposals per `init`: the first, and up to two corrections
+READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies, never changes
+_TOML_BLOCK = re.compile(r"^```toml[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+class InitError(Exception):
+    """One line saying why nothing was written; `usage` marks a mistake in the command line."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def reference() -> str:
+    """The workflow keys, from the models themselves (one schema, one source)."""
+    lines = []
+    for title, model in (("[settings]", Settings), ("[[tasks]]", Task)):
+        lines.append(f"{title}:")
+        for key, field in model.model_fields.items():
+            lines.append(f"  {key}: {field.description}")
+    return "\n".join(lines)
+
+
+def first_prompt() -> str:
+    return f"""Study this repository (read its files; change nothing) and propose a workflow \
+file for prompter, a tool that runs coding agents over a graph of tasks. Each task is a prompt \
+for a coding agent plus a shell `verify_command` whose exit code decides whether the task is \
+done; prompter retries a task with the verify output fed back.
+
+Propose tasks that would move this repository forward (fix, test, document, refactor what the \
+code shows needs it), each small enough for one agent session, each with a verify command that \
+really checks it (tests, linters, grep for the expected change) and runs offline in this \
+repository. Give tasks that do not depend on each other `depends_on = []` so they run in \
+parallel; add dependencies only where a task needs another's result. Keep agent = "claude".
+
+The keys a workflow file may use:
+{reference()}
+
+Answer with a short explanation, then the complete file in one ```toml fenced block."""
+
+
+def correction_prompt(errors: str) -> str:
+    return (
+        "prompter's validator rejected that file:\n"
+        f"{errors}\n"
+        "Fix every error and answer with the complete corrected file in one ```toml block."
+    )
+
+
+def extract(text: str) -> str | None:
+    """The last ```toml block of an answer."""
+    blocks = _TOML_BLOCK.findall(text)
+    return blocks[-1].strip() + "\n" if blocks else None
+
+
+def check(text: str, target: Path) -> Workflow:
+    """Validate `text` as if it were `target` (relative paths resolve the same way)."""
+    fd, name = tempfile.mkstemp(prefix=".prompter-init-", suffix=".toml", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return load_workflow(name)
+    except WorkflowError as exc:  # say where the errors are in the file-to-be, not the temp file
+        raise WorkflowError([replace(d, path=target.name) for d in exc.diagnostics]) from None
+    finally:
+        os.unlink(name)
+
+
+@dataclass
+class Proposal:
+    text: str
+    workflow: Workflow
+    cost_usd: float
+
+
+async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO) -> Proposal:
+    from .agents.claude import ClaudeAgent
+
+    workdir = Path.cwd()
+    agent = ClaudeAgent(settings, workdir, workdir)
+    task = Task.model_validate(
+        {
+            "name": "init",
+            "prompt": first_prompt(),
+            "verify_command": "true",
+            "disallowed_tools": READ_ONLY,
+        },
+        context={"settings": settings},
+    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    prompt, session, spent = task.prompt, None, 0.0
+    with log_path.open("ab") as log:
+        for round_ in range(1, ROUNDS + 1):
+            out.write(f"asking Claude for a workflow (round {round_} of at most {ROUNDS}) …\n")
+            out.flush()
+            request = AgentRequest(task, prompt, round_, workdir, log, resume_session=session)
+            result = await agent.run(request)
+            spent += result.usage.cost_usd or 0.0
+            if not result.ok:
+                raise InitError(f"Claude could not propose a workflow: {result.error}")
+            session = result.usage.session_id
+            text = extract(result.usage.result_text or "")
+            if text is None:
+                errors = "the answer has no ```toml block"
+            else:
+                try:
+                    return Proposal(text, check(text, target), spent)
+                except WorkflowError as exc:
+                    errors = format_diagnostics(exc.diagnostics)
+            out.write(f"the proposal is not valid yet:\n{_indent(errors)}\n")
+            prompt = correction_prompt(errors)
+    raise InitError(f"no valid workflow after {ROUNDS} proposals (see {log_path})")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def write(target: Path, text: str, force: bool) -> None:
+    """Exclusive create, or (with force) an atomic replace: never a half-written file."""
+    if not force:
+        with target.open("x", encoding="utf-8") as f:
+            f.write(text)
+        return
+    fd, name = tempfile.mkstemp(prefix=".prompter-init-", suffix=".toml", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(name, target)
+
+
+def run_init(
+    target: Path,
+    *,
+    yes: bool,
+    force: bool,
+    model: str | None,
+    report_dir: Path,
+    out: TextIO | None = None,
+    ask: Callable[[str], str] | None = None,
+) -> Proposal:
+    """Propose, validate, show, and write when allowed. Raises InitError when nothing is written."""
+    out = out or sys.stdout
+    if target.exists() and not force:
+        raise InitError(f"{target} exists; use --force to replace it", usage=True)
+    if not target.parent.is_dir():
+        raise InitError(f"{target.parent} is not a directory", usage=True)
+    settings = Settings(model=model)
+    try:
+        proposal = anyio.run(propose, target, settings, report_dir / "logs" / "init.log", out)
+    except AgentUnavailable as exc:
+        raise InitError(str(exc), usage=True) from None
+    from .planning import make_plan
+
+    plan = make_plan(proposal.workflow)
+    out.write(f"\n{target} (proposed, valid):\n\n{proposal.text}\n")
+    out.write(
+        f"{len(plan.names)} task(s), {plan.mode} mode"
+        + (f", {len(plan.waves)} wave(s)" if plan.mode == "graph" else "")
+        + f"; Claude's cost ${proposal.cost_usd:.2f}\n"
+    )
+    if not yes:
+        if ask is None:
+            if not sys.stdin.isatty():
+                raise InitError(f"not written: confirm with --yes to write {target} unattended")
+            ask = input
+        if ask(f"write {target}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise InitError(f"not written: {target} was not confirmed")
+    try:
+        write(target, proposal.text, force)
+    except FileExistsError:
+        raise InitError(f"{target} appeared meanwhile; use --force to replace it") from None
+    except OSError as exc:
+        raise InitError(f"cannot write {target}: {exc.strerror or exc}") from None
+    out.write(f"wrote {target}; next: prompter run {target}\n")
+    return proposal

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""A stand-in for the `claude` CLI that speaks its stream-json protocol, for the real SDK.
+
+It checks what it receives the way the real CLI would (flags, the initialize control request,
+the user message) and fails loudly on anything else. What it does per call comes from a plan:
+
+FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the last repeats);
+  KEY is found in the prompt as `[[fake:KEY]]`, else FAKE_CLAUDE_DEFAULT_KEY, else no plan.
+  Calls are counted per KEY across processes in FAKE_CLAUDE_STATE. A step may hold:
+    "say": text            an assistant text block
+    "write": {path: text}  Write tool calls, really performed (relative to the cwd)
+    "write_on_retry": {path: text}  the same, only when the prompt carries verify feedback
+    "cost": 0.25, "tokens": [input, output, cache_read, cache_creation], "turns": n
+    "error": 500|429|529|401   an error result (`is_error`, `api_error_status`), exit 1
+    "crash": code          stderr noise, exit `code` without a result
+    "hang": true           start a `sleep` child, then never answer
+    "echo_env": [NAME]     say the values of these environment variables (a leaky agent)
+    "forget_session": true the session cannot be resumed afterwards (expired, other machine)
+    "result": text         the final answer (also said as assistant text)
+  Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
+FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — one JSON line per
+  call: argv flags, cwd, uid, the initialize request, the prompt, resume id, session id, pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+VERSION = "2.1.332"
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def fail(text: str) -> None:
+    sys.stderr.write(f"fake claude: {text}\n")
+    sys.exit(64)
+
+
+def flags(argv: list[str]) -> dict[str, str | bool]:
+    out: dict[str, str | bool] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            fail(f"unexpected argument {arg!r}")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            out[key] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[arg[2:]] = argv[i + 1]
+            i += 1
+        elif arg in ("--system-prompt", "--append-system-prompt") and i + 1 < len(argv):
+            out[arg[2:]] = argv[i + 1]  # a value that may be empty or start with dashes
+            i += 1
+        else:
+            out[arg[2:]] = True
+        i += 1
+    return out
+
+
+def read_line() -> dict[str, Any]:
+    line = sys.stdin.readline()
+    if not line:
+        fail("stdin closed before the expected message")
+    return json.loads(line)
+
+
+def counted_call(state: Path, key: str) -> int:
+    counter = state / f"count-{key}"
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    return n
+
+
+def main() -> int:
+    opts = flags(sys.argv[1:])
+    for flag, value in (("output-format", "stream-json"), ("input-format", "stream-json")):
+        if opts.get(flag) != value:
+            fail(f"--{flag} {value} is required")
+    if opts.get("verbose") is not True:
+        fail("--verbose is required with stream-json output")
+    state = Path(os.environ["FAKE_CLAUDE_STATE"])
+    state.mkdir(parents=True, exist_ok=True)
+
+    init = read_line()
+    if init.get("type") != "control_request" or init["request"].get("subtype") != "initialize":
+        fail(f"expected the initialize control request first, got {init!r}")
+    emit(
+        {
+            "type": "control_response",
+            "response": {
+                "subtype": "success",
+                "request_id": init["request_id"],
+                "response": {"commands": [], "models": [], "account": {}},
+            },
+        }
+    )
+    user = read_line()
+    if user.get("type") != "user" or user["message"].get("role") != "user":
+        fail(f"expected a user message, got {user!r}")
+    prompt = user["message"]["content"]
+    if not isinstance(prompt, str):
+        fail("expected the prompt as a string")
+
+    resume = opts.get("resume")
+    sessions = state / "sessions"
+    sessions.mkdir(exist_ok=True)
+    unknown_session = isinstance(resume, str) and not (sessions / resume).exists()
+    session_id = resume if isinstance(resume, str) else str(uuid.uuid4())
+
+    key = os.environ.get("FAKE_CLAUDE_DEFAULT_KEY", "")
+    if "[[fake:" in prompt:
+        key = prompt.split("[[fake:", 1)[1].split("]]", 1)[0]
+    plan = json.loads(Path(os.environ["FAKE_CLAUDE_PLAN"]).read_text()) if key else {}
+    steps = plan.get(key) or [{}]
+    call = counted_call(state, key or "_")
+    step = steps[min(call, len(steps)) - 1]
+    retry = "did not pass:" in prompt
+
+    with (state / "calls.jsonl").open("a") as f:
+        record = {
+            "key": key,
+            "call": call,
+            "flags": opts,
+            "cwd": os.getcwd(),
+            "uid": os.getuid(),
+            "pid": os.getpid(),
+            "pgid": os.getpgid(0),
+            "sid": os.getsid(0),
+            "initialize": init["request"],
+            "prompt": prompt,
+            "resume": resume,
+            "session_id": session_id,
+            "env": {k: os.environ.get(k) for k in ("IS_SANDBOX", "HOME", "PROMPTER_EXTRA")},
+        }
+        f.write(json.dumps(record) + "\n")
+    if unknown_session:
+        sys.stderr.write(f"No conversation found with session ID: {resume}\n")
+        return 1
+    with (sessions / session_id).open("a") as f:
+        f.write(json.dumps(prompt) + "\n")
+
+    model = str(opts.get("model") or "claude-fake-1")
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": session_id,
+            "cwd": os.getcwd(),
+            "model": model,
+            "tools": ["Bash", "Read", "Write", "Edit"],
+            "permissionMode": opts.get("permission-mode", "default"),
+            "claude_code_version": VERSION,
+        }
+    )
+
+    def assistant(content: list[dict[str, Any]]) -> None:
+        emit(
+            {
+                "type": "assistant",
+                "message": {"role": "assistant", "model": model, "content": content},
+                "session_id": session_id,
+                "parent_tool_use_id": None,
+            }
+        )
+
+    if "crash" in step:
+        sys.stderr.write("Error: something inside Claude Code broke\n    at fake (fake.js:1)\n")
+        return int(step["crash"])
+    if step.get("hang"):
+        child = subprocess.Popen(["sleep", "1000"])
+        (state / f"hang-{os.getpid()}").write_text(str(child.pid))
+        assistant([{"type": "text", "text": "thinking very hard..."}])
+        time.sleep(1000)
+        return 0
+
+    if "say" in step:
+        assistant([{"type": "text", "text": step["say"]}])
+    for name in step.get("echo_env", ()):
+        assistant([{"type": "text", "text": f"{name}={os.environ.get(name)}"}])
+    writes = dict(step.get("write", {}))
+    if retry:
+        writes.update(step.get("write_on_retry", {}))
+    for line in prompt.splitlines():
+        if line.startswith("@write "):
+            _, path, text = line.split(" ", 2)
+            writes[path] = text
+    for n, (path, text) in enumerate(writes.items()):
+        tool_id = f"toolu_{n}"
+        assistant(
+            [
+                {
+                    "type": "tool_use",
+                    "id": tool_id,
+                    "name": "Write",
+                    "input": {"file_path": path, "content": text},
+                }
+            ]
+        )
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+        emit(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "ok"}],
+                },
+                "session_id": session_id,
+                "parent_tool_use_id": None,
+            }
+        )
+
+    tokens = step.get("tokens", [100, 20, 0, 0])
+    result: dict[str, Any] = {
+        "type": "result",
+        "subtype": "success",
+        "duration_ms": 12,
+        "duration_api_ms": 10,
+        "is_error": False,
+        "num_turns": step.get("turns", 1),
+        "session_id": session_id,
+        "total_cost_usd": step.get("cost", 0.01),
+        "usage": {
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            "cache_read_input_tokens": tokens[2],
+            "cache_creation_input_tokens": tokens[3],
+        },
+        "result": step.get("result", "done"),
+    }
+    if "result" in step:
+        assistant([{"type": "text", "text": step["result"]}])
+    status = step.get("error")
+    if status:
+        texts = {
+            401: "Invalid API key · Please run /login",
+            429: 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}',
+            529: 'API Error: 529 {"type":"error","error":{"type":"overloaded_error"}}',
+        }
+        result.update(
+            is_error=True,
+            api_error_status=status,
+            result=texts.get(status, f"API Error: {status} Internal server error"),
+            total_cost_usd=0,
+        )
+    emit(result)
+    if step.get("forget_session"):
+        (sessions / session_id).unlink()
+    sys.stdin.read()  # the SDK closes stdin; the real CLI exits on EOF
+    return 1 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

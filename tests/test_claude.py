@@ -1,0 +1,379 @@
+"""The Claude Code backend: the real claude-agent-sdk against tests/agents/fake_claude.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prompter import attempts
+
+from .engine import Harness
+
+FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
+SECRET = "sk-ant-api03-TESTSECRET-0123456789abcdef"
+
+
+class ClaudeHarness(Harness):
+    """Tasks default to the claude agent; the fake CLI's plan is keyed by task name."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.claude_plan: dict[str, list[dict[str, Any]]] = {}
+        self.claude_state = self.root / "claude-state"
+        self.settings["claude_cli_path"] = str(FAKE_CLAUDE)
+
+    def claude(self, name: str, steps: list[dict[str, Any]], **keys: Any) -> None:
+        keys.setdefault("agent", "claude")
+        keys.setdefault("prompt", f"[[fake:{name}]] do {name}")
+        self.claude_plan[name] = steps
+        self.task(name, **keys)
+
+    def write(self) -> Path:
+        path = super().write()
+        (self.root / "claude-plan.json").write_text(json.dumps(self.claude_plan))
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "FAKE_CLAUDE_PLAN": str(self.root / "claude-plan.json"),
+            "FAKE_CLAUDE_STATE": str(self.claude_state),
+        }
+
+    def claude_calls(self, key: str | None = None) -> list[dict[str, Any]]:
+        log = self.claude_state / "calls.jsonl"
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return [c for c in calls if key is None or c["key"] == key]
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.root / ".prompter" / "state.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> ClaudeHarness:
+    return ClaudeHarness(tmp_path)
+
+
+@pytest.fixture
+def quick_rate_limit_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(attempts, "RATE_LIMIT_BASE_S", 0.05)
+
+
+def test_success_records_cost_tokens_turns_and_session(h: ClaudeHarness) -> None:
+    h.claude(
+        "edit",
+        [
+            {
+                "say": "on it",
+                "write": {"out.txt": "hello"},
+                "cost": 0.25,
+                "tokens": [1200, 340, 50, 7],
+            }
+        ],
+        verify_command="grep -qx hello out.txt",
+        depends_on=[],
+        model="claude-test-model",
+        max_turns=7,
+        system_prompt="Be brief.",
+        disallowed_tools=["WebFetch"],
+    )
+    assert h.run() == 0
+    (call,) = h.claude_calls("edit")
+    assert call["flags"]["model"] == "claude-test-model"
+    assert call["flags"]["max-turns"] == "7"
+    assert call["flags"]["append-system-prompt"] == "Be brief."  # added, not replacing
+    assert "system-prompt" not in call["flags"]
+    assert call["flags"]["permission-mode"] == "bypassPermissions"
+    assert call["flags"]["disallowedTools"] == "WebFetch"
+    assert call["cwd"] == str(h.work)
+    assert call["sid"] == call["pid"]  # the CLI leads a session (process group) of its own
+    (attempt,) = h.state()["tasks"]["edit"]["attempts"]
+    assert attempt["cost_usd"] == 0.25
+    assert (attempt["input_tokens"], attempt["output_tokens"]) == (1200, 340)
+    assert (attempt["cache_read_tokens"], attempt["cache_creation_tokens"]) == (50, 7)
+    assert attempt["num_turns"] == 1
+    assert attempt["session_id"] == call["session_id"]
+    assert attempt["result_text"] == "done" and attempt["is_error"] is False
+    log = (h.root / ".prompter" / "logs" / "edit.log").read_text()
+    assert "on it\n" in log and "→ Write: out.txt" in log
+    assert "result: success · 1 turn(s) · $0.2500 · 1200 in / 340 out" in log
+    assert '{"type"' not in log  # readable text, not the raw stream
+
+
+def test_retry_resumes_its_own_session_and_carries_the_verify_output(h: ClaudeHarness) -> None:
+    h.claude(
+        "fix",
+        [{"write": {"out.txt": "wrong"}, "write_on_retry": {"out.txt": "right"}, "cost": 0.1}],
+        verify_command="cat out.txt; grep -qx right out.txt",
+        depends_on=[],
+    )
+    assert h.run() == 0
+    first, second = h.claude_calls("fix")
+    assert first["resume"] is None
+    assert second["resume"] == first["session_id"] == second["session_id"]
+    assert "Attempt 1 did not pass: verify_command exited 1 (expected 0)" in second["prompt"]
+    assert "`cat out.txt; grep -qx right out.txt`" in second["prompt"]
+    assert "wrong" in second["prompt"]  # what the verify command printed
+    task = h.status()["tasks"]["fix"]
+    assert task["status"] == "passed" and len(task["attempts"]) == 2
+    assert task["cost_usd"] == pytest.approx(0.2)
+
+
+def test_mixed_claude_and_command_tasks_with_costs_in_status(
+    h: ClaudeHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.claude("plan", [{"write": {"plan.md": "steps"}, "cost": 0.5}], depends_on=[])
+    h.task(
+        "build", [{"write": {"built": "yes"}}], depends_on=["plan"], verify_command="test -f built"
+    )
+    h.claude(
+        "review",
+        [{"cost": 0.25}],
+        depends_on=["build"],
+        resume_previous_session=True,
+    )
+    assert h.run() == 0
+    status = h.status()
+    costs = {name: t["cost_usd"] for name, t in status["tasks"].items()}
+    assert costs == {"plan": 0.5, "build": 0.0, "review": 0.25}
+    assert status["total_cost_usd"] == pytest.approx(0.75)
+    out = capsys.readouterr().out
+    assert re.search(r"✓ plan passed in [\d.]+ s, \$0\.50\n", out)
+    assert re.search(r"run passed: 3 passed in [\d.]+ s, cost \$0\.75\n", out)
+    # `review` resumes the session of its dependency that finished last: `build` ran the
+    # command agent (no session), so there is none to resume.
+    assert h.claude_calls("review")[0]["resume"] is None
+
+
+def test_resume_previous_session_takes_the_dependency_that_finished_last(
+    h: ClaudeHarness,
+) -> None:
+    h.claude("a", [{}], depends_on=[])
+    h.claude("b", [{}], depends_on=["a"])
+    h.claude("c", [{}], depends_on=["b"], resume_previous_session=True)
+    assert h.run("--no-parallel") == 0
+    b_session = h.claude_calls("b")[0]["session_id"]
+    assert h.claude_calls("c")[0]["resume"] == b_session
+
+
+def test_a_session_that_cannot_be_resumed_starts_a_new_one(h: ClaudeHarness) -> None:
+    h.claude("a", [{"forget_session": True}], depends_on=[])
+    h.claude("b", [{}], depends_on=["a"], resume_previous_session=True)
+    assert h.run() == 0
+    tried, fresh = h.claude_calls("b")
+    assert tried["resume"] == h.claude_calls("a")[0]["session_id"]
+    assert fresh["resume"] is None
+    assert len(h.status()["tasks"]["b"]["attempts"]) == 1  # the same attempt
+    log = (h.root / ".prompter" / "logs" / "b.log").read_text()
+    assert "could not be resumed; starting a new one" in log
+
+
+def test_error_result_fails_the_attempt_with_the_api_message(h: ClaudeHarness) -> None:
+    h.claude("boom", [{"error": 500}], depends_on=[], max_attempts=2)
+    h.claude("after", [{}], depends_on=["boom"])
+    assert h.run() == 1
+    status = h.tasks_status()
+    assert status["boom"] == (
+        "failed",
+        "Claude Code error (HTTP 500): API Error: 500 Internal server error",
+    )
+    assert status["after"] == ("skipped", "dependency `boom` failed")
+    assert len(h.claude_calls("boom")) == 2
+
+
+def test_a_crashing_cli_is_an_agent_failure_with_its_stderr(h: ClaudeHarness) -> None:
+    h.claude("crash", [{"crash": 3}], depends_on=[], max_attempts=1)
+    assert h.run() == 1
+    status, reason = h.tasks_status()["crash"]
+    assert status == "failed"
+    assert reason is not None and reason.startswith("Claude Code exited 3 without a result")
+    log = (h.root / ".prompter" / "logs" / "crash.log").read_text()
+    assert "stderr: Error: something inside Claude Code broke" in log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; only its parent can reap it.
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+def test_timeout_kills_the_cli_and_its_tool_processes(h: ClaudeHarness) -> None:
+    h.claude("stuck", [{"hang": True}], depends_on=[], timeout=1.5, max_attempts=1)
+    started = time.monotonic()
+    assert h.run() == 1
+    assert time.monotonic() - started < 15
+    assert h.tasks_status()["stuck"] == ("failed", "agent timed out after 1.5 s")
+    (call,) = h.claude_calls("stuck")
+    child = int((h.claude_state / f"hang-{call['pid']}").read_text())
+    assert not _alive(call["pid"]) and not _alive(child)
+
+
+def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
+    h: ClaudeHarness, quick_rate_limit_backoff: None
+) -> None:
+    h.claude(
+        "busy",
+        [{"error": 429}, {"error": 529}, {"write": {"ok": "1"}, "cost": 0.3}],
+        depends_on=[],
+        max_attempts=1,
+        verify_command="test -f ok",
+    )
+    assert h.run() == 0
+    assert len(h.claude_calls("busy")) == 3
+    task = h.status()["tasks"]["busy"]
+    assert task["status"] == "passed" and len(task["attempts"]) == 1
+    log = (h.root / ".prompter" / "logs" / "busy.log").read_text()
+    assert log.count("agent rate-limited; retrying in") == 2
+
+
+def test_rate_limit_that_never_ends_fails_after_bounded_retries(
+    h: ClaudeHarness, quick_rate_limit_backoff: None
+) -> None:
+    h.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1)
+    assert h.run() == 1
+    assert len(h.claude_calls("busy")) == attempts.RATE_LIMIT_RETRIES + 1
+    status, reason = h.tasks_status()["busy"]
+    assert status == "failed" and reason is not None and "HTTP 429" in reason
+
+
+def test_authentication_failure_stops_the_run_and_names_the_variables(
+    h: ClaudeHarness,
+) -> None:
+    h.claude("first", [{"error": 401}], depends_on=[], max_attempts=3)
+    h.claude("other", [{}], depends_on=["first"])
+    h.claude("third", [{}], depends_on=[], priority=-1)
+    assert h.run("--no-parallel") == 1
+    status = h.tasks_status()
+    state, reason = status["first"]
+    assert state == "failed" and reason is not None
+    assert "ANTHROPIC_API_KEY" in reason and "CLAUDE_CODE_OAUTH_TOKEN" in reason
+    assert len(h.claude_calls("first")) == 1  # not retried: it cannot work
+    assert status["third"][0] == "skipped" and status["third"][1].startswith("run stopped: ")
+
+
+def test_cost_budget_stops_new_work_and_skips_the_rest(h: ClaudeHarness) -> None:
+    h.settings["max_cost_usd"] = 1.0
+    for name in ("t1", "t2", "t3", "t4"):
+        h.claude(name, [{"cost": 0.6}], depends_on=[])
+    assert h.run("--no-parallel") == 1
+    status = h.tasks_status()
+    ran = [n for n, (s, _) in status.items() if s == "passed"]
+    assert ran == ["t1", "t2"]
+    for name in ("t3", "t4"):
+        assert status[name] == ("skipped", "cost budget of $1.00 reached")
+    # Each query is capped by what is left of the run's budget.
+    assert h.claude_calls("t1")[0]["flags"]["max-budget-usd"] == "1.0"
+    assert float(h.claude_calls("t2")[0]["flags"]["max-budget-usd"]) == pytest.approx(0.4)
+    assert h.status()["total_cost_usd"] == pytest.approx(1.2)
+
+
+def test_cost_budget_in_sequential_mode(h: ClaudeHarness) -> None:
+    h.settings["max_cost_usd"] = 0.5
+    h.claude("s1", [{"cost": 0.5}])
+    h.claude("s2", [{"cost": 0.5}])
+    assert h.run() == 1
+    assert h.tasks_status() == {
+        "s1": ("passed", None),
+        "s2": ("skipped", "cost budget of $0.50 reached"),
+    }
+
+
+def test_the_api_key_never_reaches_a_file_the_run_writes(
+    h: ClaudeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("PROMPTER_EXTRA", "visible-value")
+    # A leaky agent says the key; a leaky verify command prints it and fails, so it would land
+    # in the log, the state's output tail, and the next prompt.
+    h.claude("leak", [{"echo_env": ["ANTHROPIC_API_KEY", "PROMPTER_EXTRA"]}], depends_on=[])
+    h.task("leak2", verify_command='echo "key=$ANTHROPIC_API_KEY"; exit 1', depends_on=[])
+    assert h.run() == 1
+    written = [p for p in (h.root / ".prompter").rglob("*") if p.is_file()]
+    written += [p for p in h.work.rglob("*") if p.is_file()]
+    assert any(p.name == "leak.log" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        assert SECRET.encode() not in data, path
+    log = (h.root / ".prompter" / "logs" / "leak.log").read_text()
+    assert "ANTHROPIC_API_KEY=***" in log and "PROMPTER_EXTRA=visible-value" in log
+    assert "key=***" in (h.root / ".prompter" / "logs" / "leak2.log").read_text()
+    # The agent did receive the key: masking is about what we write, not what it gets.
+    assert h.claude_calls("leak")[0]["env"] is not None
+
+
+def test_missing_cli_is_a_clear_usage_error(
+    h: ClaudeHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.settings["claude_cli_path"] = "no/such/claude"
+    h.claude("a", [{}], depends_on=[])
+    assert h.run() == 2
+    err = capsys.readouterr().err
+    assert "Claude Code CLI not found: claude_cli_path" in err and "Traceback" not in err
+    assert not h.claude_calls()
+
+
+def test_cli_path_from_the_environment(h: ClaudeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    del h.settings["claude_cli_path"]
+    monkeypatch.setenv("PROMPTER_CLAUDE_CLI", str(FAKE_CLAUDE))
+    h.claude("a", [{}], depends_on=[])
+    assert h.run() == 0
+    assert len(h.claude_calls("a")) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: prompter only switches users as root")
+def test_as_root_on_a_root_owned_tree_the_cli_gets_is_sandbox(
+    h: ClaudeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IS_SANDBOX", raising=False)
+    h.claude("a", [{}], depends_on=[])
+    assert h.run() == 0
+    (call,) = h.claude_calls("a")
+    assert call["uid"] == 0 and call["env"]["IS_SANDBOX"] == "1"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user can reach (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="prompter-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: prompter only switches users as root")
+def test_as_root_the_cli_runs_as_the_owner_of_the_work_tree(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IS_SANDBOX", raising=False)
+    h = ClaudeHarness(shared_dir)
+    fake = shared_dir / "fake_claude.py"
+    shutil.copy(FAKE_CLAUDE, fake)
+    fake.chmod(0o755)
+    h.settings["claude_cli_path"] = str(fake)
+    h.claude_state.mkdir()
+    h.claude_state.chmod(0o777)
+    os.chown(h.work, 65534, 65534)
+    h.claude("a", [{"write": {"made.txt": "x"}}], depends_on=[], verify_command="test -f made.txt")
+    assert h.run() == 0
+    (call,) = h.claude_calls("a")
+    assert call["uid"] == 65534 and call["env"]["IS_SANDBOX"] is None
+    home = Path(call["env"]["HOME"])
+    assert home.stat().st_uid == 65534
+    made = h.work / "made.txt"
+    assert made.stat().st_uid == 65534  # the owner's file, not root's
+    assert stat.S_ISREG(made.stat().st_mode)

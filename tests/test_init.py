@@ -1,0 +1,132 @@
+"""`prompter init`: the real SDK and fake CLI propose; our validator decides what is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
+
+VALID = """[settings]
+agent = "claude"
+
+[[tasks]]
+name = "tests"
+prompt = "Add tests for the parser."
+verify_command = "true"
+depends_on = []
+
+[[tasks]]
+name = "docs"
+prompt = "Document the parser."
+verify_command = "true"
+depends_on = ["tests"]
+"""
+
+INVALID = VALID.replace("on_success", "x").replace(
+    'depends_on = ["tests"]', 'depends_on = ["tset"]'
+)
+
+
+def answer(toml: str) -> str:
+    return f"Here is a workflow.\n\n```toml\n{toml}```\n"
+
+
+def init(repo: Path, steps: list[dict[str, Any]], *args: str) -> subprocess.CompletedProcess[str]:
+    (repo / "plan.json").write_text(json.dumps({"init": steps}))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PROMPTER_CLAUDE_CLI": str(FAKE_CLAUDE),
+        "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
+        "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
+        "FAKE_CLAUDE_DEFAULT_KEY": "init",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "prompter", "init", *args],
+        cwd=repo,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def calls(repo: Path) -> list[dict[str, Any]]:
+    log = repo / "claude-state" / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_a_valid_proposal_is_shown_and_written_with_yes(tmp_path: Path) -> None:
+    done = init(tmp_path, [{"result": answer(VALID), "cost": 0.12}], "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "prompter.toml").read_text() == VALID
+    assert "2 task(s), graph mode, 2 wave(s); Claude's cost $0.12" in done.stdout
+    (call,) = calls(tmp_path)
+    # Read-only: it may study the repository but not change it.
+    assert set(call["flags"]["disallowedTools"].split(",")) >= {"Write", "Edit", "Bash"}
+    assert "verify_command" in call["prompt"] and "depends_on" in call["prompt"]
+    check = subprocess.run(
+        [sys.executable, "-m", "prompter", "validate", "prompter.toml"], cwd=tmp_path, check=False
+    )
+    assert check.returncode == 0
+
+
+def test_validator_errors_go_back_in_the_same_session(tmp_path: Path) -> None:
+    steps = [{"result": answer(INVALID)}, {"result": answer(VALID)}]
+    done = init(tmp_path, steps, "wf.toml", "--yes")
+    assert done.returncode == 0, done.stderr
+    first, second = calls(tmp_path)
+    assert second["resume"] == first["session_id"]
+    assert "wf.toml:14:1: error: unknown dependency `tset`" in second["prompt"]
+    assert "the proposal is not valid yet" in done.stdout
+    assert (tmp_path / "wf.toml").read_text() == VALID
+
+
+def test_never_valid_writes_nothing(tmp_path: Path) -> None:
+    done = init(tmp_path, [{"result": "I would rather not."}], "--yes")
+    assert done.returncode == 1
+    assert "no valid workflow after 3 proposals" in done.stderr
+    assert len(calls(tmp_path)) == 3
+    assert not (tmp_path / "prompter.toml").exists()
+    assert "Traceback" not in done.stderr
+
+
+def test_an_existing_file_needs_force_and_claude_is_not_asked(tmp_path: Path) -> None:
+    (tmp_path / "prompter.toml").write_text("mine\n")
+    done = init(tmp_path, [{"result": answer(VALID)}], "--yes")
+    assert done.returncode == 2
+    assert "prompter.toml exists; use --force" in done.stderr
+    assert (tmp_path / "prompter.toml").read_text() == "mine\n"
+    assert calls(tmp_path) == []
+    forced = init(tmp_path, [{"result": answer(VALID)}], "--yes", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "prompter.toml").read_text() == VALID
+
+
+def test_unattended_without_yes_shows_but_does_not_write(tmp_path: Path) -> None:
+    done = init(tmp_path, [{"result": answer(VALID)}])
+    assert done.returncode == 1
+    assert "confirm with --yes" in done.stderr
+    assert VALID.splitlines()[0] in done.stdout
+    assert not (tmp_path / "prompter.toml").exists()
+
+
+def test_claude_failing_is_reported_in_one_line(tmp_path: Path) -> None:
+    done = init(tmp_path, [{"error": 500}], "--yes")
+    assert done.returncode == 1
+    assert "Claude could not propose a workflow: Claude Code error (HTTP 500)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model", ["claude-x"])
+def test_model_option_reaches_the_cli(tmp_path: Path, model: str) -> None:
+    done = init(tmp_path, [{"result": answer(VALID)}], "--yes", "--model", model)
+    assert done.returncode == 0, done.stderr
+    assert calls(tmp_path)[0]["flags"]["model"] == model
