@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
 import time
@@ -239,6 +240,16 @@ def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
     assert log.count("agent rate-limited; retrying in") == 2
 
 
+def test_a_usage_limit_without_http_status_is_a_rate_limit_too(
+    h: ClaudeHarness, quick_rate_limit_backoff: None
+) -> None:
+    h.claude("weekly", [{"usage_limit": True}, {}], depends_on=[], max_attempts=1)
+    assert h.run() == 0
+    assert len(h.claude_calls("weekly")) == 2
+    log = (h.root / ".prompter" / "logs" / "weekly.log").read_text()
+    assert "rate limit: rejected (seven_day)" in log
+
+
 def test_rate_limit_that_never_ends_fails_after_bounded_retries(
     h: ClaudeHarness, quick_rate_limit_backoff: None
 ) -> None:
@@ -377,3 +388,28 @@ def test_as_root_the_cli_runs_as_the_owner_of_the_work_tree(
     made = h.work / "made.txt"
     assert made.stat().st_uid == 65534  # the owner's file, not root's
     assert stat.S_ISREG(made.stat().st_mode)
+
+
+def test_sigterm_during_claude_tasks_stops_every_cli_and_tool_process(h: ClaudeHarness) -> None:
+    for name in ("c1", "c2"):
+        h.claude(name, [{"hang": True}], depends_on=[])
+    proc = h.spawn()
+
+    def both_hanging() -> bool:
+        return len(list(h.claude_state.glob("hang-*"))) == 2 if h.claude_state.exists() else False
+
+    deadline = time.monotonic() + 30
+    while not both_hanging():
+        assert time.monotonic() < deadline, "the fake CLIs never started"
+        time.sleep(0.05)
+    pids = [c["pid"] for c in h.claude_calls()]
+    pids += [int(p.read_text()) for p in h.claude_state.glob("hang-*")]
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "Fatal error" not in err
+    assert not [pid for pid in pids if _alive(pid)]
+    status = h.tasks_status()
+    assert status == {n: ("interrupted", "interrupted by SIGTERM") for n in ("c1", "c2")}

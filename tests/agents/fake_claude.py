@@ -17,6 +17,8 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "echo_env": [NAME]     say the values of these environment variables (a leaky agent)
     "forget_session": true the session cannot be resumed afterwards (expired, other machine)
     "result": text         the final answer (also said as assistant text)
+    "usage_limit": true    a subscription usage limit: a rejected rate_limit_event, an error
+                           result without an HTTP status, exit 1
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
 FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — one JSON line per
   call: argv flags, cwd, uid, the initialize request, the prompt, resume id, session id, pid.
@@ -241,6 +243,23 @@ def main() -> int:
     }
     if "result" in step:
         assistant([{"type": "text", "text": step["result"]}])
+    if step.get("usage_limit"):
+        emit(
+            {
+                "type": "rate_limit_event",
+                "rate_limit_info": {
+                    "status": "rejected",
+                    "resetsAt": int(time.time()) + 3600,
+                    "rateLimitType": "seven_day",
+                },
+                "uuid": str(uuid.uuid4()),
+                "session_id": session_id,
+            }
+        )
+        result.update(is_error=True, result="You've hit your weekly limit", total_cost_usd=0)
+        emit(result)
+        sys.stdin.read()
+        return 1
     status = step.get("error")
     if status:
         texts = {

@@ -324,6 +324,15 @@ def _describe_result(result: Any) -> str:
     return line
 
 
+def _reports_limit(message: Message) -> bool:
+    """A rejected rate_limit_event, or an assistant turn the CLI marks as `rate_limit`."""
+    from claude_agent_sdk import AssistantMessage, RateLimitEvent
+
+    if isinstance(message, RateLimitEvent):
+        return message.rate_limit_info.status == "rejected"
+    return isinstance(message, AssistantMessage) and message.error == "rate_limit"
+
+
 @dataclass
 class Outcome:
     """What one query amounted to, gathered from its messages."""
@@ -332,6 +341,7 @@ class Outcome:
     resume: str | None = None
     session_id: str | None = None
     started_session: bool = False  # the CLI said hello (system/init)
+    limit_hit: bool = False  # a usage limit was reported (rejected rate_limit_event, or similar)
     final: Any = None  # the ResultMessage
     error: str | None = None
     fatal: bool = False
@@ -344,7 +354,9 @@ class Outcome:
         from claude_agent_sdk import ResultMessage, SystemMessage
 
         self.transcript.show(message)
-        if isinstance(message, SystemMessage) and message.subtype == "init":
+        if _reports_limit(message):
+            self.limit_hit = True
+        elif isinstance(message, SystemMessage) and message.subtype == "init":
             self.started_session = True
             session = message.data.get("session_id")
             if isinstance(session, str):
@@ -372,9 +384,10 @@ class Outcome:
         elif error is None and final.is_error:
             status = final.api_error_status
             text = _one_line(final.result or "; ".join(final.errors or ()) or final.subtype)
-            if status in RATE_LIMIT_STATUSES:
+            if status in RATE_LIMIT_STATUSES or (self.limit_hit and status is None):
                 rate_limited = True
-                error = f"Claude API rate limit or overload (HTTP {status}): {text}"
+                code = f"HTTP {status}" if status else "usage limit"
+                error = f"Claude API rate limit or overload ({code}): {text}"
             elif status in AUTH_STATUSES:
                 fatal = True
                 error = f"Claude Code could not authenticate (HTTP {status}: {text}); {AUTH_HINT}"
