@@ -366,7 +366,7 @@ def _gantt_section(facts: RunFacts) -> str:
     ranked = sorted(
         spans, key=lambda s: (not s.critical, not s.failed, -(s.end - s.start), s.start)
     )
-    cap = min(MAX_BARS, len(spans)) - 1
+    cap = min(MAX_BARS, len(spans))
     while cap >= 1:
         chosen = sorted(ranked[:cap], key=lambda s: (s.start, s.end))
         try:
