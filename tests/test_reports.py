@@ -358,6 +358,7 @@ def test_reports_after_an_interrupted_run(tmp_path: Path) -> None:
     assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (3, 0, 1, 1)
     text = (tmp_path / ".prompter" / "summary.md").read_text("utf-8")
     assert text.startswith("## ⚠️ wf: interrupted\n")
+    assert re.search(r"^  ! slow \(interrupted\) :done, b1, \d+, \d+$", text, re.M)
 
 
 def test_repo_relative_falls_back_to_the_workflow_folder(tmp_path: Path) -> None:
@@ -619,11 +620,10 @@ def test_2000_tasks_with_1_mb_per_failure_stay_within_the_bounds(tmp_path: Path)
     suite = suite_of(paths[0])
     assert suite.tests == 2000 and suite.failures == failing
     text = paths[1].read_text("utf-8")
-    assert "Trimmed to stay under GitHub's 1 MiB step-summary limit" in text
     # Trimming step 1 was enough: every failure still shows the end of its output.
     assert text.count("<details>") == failing
-    assert re.search(r"limit\*\* \(in this order\): failure output shortened to its last [\d,]+ "
-                     r"bytes each\.\n$", text), text[-300:]  # fmt: skip
+    assert re.search(r"in this order: failure output shortened to its last [\d,]+ bytes each\.\n$",
+                     text), text[-300:]  # fmt: skip
     assert "changed" not in text
 
 
@@ -713,7 +713,6 @@ def rendered(ran: Ran, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     out["ordinary"] = verdicts[at:]
     SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(png, SCREENSHOT_COPY)
-    print(f"\nscreenshot of the ordinary run's summary: {png} (copied to {SCREENSHOT_COPY})")
     return Rendered(
         ordinary_md,
         hostile_md,
@@ -732,7 +731,9 @@ def assert_all_ok(verdicts: Sequence[Verdict], diagrams: Sequence[str]) -> None:
         assert verdict.ok, f"mermaid failed: {verdict.error}\n--- diagram ---\n{diagram[:3000]}"
 
 
-def test_ordinary_summary_renders_with_a_screenshot(rendered: Rendered) -> None:
+def test_ordinary_summary_renders_with_a_screenshot(
+    rendered: Rendered, capsys: pytest.CaptureFixture[str]
+) -> None:
     verdicts = rendered.verdicts["ordinary"]
     assert len(verdicts) == 2
     assert_all_ok(verdicts, blocks(rendered.ordinary))
@@ -746,6 +747,8 @@ def test_ordinary_summary_renders_with_a_screenshot(rendered: Rendered) -> None:
     assert struct.unpack(">II", data[16:24]) == (1200, 2200)
     assert len(data) > 20 * 1024, "expected a real picture"
     assert SCREENSHOT_COPY.read_bytes() == data
+    with capsys.disabled():
+        print(f"\nsummary screenshot: {rendered.screenshot} (also {SCREENSHOT_COPY})")
 
 
 def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> None:
@@ -855,3 +858,34 @@ def test_a_crashed_run_reports_unfinished_tasks_as_errors(tmp_path: Path) -> Non
     assert text.startswith("## ⏳ x: did not finish\n")
     assert "the run did not record its end" in text
     assert "wall time 2.0 s" in text  # up to the last end it did record
+
+
+TRIM_STEPS = (
+    "failure output shortened",
+    "failures' output not shown",
+    "passed tasks left out of the table",
+    "the table cut after",
+    "the timeline chart left out",
+    "the dependency graph left out",
+)
+
+
+def test_trimming_follows_the_fixed_order_and_says_what_it_trimmed(tmp_path: Path) -> None:
+    workflow, state = grouped_run(tmp_path, 200, 4, {1}, "y" * 50_000 + "\n", every=2)
+    full = summary.build_summary(state, workflow)
+    assert "Trimmed" not in full and len(blocks(full)) == 2
+    seen: list[int] = []
+    for limit in (300_000, 100_000, 40_000, 25_000, 16_000, 12_000, 8_000, 6_000):
+        text = summary.build_summary(state, workflow, max_bytes=limit)
+        assert len(text.encode()) <= limit
+        assert text.startswith("## ❌ grouped-200: failed\n")  # the headline always stays
+        notes = text.rsplit("in this order: ", 1)[1].rstrip(".\n").split("; ")
+        steps = [next(i for i, s in enumerate(TRIM_STEPS) if s in n) for n in notes]
+        assert steps == sorted(steps), notes  # always in the fixed order
+        assert set(seen) <= set(steps), (seen, steps)  # a smaller limit trims at least as much
+        seen = steps
+        for diagram in blocks(text):  # whatever is left of a diagram is all of it
+            assert diagram in full
+        tokens = markdown().parse(text)
+        assert all(t.info in ("mermaid", "text") for t in tokens if t.type == "fence")
+    assert seen == list(range(len(TRIM_STEPS)))

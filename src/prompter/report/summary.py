@@ -436,20 +436,21 @@ def build_summary(
     flow = _flowchart_section(facts)
     gantt = _gantt_section(facts)
     failures = _failures(facts)
-    trimmed: list[str] = []
     budget = max_bytes - _NOTE_RESERVE
 
     def fixed() -> int:
         return _size(headline) + _size(table) + _size(flow) + _size(gantt)
 
-    # Steps 3-6: only when the rest does not fit even without any failure details.
+    # Steps 3-6 (the rest of the document) only when it does not fit even without any failure
+    # details, that is when steps 1-2 have already removed all of them.
+    later: list[str] = []
     if fixed() > budget:
         passed = [v for v in rows if v.status is TaskStatus.PASSED]
         if passed:
             rows = [v for v in rows if v.status is not TaskStatus.PASSED]
             left_out = f"{len(passed):,} passed tasks not listed (size limit)"
             table = _table(facts, rows, left_out)
-            trimmed.append(f"{len(passed):,} passed tasks left out of the table")
+            later.append(f"{len(passed):,} passed tasks left out of the table")
     if fixed() > budget:
         room = budget - (fixed() - _size(table)) - 1024
         keep: list[TaskView] = []
@@ -464,16 +465,17 @@ def build_summary(
             note = f"{dropped:,} more tasks not listed (size limit)"
             left_out = f"{left_out}; {note}" if left_out else note
             table = _table(facts, keep, left_out)
-            trimmed.append(f"the table cut after {len(keep):,} rows")
+            later.append(f"the table cut after {len(keep):,} rows")
     if fixed() > budget:
         gantt = "### Timeline\n\n_Left out (size limit)._\n\n"
-        trimmed.append("the timeline chart")
+        later.append("the timeline chart left out")
     if fixed() > budget:
         flow = "### Dependency graph\n\n_Left out (size limit)._\n\n"
-        trimmed.append("the dependency graph")
+        later.append("the dependency graph left out")
 
     # Steps 1-2: the failures' output fills what is left.
     room = budget - fixed()
+    first: list[str] = []
     details = ""
     if failures:
         tail = MAX_TAIL_BYTES
@@ -481,26 +483,25 @@ def build_summary(
         details = _details_section(shown, tail)
         if _size(details) > room:
             overhead = _size(_details_section(shown, 0)) + 200 * len(shown)
-            tail = max(MIN_TAIL_BYTES, (room - overhead) // len(shown))
-            tail = min(tail, MAX_TAIL_BYTES)
-            trimmed.append(f"failure output shortened to its last {tail:,} bytes each")
+            tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(shown)))
+            first.append(f"failure output shortened to its last {tail:,} bytes each")
             details = _details_section(shown, tail)
-            while shown and _size(details) > room:
+            while shown and _size(details) > room - 200:
                 per = max(1, _size(details) // len(shown))
-                over = _size(details) - room
+                over = _size(details) - room + 200
                 shown = shown[: max(0, len(shown) - over // per - 1)]
                 details = _details_section(shown, tail)
-            if len(shown) < len(failures):
-                missing = len(failures) - len(shown)
-                trimmed.append(f"{missing:,} failures' output not shown (see the table)")
+            missing = len(failures) - len(shown)
+            if missing:
+                first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
                 if shown:
                     details += f"_… and {missing:,} more failures (output not shown)._\n\n"
     out = headline + table + flow + gantt + details
+    trimmed = first + later
     if trimmed:
         out += (
-            "---\n\n**Trimmed to stay under GitHub's 1 MiB step-summary limit** (in this order): "
-            + "; ".join(trimmed)
-            + ".\n"
+            f"---\n\n**Trimmed to fit {max_bytes:,} bytes** (GitHub drops a step summary over "
+            "1 MiB), in this order: " + "; ".join(trimmed) + ".\n"
         )
     if _size(out) > max_bytes:  # the reserve above prevents it; never exceed the limit anyway
         out = out.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
