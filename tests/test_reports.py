@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -276,7 +277,7 @@ def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Pa
     root = ET.parse(copy / ".prompter" / "junit.xml").getroot()
     assert all(e.get("file") is None and e.get("line") is None for e in root.iter("testcase"))
     text = (copy / ".prompter" / "summary.md").read_text("utf-8")
-    assert "not found" in text and "Not drawn: the workflow file is not available" in text
+    assert "not found" in text and "Not drawn: the workflow file is not available." in text
     assert len(blocks(text)) == 1  # the timeline needs only the state
 
     (copy / "wf.toml").write_text("[[tasks]\nname = 'broken'\n")  # changed and now invalid
@@ -889,3 +890,25 @@ def test_trimming_follows_the_fixed_order_and_says_what_it_trimmed(tmp_path: Pat
         tokens = markdown().parse(text)
         assert all(t.info in ("mermaid", "text") for t in tokens if t.type == "fence")
     assert seen == list(range(len(TRIM_STEPS)))
+
+
+def test_report_finds_a_relative_workflow_from_another_folder(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    h = Harness(tmp_path / "project")
+    h.task("one", depends_on=[])
+    h.write()
+    done = subprocess.run(
+        [sys.executable, "-m", "prompter", "run", "--progress", "none", "wf.toml"],
+        cwd=h.root,
+        env={**os.environ, **h.env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert StateStore(h.root / ".prompter" / "state.json").load().runs[-1].workflow == "wf.toml"
+    done = prompter(tmp_path, "report", "--report-dir", "project/.prompter")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    root = ET.parse(h.root / ".prompter" / "junit.xml").getroot()
+    assert [e.get("line") for e in root.iter("testcase")] == ["7"]  # its [[tasks]] header
+    assert [e.get("file") for e in root.iter("testcase")] == ["wf.toml"]

@@ -218,7 +218,7 @@ def _flowchart_section(facts: RunFacts) -> str:
     head = "### Dependency graph\n\n"
     workflow = facts.workflow
     if workflow is None:
-        return head + "_Not drawn: the workflow file is not available (see the note above)._\n\n"
+        return head + "_Not drawn: the workflow file is not available._\n\n"
     from .graph_view import flowchart
 
     css = {i: "notrun" for i in range(len(workflow.tasks))}
@@ -348,7 +348,8 @@ def _gantt_section(facts: RunFacts) -> str:
         return head + "_No attempts ran in this run._\n\n"
     first = min(s.start for s in spans)
     last = max(s.end for s in spans)
-    axis = "%H:%M:%S" if last - first < 86_400 else "%m-%d %H:%M"
+    span = last - first
+    axis = "%H:%M:%S.%L" if span < 10 else "%H:%M:%S" if span < 86_400 else "%m-%d %H:%M"
     explain = (
         f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
         "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
