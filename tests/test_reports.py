@@ -31,7 +31,7 @@ from markdown_it import MarkdownIt  # installed with rich, a dependency of promp
 from prompter.cli import main
 from prompter.config import Workflow, load_workflow
 from prompter.report import junit, mermaid, summary
-from prompter.report.facts import clean
+from prompter.report.facts import clean, one_line
 from prompter.report.files import repo_relative, write_reports
 from prompter.state import (
     AttemptRecord,
@@ -912,3 +912,64 @@ def test_report_finds_a_relative_workflow_from_another_folder(tmp_path: Path) ->
     root = ET.parse(h.root / ".prompter" / "junit.xml").getroot()
     assert [e.get("line") for e in root.iter("testcase")] == ["7"]  # its [[tasks]] header
     assert [e.get("file") for e in root.iter("testcase")] == ["wf.toml"]
+
+
+def gfm(text: str) -> str:
+    """HTML from cmark-gfm, the parser GitHub renders markdown (and step summaries) with."""
+    exe = shutil.which("cmark-gfm")
+    assert exe, "cmark-gfm not found: apt-get install cmark-gfm"
+    extensions = ["-e", "table", "-e", "autolink", "-e", "strikethrough", "-e", "tagfilter"]
+    done = subprocess.run(
+        [exe, "--unsafe", *extensions], input=text, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+MARKDOWN_NAMES = [
+    "a | b",
+    "*y*",
+    "_z_",
+    "[z](http://e.com)",
+    "![img](x.png)",
+    "www.example.com",
+    "http://x.io/a_b",
+    "~~strike~~",
+    ":rocket:",
+    "$x^2$",
+    "@user",
+    "<img src=x onerror=alert(1)>",
+    "&copy; &#60;",
+    "\\*escaped\\*",
+    "- [ ] task",
+    "# heading",
+    "> quote",
+    "1. list",
+]
+
+
+def test_github_markdown_parser_shows_every_name_and_reason_literally(tmp_path: Path) -> None:
+    """cmark-gfm with GitHub's extensions: each name in its own cell, no markup from names."""
+    import html as html_lib
+
+    names = [n for n in HOSTILE + ISOLATED_NAMES + MARKDOWN_NAMES if len(n) <= 200]
+    records = [
+        record(n, TaskStatus.FAILED, T0 + i, 1.0, reason=f"why: {n}", output=HOSTILE_OUTPUT)
+        for i, n in enumerate(names)
+    ]
+    page = gfm(summary.build_summary(state_of(records, tmp_path / "gone.toml", T0 + 99)))
+    rows = re.findall(r"<tr>\n(.*?)</tr>", page, re.S)[1:]
+    assert len(rows) == len(names)
+    for row, name in zip(rows, names, strict=True):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        assert len(cells) == 6, (name, row)
+        literal = " ".join(name.split())
+        assert "<" not in cells[0] and "<" not in cells[5], (name, cells)  # no element at all
+        assert html_lib.unescape(cells[0]) == literal, (name, cells[0])
+        assert html_lib.unescape(cells[5]) == one_line(f"why: {literal}", 200), (name, cells[5])
+    summaries = re.findall(r"<details><summary>(.*?)</summary>", page)
+    assert [html_lib.unescape(s) for s in summaries] == [
+        f"{' '.join(n.split())}: why: {' '.join(n.split())}" for n in names
+    ]
+    codes = re.findall(r'<pre><code class="language-text">(.*?)</code></pre>', page, re.S)
+    assert len(codes) == len(names)
+    assert all(html_lib.unescape(c) == clean(HOSTILE_OUTPUT) for c in codes)
