@@ -677,6 +677,7 @@ class Rendered:
     names: list[str]
     large: str
     large_all_failing: str
+    extra: dict[str, str]
     verdicts: dict[str, list[Verdict]]
     screenshot: Path
 
@@ -697,10 +698,46 @@ def rendered(ran: Ran, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         if r.status is not TaskStatus.SKIPPED:
             r.status = TaskStatus.FAILED
     large_all_md = summary.build_summary(state2, workflow2)
+    extra = {
+        # 250 names of 95 emoji (190 UTF-16 units, which is what mermaid counts): both
+        # diagrams pass 50,000 characters with fewer than 300 tasks
+        "long_names": summary.build_summary(
+            *simulate(
+                write_toml(
+                    tmp / "long.toml",
+                    [
+                        {
+                            "name": f"{i:03d} " + "🚀" * 95,
+                            "depends_on": [f"{i - 1:03d} " + "🚀" * 95],
+                        }
+                        if i % 5
+                        else {"name": f"{i:03d} " + "🚀" * 95, "depends_on": []}
+                        for i in range(250)
+                    ],
+                ),
+                {f"{i:03d} " + "🚀" * 95 for i in range(2, 250, 20)},
+            )
+        ),
+        # 20 x 26 dependencies: 520 edges between 46 tasks, past mermaid's edge limit
+        "dense": summary.build_summary(
+            *simulate(
+                write_toml(
+                    tmp / "dense.toml",
+                    [{"name": f"s{i}", "depends_on": []} for i in range(20)]
+                    + [
+                        {"name": f"t{j}", "depends_on": [f"s{i}" for i in range(20)]}
+                        for j in range(26)
+                    ],
+                ),
+                {"s3"},
+            )
+        ),
+    }
     given = {
         "hostile": blocks(hostile_md),
         "large": blocks(large_md),
         "large_all_failing": blocks(large_all_md),
+        **{key: blocks(text) for key, text in extra.items()},
     }
     flat = [d for ds in given.values() for d in ds]
     png = tmp / "summary.png"
@@ -721,6 +758,7 @@ def rendered(ran: Ran, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         [t.name for t in load_workflow(hostile.workflow).tasks],
         large_md,
         large_all_md,
+        extra,
         out,
         png,
     )
@@ -788,6 +826,63 @@ def test_700_task_run_falls_back_and_still_renders(rendered: Rendered) -> None:
     assert_all_ok(rendered.verdicts["large_all_failing"], diagrams)
     assert "Graph too large to draw" in text and "| failed task | status |" in text
     assert len(diagrams) == 1 and diagrams[0].startswith("gantt")
+
+
+def test_diagrams_past_mermaid_limits_below_the_task_caps_fall_back_and_render(
+    rendered: Rendered,
+) -> None:
+    text = rendered.extra["long_names"]
+    diagrams = blocks(text)
+    assert_all_ok(rendered.verdicts["long_names"], diagrams)
+    assert "Graph too large to draw (the diagram exceeds mermaid's limit of 50,000" in text
+    assert "showing the failed subgraph only" in text
+    assert "Timeline too large to draw (the diagram exceeds mermaid's limit of 50,000" in text
+    assert [d.split("\n")[0] for d in diagrams] == ["flowchart TD", "gantt"]
+
+    text = rendered.extra["dense"]
+    diagrams = blocks(text)
+    assert_all_ok(rendered.verdicts["dense"], diagrams)
+    assert "Graph too large to draw (520 edges exceed mermaid's limit of 500)" in text
+    assert "showing the failed subgraph only (27 of 46 tasks" in text
+    assert diagrams[0].count(" --> ") + diagrams[0].count(" ==> ") == 26
+
+
+def simulate(workflow: Workflow, failing: set[str]) -> tuple[State, Workflow]:
+    """A state as 8 slots would leave it: tasks in topological order, `failing` failed (twice),
+    everything that depends on them skipped."""
+    names = [t.name for t in workflow.tasks]
+    prints = fingerprints(workflow)
+    lanes = [T0] * 8
+    done: dict[int, float] = {}
+    bad: set[int] = set()
+    records = []
+    for i in workflow.graph.order:
+        name = names[i]
+        if any(d in bad for d in workflow.graph.deps[i]):
+            bad.add(i)
+            records.append(record(name, TaskStatus.SKIPPED, T0, 0, reason="dependency failed"))
+            continue
+        lane = min(range(8), key=lanes.__getitem__)
+        start = max([lanes[lane]] + [done[d] for d in workflow.graph.deps[i]])
+        seconds = 3.0 + i % 7
+        lanes[lane] = done[i] = start + seconds
+        status = TaskStatus.FAILED if name in failing else TaskStatus.PASSED
+        if status is TaskStatus.FAILED:
+            bad.add(i)
+        records.append(
+            record(
+                name,
+                status,
+                start,
+                seconds,
+                attempts=2 if name in failing else 1,
+                output="boom\n",
+                reason="verify_command exited 1 (expected 0)" if name in failing else None,
+            )
+        )
+    for r in records:
+        r.fingerprint = prints[r.name]
+    return state_of(records, workflow.path, max(lanes)), workflow
 
 
 # -- the gantt text rule -------------------------------------------------------------------------
