@@ -540,6 +540,11 @@ def test_hostile_output_of_100_mb_yields_bounded_well_formed_xml(tmp_path: Path)
         assert body.startswith("[… earlier output cut")
     suite = suite_of(path)
     assert (suite.tests, suite.failures, suite.errors) == (len(HOSTILE), len(HOSTILE) // 2, 0)
+    case = next(e for e in root.iter("testcase") if e.get("name") == HOSTILE[1])
+    props = {e.get("name"): e.get("value") for e in case.iter("property")}
+    assert props["attempts"] == "2" and props["cost_usd"] == "0.020000"
+    assert props["input_tokens"] == "200" and props["output_tokens"] == "40"
+    assert props["session_id"] == f"session-{HOSTILE[1][:20]}"
 
     md = summary.build_summary(state, workflow)
     assert len(md.encode("utf-8")) <= summary.MAX_BYTES
