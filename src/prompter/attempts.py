@@ -39,6 +39,7 @@ class Feedback:
     reason: str
     verify_command: str | None  # None when the agent phase itself failed
     output: str
+    conflict: bool = False  # it passed, but its changes could not be merged
 
     @classmethod
     def of(cls, task: Task, attempt: AttemptRecord) -> Feedback:
@@ -50,6 +51,7 @@ class Feedback:
             attempt.reason or "failed",
             task.verify_command if verified else None,
             attempt.output_tail,
+            attempt.conflict is not None,
         )
 
 
@@ -57,7 +59,10 @@ def prompt_with_feedback(task: Task, feedback: Feedback | None) -> str:
     if feedback is None:
         return task.prompt
     tail = feedback.output[-FEEDBACK_CHARS:].strip() or "(no output)"
-    if feedback.verify_command is None:
+    if feedback.conflict:
+        what = "Its changes passed the check but could not be merged with other tasks' work:"
+        ask = "Those changes are in your working tree now: redo the task on top of them."
+    elif feedback.verify_command is None:
         what = "The agent run itself failed; its output ended with:"
         ask = "Complete the task this time."
     else:

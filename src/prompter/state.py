@@ -115,6 +115,8 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     verify_duration_s: float | None = None
     output_tail: Text = ""  # bounded by the caller
     fatal: bool = False  # the agent cannot work at all here (no CLI, no credentials): run stopped
+    changed_files: list[Text] = Field(default_factory=list)  # "path +added -deleted" (worktrees)
+    conflict: Text | None = None  # why its changes could not be merged (worktrees)
 
 
 class TaskRecord(_Record):
