@@ -242,21 +242,25 @@ class _Child:
 
     async def drain(self, capture: _Capture) -> None:
         """Copy output until every holder of the pipe has closed it."""
+        # Read before waiting: usually the pipe is at EOF already, and a wait costs a turn of
+        # the event loop.
         while not self.eof:
-            await anyio.wait_readable(self._pipe)
-            self._read(capture)
+            if not self._read(capture):
+                await anyio.wait_readable(self._pipe)
 
-    def _read(self, capture: _Capture) -> None:
+    def _read(self, capture: _Capture) -> bool:
+        """One read; False if there was nothing to read yet."""
         try:
             chunk = os.read(self._pipe, _CHUNK)
         except BlockingIOError:
-            return
+            return False
         if chunk:
             capture.feed(chunk)
-            return
+            return True
         self.eof = True
         if self._poller is not None:  # a pipe at EOF stays readable: stop watching it
             self._poller.unregister(self._pipe)
+        return True
 
     def reap(self) -> int:
         """The leader's exit status; call once it has exited (or was SIGKILLed): no blocking."""
@@ -381,8 +385,9 @@ async def _run_lean(
             with anyio.CancelScope(shield=True):
                 stopped = await _stop_child(child, capture, grace_s)
                 timed_out = stopped and timer.cancelled_caught
-                with anyio.move_on_after(_DRAIN_S):
-                    await child.drain(capture)
+                if not child.eof:
+                    with anyio.move_on_after(_DRAIN_S):
+                        await child.drain(capture)
     finally:
         child.close()
         _live_groups.discard(child.pid)
