@@ -16,7 +16,7 @@ line, so a kill leaves at most one torn line, always the last; `load()` ignores 
 writer cuts it off before appending. The fdatasync of a terminal record is batched on a
 background thread (group commit, see `_Syncer`): a kill of prompter loses nothing, since the
 `write` is done when `record()` returns; only an OS crash or power loss can lose the records of
-the last few milliseconds. `compact()` makes the new snapshot durable (temp file,
+the last ~50 ms. `compact()` makes the new snapshot durable (temp file,
 fsync, rename, fsync of the directory) before it truncates the journal, and replaying a journal
 over a snapshot that already contains it changes nothing, so no order of crash loses a record.
 
