@@ -128,8 +128,8 @@ def main() -> int:
     else:
         print(f"{args.files} files ({size:.1f} MiB), {args.tasks} tasks x 2 rounds")
         print("| per task | median (s) | max (s) |\n|---|---:|---:|")
-        for k in rows:
-            print(f"| {k} | {medians[k]:.3f} | {max(rows[k]):.3f} |")
+        for k, times in rows.items():
+            print(f"| {k} | {medians[k]:.3f} | {max(times):.3f} |")
         print(f"run setup (snapshot of the working tree as the base): {result['run_setup_s']} s")
         print(f"gate: median < {GATE_S} s: {'ok' if result['passed'] else 'FAILED'}")
     return 0 if result["passed"] else 1
