@@ -76,7 +76,7 @@ def test_graph_formats(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyp
     assert data["mode"] == "graph"
     bundle = next(t for t in data["tasks"] if t["name"] == "bundle")
     assert bundle["depends_on"] == ["add_greeting", "add_farewell", "add_notice"]
-    assert bundle["wave"] == 1 and bundle["line"] == 33
+    assert bundle["wave"] == 1 and bundle["line"] == 36
     assert {"from": "add_greeting", "to": "bundle", "kind": "dependency"} in data["edges"]
     assert main(["graph", "--format", "text", str(EXAMPLE)]) == 0
     text = capsys.readouterr().out.splitlines()

@@ -188,11 +188,11 @@ async def _execute(
     )
     names = [t.name for t in workflow.tasks]
     slots = limits.slots if workflow.mode == "graph" else 1
-    line = await _integration(workflow, run_id, slots)
+    line = await _integration(workflow, run_id, slots, options.report_dir)
     runner: AttemptRunner = run_attempt
     if line is not None:
         subdir = workflow.workdir.relative_to(line.repo)
-        runner = isolated(line, subdir, options.keep_worktrees, run_attempt)
+        runner = isolated(line, subdir, run_attempt)
     engine: GraphScheduler | SequentialRunner
     if workflow.mode == "graph":
         weights = task_weights(workflow, state.durations())
@@ -264,7 +264,9 @@ async def _execute(
     )
 
 
-async def _integration(workflow: Workflow, run_id: str, slots: int) -> Integration | None:
+async def _integration(
+    workflow: Workflow, run_id: str, slots: int, report_dir: Path
+) -> Integration | None:
     """The integration line when tasks run in worktrees, else None (a shared tree)."""
     s = workflow.settings
     if s.isolation == "shared":
@@ -279,7 +281,9 @@ async def _integration(workflow: Workflow, run_id: str, slots: int) -> Integrati
         return None
     if s.isolation == "auto" and slots < 2:
         return None
-    line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link))
+    own = report_dir.resolve()
+    exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
+    line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
         await recover(repo)
         await line.start()

@@ -119,7 +119,7 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     verify_duration_s: float | None = None
     output_tail: Text = ""  # bounded by the caller
     fatal: bool = False  # the agent cannot work at all here (no CLI, no credentials): run stopped
-    changed_files: list[Text] = Field(default_factory=list)  # "path +added -deleted" (worktrees)
+    changed_files: list[Text] | None = None  # "path +added -deleted" (worktree isolation)
     conflict: Text | None = None  # why its changes could not be merged (worktrees)
 
 
@@ -529,7 +529,8 @@ class StateStore:
         # The snapshot's own fsync makes everything durable, so pending journal syncs need no
         # waiting for; an error one of them met is still reported.
         self._check_syncs()
-        data = self._state.model_dump_json(indent=1).encode("utf-8") + b"\n"
+        # Unset optional fields are left out: most attempts have no cost, session or conflict.
+        data = self._state.model_dump_json(indent=1, exclude_none=True).encode("utf-8") + b"\n"
 
         def write_snapshot() -> None:
             fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -680,7 +681,8 @@ def _unlink(path: Path) -> None:
 
 
 def _line(kind: str, record: BaseModel) -> bytes:
-    return b'{"' + kind.encode() + b'":' + record.model_dump_json().encode("utf-8") + b"}\n"
+    body = record.model_dump_json(exclude_none=True).encode("utf-8")
+    return b'{"' + kind.encode() + b'":' + body + b"}\n"
 
 
 def _apply(state: State, entry: _Entry) -> None:

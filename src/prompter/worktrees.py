@@ -88,6 +88,7 @@ class Integration:
     run_id: str
     include: tuple[str, ...] = ()  # ignored paths copied into each worktree (e.g. ".env")
     link: tuple[str, ...] = ()  # ignored paths symlinked into each worktree (e.g. node_modules)
+    exclude: tuple[str, ...] = ()  # never part of the base (prompter's own report folder)
     base: str = ""
     tip: str = ""
     head: str | None = None  # the user's HEAD at the start (None in a repository without one)
@@ -118,7 +119,8 @@ class Integration:
         try:
             if self.head:
                 await git(self.repo, "read-tree", self.head, env=env)
-            await git(self.repo, "add", "-A", env=env)
+            skip = [f":(exclude){path}" for path in await self._not_ignored(self.exclude)]
+            await git(self.repo, "add", "-A", "--", ".", *skip, env=env)
             _, tree = await git(self.repo, "write-tree", env=env)
         finally:
             index.unlink(missing_ok=True)
@@ -129,6 +131,15 @@ class Integration:
         await git(self.repo, "update-ref", f"{self.ref}/base", self.base)
         await git(self.repo, "update-ref", f"{self.ref}/tip", self.tip)
         return self.base
+
+    async def _not_ignored(self, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` git does not ignore (naming an ignored path is an error to git)."""
+        kept = []
+        for path in paths:
+            code, _ = await git(self.repo, "check-ignore", "-q", path, ok=(0, 1))
+            if code == 1:
+                kept.append(path)
+        return kept
 
     async def checkout(self, task: str, attempt: int) -> Path:
         """A fresh detached worktree at the current tip, with the `include` files."""
@@ -290,14 +301,15 @@ def _safe(name: str) -> str:
     return log_name(name).removesuffix(".log")
 
 
-def isolated(
-    line: Integration, subdir: Path, keep_failed: bool, inner: AttemptRunner
-) -> AttemptRunner:
-    """An attempt runner that runs each attempt in its own worktree and merges what passes.
+def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRunner:
+    """An attempt runner that runs each task in its own worktree and merges what passes.
 
-    `subdir` is the working directory relative to the repository root; a conflict turns the
-    attempt into a failure whose feedback describes it, so the retry starts from the new tip.
+    `subdir` is the working directory relative to the repository root. A retry after a failed
+    check continues in the same worktree (the agent's session remembers those edits); a retry
+    after a merge conflict starts from the new tip, with the conflict in its feedback. Worktrees
+    of tasks that end failed are removed by `cleanup` (or kept for inspection).
     """
+    trees: dict[str, Path] = {}  # task -> the worktree its next attempt continues in
 
     async def attempt(
         ctx: AttemptContext,
@@ -307,18 +319,21 @@ def isolated(
         resume: str | None,
     ) -> AttemptRecord:
         started = time.time()
+        tree = trees.pop(task.name, None)
+        if tree is None or not tree.exists():
+            try:
+                tree = await line.checkout(task.name, number)
+            except (GitError, OSError) as exc:
+                return _failed(number, started, f"worktree could not be created: {exc}")
+        done = False  # True: the worktree has served its purpose and goes now
         try:
-            tree = await line.checkout(task.name, number)
-        except (GitError, OSError) as exc:
-            return _failed(number, started, f"worktree could not be created: {exc}")
-        keep = False
-        try:
-            record = await inner(
-                replace(ctx, workdir=tree / subdir), task, number, feedback, resume
-            )
+            workdir = tree / subdir
+            workdir.mkdir(parents=True, exist_ok=True)  # git keeps no empty folders
+            record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
             if not record.ok:
-                keep = keep_failed
+                trees[task.name] = tree
                 return record
+            done = True
             try:
                 commit = await line.commit(task.name, tree)
                 if commit is None:
@@ -326,11 +341,9 @@ def isolated(
                 changed = await line.numstat(commit)
                 outcome = await line.merge(task.name, commit)
             except GitError as exc:
-                keep = keep_failed
                 return record.model_copy(update={"ok": False, "reason": f"merge failed: {exc}"})
             if isinstance(outcome, Merged):
                 return record.model_copy(update={"changed_files": changed})
-            keep = keep_failed
             other = f"`{outcome.with_task}`" if outcome.with_task else "another task"
             return record.model_copy(
                 update={
@@ -345,7 +358,7 @@ def isolated(
                 }
             )
         finally:
-            if not keep:
+            if done:
                 with anyio.CancelScope(shield=True):
                     await line.remove(tree)
 
