@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -235,6 +235,23 @@ class Workflow:
 
 
 _TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
+
+
+def with_settings(workflow: Workflow, **updates: Any) -> Workflow:
+    """The workflow with `[settings]` keys replaced (values already checked by the caller);
+    tasks that inherited a replaced key follow, those that set it themselves keep theirs."""
+    settings = workflow.settings.model_copy(update=updates)
+    tasks = tuple(
+        task.model_copy(
+            update={
+                key: value
+                for key, value in updates.items()
+                if key in INHERITED_KEYS and key not in task.model_fields_set
+            }
+        )
+        for task in workflow.tasks
+    )
+    return replace(workflow, settings=settings, tasks=tasks)
 
 
 def load_workflow(path: str | os.PathLike[str]) -> Workflow:

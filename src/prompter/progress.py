@@ -79,6 +79,9 @@ class PlainProgress:
 
     def _line(self, text: str, at: float | None = None) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(at or time.time()))
+        # One event, one line: a reason that spans lines would break the log's shape (and, in
+        # CI, could start a line with `::`, a workflow command).
+        text = " ".join(text.replace("\r", "\n").split("\n"))
         self.stream.write(f"[{stamp}] {text}\n")
         self.stream.flush()
 

@@ -1,0 +1,396 @@
+"""`prompter-action`: the container action's entrypoint, and `docker run` reproduction of it.
+
+Reads the inputs (`INPUT_<NAME>` as the runner passes them, with underscores or hyphens, else the
+plain `<NAME>` for `docker run -e`), runs the workflow, and publishes through the runner's
+contract: a group per finished task, annotations, outputs, the step summary, the report folder
+as an artifact. Files the run creates in the workspace are handed to the workspace's owner.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .commands import Annotation, Annotations, Console, append_summary, write_outputs
+
+if TYPE_CHECKING:
+    from ..config import Workflow
+    from ..events import Event
+    from ..state import State, TaskRecord
+
+Relative = Callable[[Path], str]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LOG_TAIL_BYTES = 64 * 1024  # of a task's log shown in its group; the artifact has all of it
+ANNOTATION_TAIL_CHARS = 1500
+TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+class InputError(Exception):
+    """A bad input; the message names it."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    workflow: str
+    tasks: tuple[str, ...]
+    max_parallel: int | None
+    dry_run: bool
+    fresh: bool
+    report_dir: str
+    fail_on_task_failure: bool
+    anthropic_api_key: str
+    claude_code_oauth_token: str
+    model: str | None
+    max_cost_usd: float | None
+    upload_artifact: bool
+    artifact_name: str
+    github_token: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Inputs:
+        def get(name: str, default: str = "") -> str:
+            for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('_', '-')}"):
+                if key in env:
+                    return env[key].strip()
+            return env.get(name.upper(), default).strip()
+
+        def flag(name: str, default: str) -> bool:
+            value = get(name, default).lower()
+            if value in TRUE:
+                return True
+            if value in FALSE:
+                return value != "" or default in TRUE
+            raise InputError(f"input `{name}` must be true or false, not {value!r}")
+
+        parallel = get("max_parallel")
+        if parallel and not (parallel.isdigit() and int(parallel) > 0):
+            raise InputError(f"input `max_parallel` must be a positive integer, not {parallel!r}")
+        cost = get("max_cost_usd")
+        try:
+            budget = float(cost) if cost else None
+        except ValueError:
+            budget = -1.0
+        if budget is not None and not budget > 0:
+            raise InputError(f"input `max_cost_usd` must be a number above 0, not {cost!r}")
+        raw_tasks = get("tasks")
+        names = raw_tasks.splitlines() if "\n" in raw_tasks else raw_tasks.replace(",", " ").split()
+        return cls(
+            workflow=get("workflow", "prompter.toml") or "prompter.toml",
+            tasks=tuple(n.strip() for n in names if n.strip()),
+            max_parallel=int(parallel) if parallel else None,
+            dry_run=flag("dry_run", "false"),
+            fresh=flag("fresh", "false"),
+            report_dir=get("report_dir", ".prompter") or ".prompter",
+            fail_on_task_failure=flag("fail_on_task_failure", "true"),
+            anthropic_api_key=get("anthropic_api_key"),
+            claude_code_oauth_token=get("claude_code_oauth_token"),
+            model=get("model") or None,
+            max_cost_usd=budget,
+            upload_artifact=flag("upload_artifact", "true"),
+            artifact_name=get("artifact_name", "prompter-report") or "prompter-report",
+            github_token=get("github_token"),
+        )
+
+
+def main() -> None:
+    sys.exit(run_action(os.environ, Console()))
+
+
+def run_action(env: Mapping[str, str], console: Console) -> int:
+    try:
+        inputs = Inputs.from_env(env)
+    except InputError as exc:
+        console.annotation("error", str(exc), title="prompter: bad input")
+        return EXIT_USAGE
+    for secret in (inputs.anthropic_api_key, inputs.claude_code_oauth_token, inputs.github_token):
+        if secret:
+            console.mask(secret)
+    _export_credentials(inputs)
+    workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
+    _trust(workspace, console)
+    try:
+        return _run(inputs, env, workspace, console)
+    finally:
+        _give_back(workspace, console)
+
+
+def _export_credentials(inputs: Inputs) -> None:
+    """Inputs become the variables Claude Code reads (and prompter masks in what it writes)."""
+    for name, value in (
+        ("ANTHROPIC_API_KEY", inputs.anthropic_api_key),
+        ("CLAUDE_CODE_OAUTH_TOKEN", inputs.claude_code_oauth_token),
+        ("GITHUB_TOKEN", inputs.github_token),
+    ):
+        if value:
+            os.environ[name] = value
+
+
+def _trust(workspace: Path, console: Console) -> None:
+    """The workspace belongs to the runner's user, not root: tell git it is fine."""
+    try:
+        subprocess.run(
+            ["git", "config", "--global", "--add", "safe.directory", str(workspace)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    except FileNotFoundError:
+        pass  # no git, nothing to trust
+    except (subprocess.SubprocessError, OSError) as exc:
+        console.annotation("warning", f"git config safe.directory failed: {exc}")
+
+
+def _run(inputs: Inputs, env: Mapping[str, str], workspace: Path, console: Console) -> int:
+    from ..config import format_diagnostics, load_workflow, with_settings
+    from ..diagnostics import WorkflowError
+    from ..run import RunError, RunOptions, run_workflow
+    from ..state import StateError, StateStore
+
+    outputs: dict[str, str] = {"status": "invalid", "artifact_id": ""}
+    try:
+        try:
+            workflow = load_workflow(inputs.workflow)
+        except WorkflowError as exc:
+            console.info(f"{inputs.workflow}: not a valid workflow")
+            console.untrusted(format_diagnostics(exc.diagnostics))
+            for d in exc.errors[:10]:
+                console.annotation(
+                    "error", d.message, title="prompter: invalid workflow", file=d.path, line=d.line
+                )
+            return EXIT_USAGE
+        for warning in workflow.warnings:
+            console.annotation("warning", warning.message, file=warning.path, line=warning.line)
+        updates: dict[str, object] = {}
+        if inputs.model:
+            updates["model"] = inputs.model
+        if inputs.max_cost_usd:
+            updates["max_cost_usd"] = inputs.max_cost_usd
+        if updates:
+            workflow = with_settings(workflow, **updates)
+        options = RunOptions(
+            report_dir=Path(inputs.report_dir),
+            max_parallel=inputs.max_parallel,
+            tasks=inputs.tasks,
+            fresh=inputs.fresh,
+            dry_run=inputs.dry_run,
+        )
+        progress = ActionProgress(console, options.report_dir / "logs")
+        try:
+            result = run_workflow(
+                workflow,
+                options,
+                listeners=[progress],
+                background=[progress.heartbeat],
+                out=console.stream,
+            )
+        except (RunError, StateError) as exc:
+            console.annotation("error", str(exc), title="prompter: cannot run")
+            return EXIT_USAGE
+        if inputs.dry_run:
+            outputs["status"] = "dry-run"
+            return EXIT_OK
+        state = StateStore(options.state_path).load()
+        outputs.update(_counts(result.records, result.reused))
+        outputs["status"] = result.status
+        relative = _relative_to(workspace)
+        outputs["state_path"] = relative(options.state_path)
+        _publish_reports(state, workflow, options.report_dir, env, console)
+        outputs["junit_path"] = relative(options.report_dir / "junit.xml")
+        outputs["summary_path"] = relative(options.report_dir / "summary.md")
+        _annotate(result.records, workflow, relative, console)
+        if inputs.upload_artifact:
+            outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
+        if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
+            console.info("tasks failed; fail_on_task_failure is false, so this step passes")
+            return EXIT_OK
+        return result.exit_code
+    finally:
+        if env.get("GITHUB_OUTPUT"):
+            write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
+
+
+def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[str, str]:
+    from ..state import TaskStatus
+
+    statuses = [r.status for r in records.values()]
+    passed = statuses.count(TaskStatus.PASSED) + len(reused)
+    failed = statuses.count(TaskStatus.FAILED) + statuses.count(TaskStatus.INTERRUPTED)
+    cost = sum(r.cost_usd for r in records.values())
+    return {
+        "passed": str(passed),
+        "failed": str(failed),
+        "skipped": str(statuses.count(TaskStatus.SKIPPED)),
+        "total_cost_usd": f"{cost:.4f}",
+    }
+
+
+def _relative_to(workspace: Path) -> Relative:
+    def relative(path: Path) -> str:
+        full = path.resolve()
+        try:
+            return full.relative_to(workspace).as_posix()
+        except ValueError:
+            return str(full)  # outside the workspace: the runner cannot translate it anyway
+
+    return relative
+
+
+class ActionProgress:
+    """Plain progress lines, plus one group per finished task with its log from this run."""
+
+    def __init__(self, console: Console, logs_dir: Path) -> None:
+        from ..progress import PlainProgress
+
+        self.console = console
+        self.logs_dir = logs_dir
+        self.lines = PlainProgress(console.stream)
+        self.offsets: dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        from ..attempts import log_name
+        from ..events import TaskFinished, TaskStarted
+
+        if isinstance(event, TaskStarted) and event.task not in self.offsets:
+            log = self.logs_dir / log_name(event.task)
+            self.offsets[event.task] = log.stat().st_size if log.exists() else 0
+        self.lines(event)
+        if isinstance(event, TaskFinished) and event.record.name in self.offsets:
+            record = event.record
+            log = self.logs_dir / log_name(record.name)
+            with self.console.group(f"{record.name}: {record.status.value}"):
+                self.console.untrusted(_log_tail(log, self.offsets[record.name]))
+
+    async def heartbeat(self) -> None:
+        await self.lines.heartbeat()
+
+
+def _log_tail(log: Path, offset: int) -> str:
+    from ..processes import readable
+
+    try:
+        with log.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(offset, size - LOG_TAIL_BYTES)
+            f.seek(start)
+            data = f.read()
+    except OSError as exc:
+        return f"(log not readable: {exc.strerror or exc})"
+    if start == offset:
+        return readable(data)
+    return f"[… {start - offset} bytes omitted: the artifact has the whole log]\n" + readable(data)
+
+
+def _publish_reports(
+    state: State, workflow: Workflow, report_dir: Path, env: Mapping[str, str], console: Console
+) -> None:
+    """Write junit.xml and summary.md, and append the summary to the step's summary."""
+    from ..report.files import write_reports
+
+    try:
+        paths = write_reports(state, report_dir, workflow)
+    except Exception as exc:  # noqa: BLE001 - reports never change the outcome
+        console.annotation("warning", f"reports not written: {type(exc).__name__}: {exc}")
+        return
+    summary = next((p for p in paths if p.name == "summary.md"), None)
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if summary is not None and target:
+        text = summary.read_text("utf-8")
+        fallback = (
+            "prompter's summary did not fit in what is left of this step's 1 MiB summary; "
+            "it is in the report artifact.\n"
+        )
+        if not append_summary(Path(target), text, fallback):
+            console.annotation("warning", "the step summary was full: see the report artifact")
+
+
+def _annotate(
+    records: Mapping[str, TaskRecord], workflow: Workflow, relative: Relative, console: Console
+) -> None:
+    from ..state import TaskStatus
+
+    annotations = Annotations(console, "see the job summary and the report artifact")
+    file = relative(workflow.path)
+    skipped: dict[str, list[str]] = {}
+    for name, record in records.items():
+        if record.status in (TaskStatus.FAILED, TaskStatus.INTERRUPTED):
+            tail = record.attempts[-1].output_tail if record.attempts else ""
+            tail = tail[-ANNOTATION_TAIL_CHARS:].strip()
+            message = (record.reason or record.status.value) + (f"\n{tail}" if tail else "")
+            annotations.add(
+                Annotation(
+                    "error",
+                    message,
+                    title=f"prompter: task {name} {record.status.value}",
+                    file=file,
+                    line=_line_of(workflow, name),
+                )
+            )
+        elif record.status is TaskStatus.SKIPPED:
+            skipped.setdefault(record.reason or "skipped", []).append(name)
+    for reason, names in skipped.items():
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        annotations.add(
+            Annotation(
+                "warning",
+                f"{len(names)} task(s) skipped ({reason}): {shown}",
+                title="prompter: tasks skipped",
+                file=file,
+            )
+        )
+    annotations.flush()
+
+
+def _line_of(workflow: Workflow, name: str) -> int | None:
+    index = workflow.index.get(name)
+    return None if index is None else workflow.task_lines[index]
+
+
+def _upload(report_dir: Path, name: str, env: Mapping[str, str], console: Console) -> str:
+    from .artifact import ArtifactError, upload_folder
+
+    try:
+        uploaded = upload_folder(report_dir, name, env)
+    except ArtifactError as exc:
+        console.annotation(
+            "warning", f"report artifact not uploaded ({exc}); the files stay in {report_dir}"
+        )
+        return ""
+    console.info(f"report artifact {name} uploaded: id {uploaded.artifact_id}, {uploaded.size} B")
+    return uploaded.artifact_id
+
+
+def _give_back(workspace: Path, console: Console) -> None:
+    """As root in a container, whatever the run created belongs to root; the runner's later
+    steps run as the workspace's owner and must be able to change it (git included)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = workspace.stat()
+    except OSError:
+        return
+    if owner.st_uid == 0:
+        return
+    started = time.monotonic()
+    changed = 0
+    for root, dirs, files in os.walk(workspace):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+                if st.st_uid == 0:
+                    os.lchown(path, owner.st_uid, owner.st_gid)
+                    changed += 1
+            except OSError:
+                continue
+    if changed:
+        console.info(
+            f"{changed} file(s) created as root handed to uid {owner.st_uid} "
+            f"({time.monotonic() - started:.1f} s)"
+        )

@@ -1,0 +1,146 @@
+"""GitHub's workflow commands and file commands, written by hand (a few lines, no dependency).
+
+Everything printed here is built so that untrusted text stays data: messages and properties are
+escaped, and raw output is fenced with `::stop-commands::<token>`, which makes the runner ignore
+every command until `::<token>::`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+MESSAGE_CHARS = 4096  # the runner cuts annotation messages here
+ANNOTATIONS_PER_TYPE = 10  # the runner shows at most this many per type and step
+SUMMARY_BYTES = 1024 * 1024  # a step summary over this is dropped with an error
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str = "", **properties: str | int | None) -> str:
+    props = ",".join(
+        f"{key}={escape_property(str(value))}"
+        for key, value in properties.items()
+        if value is not None
+    )
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def one_line(text: str) -> str:
+    """For status lines: never more than one line, so never the start of a command."""
+    return " ".join(text.replace("\r", "\n").split("\n")).strip()
+
+
+class Console:
+    """The job log: commands, groups, masks and fenced untrusted output."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def emit(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def info(self, text: str) -> None:
+        self.emit(one_line(text))
+
+    def mask(self, value: str) -> None:
+        for part in value.splitlines():  # the runner masks line by line
+            if part.strip():
+                self.emit(command("add-mask", part))
+
+    def annotation(
+        self,
+        kind: str,
+        message: str,
+        *,
+        title: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        if len(message) > MESSAGE_CHARS:
+            message = message[: MESSAGE_CHARS - 1] + "…"
+        self.emit(command(kind, message, file=file, line=line, title=title))
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        self.emit(command("group", one_line(title)))
+        try:
+            yield
+        finally:
+            self.emit(command("endgroup"))
+
+    def untrusted(self, text: str) -> None:
+        """Print `text` as is, with every workflow command in it disabled."""
+        token = secrets.token_hex(16)
+        while token in text:  # astronomically unlikely, and then it cannot end the fence
+            token = secrets.token_hex(16)
+        self.emit(f"::stop-commands::{token}")
+        self.stream.write(text if text.endswith("\n") or not text else text + "\n")
+        self.emit(f"::{token}::")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    kind: str  # "error" | "warning" | "notice"
+    message: str
+    title: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+class Annotations:
+    """At most ANNOTATIONS_PER_TYPE per type; past that, one that says how many more."""
+
+    def __init__(self, console: Console, more_hint: str) -> None:
+        self.console = console
+        self.more_hint = more_hint
+        self.pending: dict[str, list[Annotation]] = {}
+
+    def add(self, annotation: Annotation) -> None:
+        self.pending.setdefault(annotation.kind, []).append(annotation)
+
+    def flush(self) -> None:
+        for kind, items in self.pending.items():
+            over = len(items) > ANNOTATIONS_PER_TYPE
+            for a in items[: ANNOTATIONS_PER_TYPE - 1] if over else items:
+                self.console.annotation(kind, a.message, title=a.title, file=a.file, line=a.line)
+            if over:
+                rest = len(items) - (ANNOTATIONS_PER_TYPE - 1)
+                self.console.annotation(
+                    kind, f"{rest} more like this: {self.more_hint}", title=f"{rest} more"
+                )
+        self.pending.clear()
+
+
+def write_outputs(path: Path, outputs: Mapping[str, str]) -> None:
+    """Append `name<<DELIM` blocks; the delimiter is random and absent from the value."""
+    with path.open("a", encoding="utf-8", newline="") as f:
+        for name, raw in outputs.items():
+            # The runner reads the file line by line: a CR would end a line where we did not.
+            value = raw.replace("\r\n", "\n").replace("\r", "\n")
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+            while delimiter in value:
+                delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+            f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+
+
+def append_summary(path: Path, markdown: str, fallback: str) -> bool:
+    """Append `markdown` when the step's summary stays within its limit, else `fallback`."""
+    used = path.stat().st_size if path.exists() else 0
+    data = markdown.encode("utf-8")
+    fits = used + len(data) <= SUMMARY_BYTES
+    with path.open("ab") as f:
+        f.write(data if fits else fallback.encode("utf-8"))
+    return fits

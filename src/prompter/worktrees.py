@@ -1,0 +1,215 @@
+"""Isolation: a git worktree per task, merged back one at a time into an integration line.
+
+At the start, the user's working tree as it is — HEAD plus uncommitted and untracked (not
+ignored) changes — is committed (with a private index, touching nothing of the user's) as the
+base of an integration line under `refs/prompter/<run>/tip`. A task gets a detached worktree at
+the tip of that moment, so it sees what its dependencies produced. When it passes, its changes
+are committed and merged into the tip (`git merge-tree --write-tree`, never touching a working
+tree); a conflict names the file and the task whose merge brought the other side. At the end,
+the tip's content is written into the user's working tree as uncommitted changes (HEAD and the
+index stay as they were).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+REF_ROOT = "refs/prompter"
+AUTHOR = {
+    "GIT_AUTHOR_NAME": "prompter",
+    "GIT_AUTHOR_EMAIL": "prompter@localhost",
+    "GIT_COMMITTER_NAME": "prompter",
+    "GIT_COMMITTER_EMAIL": "prompter@localhost",
+}
+
+
+class GitError(Exception):
+    """A git command failed; the message says which and why, in one line."""
+
+
+@dataclass(frozen=True)
+class Merged:
+    tip: str
+    files: tuple[str, ...]  # what the task changed
+
+
+@dataclass(frozen=True)
+class Conflict:
+    paths: tuple[str, ...]
+    with_task: str | None  # the task whose merged change the conflict is with
+
+    @property
+    def reason(self) -> str:
+        where = ", ".join(self.paths[:5]) + (" …" if len(self.paths) > 5 else "")
+        other = f"`{self.with_task}`" if self.with_task else "an earlier change"
+        return f"merge conflict with {other} in {where}"
+
+
+async def git(
+    repo: Path, *args: str, env: dict[str, str] | None = None, ok: Sequence[int] = (0,)
+) -> tuple[int, str]:
+    """Run git in `repo`; (exit code, stdout). Exit codes outside `ok` raise GitError."""
+    full_env = {**os.environ, **AUTHOR, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    result = await anyio.run_process(
+        ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        env=full_env,
+        check=False,
+    )
+    if result.returncode not in ok:
+        detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
+        raise GitError(f"git {args[0]} failed ({result.returncode}): {detail}")
+    return result.returncode, result.stdout.decode("utf-8", "replace")
+
+
+async def toplevel(path: Path) -> Path | None:
+    """The repository's root, or None when `path` is not inside a git work tree."""
+    try:
+        _, out = await git(path, "rev-parse", "--show-toplevel")
+    except (GitError, OSError):
+        return None
+    return Path(out.strip())
+
+
+@dataclass
+class Integration:
+    repo: Path  # the user's repository root
+    run_id: str
+    include: tuple[str, ...] = ()  # ignored paths copied into each worktree (e.g. ".env")
+    base: str = ""
+    tip: str = ""
+    head: str | None = None  # the user's HEAD at the start (None in a repository without one)
+    git_dir: Path | None = (
+        None  # the common git directory (a linked worktree has its own .git file)
+    )
+    changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def ref(self) -> str:
+        return f"{REF_ROOT}/{self.run_id}"
+
+    @property
+    def root(self) -> Path:
+        """Worktrees live in the git directory: outside the user's tree, on the same disk."""
+        assert self.git_dir is not None, "start() first"
+        return self.git_dir / "prompter" / self.run_id
+
+    async def start(self) -> str:
+        """Commit the working tree as it is (private index) as the base of the line."""
+        _, common = await git(self.repo, "rev-parse", "--git-common-dir")
+        self.git_dir = (self.repo / common.strip()).resolve()
+        code, out = await git(self.repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
+        self.head = out.strip() if code == 0 else None
+        index = self.git_dir / f"prompter-index-{self.run_id}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            if self.head:
+                await git(self.repo, "read-tree", self.head, env=env)
+            await git(self.repo, "add", "-A", env=env)
+            _, tree = await git(self.repo, "write-tree", env=env)
+        finally:
+            index.unlink(missing_ok=True)
+        parents = ["-p", self.head] if self.head else []
+        message = f"prompter {self.run_id}: the working tree at the start"
+        _, commit = await git(self.repo, "commit-tree", tree.strip(), *parents, "-m", message)
+        self.base = self.tip = commit.strip()
+        await git(self.repo, "update-ref", f"{self.ref}/base", self.base)
+        await git(self.repo, "update-ref", f"{self.ref}/tip", self.tip)
+        return self.base
+
+    async def checkout(self, task: str, attempt: int) -> Path:
+        """A fresh detached worktree at the current tip, with the `include` files."""
+        path = self.root / f"{_safe(task)}-{attempt}"
+        if path.exists():
+            await self.remove(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
+        for item in self.include:
+            source = self.repo / item
+            target = path / item
+            if source.is_dir():
+                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            elif source.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target, follow_symlinks=False)
+        return path
+
+    async def commit(self, task: str, worktree: Path) -> str | None:
+        """The task's changes as one commit on its worktree's HEAD; None if it changed nothing."""
+        await git(worktree, "add", "-A")
+        code, _ = await git(worktree, "diff", "--cached", "--quiet", ok=(0, 1))
+        if code == 0:
+            return None
+        await git(worktree, "commit", "-q", "--no-verify", "-m", f"prompter: {task}")
+        _, out = await git(worktree, "rev-parse", "HEAD")
+        return out.strip()
+
+    async def merge(self, task: str, commit: str) -> Merged | Conflict:
+        """Merge the task's commit into the tip, one merge at a time."""
+        async with self._lock:
+            _, files_out = await git(self.repo, "diff", "--name-only", f"{commit}^", commit)
+            files = tuple(files_out.splitlines())
+            code, out = await git(
+                self.repo,
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                self.tip,
+                commit,
+                ok=(0, 1),
+            )
+            lines = out.splitlines()
+            if code == 1:
+                paths = tuple(dict.fromkeys(p for p in lines[1:] if p))
+                others = [self.changed_by[p] for p in paths if p in self.changed_by]
+                return Conflict(paths, others[0] if others else None)
+            message = f"prompter: merge {task}"
+            _, new = await git(
+                self.repo, "commit-tree", lines[0], "-p", self.tip, "-p", commit, "-m", message
+            )
+            # Compare-and-swap on the ref: nothing else may have moved it meanwhile.
+            await git(self.repo, "update-ref", f"{self.ref}/tip", new.strip(), self.tip)
+            self.tip = new.strip()
+            for path in files:
+                self.changed_by[path] = task
+            return Merged(self.tip, files)
+
+    async def apply(self) -> list[str]:
+        """Write the tip's content into the user's working tree (not HEAD, not the index);
+        the paths that changed. Re-running it after a crash finishes the job."""
+        _, out = await git(self.repo, "diff", "--name-only", "--no-renames", self.base, self.tip)
+        paths = out.splitlines()
+        if paths:
+            await git(self.repo, "update-ref", f"{self.ref}/applying", self.tip)
+            await git(self.repo, "restore", f"--source={self.tip}", "--worktree", "--", *paths)
+            await git(self.repo, "update-ref", "-d", f"{self.ref}/applying")
+        return paths
+
+    async def remove(self, worktree: Path) -> None:
+        await git(self.repo, "worktree", "remove", "--force", str(worktree), ok=(0, 128))
+        if worktree.exists():
+            shutil.rmtree(worktree, ignore_errors=True)
+
+    async def cleanup(self) -> None:
+        """Worktrees and refs of this run go; the user's tree is not touched."""
+        if self.root.exists():
+            for path in sorted(self.root.iterdir()):
+                await self.remove(path)
+            shutil.rmtree(self.root, ignore_errors=True)
+        await git(self.repo, "worktree", "prune")
+        for name in ("base", "tip"):
+            await git(self.repo, "update-ref", "-d", f"{self.ref}/{name}", ok=(0, 1))
+
+
+def _safe(name: str) -> str:
+    from .attempts import log_name
+
+    return log_name(name).removesuffix(".log")

@@ -1,0 +1,243 @@
+"""`prompter-action` run exactly as GitHub's runner runs a container action's entrypoint.
+
+The environment, the file-command files and the workspace are what the runner provides
+(design.md §5); stdout is read with a model of the runner's command parser (runner_model.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser import JUnitXml
+
+from .artifact_service import artifact_service
+from .runner_model import Command, commands, outputs
+
+FAKE_AGENT = Path(__file__).parent / "agents" / "fake_agent.py"
+ENTRYPOINT = Path(sys.executable).with_name("prompter-action")
+SECRET = "sk-ant-api03-CONTRACT-SECRET-0123456789"
+INJECTED = "::error::injected by the agent"
+
+
+@dataclass
+class Step:
+    code: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+    commands: list[Command]
+    workspace: Path
+
+    def of(self, name: str) -> list[Command]:
+        return [c for c in self.commands if c.name == name]
+
+
+def workspace(tmp_path: Path, tasks: list[dict[str, Any]], plan: dict[str, Any]) -> Path:
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    argv = [sys.executable, str(FAKE_AGENT), "{task}", "{attempt}", "{prompt}"]
+    lines = ["[settings]", 'agent = "command"', f"agent_command = {json.dumps(argv)}"]
+    lines.append("retry_delay = 0")
+    for task in tasks:
+        lines.append("\n[[tasks]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in task.items()]
+    (ws / "prompter.toml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return ws
+
+
+def run_step(tmp_path: Path, ws: Path, inputs: dict[str, str], **extra_env: str) -> Step:
+    files = tmp_path / "file_commands"
+    files.mkdir(exist_ok=True)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GITHUB_ACTIONS": "true",
+        "CI": "true",
+        "GITHUB_WORKSPACE": str(ws),
+        "GITHUB_OUTPUT": str(files / "set_output_1"),
+        "GITHUB_STEP_SUMMARY": str(files / "step_summary_1"),
+        "RUNNER_TEMP": str(tmp_path / "runner_temp"),
+        "FAKE_AGENT_PLAN": str(tmp_path / "plan.json"),
+        "FAKE_AGENT_LOG": str(tmp_path / "agent.jsonl"),
+        **{f"INPUT_{k.upper()}": v for k, v in inputs.items()},
+        **extra_env,
+    }
+    done = subprocess.run(
+        [str(ENTRYPOINT)], cwd=ws, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    out_file, summary_file = files / "set_output_1", files / "step_summary_1"
+    return Step(
+        done.returncode,
+        done.stdout,
+        done.stderr,
+        outputs(out_file.read_text("utf-8")) if out_file.exists() else {},
+        summary_file.read_text("utf-8") if summary_file.exists() else "",
+        commands(done.stdout + "\n" + done.stderr),
+        ws,
+    )
+
+
+HOSTILE_PLAN = {
+    "bad": [{"print": f"{INJECTED}\n::set-env name=EVIL::1\n::add-mask::x\n##[error]old style\n"}]
+}
+TASKS = [
+    {"name": "good", "prompt": "do good", "verify_command": "true", "depends_on": []},
+    {
+        "name": "bad",
+        "prompt": "do bad",
+        "verify_command": "echo '::warning file=x::from verify'; echo 'tail line'; exit 3",
+        "max_attempts": 1,
+        "depends_on": [],
+    },
+    {"name": "after", "prompt": "x", "verify_command": "true", "depends_on": ["bad"]},
+]
+
+
+def test_a_failing_run_as_the_runner_sees_it(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, TASKS, HOSTILE_PLAN)
+    with artifact_service() as service:
+        step = run_step(
+            tmp_path,
+            ws,
+            {"workflow": "prompter.toml", "anthropic_api_key": SECRET},
+            ACTIONS_RUNTIME_TOKEN=service.token,
+            ACTIONS_RESULTS_URL=service.url,
+        )
+    assert step.code == 1, step.stdout + step.stderr
+    assert "Traceback" not in step.stderr
+    # Outputs, with workspace-relative paths.
+    o = step.outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("failed", "1", "1", "1")
+    assert o["junit_path"] == ".prompter/junit.xml"
+    assert o["summary_path"] == ".prompter/summary.md"
+    assert o["state_path"] == ".prompter/state.json"
+    assert o["artifact_id"] == "4242" and o["total_cost_usd"] == "0.0000"
+    assert service.problems == []
+    # The secret is masked first and never printed otherwise.
+    assert step.of("add-mask")[0].data == SECRET
+    assert step.stdout.count(SECRET) == 1
+    # Nothing the agent or the verify command printed became a command.
+    assert not step.of("set-env")
+    assert [c.data for c in step.of("add-mask")] == [SECRET]
+    assert all("injected" not in c.data for c in step.of("error"))
+    assert all("from verify" not in c.data for c in step.of("warning"))
+    assert INJECTED in step.stdout  # shown, as text, inside a fenced group
+    # One group per task that ran, opened when it finished.
+    groups = [c.data for c in step.of("group")]
+    assert sorted(groups) == ["bad: failed", "good: passed"]
+    assert len(step.of("endgroup")) == 2
+    # Annotations: the failure at its task's line, the skipped task with its root cause.
+    (error,) = step.of("error")
+    assert error.properties == {
+        "file": "prompter.toml",
+        "line": "12",
+        "title": "prompter: task bad failed",
+    }
+    assert error.data.startswith("verify_command exited 3 (expected 0)\n")
+    assert "tail line" in error.data
+    (warning,) = step.of("warning")
+    assert "1 task(s) skipped (dependency `bad` failed): after" in warning.data
+    # The step summary is the report, within the limit.
+    report = (ws / ".prompter" / "summary.md").read_text("utf-8")
+    assert step.summary == report and 0 < len(step.summary.encode()) <= 1024 * 1024
+    # The JUnit file the output names reads back with the right counts.
+    suite = next(iter(JUnitXml.fromfile(str(ws / o["junit_path"]))))
+    assert (suite.tests, suite.failures, suite.skipped) == (3, 1, 1)
+
+
+def test_fail_on_task_failure_false_passes_the_step(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, TASKS, {})
+    step = run_step(tmp_path, ws, {"fail_on_task_failure": "false", "upload_artifact": "false"})
+    assert step.code == 0
+    assert step.outputs["status"] == "failed"
+    assert step.outputs["artifact_id"] == ""  # not asked to upload: no warning about it
+    assert [c.properties["title"] for c in step.of("warning")] == ["prompter: tasks skipped"]
+    assert "fail_on_task_failure is false, so this step passes" in step.stdout
+
+
+def test_without_the_artifact_service_a_warning_and_the_files_stay(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, TASKS[:1], {})
+    step = run_step(tmp_path, ws, {})
+    assert step.code == 0
+    assert step.outputs["status"] == "passed" and step.outputs["artifact_id"] == ""
+    (warning,) = step.of("warning")
+    assert warning.data.startswith("report artifact not uploaded (ACTIONS_RUNTIME_TOKEN")
+    assert (ws / ".prompter" / "state.json").exists()
+
+
+def test_plain_names_reproduce_a_run_with_docker_run(tmp_path: Path) -> None:
+    """`docker run -e WORKFLOW=… -e MAX_PARALLEL=…`: no INPUT_ prefix."""
+    ws = workspace(tmp_path, TASKS[:1], {})
+    (ws / "flows").mkdir()
+    shutil.move(ws / "prompter.toml", ws / "flows" / "wf.toml")
+    step = run_step(
+        tmp_path, ws, {}, WORKFLOW="flows/wf.toml", MAX_PARALLEL="1", UPLOAD_ARTIFACT="false"
+    )
+    assert step.code == 0, step.stdout
+    assert step.outputs["status"] == "passed"
+
+
+def test_hyphenated_input_names_work_too(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, TASKS, {})
+    step = run_step(tmp_path, ws, {"FAIL-ON-TASK-FAILURE": "false", "UPLOAD-ARTIFACT": "false"})
+    assert step.code == 0
+
+
+def test_bad_inputs_and_invalid_workflows_fail_with_located_errors(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, TASKS, {})
+    step = run_step(tmp_path, ws, {"max_parallel": "lots"})
+    assert step.code == 2
+    assert step.of("error")[0].data == "input `max_parallel` must be a positive integer, not 'lots'"
+    (ws / "prompter.toml").write_text(
+        '[[tasks]]\nname = "x"\nprompt = 3\nverify_command = "true"\n'
+    )
+    step = run_step(tmp_path, ws, {})
+    assert step.code == 2
+    assert step.outputs["status"] == "invalid"
+    (error,) = step.of("error")
+    assert error.properties["file"] == "prompter.toml" and error.properties["line"] == "3"
+
+
+def test_annotations_are_capped(tmp_path: Path) -> None:
+    tasks = [
+        {
+            "name": f"t{i:02}",
+            "prompt": "x",
+            "verify_command": "exit 1",
+            "max_attempts": 1,
+            "depends_on": [],
+        }
+        for i in range(14)
+    ]
+    ws = workspace(tmp_path, tasks, {})
+    step = run_step(tmp_path, ws, {"upload_artifact": "false"})
+    errors = step.of("error")
+    assert len(errors) == 10
+    assert errors[-1].data.startswith("5 more like this")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root can create files for others")
+def test_files_created_as_root_go_to_the_workspace_owner(tmp_path: Path) -> None:
+    plan = {"good": [{"write": {"made-by-agent.txt": "x"}}]}
+    ws = workspace(tmp_path, TASKS[:1], plan)
+    for path in [ws, *ws.rglob("*")]:
+        os.lchown(path, 1001, 1001)
+    step = run_step(tmp_path, ws, {"upload_artifact": "false"})
+    assert step.code == 0
+    owners = {p.relative_to(ws).as_posix(): p.lstat().st_uid for p in ws.rglob("*")}
+    assert owners["made-by-agent.txt"] == 1001
+    assert owners[".prompter/state.json"] == 1001
+    assert {uid for uid in owners.values()} == {1001}
