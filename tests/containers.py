@@ -109,6 +109,17 @@ def image_exists(tag: str) -> bool:
     return podman("image", "exists", tag, check=False).returncode == 0
 
 
+def image_id(tag: str) -> str | None:
+    proc = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def drop_replaced(tag: str, before: str | None) -> None:
+    """Remove the image `tag` named before a rebuild: each build of the action image is ~700 MB."""
+    if before is not None and image_id(tag) != before:
+        podman("rmi", before, check=False)
+
+
 def timed(label: str, timings: dict[str, float], start: float) -> None:
     timings[label] = round(time.monotonic() - start, 1)
 
@@ -171,6 +182,7 @@ def base_image() -> str:
 def action_image() -> str:
     """The action's Dockerfile built from this checkout on the local base image."""
     base = base_image()
+    before = image_id(ACTION_TAG)
     start = time.monotonic()
     podman(
         "build",
@@ -185,6 +197,7 @@ def action_image() -> str:
         timeout=BUILD_TIMEOUT,
     )
     timed("action image build", TIMINGS, start)
+    drop_replaced(ACTION_TAG, before)
     return ACTION_TAG
 
 
