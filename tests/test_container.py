@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ from tests.containers import (
     podman,
     podman_env,
     require,
+    run_args,
     run_container,
 )
 
@@ -81,6 +83,14 @@ def chown_tree(path: Path, uid: int) -> None:
         for name in [*dirnames, *filenames]:
             os.lchown(os.path.join(dirpath, name), uid, uid)
     os.lchown(path, uid, uid)
+
+
+def wrong_owner(ws: Path) -> list[str]:
+    return [
+        f"{p.relative_to(ws)} (uid {p.lstat().st_uid})"
+        for p in [ws, *ws.rglob("*")]
+        if p.lstat().st_uid != OWNER
+    ]
 
 
 def read_outputs(path: Path) -> dict[str, str]:
@@ -183,12 +193,7 @@ def test_runs_like_the_github_runner(tmp_path: Path) -> None:
     assert (files / "step_summary_x").stat().st_size > 0
 
     assert (ws / "examples/workspace/bundle.txt").read_text("utf-8") == "hello\ngoodbye\n"
-    wrong_owner = [
-        f"{p.relative_to(ws)} (uid {p.lstat().st_uid})"
-        for p in [ws, *ws.rglob("*")]
-        if p.lstat().st_uid != OWNER
-    ]
-    assert not wrong_owner, f"files in the workspace not owned by uid {OWNER}: {wrong_owner}"
+    assert not wrong_owner(ws), f"not owned by uid {OWNER}: {wrong_owner(ws)}"
 
 
 def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
@@ -202,6 +207,52 @@ def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, report(proc)
     assert (ws / ".prompter" / "junit.xml").is_file(), sorted(os.listdir(ws))
     assert (ws / "examples/workspace/bundle.txt").read_text("utf-8") == "hello\ngoodbye\n"
+
+
+def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: Path) -> None:
+    """On cancel the runner signals its `docker run` (SIGINT, 7.5 s later SIGTERM, 2.5 s later
+    SIGKILL); the CLI proxies the signal to the container's PID 1, the entrypoint. A PID 1
+    without handlers would ignore it; prompter must stop, keep state and exit 130 in time."""
+    image = action_image()
+    ws = checkout(tmp_path)
+    chown_tree(ws, OWNER)
+    env = {
+        "INPUT_WORKFLOW": "examples/pipeline.toml",
+        "INPUT_UPLOAD_ARTIFACT": "false",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "DEMO_AGENT_THINK_S": "120",  # agents still thinking when the job is cancelled
+    }
+    args = run_args(env, {ws: "/github/workspace"}, "/github/workspace")
+    proc = subprocess.Popen(
+        ["podman", *args, image],
+        env=podman_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = ws / ".prompter" / "logs" / "add_greeting.log"
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), f"the run did not start: exit {proc.poll()}"
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, _ = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+        TIMINGS["SIGINT to exit"] = round(elapsed, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-6000:]}"
+    assert elapsed < 7.5, f"took {elapsed:.1f} s after SIGINT (the runner escalates at 7.5 s)"
+    state = (ws / ".prompter" / "state.json").read_text("utf-8")
+    assert "interrupted" in state, state[:3000]
+    assert not (ws / "examples/workspace/bundle.txt").exists()
+    assert not wrong_owner(ws), f"not owned by uid {OWNER} after SIGINT: {wrong_owner(ws)}"
 
 
 def start_podman_service(sock: Path) -> subprocess.Popen[bytes]:
