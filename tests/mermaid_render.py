@@ -6,6 +6,10 @@
 writes one JSON verdict per diagram into `<pre id="verdicts">`. One Chromium run (`--dump-dom`)
 renders the whole batch; the verdicts are read back from the dumped DOM.
 
+`render(diagrams, body_html=...)` also puts a document on the page (say, a summary converted
+from markdown) and renders each of its `<code class="language-mermaid">` blocks in place, after
+the given diagrams: its verdicts follow theirs, in document order.
+
 A missing browser or a missing mermaid install is an error, never a skip: this module exists to
 prove the output renders, and a silently skipped proof proves nothing.
 """
@@ -87,12 +91,15 @@ _PAGE = """<!doctype html>
 </style>
 </head>
 <body>
+<div id="doc">{body}</div>
 <div id="out"></div>
 <pre id="verdicts" data-state="pending"></pre>
 <script src="{mermaid_url}"></script>
 <script>
 const SILENT_FAILURES = {silent};
-const diagrams = {diagrams};
+const given = {diagrams};
+const blocks = Array.from(document.querySelectorAll("#doc code.language-mermaid"));
+const diagrams = given.concat(blocks.map((b) => b.textContent));
 const out = document.getElementById("out");
 const verdictsPre = document.getElementById("verdicts");
 
@@ -131,7 +138,12 @@ async function run() {{
     const box = document.createElement("div");
     box.className = "diagram";
     box.id = "diagram-" + i;
-    out.appendChild(box);
+    if (i < given.length) {{
+      out.appendChild(box);
+    }} else {{
+      const pre = blocks[i - given.length].closest("pre") || blocks[i - given.length];
+      pre.replaceWith(box);
+    }}
     const verdict = {{ ok: false, error: "", svg_chars: 0, text: "", nodes: {{}},
                       edge_labels: [], tags: [], ms: 0 }};
     const started = performance.now();
@@ -221,10 +233,16 @@ def _run_chromium(args: list[str]) -> subprocess.CompletedProcess[str]:
         raise RuntimeError(f"chromium did not finish within {TIMEOUT} s: {args}") from exc
 
 
-def render(diagrams: list[str], screenshot: Path | None = None) -> list[Verdict]:
+def render(
+    diagrams: list[str],
+    screenshot: Path | None = None,
+    body_html: str = "",
+    window: tuple[int, int] = (1200, 1600),
+) -> list[Verdict]:
     """Render every diagram in one Chromium run; one `Verdict` per diagram, in order.
 
-    With `screenshot`, Chromium runs a second time on the same page to save a PNG of it.
+    With `screenshot`, Chromium runs a second time on the same page to save a PNG of it
+    (`window` pixels). `body_html`'s mermaid code blocks are rendered in place after `diagrams`.
     """
     browser, script = chromium(), mermaid_js()
     with tempfile.TemporaryDirectory(prefix="mermaid-render-") as tmp:
@@ -235,6 +253,7 @@ def render(diagrams: list[str], screenshot: Path | None = None) -> list[Verdict]
                 mermaid_url=script.as_uri(),
                 silent=_js_literal(list(SILENT_FAILURES)),
                 diagrams=_js_literal(list(diagrams)),
+                body=body_html,
             ),
             "utf-8",
         )
@@ -250,14 +269,20 @@ def render(diagrams: list[str], screenshot: Path | None = None) -> list[Verdict]
         payload = json.loads(base64.b64decode(match["payload"]).decode("utf-8"))
         if match["state"] != "done":
             raise RuntimeError(f"the render page did not finish ({match['state']}): {payload}")
-        if len(payload) != len(diagrams):
-            raise RuntimeError(f"{len(diagrams)} diagrams but {len(payload)} verdicts")
+        expected = len(diagrams) + body_html.count('class="language-mermaid"')
+        if len(payload) != expected:
+            raise RuntimeError(f"{expected} diagrams but {len(payload)} verdicts")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             args = _chromium_args(tmp_path / "profile-screenshot")
             args[0] = browser
             shot = _run_chromium(
-                [*args, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri()]
+                [
+                    *args,
+                    f"--screenshot={screenshot}",
+                    f"--window-size={window[0]},{window[1]}",
+                    page.as_uri(),
+                ]
             )
             if shot.returncode != 0 or not screenshot.is_file():
                 raise RuntimeError(

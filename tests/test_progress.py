@@ -34,8 +34,11 @@ def test_plain_lines_for_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert h.run() == 1
     *lines, pointer = capsys.readouterr().out.splitlines()
     assert all(re.match(STAMP, line) for line in lines)
-    # After the run, one unstamped line says where the state and the logs are.
-    assert pointer == "state: .prompter/state.json  logs: .prompter/logs/"
+    # After the run, one unstamped line says where the state, the logs and the reports are.
+    assert pointer == (
+        "state: .prompter/state.json  logs: .prompter/logs/  "
+        "reports: .prompter/junit.xml .prompter/summary.md"
+    )
     text = "\n".join(re.sub(STAMP, "", line) for line in lines)
     assert "graph mode, 4 task(s)" in text
     assert "▶ fix" in text and "▶ fix (attempt 2)" in text

@@ -320,3 +320,9 @@ def test_verify_printing_100_mb_of_hostile_bytes_keeps_memory_and_state_sane(h: 
     tail = loud["attempts"][0]["output_tail"]
     assert "bytes omitted" in tail and "\x00" not in tail and "\x1b" not in tail
     assert loud["reason"] == "verify_command exited 1 (expected 0)"
+    # The reports written after the run are well-formed and small (see test_reports.py).
+    junit_xml = h.root / ".prompter" / "junit.xml"
+    assert junit_xml.stat().st_size < 64 * 1024
+    lint = subprocess.run(["xmllint", "--noout", str(junit_xml)], capture_output=True, check=False)
+    assert lint.returncode == 0, lint.stderr
+    assert (h.root / ".prompter" / "summary.md").stat().st_size < 64 * 1024

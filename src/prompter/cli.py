@@ -18,6 +18,7 @@ from . import __version__
 if TYPE_CHECKING:
     from .config import Workflow
     from .planning import Plan
+    from .run import RunOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -151,8 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (RunError, StateError) as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    reports = "" if args.dry_run else _reports_after_run(workflow, options)
     if progress is not None:
-        print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/")
+        print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
     return result.exit_code
 
 
@@ -170,6 +172,50 @@ def cmd_init(args: argparse.Namespace) -> int:
     except InitError as exc:
         print(f"prompter init: {exc}", file=sys.stderr)
         return EXIT_INVALID if exc.usage else EXIT_FAILED
+    return EXIT_OK
+
+
+def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
+    """junit.xml and summary.md from the state; a failure warns and changes no exit code."""
+    try:
+        from .report.files import write_reports
+        from .state import StateStore
+
+        state = StateStore(options.state_path).load()
+        paths = write_reports(state, options.report_dir, workflow)
+    except Exception as exc:  # noqa: BLE001 - reports must never change the run's outcome
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"prompter: warning: reports not written: {detail}", file=sys.stderr)
+        return ""
+    return "  reports: " + " ".join(str(p) for p in paths)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.files import Format, workflow_for, write_reports
+    from .state import StateError, StateStore
+
+    path = _state_path(args)
+    try:
+        state = StateStore(path).load()
+    except StateError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if not state.tasks:
+        print(f"prompter: no task state in {path}: nothing to report yet", file=sys.stderr)
+        return EXIT_INVALID
+    report_dir = Path(args.report_dir)
+    workflow, notes = workflow_for(state, report_dir)
+    for note in notes:
+        print(f"prompter: note: {note}", file=sys.stderr)
+    formats: tuple[Format, ...] = ("junit", "markdown") if args.format == "all" else (args.format,)
+    try:
+        written = write_reports(state, report_dir, workflow, notes, formats)
+    except OSError as exc:
+        where = exc.filename or report_dir
+        print(f"prompter: {where}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for report in written:
+        print(f"wrote {report}")
     return EXIT_OK
 
 
@@ -299,6 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
     _state_args(status)
     status.set_defaults(handler=cmd_status)
 
+    report = commands.add_parser(
+        "report", help="rebuild junit.xml and summary.md from the state of the last run"
+    )
+    _state_args(report)
+    report.add_argument(
+        "--format",
+        choices=("junit", "markdown", "all"),
+        default="all",
+        help="which report to write (default: all)",
+    )
+    report.set_defaults(handler=cmd_report, workflow=None)
+
     clear = commands.add_parser("clear-state", help="forget earlier runs' results")
     _state_args(clear)
     clear.set_defaults(handler=cmd_clear_state, workflow=None)
@@ -334,7 +392,7 @@ INIT_HELP = (
     "it (sending errors back, at most 3 rounds), shows it with its plan, and writes FILE only "
     "if it is valid and confirmed (--yes when unattended). An existing FILE needs --force."
 )
-COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "init")
+COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "init")
 
 
 def _state_args(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ Relative = Callable[[Path], str]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LOG_TAIL_BYTES = 64 * 1024  # of a task's log shown in its group; the artifact has all of it
 ANNOTATION_TAIL_CHARS = 1500
-TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 class InputError(Exception):
@@ -62,12 +62,10 @@ class Inputs:
             return env.get(name.upper(), default).strip()
 
         def flag(name: str, default: str) -> bool:
-            value = get(name, default).lower()
-            if value in TRUE:
-                return True
-            if value in FALSE:
-                return value != "" or default in TRUE
-            raise InputError(f"input `{name}` must be true or false, not {value!r}")
+            value = get(name).lower() or default  # an empty input means the default
+            if value not in TRUE + FALSE:
+                raise InputError(f"input `{name}` must be true or false, not {value!r}")
+            return value in TRUE
 
         parallel = get("max_parallel")
         if parallel and not (parallel.isdigit() and int(parallel) > 0):

@@ -8,7 +8,7 @@ run ends.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,24 +64,54 @@ def _node_id(task: int) -> str:
     return "stop" if task == STOP else f"t{task}"
 
 
-def to_mermaid(workflow: Workflow) -> str:
-    edges = links(workflow)
-    nodes = [mermaid.Node(_node_id(i), t.name) for i, t in enumerate(workflow.tasks)]
+def flowchart(
+    workflow: Workflow,
+    tasks: Collection[int] | None = None,
+    css: Mapping[int, str] | None = None,
+    class_defs: Mapping[str, str] | None = None,
+    legend: Sequence[mermaid.Node] = (),
+    thick: Collection[tuple[int, int]] = (),
+) -> str:
+    """The workflow's mermaid flowchart (or the part of it over `tasks`); raises `TooLarge`.
+
+    Shared by `prompter graph` and the run summary, which colours nodes (`css`: task index ->
+    class name defined in `class_defs`) and draws the critical path's edges thick.
+    """
+    keep = None if tasks is None else set(tasks)
+    edges = [
+        link
+        for link in links(workflow)
+        if keep is None or (link.source in keep and (link.target == STOP or link.target in keep))
+    ]
+    css = css or {}
+    thick_edges = set(thick)
+    nodes = [
+        mermaid.Node(_node_id(i), t.name, css.get(i))
+        for i, t in enumerate(workflow.tasks)
+        if keep is None or i in keep
+    ]
     if any(link.target == STOP for link in edges):
         nodes.append(mermaid.Node("stop", "stop", rounded=True))
+    return mermaid.flowchart(
+        nodes,
+        [
+            mermaid.Edge(
+                _node_id(link.source),
+                _node_id(link.target),
+                None if link.kind == "dependency" else link.kind,
+                dotted=link.kind == "failure",
+                thick=(link.source, link.target) in thick_edges,
+            )
+            for link in edges
+        ],
+        class_defs,
+        legend=legend,
+    )
+
+
+def to_mermaid(workflow: Workflow) -> str:
     try:
-        return mermaid.flowchart(
-            nodes,
-            [
-                mermaid.Edge(
-                    _node_id(link.source),
-                    _node_id(link.target),
-                    None if link.kind == "dependency" else link.kind,
-                    dotted=link.kind == "failure",
-                )
-                for link in edges
-            ],
-        )
+        return flowchart(workflow)
     except mermaid.TooLarge as too_large:
         return f"%% too large for mermaid ({too_large}); text table instead:\n" + to_text(workflow)
 

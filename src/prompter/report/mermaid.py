@@ -3,11 +3,16 @@
 Node ids are generated (`t0`, `t1`, …), never taken from task names, so names like `end`
 cannot break the diagram; labels are quoted and every character mermaid or HTML could read as
 syntax is written as a mermaid entity code (`#quot;`, `#60;`, …).
+
+Two diagram types: `flowchart` (the dependency graph, for `prompter graph` and the summary) and
+`gantt` (the timeline of a run, for the summary). Gantt task texts are not quoted (a gantt shows
+quotes literally); the same entity rule applies, and the first letter is an entity too, so a
+name such as `section x` or `dateFormat` is never read as a gantt keyword.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Verified in mermaid 11: more edges throw "Edge limit exceeded"; longer text renders a placeholder.
@@ -31,6 +36,16 @@ def label(text: str) -> str:
     return '"' + text.translate(_ESCAPE) + '"'
 
 
+def gantt_text(text: str) -> str:
+    """An unquoted gantt task or section text showing `text` literally (same entity rule)."""
+    escaped = text.translate(_ESCAPE).strip()
+    if not escaped:
+        return "#32;"  # a blank name: a visible nothing rather than a parse error
+    if escaped[0].isascii() and escaped[0].isalpha():  # keywords start lines: `section`, `title`
+        escaped = f"#{ord(escaped[0])};{escaped[1:]}"
+    return escaped
+
+
 def text_size(text: str) -> int:
     """Mermaid's measure of a diagram: JavaScript string length, in UTF-16 code units."""
     return len(text.encode("utf-16-le")) // 2
@@ -50,6 +65,7 @@ class Edge:
     target: str
     text: str | None = None
     dotted: bool = False
+    thick: bool = False  # drawn `==>`: the critical path in the summary
 
 
 class TooLarge(ValueError):
@@ -61,8 +77,12 @@ def flowchart(
     edges: Iterable[Edge],
     class_defs: Mapping[str, str] | None = None,
     direction: str = "TD",
+    legend: Sequence[Node] = (),
 ) -> str:
-    """A `flowchart` definition; raises `TooLarge` past mermaid's edge or size limit."""
+    """A `flowchart` definition; raises `TooLarge` past mermaid's edge or size limit.
+
+    `legend` nodes (ids of their own) are drawn unconnected in a subgraph titled "Legend".
+    """
     edge_list = list(edges)
     if len(edge_list) > MAX_EDGES:
         raise TooLarge(f"{len(edge_list)} edges exceed mermaid's limit of {MAX_EDGES}")
@@ -75,12 +95,64 @@ def flowchart(
         size += len(lines[-1])
         if size > MAX_TEXT:
             raise too_long
+    if legend:
+        lines.append(f"  subgraph legend[{label('Legend')}]")
+        lines.append("    direction LR")
+        for node in legend:
+            css = f":::{node.css_class}" if node.css_class else ""
+            lines.append(f"    {node.id}[{label(node.text)}]{css}")
+        lines.append("  end")
     for edge in edge_list:
-        arrow = "-.->" if edge.dotted else "-->"
+        arrow = "-.->" if edge.dotted else ("==>" if edge.thick else "-->")
         middle = f"{arrow}|{label(edge.text)}|" if edge.text else arrow
         lines.append(f"  {edge.source} {middle} {edge.target}")
     lines += [f"  classDef {name} {style}" for name, style in (class_defs or {}).items()]
     text = "\n".join(lines) + "\n"
     if text_size(text) > MAX_TEXT:
         raise too_long
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar of a gantt chart: times in milliseconds since the epoch."""
+
+    id: str
+    text: str
+    start_ms: int
+    end_ms: int
+    tags: tuple[str, ...] = ()  # of "crit", "active", "done"
+
+
+GANTT_TAGS = frozenset({"crit", "active", "done"})
+
+
+def gantt(
+    sections: Sequence[tuple[str, Sequence[Bar]]],
+    title: str | None = None,
+    axis_format: str = "%H:%M:%S",
+) -> str:
+    """A `gantt` definition on absolute times; raises `TooLarge` past mermaid's size limit.
+
+    Each bar is its own row; a bar is at least 1 ms long (mermaid drops empty ones).
+    """
+    lines = ["gantt"]
+    if title:
+        lines.append(f"  title {gantt_text(title)}")
+    lines += ["  dateFormat x", f"  axisFormat {axis_format}", "  todayMarker off"]
+    size = 0
+    for section, bars in sections:
+        lines.append(f"  section {gantt_text(section)}")
+        for bar in bars:
+            tags = [t for t in bar.tags if t in GANTT_TAGS]
+            meta = ", ".join(
+                [*tags, bar.id, str(bar.start_ms), str(max(bar.end_ms, bar.start_ms + 1))]
+            )
+            lines.append(f"  {gantt_text(bar.text)} :{meta}")
+            size += len(lines[-1])
+            if size > MAX_TEXT:
+                raise TooLarge(f"the diagram exceeds mermaid's limit of {MAX_TEXT:,} characters")
+    text = "\n".join(lines) + "\n"
+    if text_size(text) > MAX_TEXT:
+        raise TooLarge(f"the diagram exceeds mermaid's limit of {MAX_TEXT:,} characters")
     return text

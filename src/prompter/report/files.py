@@ -1,0 +1,102 @@
+"""Writing `junit.xml` and `summary.md`: find the workflow and the repository, build, write.
+
+The builders (`junit.build_junit`, `summary.build_summary`) are pure; this module does the
+I/O around them for `prompter run` (after every run) and `prompter report` (any time later).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from ..config import Workflow
+from ..state import State
+from .facts import analyse, one_line
+
+Format = Literal["junit", "markdown"]
+FILES: dict[Format, str] = {"junit": "junit.xml", "markdown": "summary.md"}
+
+
+def repo_relative(path: Path) -> str:
+    """`path` relative to the root of its git repository (else to its own folder)."""
+    path = path.resolve()
+    root = path.parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            root = Path(done.stdout.strip()).resolve()
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git, or not a repository: the workflow's folder is the root
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def workflow_for(state: State, report_dir: Path | None = None) -> tuple[Workflow | None, list[str]]:
+    """The workflow of the state's latest run, if it still loads; else notes saying why not."""
+    from ..config import load_workflow
+    from ..diagnostics import WorkflowError
+
+    lacking = "junit.xml has no file/line and the summary no dependency graph"
+    if not state.runs:
+        return None, [f"the state names no workflow (no run recorded): {lacking}"]
+    recorded = Path(state.runs[-1].workflow)
+    candidates = [recorded]
+    if not recorded.is_absolute() and report_dir is not None:
+        candidates.append(report_dir.parent / recorded)  # the run's folder, by default
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return None, [f"workflow {one_line(str(recorded), 200)} not found: {lacking}"]
+    try:
+        workflow = load_workflow(path)
+    except WorkflowError as exc:
+        first = one_line(exc.diagnostics[0].format(), 200) if exc.diagnostics else "invalid"
+        return None, [f"workflow {path} no longer loads ({first}): {lacking}"]
+    return workflow, []
+
+
+def _write(path: Path, text: str) -> None:
+    """Write the whole file or leave the old one: a temporary file renamed over it."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text, "utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_reports(
+    state: State,
+    report_dir: Path,
+    workflow: Workflow | None = None,
+    notes: Sequence[str] = (),
+    formats: Sequence[Format] = ("junit", "markdown"),
+) -> list[Path]:
+    """Build the reports from `state` and write them into `report_dir`; the paths written."""
+    from .junit import build_junit
+    from .summary import build_summary
+
+    facts = analyse(state, workflow, notes)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        if fmt == "junit":
+            file = repo_relative(workflow.path) if workflow is not None else None
+            text = build_junit(state, workflow, file=file, facts=facts)
+        else:
+            text = build_summary(state, workflow, facts=facts)
+        path = report_dir / FILES[fmt]
+        _write(path, text)
+        written.append(path)
+    return written

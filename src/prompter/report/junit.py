@@ -1,0 +1,206 @@
+"""`junit.xml`: one testsuite for the workflow, one testcase per task, from the state alone.
+
+The shape GitHub's JUnit consumers read (dorny/test-reporter, mikepenz/action-junit-report,
+EnricoMi/publish-unit-test-result-action): one flat `<testsuites><testsuite>` level with
+accurate `tests/failures/errors/skipped/time`; every testcase has `classname` (the workflow's
+name), `name` (the task), `time`, and `file`/`line` (the workflow file relative to the
+repository root, the task's `[[tasks]]` line) when the workflow is known.
+
+- failed its verify command      -> `<failure message="verify_command exited 1 (expected 0)">`
+                                    with the tail of the output as text;
+- agent error or timeout         -> `<error>` (same, with the agent's output);
+- skipped                        -> `<skipped message="dependency `a` failed">`;
+- interrupted, or never finished -> `<error>`.
+Each testcase has `<properties>`: attempts, cost, tokens, session id, run id.
+
+Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
+evenly, at most `MAX_CASE_OUTPUT_BYTES` each) and everything else at most `MAX_TASK_BYTES` per
+task, so a file never exceeds `size_bound(tasks)`. Hostile output (NUL, ANSI, lone surrogates,
+`]]>`) is cleaned before it reaches the XML writer; junit-xml 1.9 would raise on surrogates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from ..config import Workflow
+from ..state import State, TaskRecord, TaskStatus
+from .facts import RunFacts, TaskView, analyse, attempt_failed_in_verify, clean, one_line
+
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+MAX_CASE_OUTPUT_BYTES = 16 * 1024
+MAX_TASK_BYTES = 8 * 1024
+_SUITE_BYTES = 64 * 1024  # the document's head, the suite's attributes and properties
+_NAME_CHARS = 256  # task names are at most 200 characters in a valid workflow
+_MESSAGE_CHARS = 256
+_CUT = "[… earlier output cut; the task's log under logs/ has all of it]\n"
+
+
+def size_bound(tasks: int) -> int:
+    """The most bytes `build_junit` writes for a state of `tasks` tasks."""
+    return MAX_OUTPUT_BYTES + MAX_TASK_BYTES * tasks + _SUITE_BYTES
+
+
+def _xml_bytes(text: str) -> int:
+    """UTF-8 bytes of `text` as XML character data (`&` `<` `>` become entities)."""
+    return len(text.encode("utf-8")) + 4 * text.count("&") + 3 * (text.count("<") + text.count(">"))
+
+
+def fit_tail(text: str, max_bytes: int) -> str:
+    """The cleaned end of `text` taking at most `max_bytes` as XML text, marked when cut."""
+    if max_bytes <= len(_CUT.encode()) + 16:
+        return ""
+    sliced = len(text) > max_bytes
+    tail = clean(text, last=max_bytes)
+    if not sliced and _xml_bytes(tail) <= max_bytes:
+        return tail
+    room = max_bytes - len(_CUT.encode())
+    while tail and _xml_bytes(tail) > room:
+        keep = int(len(tail) * room / _xml_bytes(tail) * 0.95)
+        tail = tail[len(tail) - keep :] if keep > 0 else ""
+    return _CUT + tail
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "0.000"
+
+
+def _properties(view: TaskView) -> dict[str, str]:
+    record = view.record
+    attempts = record.attempts
+    props = {"status": record.status.value, "attempts": str(len(attempts))}
+    props["cost_usd"] = f"{record.cost_usd:.6f}" if math.isfinite(record.cost_usd) else "0"
+    for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"):
+        values = [getattr(a, key) for a in attempts if getattr(a, key) is not None]
+        if values:
+            props[key] = str(sum(values))
+    sessions = [a.session_id for a in attempts if a.session_id]
+    if sessions:
+        props["session_id"] = one_line(sessions[-1], 128)
+    props["run_id"] = one_line(record.run_id, 64)
+    if not view.current:
+        props["from_earlier_run"] = "true"
+    if view.changed:
+        props["changed_since"] = "true"
+    return props
+
+
+def _kind(record: TaskRecord) -> str:
+    """failure | error | skipped | passed, and the error's type."""
+    status = record.status
+    if status is TaskStatus.PASSED:
+        return "passed"
+    if status is TaskStatus.SKIPPED:
+        return "skipped"
+    if status is TaskStatus.FAILED:
+        return "failure" if attempt_failed_in_verify(record) else "error"
+    return "error"
+
+
+def _error_type(record: TaskRecord) -> str:
+    if record.status is TaskStatus.INTERRUPTED:
+        return "interrupted"
+    if record.status is not TaskStatus.FAILED:
+        return "unfinished"
+    if not record.attempts:
+        return "failed"
+    reason = record.attempts[-1].reason or record.reason or ""
+    return "agent_timeout" if "timed out" in reason else "agent_error"
+
+
+def _message(record: TaskRecord) -> str:
+    if record.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
+        return f"did not finish: the run ended while the task was {record.status.value}"
+    return one_line(record.reason or record.status.value, _MESSAGE_CHARS)
+
+
+def build_junit(
+    state: State,
+    workflow: Workflow | None = None,
+    *,
+    file: str | None = None,
+    notes: tuple[str, ...] = (),
+    facts: RunFacts | None = None,
+) -> str:
+    """The JUnit XML document for `state`; `file` is the workflow's repository-relative path."""
+    from junit_xml import TestCase, TestSuite  # type: ignore[import-untyped]  # lazy: fast CLI
+
+    facts = facts or analyse(state, workflow, notes)
+    classname = one_line(facts.name, 128) or "workflow"
+    if file is None and workflow is not None:
+        file = str(workflow.path)
+    file = one_line(file, 256) if file else None
+    with_output = [
+        v for v in facts.tasks if _kind(v.record) in ("failure", "error") and v.record.attempts
+    ]
+    share = min(MAX_CASE_OUTPUT_BYTES, MAX_OUTPUT_BYTES // max(1, len(with_output)))
+    cases: list[Any] = []
+    durations: list[float] = []
+    for view in facts.tasks:
+        record = view.record
+        duration = view.duration_s or 0.0
+        durations.append(duration)
+        case = TestCase(
+            one_line(view.name, _NAME_CHARS) or "(unnamed)",
+            classname=classname,
+            elapsed_sec=duration,
+            file=file if view.line is not None else None,
+            line=str(view.line) if view.line is not None else None,
+        )
+        kind = _kind(record)
+        output = record.attempts[-1].output_tail if record.attempts else ""
+        text = fit_tail(output, share) if output else None
+        if kind == "failure":
+            case.add_failure_info(_message(record), text or None, "verify_failed")
+        elif kind == "error":
+            case.add_error_info(_message(record), text or None, _error_type(record))
+        elif kind == "skipped":
+            case.add_skipped_info(_message(record))
+        cases.append(case)
+    suite = TestSuite(
+        classname,
+        cases,
+        timestamp=_timestamp(facts),
+        properties=_suite_properties(facts),
+    )
+    element = suite.build_xml_doc()
+    for case_element, view, duration in zip(
+        element.iter("testcase"), facts.tasks, durations, strict=True
+    ):
+        case_element.set("time", _number(duration))  # junit-xml leaves out a time of 0
+        props = ET.Element("properties")
+        for key, value in _properties(view).items():
+            ET.SubElement(props, "property", {"name": key, "value": value})
+        case_element.insert(0, props)
+    element.set("time", _number(sum(durations)))
+    root = ET.Element("testsuites")
+    for key in ("tests", "failures", "errors", "skipped", "time"):
+        root.set(key, element.get(key, "0"))
+    root.append(element)
+    ET.indent(root, space=" ")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _timestamp(facts: RunFacts) -> str | None:
+    start = facts.run.started_at if facts.run else None
+    if start is None or not math.isfinite(start):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start))
+
+
+def _suite_properties(facts: RunFacts) -> dict[str, str]:
+    props = {"result": facts.result}
+    if facts.run is not None:
+        props["run_id"] = one_line(facts.run.run_id, 64)
+    if facts.workflow_path:
+        props["workflow"] = one_line(facts.workflow_path, 512)
+    if facts.wall_s is not None:
+        props["wall_time_s"] = _number(facts.wall_s)
+    props["task_time_s"] = _number(facts.work_s)
+    props["cost_usd"] = f"{facts.cost_usd:.6f}"
+    for i, note in enumerate(facts.notes[:10]):
+        props[f"note_{i + 1}"] = one_line(note, 500)
+    return props

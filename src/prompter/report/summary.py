@@ -1,0 +1,509 @@
+"""`summary.md`: the run for a person, in GitHub-flavoured markdown, at most 1 MiB.
+
+Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, critical
+path, cost); a table of tasks; a mermaid flowchart of the dependency graph coloured by outcome
+(with a legend); a mermaid gantt chart of the actual timeline (one bar per attempt, the critical
+path in red); `<details>` with each failure's output tail.
+
+GitHub drops a step summary over 1 MiB, so the document is fitted to `MAX_BYTES` by trimming,
+always in this order, and the end of the document says what was trimmed:
+1. failure output tails are shortened, 2. then fewer failures get a `<details>` block,
+3. passed tasks leave the table, 4. the table is cut, 5. the gantt chart goes, 6. the flowchart
+goes. A diagram past mermaid's limits (500 edges, 50,000 characters) or of a very large run
+(`MAX_NODES` tasks, `MAX_BARS` bars) is replaced by a compact fallback (the failed subgraph,
+a subset of the timeline, or a line of text) with a one-line note: never a diagram that fails.
+
+Untrusted text (names, reasons, output) is escaped for where it goes: backslash escapes and
+HTML entities in markdown, HTML entities in `<summary>`, and a code fence longer than any run
+of backticks in the content.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import Workflow
+from ..state import State, TaskStatus
+from . import mermaid
+from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line
+
+MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
+MAX_NODES = 300  # a bigger flowchart does not help a reader: fall back
+MAX_BARS = 300  # the same for gantt bars
+MAX_TAIL_BYTES = 16 * 1024  # of each failure's output, before any trimming
+MIN_TAIL_BYTES = 512  # trimming never shows less than this of a failure it shows
+_NOTE_RESERVE = 4 * 1024  # room kept for the "trimmed" notes
+
+_ICON = {
+    TaskStatus.PASSED: "✅",
+    TaskStatus.FAILED: "❌",
+    TaskStatus.SKIPPED: "⏭️",
+    TaskStatus.INTERRUPTED: "⚠️",
+    TaskStatus.RUNNING: "⏳",
+    TaskStatus.PENDING: "⏳",
+}
+_HEAD_ICON = {"passed": "✅", "failed": "❌", "interrupted": "⚠️"}
+
+# Node colours of the flowchart: class -> (legend text, mermaid style).
+_CLASSES = {
+    "passed": ("passed", "fill:#d4edda,stroke:#28a745,color:#155724"),
+    "reused": ("passed earlier", "fill:#eef7f0,stroke:#8fd19e,color:#155724"),
+    "failed": ("failed", "fill:#f8d7da,stroke:#dc3545,color:#721c24,stroke-width:2px"),
+    "skipped": ("skipped", "fill:#e2e3e5,stroke:#6c757d,color:#383d41,stroke-dasharray:4 3"),
+    "interrupted": ("interrupted", "fill:#fff3cd,stroke:#fd7e14,color:#856404"),
+    "unfinished": ("did not finish", "fill:#fff3cd,stroke:#ffc107,color:#856404"),
+    "notrun": ("not run", "fill:#ffffff,stroke:#adb5bd,color:#6c757d"),
+}
+
+# Markdown: every ASCII punctuation that can start syntax gets a backslash (autolinks, emphasis,
+# tables, emoji shortcodes, math); `&<>` become entities so that no HTML gets through.
+_MD = str.maketrans(
+    {
+        **{c: "\\" + c for c in "\\`*_{}[]()#!|~:@$."},
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+    }
+)
+_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+_BACKTICKS = re.compile("`+")
+
+
+def md(text: str | None, limit: int = 300) -> str:
+    """Untrusted text as inline markdown (one line, literal, also inside a table cell)."""
+    return one_line(text, limit).translate(_MD)
+
+
+def html(text: str | None, limit: int = 300) -> str:
+    """Untrusted text inside an HTML block (`<summary>`): one line, entities for `&<>"`."""
+    return one_line(text, limit).translate(_HTML)
+
+
+def fenced(content: str, info: str = "text") -> str:
+    """A code block that `content` cannot end: the fence is longer than any backtick run."""
+    longest = max((len(m) for m in _BACKTICKS.findall(content)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{content.rstrip()}\n{fence}\n"
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _utf8_tail(text: str, max_bytes: int) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[len(data) - max_bytes :].decode("utf-8", "ignore")
+
+
+# -- headline ----------------------------------------------------------------------------------
+
+
+def _headline(facts: RunFacts) -> str:
+    result = facts.result
+    lines = [f"## {_HEAD_ICON.get(result, '⏳')} {md(facts.name, 120)}: {md(result)}", ""]
+    order = (
+        TaskStatus.PASSED,
+        TaskStatus.FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.INTERRUPTED,
+        TaskStatus.RUNNING,
+        TaskStatus.PENDING,
+    )
+    counts = " · ".join(
+        f"{facts.counts.get(s, 0)} {s.value}"
+        for s in order
+        if facts.counts.get(s) or s in order[:3]
+    )
+    parts = [f"**{counts}** ({len(facts.tasks)} tasks)"]
+    parts.append(f"wall time {duration_text(facts.wall_s)}")
+    parts.append(f"sum of task times {duration_text(facts.work_s)}")
+    speedup = facts.speedup
+    parts.append(f"speedup {speedup:.2f}x" if speedup is not None else "speedup -")
+    parts.append(f"cost ${facts.cost_usd:.2f}")
+    lines.append(" · ".join(parts))
+    lines.append("")
+    if facts.critical:
+        shown = [md(n, 80) for n in facts.critical[:12]]
+        more = len(facts.critical) - len(shown)
+        chain = " → ".join(shown) + (f" → … {more} more" if more > 0 else "")
+        lines.append(f"Critical path: {chain} ({duration_text(facts.critical_s)})")
+    elif facts.workflow is not None and facts.workflow.mode == "sequential":
+        lines.append("Critical path: - (sequential mode: one task at a time)")
+    else:
+        lines.append("Critical path: - (needs the workflow's dependency graph)")
+    lines.append("")
+    where = []
+    if facts.run is not None:
+        started = facts.run.started_at
+        stamp = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+            if math.isfinite(started)
+            else "?"
+        )
+        where.append(f"Run {md(facts.run.run_id, 64)}, started {stamp}")
+    if facts.workflow_path:
+        where.append(f"workflow {md(facts.workflow_path, 200)}")
+    if where:
+        lines += [", ".join(where), ""]
+    for note in facts.notes[:10]:
+        lines.append(f"> note: {md(note, 500)}")
+    if facts.notes:
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# -- table ---------------------------------------------------------------------------------
+
+
+def _row(view: TaskView) -> str:
+    record = view.record
+    status = f"{_ICON.get(record.status, '')} {record.status.value}"
+    if not view.current:
+        status += " (earlier run)"
+    if view.changed:
+        status += " (changed since)"
+    cost = record.cost_usd
+    cost_text = f"${cost:.2f}" if cost and math.isfinite(cost) else "-"
+    return (
+        f"| {md(view.name, 200)} | {status} | {len(record.attempts)} | "
+        f"{duration_text(view.duration_s)} | {cost_text} | {md(record.reason, 200)} |\n"
+    )
+
+
+_TABLE_HEAD = (
+    "### Tasks\n\n| task | status | attempts | duration | cost | reason |\n"
+    "| --- | --- | ---: | ---: | ---: | --- |\n"
+)
+
+
+def _table(facts: RunFacts, rows: Sequence[TaskView], left_out: str | None) -> str:
+    out = [_TABLE_HEAD, *(_row(v) for v in rows)]
+    if left_out:
+        out.append(f"\n_{left_out}_\n")
+    if facts.not_run:
+        names = ", ".join(md(n, 80) for n in facts.not_run[:20])
+        more = len(facts.not_run) - 20
+        out.append(
+            f"\nNot run (no record in the state): {len(facts.not_run)} task(s): {names}"
+            + (f", … {more} more" if more > 0 else "")
+            + "\n"
+        )
+    return "".join(out) + "\n"
+
+
+# -- the flowchart -------------------------------------------------------------------------
+
+
+def _class_of(view: TaskView) -> str:
+    status = view.status
+    if status is TaskStatus.PASSED:
+        return "passed" if view.current else "reused"
+    if status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED):
+        return status.value
+    return "unfinished"
+
+
+def _block(diagram: str) -> str:
+    return f"```mermaid\n{diagram}```\n"
+
+
+def _flowchart_section(facts: RunFacts) -> str:
+    head = "### Dependency graph\n\n"
+    workflow = facts.workflow
+    if workflow is None:
+        return head + "_Not drawn: the workflow file is not available._\n\n"
+    from .graph_view import flowchart
+
+    css = {i: "notrun" for i in range(len(workflow.tasks))}
+    for view in facts.tasks:
+        if view.index is not None:
+            css[view.index] = _class_of(view)
+    index = workflow.index
+    chain = [index[n] for n in facts.critical]
+    thick = set(itertools.pairwise(chain))
+    used = sorted(set(css.values()), key=list(_CLASSES).index)
+    legend = [mermaid.Node(f"legend_{c}", _CLASSES[c][0], c) for c in used]
+    class_defs = {c: _CLASSES[c][1] for c in used}
+    explain = (
+        "Arrows point from a dependency to its dependent; thick arrows: the critical path."
+        if workflow.mode == "graph"
+        else "Sequential mode: solid arrows on success, dotted on failure."
+    )
+    reason: str
+    if len(workflow.tasks) <= MAX_NODES:
+        try:
+            diagram = flowchart(workflow, None, css, class_defs, legend, thick)
+            return head + _block(diagram) + f"\n{explain}\n\n"
+        except mermaid.TooLarge as exc:
+            reason = str(exc)
+    else:
+        reason = f"{len(workflow.tasks):,} tasks are more than a readable diagram ({MAX_NODES})"
+    bad = {i for i, c in css.items() if c in ("failed", "interrupted", "unfinished")}
+    subset = bad | workflow.graph.descendants(bad) if workflow.mode == "graph" else bad
+    if bad and len(subset) <= MAX_NODES:
+        try:
+            diagram = flowchart(workflow, subset, css, class_defs, legend, thick)
+            note = (
+                f"_Graph too large to draw ({reason}): showing the failed subgraph only "
+                f"({len(subset):,} of {len(workflow.tasks):,} tasks: what failed and what it "
+                "took down)._\n\n"
+            )
+            return head + note + _block(diagram) + "\n"
+        except mermaid.TooLarge:
+            pass
+    # The text fallback: what failed and how much it took down with it.
+    note = f"_Graph too large to draw ({reason}); `prompter graph` prints all of it._\n\n"
+    if not bad:
+        return head + note
+    rows = ["| failed task | status | tasks skipped because of it |\n| --- | --- | ---: |\n"]
+    for i in sorted(bad)[:50]:
+        down = len(workflow.graph.descendants([i])) if workflow.mode == "graph" else 0
+        rows.append(f"| {md(workflow.tasks[i].name, 200)} | {css[i]} | {down} |\n")
+    if len(bad) > 50:
+        rows.append(f"\n_… and {len(bad) - 50:,} more failed tasks (all are in the table)._\n")
+    return head + note + "".join(rows) + "\n"
+
+
+# -- the gantt chart ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    task: str
+    text: str
+    start: float
+    end: float
+    failed: bool
+    critical: bool
+
+
+def _spans(facts: RunFacts) -> list[_Span]:
+    critical = set(facts.critical)
+    out: list[_Span] = []
+    for view in facts.tasks:
+        record = view.record
+        if not view.current or record.started_at is None:
+            continue
+        n = len(record.attempts)
+        on_path = view.name in critical
+        last_end = record.started_at
+        for attempt in record.attempts:
+            start = attempt.started_at
+            end = attempt.finished_at
+            if end is None:
+                end = record.finished_at if record.finished_at is not None else start
+            if not (math.isfinite(start) and math.isfinite(end)):
+                continue
+            mark = "✓" if attempt.ok else "✗"
+            suffix = f" ({attempt.number}/{n})" if n > 1 else ""
+            out.append(
+                _Span(view.name, f"{mark} {view.name}{suffix}", start, end, not attempt.ok, on_path)
+            )
+            last_end = max(last_end, end)
+        finished = record.finished_at
+        cut_short = record.status in (TaskStatus.INTERRUPTED, TaskStatus.RUNNING)
+        if cut_short and finished is not None and math.isfinite(finished) and finished > last_end:
+            text = f"! {view.name} ({record.status.value})"
+            out.append(_Span(view.name, text, last_end, finished, True, on_path))
+    out.sort(key=lambda s: (s.start, s.end))
+    return out
+
+
+def _peak(spans: Sequence[_Span]) -> int:
+    events = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans])
+    peak = level = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def _gantt(spans: Sequence[_Span], axis: str) -> str:
+    bars = []
+    for i, span in enumerate(spans):
+        tags = tuple(t for t, on in (("crit", span.critical), ("done", span.failed)) if on)
+        bars.append(
+            mermaid.Bar(
+                f"b{i}",
+                one_line(span.text, 120),
+                math.floor(span.start * 1000),
+                math.ceil(span.end * 1000),
+                tags,
+            )
+        )
+    return mermaid.gantt([("attempts", bars)], axis_format=axis)
+
+
+def _gantt_section(facts: RunFacts) -> str:
+    head = "### Timeline\n\n"
+    spans = _spans(facts)
+    if not spans:
+        return head + "_No attempts ran in this run._\n\n"
+    first = min(s.start for s in spans)
+    last = max(s.end for s in spans)
+    span = last - first
+    axis = "%H:%M:%S.%L" if span < 10 else "%H:%M:%S" if span < 86_400 else "%m-%d %H:%M"
+    explain = (
+        f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
+        "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
+        "attempt (✗, !); ✓ passed.\n\n"
+    )
+    reason: str
+    if len(spans) <= MAX_BARS:
+        try:
+            return head + _block(_gantt(spans, axis)) + "\n" + explain
+        except mermaid.TooLarge as exc:
+            reason = str(exc)
+    else:
+        reason = f"{len(spans):,} attempts are more than a readable chart ({MAX_BARS})"
+    # A subset: the critical path and the failures first, then the longest attempts.
+    ranked = sorted(
+        spans, key=lambda s: (not s.critical, not s.failed, -(s.end - s.start), s.start)
+    )
+    cap = min(MAX_BARS, len(spans))
+    while cap >= 1:
+        chosen = sorted(ranked[:cap], key=lambda s: (s.start, s.end))
+        try:
+            diagram = _gantt(chosen, axis)
+        except mermaid.TooLarge:
+            cap //= 2
+            continue
+        note = (
+            f"_Timeline too large to draw ({reason}): showing {len(chosen):,} of "
+            f"{len(spans):,} attempts — the critical path, the failures, then the longest._\n\n"
+        )
+        return head + note + _block(diagram) + "\n" + explain
+    return (
+        head + f"_Timeline too large to draw ({reason}); attempts ran from "
+        f"{time.strftime('%H:%M:%S', time.gmtime(first))} to "
+        f"{time.strftime('%H:%M:%S', time.gmtime(last))} UTC, up to {_peak(spans)} at once._\n\n"
+    )
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def _failures(facts: RunFacts) -> list[TaskView]:
+    return [
+        v
+        for v in facts.tasks
+        if v.status not in (TaskStatus.PASSED, TaskStatus.SKIPPED) and v.current
+    ]
+
+
+def _details(view: TaskView, tail_bytes: int) -> str:
+    record = view.record
+    output = record.attempts[-1].output_tail if record.attempts else ""
+    tail = clean(output, last=tail_bytes)
+    cut = len(output) > tail_bytes or _size(tail) > tail_bytes
+    tail = _utf8_tail(tail, tail_bytes)
+    if cut:
+        tail = "[… earlier output cut; the task's log under logs/ has all of it]\n" + tail
+    body = fenced(tail) if tail.strip() else "_(no output)_\n"
+    summary = f"{html(view.name, 200)}: {html(record.reason or record.status.value, 300)}"
+    return f"<details><summary>{summary}</summary>\n\n{body}\n</details>\n\n"
+
+
+def _details_section(failures: Sequence[TaskView], tail_bytes: int) -> str:
+    if not failures:
+        return ""
+    return "### Failures\n\n" + "".join(_details(v, tail_bytes) for v in failures)
+
+
+# -- putting it together -------------------------------------------------------------------
+
+
+def build_summary(
+    state: State,
+    workflow: Workflow | None = None,
+    *,
+    notes: tuple[str, ...] = (),
+    facts: RunFacts | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> str:
+    """The summary markdown for `state`, at most `max_bytes` bytes of UTF-8."""
+    facts = facts or analyse(state, workflow, notes)
+    headline = _headline(facts)
+    rows = list(facts.tasks)
+    left_out: str | None = None
+    table = _table(facts, rows, None)
+    flow = _flowchart_section(facts)
+    gantt = _gantt_section(facts)
+    failures = _failures(facts)
+    budget = max_bytes - _NOTE_RESERVE
+
+    def fixed() -> int:
+        return _size(headline) + _size(table) + _size(flow) + _size(gantt)
+
+    # Steps 3-6 (the rest of the document) only when it does not fit even without any failure
+    # details, that is when steps 1-2 have already removed all of them.
+    later: list[str] = []
+    if fixed() > budget:
+        passed = [v for v in rows if v.status is TaskStatus.PASSED]
+        if passed:
+            rows = [v for v in rows if v.status is not TaskStatus.PASSED]
+            left_out = f"{len(passed):,} passed tasks not listed (size limit)"
+            table = _table(facts, rows, left_out)
+            later.append(f"{len(passed):,} passed tasks left out of the table")
+    if fixed() > budget:
+        room = budget - (fixed() - _size(table)) - 1024
+        keep: list[TaskView] = []
+        used = _size(_TABLE_HEAD) + 512
+        for view in rows:
+            used += _size(_row(view))
+            if used > room:
+                break
+            keep.append(view)
+        dropped = len(rows) - len(keep)
+        if dropped:
+            note = f"{dropped:,} more tasks not listed (size limit)"
+            left_out = f"{left_out}; {note}" if left_out else note
+            table = _table(facts, keep, left_out)
+            later.append(f"the table cut after {len(keep):,} rows")
+    if fixed() > budget:
+        gantt = "### Timeline\n\n_Left out (size limit)._\n\n"
+        later.append("the timeline chart left out")
+    if fixed() > budget:
+        flow = "### Dependency graph\n\n_Left out (size limit)._\n\n"
+        later.append("the dependency graph left out")
+
+    # Steps 1-2: the failures' output fills what is left.
+    room = budget - fixed()
+    first: list[str] = []
+    details = ""
+    if failures:
+        tail = MAX_TAIL_BYTES
+        shown = list(failures)
+        details = _details_section(shown, tail)
+        if _size(details) > room:
+            overhead = _size(_details_section(shown, 0)) + 200 * len(shown)
+            tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(shown)))
+            first.append(f"failure output shortened to its last {tail:,} bytes each")
+            details = _details_section(shown, tail)
+            while shown and _size(details) > room - 200:
+                per = max(1, _size(details) // len(shown))
+                over = _size(details) - room + 200
+                shown = shown[: max(0, len(shown) - over // per - 1)]
+                details = _details_section(shown, tail)
+            missing = len(failures) - len(shown)
+            if missing:
+                first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
+                if shown:
+                    details += f"_… and {missing:,} more failures (output not shown)._\n\n"
+    out = headline + table + flow + gantt + details
+    trimmed = first + later
+    if trimmed:
+        out += (
+            f"---\n\n**Trimmed to fit {max_bytes:,} bytes** (GitHub drops a step summary over "
+            "1 MiB), in this order: " + "; ".join(trimmed) + ".\n"
+        )
+    if _size(out) > max_bytes:  # the reserve above prevents it; never exceed the limit anyway
+        out = out.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+    return out
