@@ -196,6 +196,63 @@ def test_runs_like_the_github_runner(tmp_path: Path) -> None:
     assert not wrong_owner(ws), f"not owned by uid {OWNER}: {wrong_owner(ws)}"
 
 
+FAILING = """\
+[settings]
+agent = "command"
+agent_command = ["python3", "-c", "print('agent did its best')"]
+
+[[tasks]]
+name = "broken"
+prompt = "make it 42"
+verify_command = "echo 'expected 42, got 41'; exit 1"
+on_failure = "next"
+depends_on = []
+
+[[tasks]]
+name = "after"
+prompt = "use it"
+verify_command = "true"
+depends_on = ["broken"]
+"""
+
+
+def test_a_failing_task_fails_the_step_with_annotations_on_workspace_paths(
+    tmp_path: Path,
+) -> None:
+    """Exit 1, outputs say why, and annotations name the workflow file as the runner sees it
+    (workspace-relative: /github/workspace/... means nothing outside the container)."""
+    image = action_image()
+    ws = checkout(tmp_path)
+    (ws / "flows").mkdir()
+    (ws / "flows" / "fail.toml").write_text(FAILING, "utf-8")
+    files = tmp_path / "_runner_file_commands"
+    files.mkdir()
+    (files / "set_output_x").touch()
+    for d in (ws, files):
+        chown_tree(d, OWNER)
+    env = {
+        "INPUT_WORKFLOW": "flows/fail.toml",
+        "INPUT_UPLOAD_ARTIFACT": "false",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_OUTPUT": "/github/file_commands/set_output_x",
+    }
+    mounts = {ws: "/github/workspace", files: "/github/file_commands"}
+    proc = run_container(image, env, mounts)
+    assert proc.returncode == 1, report(proc)
+    outputs = read_outputs(files / "set_output_x")
+    assert outputs["status"] == "failed", outputs
+    assert (outputs["passed"], outputs["failed"], outputs["skipped"]) == ("0", "1", "1"), outputs
+    log = proc.stdout + proc.stderr
+    line = FAILING.splitlines().index("[[tasks]]") + 1
+    errors = [x for x in log.splitlines() if x.startswith("::error ")]
+    assert any(f"file=flows/fail.toml,line={line}" in x for x in errors), errors or log[-4000:]
+    assert "/github/workspace" not in "\n".join(
+        x for x in log.splitlines() if x.startswith(("::error", "::warning", "::notice"))
+    )
+    assert (ws / outputs["junit_path"]).is_file()
+
+
 def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
     """`docker run -v "$PWD:/github/workspace" -w /github/workspace -e WORKFLOW=…`, no runner."""
     image = action_image()
