@@ -104,6 +104,15 @@ class Harness:
         )
         return json.loads(done.stdout)  # type: ignore[no-any-return]
 
+    def status_or_none(self) -> dict[str, Any] | None:
+        """The status, or None while no state exists yet."""
+        if (
+            not (self.root / ".prompter" / "state.json").exists()
+            and not (self.root / ".prompter" / "state.json.journal").exists()
+        ):
+            return None
+        return self.status()
+
     def tasks_status(self) -> dict[str, tuple[str, str | None]]:
         return {n: (t["status"], t["reason"]) for n, t in self.status()["tasks"].items()}
 

@@ -31,10 +31,26 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True, params=["lean", "anyio"])
+def _both_process_layers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs on the pidfd/epoll layer and on the anyio fallback used without pidfd."""
+    if request.param == "anyio":
+        monkeypatch.setattr(processes, "_lean_supported", lambda: False)
+    else:
+        assert processes._lean_supported(), "this kernel has no pidfd_open: the lean layer is off"
+
+
 @pytest.fixture(autouse=True)
 def _no_group_left_registered() -> Iterator[None]:
     yield
     assert not processes._live_groups
+
+
+@pytest.fixture(autouse=True)
+def _no_fd_leaked() -> Iterator[None]:
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    assert set(os.listdir("/proc/self/fd")) <= before
 
 
 class Watch(io.BytesIO):

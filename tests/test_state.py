@@ -3,6 +3,7 @@ lock, linear I/O, merge algebra, fingerprints, and SIGKILL at random moments."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import math
@@ -11,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prompter import state as state_module
 from prompter.config import load_workflow
 from prompter.state import (
     TERMINAL,
@@ -389,6 +392,53 @@ def test_compaction_truncates_the_journal_and_keeps_data(path: Path, store: Stat
     assert dump(StateStore(path).load()) == before
     store.record(task("t0", TaskStatus.FAILED), durable=True)  # appends after the old journal
     assert StateStore(path).load().tasks["t0"].status is TaskStatus.FAILED
+
+
+def test_durable_records_are_synced_in_batches_off_the_caller(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    callers: list[str] = []
+    release = threading.Event()
+
+    def slow_sync(fd: int) -> None:
+        callers.append(threading.current_thread().name)
+        release.wait(5)  # a slow disk: the records below pile up behind this sync
+
+    monkeypatch.setattr(state_module, "_sync", slow_sync)
+    store = StateStore(path)
+    store.open()
+    for i in range(50):
+        store.record(task(f"t{i}"), durable=True)  # returns without waiting for the disk
+        # ... and the line is written at once: a SIGKILL now would lose nothing.
+        assert StateStore(path).load().tasks[f"t{i}"].status is TaskStatus.PASSED
+    release.set()
+    store.end_run(RunRecord(run_id="r", workflow="w", started_at=1.0))  # still synced inline
+    assert callers[-1] == threading.current_thread().name
+    store.close()  # ends the thread after a last sync of what is pending
+    in_thread = [name for name in callers if name == "prompter-journal-sync"]
+    assert 1 <= len(in_thread) < 50  # one sync covered many records
+    assert not any(t.name == "prompter-journal-sync" for t in threading.enumerate())
+
+
+def test_a_failed_background_sync_fails_the_next_write(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_sync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(state_module, "_sync", failing_sync)
+    store = StateStore(path)
+    store.open()
+    try:
+        store.record(task("a"), durable=True)
+        with pytest.raises(StateError, match="Input/output error"):
+            for _ in range(1000):  # the thread reports the error within a few iterations
+                store.record(task("b"), durable=False)
+                time.sleep(0.005)
+    finally:
+        monkeypatch.setattr(state_module, "_sync", os.fsync)
+        store.close()
+    assert not any(t.name == "prompter-journal-sync" for t in threading.enumerate())
 
 
 def test_close_without_writes_leaves_no_snapshot(path: Path) -> None:

@@ -122,3 +122,147 @@ def test_a_task_that_changes_nothing_commits_nothing(repo: Path) -> None:
         return await line.commit("idle", await line.checkout("idle", 1))
 
     assert anyio.run(go) is None
+
+
+# -- whole runs ---------------------------------------------------------------------------------
+
+from .engine import Harness  # noqa: E402
+
+
+def git_harness(tmp_path: Path) -> Harness:
+    """A harness whose root is a git repository with a commit and some uncommitted work."""
+    h = Harness(tmp_path)
+    sh(tmp_path, "init", "-q")
+    sh(tmp_path, "config", "user.email", "u@example.com")
+    sh(tmp_path, "config", "user.name", "User")
+    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nwf.toml\n")
+    (h.work / "app.py").write_text("line 1\nline 2\nline 3\n")
+    sh(tmp_path, "add", "-A")
+    sh(tmp_path, "commit", "-qm", "initial")
+    (h.work / "app.py").write_text("line 1\nline 2 (user)\nline 3\n")  # uncommitted
+    (h.work / "scratch.txt").write_text("the user's untracked file\n")
+    return h
+
+
+def two_parallel_tasks(h: Harness) -> None:
+    # Each verify fails if it sees the other's (unfinished, unmerged) file.
+    h.task(
+        "a",
+        [{"write": {"a.txt": "A"}, "sleep": 0.8}],
+        depends_on=[],
+        verify_command="test -f a.txt && test ! -e b.txt",
+    )
+    h.task(
+        "b",
+        [{"write": {"b.txt": "B"}, "sleep": 0.8}],
+        depends_on=[],
+        verify_command="test -f b.txt && test ! -e a.txt",
+    )
+    h.task("c", depends_on=["a", "b"], verify_command="test -f a.txt && test -f b.txt")
+
+
+def test_parallel_tasks_do_not_see_each_other_and_both_land(tmp_path: Path) -> None:
+    h = git_harness(tmp_path)
+    two_parallel_tasks(h)
+    head = sh(tmp_path, "rev-parse", "HEAD")
+    assert h.run() == 0
+    assert h.tasks_status() == {n: ("passed", None) for n in "abc"}
+    assert (h.work / "a.txt").read_text() == "A" and (h.work / "b.txt").read_text() == "B"
+    # The user's own uncommitted work is still there, and nothing was committed for them.
+    assert (h.work / "app.py").read_text() == "line 1\nline 2 (user)\nline 3\n"
+    assert (h.work / "scratch.txt").read_text() == "the user's untracked file\n"
+    assert sh(tmp_path, "rev-parse", "HEAD") == head
+    assert sh(tmp_path, "for-each-ref", "refs/prompter") == ""
+    assert "prompter" not in sh(tmp_path, "worktree", "list")
+    # The state says what each task changed.
+    changed = h.status()["tasks"]["a"]["attempts"][0]["changed_files"]
+    assert changed == ["work/a.txt +1 -0"]
+
+
+def test_the_same_tasks_in_a_shared_tree_fail(tmp_path: Path) -> None:
+    """The counterfactual: without isolation the verify commands do see each other."""
+    h = git_harness(tmp_path)
+    h.settings["isolation"] = "shared"
+    two_parallel_tasks(h)
+    assert h.run() == 1
+
+
+def test_same_lines_edited_by_two_tasks_conflict_and_name_the_file(tmp_path: Path) -> None:
+    h = git_harness(tmp_path)
+    h.task(
+        "first",
+        [{"write": {"app.py": "line 1\nline 2 (first)\nline 3\n"}, "sleep": 0.1}],
+        depends_on=[],
+        max_attempts=1,
+    )
+    h.task(
+        "second",
+        [{"write": {"app.py": "line 1\nline 2 (second)\nline 3\n"}, "sleep": 1.0}],
+        depends_on=[],
+        max_attempts=1,
+    )
+    assert h.run() == 1
+    status = h.tasks_status()
+    assert status["first"] == ("passed", None)
+    assert status["second"] == ("failed", "merge conflict with `first` in work/app.py")
+    assert (h.work / "app.py").read_text() == "line 1\nline 2 (first)\nline 3\n"
+
+
+def test_a_conflict_is_retried_on_the_new_tip_with_the_conflict_in_the_prompt(
+    tmp_path: Path,
+) -> None:
+    h = git_harness(tmp_path)
+    h.task(
+        "first",
+        [{"write": {"app.py": "line 1\nline 2 (first)\nline 3\n"}, "sleep": 0.1}],
+        depends_on=[],
+    )
+    h.task(
+        "second",
+        [
+            {"write": {"app.py": "line 1\nline 2 (second)\nline 3\n"}, "sleep": 1.0},
+            {"write": {"app.py": "line 1\nline 2 (first, then second)\nline 3\n"}},
+        ],
+        depends_on=[],
+        max_attempts=2,
+    )
+    assert h.run() == 0
+    retry = [c for c in h.calls() if c["task"] == "second"][-1]
+    assert "merge conflict with `first` in work/app.py" in retry["prompt"]
+    assert "could not be merged" in retry["prompt"]
+    assert (h.work / "app.py").read_text() == "line 1\nline 2 (first, then second)\nline 3\n"
+
+
+def test_sigterm_leaves_the_user_tree_as_it_was_and_the_next_run_lands_the_rest(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import time
+
+    h = git_harness(tmp_path)
+    h.task("quick", [{"write": {"quick.txt": "Q"}}], depends_on=[])
+    h.task("slow", [{"write": {"slow.txt": "S"}, "sleep": 30}], depends_on=[])
+    before = {p.name: p.read_bytes() for p in h.work.iterdir()}
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not any(c["task"] == "quick" for c in h.calls()) or h.status_or_none() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # quick has merged by now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 143, err
+    assert {p.name: p.read_bytes() for p in h.work.iterdir()} == before
+    assert h.tasks_status()["quick"] == ("passed", None)
+    # The next run lands what passed, then runs what is left.
+    h.plan["slow"] = [{"write": {"slow.txt": "S"}}]
+    assert h.run() == 0
+    assert (h.work / "quick.txt").read_text() == "Q" and (h.work / "slow.txt").read_text() == "S"
+    assert sh(tmp_path, "for-each-ref", "refs/prompter") == ""
+
+
+def test_isolation_worktree_outside_git_is_a_usage_error(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.settings["isolation"] = "worktree"
+    h.task("a", depends_on=[])
+    assert h.run() == 2

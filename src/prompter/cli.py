@@ -141,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         only=args.only,
         fresh=args.fresh,
         dry_run=args.dry_run,
+        keep_worktrees=args.keep_worktrees,
     )
     try:
         result = run_workflow(
@@ -155,7 +156,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
+        if result.isolation == "worktree":
+            n = len(result.landed)
+            shown = ", ".join(result.landed[:_LIST_LIMIT]) + (" …" if n > _LIST_LIMIT else "")
+            print(f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}")
     return result.exit_code
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .worktrees import GitError, recover, toplevel
+
+    where = Path(args.dir)
+    repo = anyio.run(toplevel, where)
+    if repo is None:
+        print(f"prompter: {where} is not in a git repository: nothing to clean", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        runs = anyio.run(recover, repo)
+    except GitError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed worktrees and refs of {len(runs)} run(s)" if runs else "nothing to clean")
+    return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -326,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="store_true", help="with --task: without dependencies")
     run.add_argument("--dry-run", action="store_true", help="print what would run; write nothing")
     run.add_argument("--fresh", action="store_true", help="ignore earlier runs' results")
+    run.add_argument(
+        "--keep-worktrees",
+        action="store_true",
+        help="isolation = worktree: keep failed tasks' worktrees for inspection",
+    )
     _state_args(run)
     run.add_argument(
         "--progress",
@@ -361,6 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     _state_args(clear)
     clear.set_defaults(handler=cmd_clear_state, workflow=None)
 
+    clean = commands.add_parser(
+        "clean", help="remove worktrees and refs that earlier runs left (isolation = worktree)"
+    )
+    clean.add_argument(
+        "dir", metavar="DIR", nargs="?", default=".", help="inside the repository (default: .)"
+    )
+    clean.set_defaults(handler=cmd_clean, workflow=None)
+
     init = commands.add_parser(
         "init",
         help="let Claude study this repository and propose a workflow",
@@ -392,7 +429,7 @@ INIT_HELP = (
     "it (sending errors back, at most 3 rounds), shows it with its plan, and writes FILE only "
     "if it is valid and confirmed (--yes when unattended). An existing FILE needs --force."
 )
-COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "init")
+COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "clean", "init")
 
 
 def _state_args(parser: argparse.ArgumentParser) -> None:

@@ -50,6 +50,7 @@ SUCCESS_KEYWORDS = ("next", "stop", "repeat")
 FAILURE_KEYWORDS = ("retry", "next", "stop")
 
 Mode = Literal["graph", "sequential"]
+Isolation = Literal["auto", "worktree", "shared"]
 
 
 class _Schema(BaseModel):
@@ -124,6 +125,19 @@ class Settings(_Schema):
     )
     max_cost_usd: float | None = Field(
         None, gt=0, description="Run spend at which nothing new starts; the rest is skipped."
+    )
+    isolation: Isolation = Field(
+        "auto",
+        description="`worktree`: a git worktree per task, merged back; `shared`: one tree; "
+        "`auto`: worktree in a git repository when tasks can run at once.",
+    )
+    worktree_copy: list[str] = Field(
+        default_factory=list,
+        description="Ignored paths (from the repository root) copied into each worktree.",
+    )
+    worktree_link: list[str] = Field(
+        default_factory=list,
+        description="Ignored paths symlinked into each worktree (shared, e.g. node_modules).",
     )
 
 

@@ -64,7 +64,8 @@ class Ledger:
         self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=retry_in_s))
 
     def finish(self, name: str, status: TaskStatus, reason: str | None = None) -> TaskRecord:
-        """Move a task to a terminal state (durably), then announce it."""
+        """Move a task to a terminal state (written at once, on disk within ~50 ms: see
+        `state._Syncer`), then announce it."""
         assert status in TERMINAL
         previous = self.records.get(name)
         now = time.time()

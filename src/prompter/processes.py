@@ -8,8 +8,10 @@ run started may outlive it, and nothing a child prints may exhaust our memory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import select
 import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -190,6 +192,128 @@ def _spawn_error(exc: OSError | ValueError, argv: Sequence[str], cwd: Path) -> s
     return f"invalid command {command!r}: {exc}"  # e.g. an embedded NUL from a config string
 
 
+class _Child:
+    """A started child without asyncio's transport: its output pipe, a pidfd, and one epoll fd
+    that becomes readable when either does, so a single task can follow both."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], pipe: int) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.exited = False  # the leader has exited; until reaped it is a zombie holding its pid
+        self.eof = False
+        self._pipe = pipe
+        self._pidfd = -1
+        self._poller: select.epoll | None = None
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+            self._poller = select.epoll(2)
+            self._poller.register(pipe, select.EPOLLIN)
+            self._poller.register(self._pidfd, select.EPOLLIN)
+        except BaseException:
+            self.close()  # e.g. out of fds: stop the child rather than lose track of it
+            raise
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None) -> _Child:
+        # Synchronous from fork to the handle, so no cancellation can land in between. Only the
+        # read end is non-blocking: the child's stdout must stay a blocking pipe.
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            os.set_blocking(read_end, False)
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        return cls(popen, read_end)
+
+    async def follow(self, capture: _Capture) -> None:
+        """Copy output into `capture` until the leader exits (it is not reaped yet)."""
+        assert self._poller is not None
+        while not self.exited:
+            await anyio.wait_readable(self._poller.fileno())
+            for fd, _ in self._poller.poll(0):
+                if fd == self._pipe:
+                    self._read(capture)
+                else:
+                    self.exited = True
+
+    async def drain(self, capture: _Capture) -> None:
+        """Copy output until every holder of the pipe has closed it."""
+        # Read before waiting: usually the pipe is at EOF already, and a wait costs a turn of
+        # the event loop.
+        while not self.eof:
+            if not self._read(capture):
+                await anyio.wait_readable(self._pipe)
+
+    def _read(self, capture: _Capture) -> bool:
+        """One read; False if there was nothing to read yet."""
+        try:
+            chunk = os.read(self._pipe, _CHUNK)
+        except BlockingIOError:
+            return False
+        if chunk:
+            capture.feed(chunk)
+            return True
+        self.eof = True
+        if self._poller is not None:  # a pipe at EOF stays readable: stop watching it
+            self._poller.unregister(self._pipe)
+        return True
+
+    def reap(self) -> int:
+        """The leader's exit status; call once it has exited (or was SIGKILLed): no blocking."""
+        return self.popen.wait()
+
+    def close(self) -> None:
+        """Release every fd; a leader still unreaped (only on an unexpected error) is killed and
+        reaped first, so no zombie is left."""
+        if self.popen.returncode is None:
+            _signal_group(self.pid, signal.SIGKILL)
+            self.popen.wait()
+        for fd in (self._pipe, self._pidfd):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe = self._pidfd = -1
+        if self._poller is not None:
+            self._poller.close()
+
+
+async def _stop_child(child: _Child, capture: _Capture, grace_s: float) -> bool:
+    """Like `_stop`: leave nothing of the group alive, reap the leader; True if it had to be
+    stopped. Output is still read meanwhile, so a child that prints while it cleans up does not
+    block on a full pipe."""
+    still_running = not child.exited
+    if still_running:
+        _signal_group(child.pid, signal.SIGTERM)
+        with anyio.move_on_after(grace_s):
+            await child.follow(capture)
+    # The leader is not reaped yet (a zombie at most), so its group id cannot have been reused:
+    # this reaches only what it left behind.
+    _signal_group(child.pid, signal.SIGKILL)
+    await child.follow(capture)
+    child.reap()
+    return still_running
+
+
+@functools.cache
+def _lean_supported() -> bool:
+    """Whether this kernel has pidfd_open (Linux >= 5.3) and epoll; probed once."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # no such function, ENOSYS, or a seccomp filter
+        return False
+    return hasattr(select, "epoll")
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -216,6 +340,75 @@ async def run_process(
     started = anyio.current_time()
     if not argv:
         return ProcessResult(None, False, 0.0, "", 0, spawn_error="empty command")
+    capture = _Capture(head_bytes, tail_bytes, log)
+    deadline = started + timeout if timeout is not None else float("inf")
+    # The lean path costs about half the CPU of asyncio's subprocess transport per process (no
+    # child-watcher thread, no protocol objects); the anyio path is kept for other kernels.
+    run = _run_lean if _lean_supported() else _run_anyio
+    try:
+        result = await run(argv, cwd, env, deadline, capture, grace_s)
+    finally:
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.flush()
+    if isinstance(result, str):
+        duration = anyio.current_time() - started
+        return ProcessResult(None, False, duration, "", 0, spawn_error=result)
+    returncode, timed_out = result
+    return ProcessResult(
+        returncode=returncode,
+        timed_out=timed_out,
+        duration_s=anyio.current_time() - started,
+        output=capture.output(),
+        output_bytes=capture.total,
+    )
+
+
+# (returncode, timed_out), or why the process could not be started.
+_Outcome = tuple[int | None, bool] | str
+
+
+async def _run_lean(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    deadline: float,
+    capture: _Capture,
+    grace_s: float,
+) -> _Outcome:
+    try:
+        child = _Child.spawn(argv, cwd, env)
+    except (OSError, ValueError) as exc:
+        return _spawn_error(exc, argv, cwd)
+    _live_groups.add(child.pid)
+    timed_out = False
+    try:
+        try:
+            with anyio.CancelScope(deadline=deadline) as timer:
+                await child.follow(capture)
+        finally:
+            # Runs on natural exit, on timeout and on cancellation alike; shielded so the
+            # clean-up completes before a cancellation propagates.
+            with anyio.CancelScope(shield=True):
+                stopped = await _stop_child(child, capture, grace_s)
+                timed_out = stopped and timer.cancelled_caught
+                if not child.eof:
+                    with anyio.move_on_after(_DRAIN_S):
+                        await child.drain(capture)
+    finally:
+        child.close()
+        _live_groups.discard(child.pid)
+    return child.popen.returncode, timed_out
+
+
+async def _run_anyio(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    deadline: float,
+    capture: _Capture,
+    grace_s: float,
+) -> _Outcome:
     try:
         # Shielded: a cancellation landing after fork but before we hold the handle would leave
         # a process we cannot stop; spawning is quick, and the cancellation is seen right after.
@@ -230,14 +423,11 @@ async def run_process(
                 start_new_session=True,
             )
     except (OSError, ValueError) as exc:
-        duration = anyio.current_time() - started
-        return ProcessResult(None, False, duration, "", 0, _spawn_error(exc, argv, cwd))
+        return _spawn_error(exc, argv, cwd)
 
     pgid = process.pid
     _live_groups.add(pgid)
     assert process.stdout is not None
-    capture = _Capture(head_bytes, tail_bytes, log)
-    deadline = started + timeout if timeout is not None else float("inf")
     timed_out = False
     try:
         async with anyio.create_task_group() as tg:
@@ -260,17 +450,7 @@ async def run_process(
         with anyio.CancelScope(shield=True):
             await process.aclose()
         _live_groups.discard(pgid)
-        if log is not None:
-            with contextlib.suppress(OSError):
-                log.flush()
-
-    return ProcessResult(
-        returncode=process.returncode,
-        timed_out=timed_out,
-        duration_s=anyio.current_time() - started,
-        output=capture.output(),
-        output_bytes=capture.total,
-    )
+    return process.returncode, timed_out
 
 
 async def stop_session(pid: int, grace_s: float = 2.0) -> None:

@@ -20,7 +20,7 @@ import anyio
 
 from . import processes
 from .agents import Agent, AgentUnavailable, agent_for
-from .attempts import AttemptContext
+from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .events import Listener, RunFinished, RunStarted
@@ -30,6 +30,7 @@ from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .state import RunRecord, State, StateStore, TaskRecord, TaskStatus, fingerprints
+from .worktrees import GitError, Integration, isolated, recover, toplevel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REPORT_DIR = ".prompter"
@@ -50,6 +51,7 @@ class RunOptions:
     only: bool = False
     fresh: bool = False
     dry_run: bool = False
+    keep_worktrees: bool = False  # keep failed tasks' worktrees for inspection
 
     @property
     def state_path(self) -> Path:
@@ -65,6 +67,8 @@ class RunResult:
     records: dict[str, TaskRecord] = field(default_factory=dict)
     reused: tuple[str, ...] = ()
     not_run: tuple[str, ...] = ()
+    landed: tuple[str, ...] = ()  # worktree isolation: paths changed in the user's tree
+    isolation: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -183,14 +187,28 @@ async def _execute(
         redactor=Redactor.from_environ(os.environ),
     )
     names = [t.name for t in workflow.tasks]
+    slots = limits.slots if workflow.mode == "graph" else 1
+    line = await _integration(workflow, run_id, slots)
+    runner: AttemptRunner = run_attempt
+    if line is not None:
+        subdir = workflow.workdir.relative_to(line.repo)
+        runner = isolated(line, subdir, options.keep_worktrees, run_attempt)
     engine: GraphScheduler | SequentialRunner
     if workflow.mode == "graph":
         weights = task_weights(workflow, state.durations())
-        engine = GraphScheduler(workflow, selection.run, ctx, ledger, limits, weights)
+        engine = GraphScheduler(
+            workflow, selection.run, ctx, ledger, limits, weights, attempt_runner=runner
+        )
         planned = tuple(names[i] for i in selection.run)
     else:
         engine = SequentialRunner(
-            workflow, selection.start, ctx, ledger, selection.reused, only_start=bool(options.tasks)
+            workflow,
+            selection.start,
+            ctx,
+            ledger,
+            selection.reused,
+            only_start=bool(options.tasks),
+            attempt_runner=runner,
         )
         planned = tuple(names)
     ledger.emit(
@@ -204,12 +222,22 @@ async def _execute(
         )
     )
     signals: list[int] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, signals, engine)
-        for job in background:
-            tg.start_soon(job)
-        await engine.run()
-        tg.cancel_scope.cancel()
+    landed: list[str] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, signals, engine)
+            for job in background:
+                tg.start_soon(job)
+            await engine.run()
+            tg.cancel_scope.cancel()
+    finally:
+        if line is not None:
+            with anyio.CancelScope(shield=True):
+                if signals:  # the user's tree stays as it was; the next run lands it
+                    await line.park()
+                else:
+                    landed = await line.apply()
+                    await line.cleanup(keep_worktrees=options.keep_worktrees)
 
     records = ledger.records
     failed = any(r.status is not TaskStatus.PASSED for r in records.values())
@@ -230,7 +258,34 @@ async def _execute(
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
     reused = tuple(names[i] for i in sorted(selection.reused))
     not_run = tuple(n for n in planned if n not in records and n not in reused)
-    return RunResult(run_id, status, code, reason, dict(records), reused, not_run)
+    isolation = "worktree" if line is not None else "shared"
+    return RunResult(
+        run_id, status, code, reason, dict(records), reused, not_run, tuple(landed), isolation
+    )
+
+
+async def _integration(workflow: Workflow, run_id: str, slots: int) -> Integration | None:
+    """The integration line when tasks run in worktrees, else None (a shared tree)."""
+    s = workflow.settings
+    if s.isolation == "shared":
+        return None
+    repo = await toplevel(workflow.workdir)
+    if repo is None:
+        if s.isolation == "worktree":
+            raise RunError(
+                f'{workflow.path}: isolation = "worktree" needs a git repository, and '
+                f'{workflow.workdir} is not in one (git init, or isolation = "shared")'
+            )
+        return None
+    if s.isolation == "auto" and slots < 2:
+        return None
+    line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link))
+    try:
+        await recover(repo)
+        await line.start()
+    except GitError as exc:
+        raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None
+    return line
 
 
 def run_workflow(

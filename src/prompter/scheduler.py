@@ -1,17 +1,20 @@
 """Graph mode: run ready tasks concurrently within the limits, on anyio structured concurrency.
 
 Event-driven: each finished attempt updates the graph and starts whatever became ready, in the
-same step, so a slot never waits for a poll. A failed attempt that will be retried gives its
-slot back while it backs off, and queues again afterwards.
+same step, so a slot never waits for a poll. Attempts run on one long-lived worker task per
+slot, fed through a queue, rather than on a new task each. A failed attempt that will be
+retried gives its slot back while it backs off, and queues again afterwards.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .admission import Admission, Limits
 from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
@@ -55,14 +58,24 @@ class GraphScheduler:
         self.scopes: dict[int, anyio.CancelScope] = {}  # running or backing off
         self.stop_reason: str | None = None
         self._tg: TaskGroup | None = None
+        self._queue: MemoryObjectSendStream[tuple[int, anyio.CancelScope]] | None = None
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
+        send, receive = anyio.create_memory_object_stream[tuple[int, anyio.CancelScope]](math.inf)
+        self._queue = send
+        async with receive, anyio.create_task_group() as tg:  # receive closes after the workers
             self._tg = tg
+            # A task per attempt costs more than the rest of scheduling (bench_scheduler.py).
+            # Admission never runs more than `slots` attempts at once, so with that many workers
+            # a queued attempt starts as soon as one of them is back at the queue, in the same
+            # step as the attempt that freed the slot.
+            for _ in range(min(self.admission.limits.slots, len(self.selected))):
+                tg.start_soon(self._worker, receive)
             for i in sorted(self.selected):
                 if self.waiting[i] == 0:
                     self.admission.add_ready(i)
             self._dispatch()
+            self._close_if_done()
 
     def stop(self, reason: str) -> None:
         """Start nothing new; interrupt what runs; skip what has not started."""
@@ -87,15 +100,29 @@ class GraphScheduler:
         if self.ctx.budget.exhausted:
             # What runs may finish; nothing new starts.
             self._skip_unstarted(self.ctx.budget.reason)
+            self._close_if_done()
             return
-        assert self._tg is not None
+        assert self._queue is not None
         for i in self.admission.take():
             scope = anyio.CancelScope()
             self.scopes[i] = scope
             name = self.tasks[i].name
-            # Recorded here, when the slot is taken, not when the new task first runs.
+            # Recorded here, when the slot is taken, not when a worker picks the attempt up.
             self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
-            self._tg.start_soon(self._attempt, i, scope, name=name)
+            self._queue.send_nowait((i, scope))
+
+    async def _worker(
+        self, queue: MemoryObjectReceiveStream[tuple[int, anyio.CancelScope]]
+    ) -> None:
+        async for i, scope in queue:
+            await self._attempt(i, scope)
+            self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        """Let the workers end once nothing runs, backs off or waits in the queue: only a
+        finished attempt makes tasks ready, so nothing can be dispatched any more."""
+        if not self.scopes and self._queue is not None:
+            self._queue.close()
 
     def _resume_session(self, i: int) -> str | None:
         task = self.tasks[i]
@@ -174,6 +201,7 @@ class GraphScheduler:
                     return
                 self.admission.add_ready(i)
                 self._dispatch()
+            self._close_if_done()
 
         assert self._tg is not None
         self._tg.start_soon(wait_then_queue)

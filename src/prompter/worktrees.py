@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
+
+from .attempts import AttemptContext, AttemptRunner, Feedback
+from .config import Task
+from .state import AttemptRecord
 
 REF_ROOT = "refs/prompter"
 AUTHOR = {
@@ -82,6 +87,7 @@ class Integration:
     repo: Path  # the user's repository root
     run_id: str
     include: tuple[str, ...] = ()  # ignored paths copied into each worktree (e.g. ".env")
+    link: tuple[str, ...] = ()  # ignored paths symlinked into each worktree (e.g. node_modules)
     base: str = ""
     tip: str = ""
     head: str | None = None  # the user's HEAD at the start (None in a repository without one)
@@ -127,10 +133,13 @@ class Integration:
     async def checkout(self, task: str, attempt: int) -> Path:
         """A fresh detached worktree at the current tip, with the `include` files."""
         path = self.root / f"{_safe(task)}-{attempt}"
-        if path.exists():
-            await self.remove(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
+        # One git command on the shared repository at a time: concurrent `worktree add/remove`
+        # race on its administrative files.
+        async with self._lock:
+            if path.exists():
+                await self._remove(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
         for item in self.include:
             source = self.repo / item
             target = path / item
@@ -139,10 +148,19 @@ class Integration:
             elif source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target, follow_symlinks=False)
+        for item in self.link:
+            source, target = self.repo / item, path / item
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source, target_is_directory=source.is_dir())
         return path
 
     async def commit(self, task: str, worktree: Path) -> str | None:
         """The task's changes as one commit on its worktree's HEAD; None if it changed nothing."""
+        for item in self.link:  # our symlinks are not the task's work
+            target = worktree / item
+            if target.is_symlink():
+                target.unlink()
         await git(worktree, "add", "-A")
         code, _ = await git(worktree, "diff", "--cached", "--quiet", ok=(0, 1))
         if code == 0:
@@ -182,25 +200,40 @@ class Integration:
                 self.changed_by[path] = task
             return Merged(self.tip, files)
 
+    async def numstat(self, commit: str) -> list[str]:
+        """What a task commit changed: "path +added -deleted" ("+? -?" for binary files)."""
+        _, out = await git(self.repo, "diff", "--numstat", "--no-renames", f"{commit}^", commit)
+        rows = []
+        for line in out.splitlines():
+            added, deleted, path = line.split("\t", 2)
+            rows.append(f"{path} +{added.replace('-', '?')} -{deleted.replace('-', '?')}")
+        return rows
+
     async def apply(self) -> list[str]:
         """Write the tip's content into the user's working tree (not HEAD, not the index);
-        the paths that changed. Re-running it after a crash finishes the job."""
-        _, out = await git(self.repo, "diff", "--name-only", "--no-renames", self.base, self.tip)
-        paths = out.splitlines()
-        if paths:
-            await git(self.repo, "update-ref", f"{self.ref}/applying", self.tip)
-            await git(self.repo, "restore", f"--source={self.tip}", "--worktree", "--", *paths)
-            await git(self.repo, "update-ref", "-d", f"{self.ref}/applying")
-        return paths
+        the paths that changed. A crash in the middle is finished by the next run."""
+        return await _land(self.repo, self.ref, self.base, self.tip)
+
+    async def park(self) -> None:
+        """An interrupted run leaves the user's tree as it was; what passed waits under
+        `pending` and lands at the start of the next run (see `recover`)."""
+        await git(self.repo, "update-ref", f"{self.ref}/pending", self.tip)
+        if self.root.exists():
+            for path in sorted(self.root.iterdir()):
+                await self.remove(path)
 
     async def remove(self, worktree: Path) -> None:
+        async with self._lock:
+            await self._remove(worktree)
+
+    async def _remove(self, worktree: Path) -> None:
         await git(self.repo, "worktree", "remove", "--force", str(worktree), ok=(0, 128))
         if worktree.exists():
             shutil.rmtree(worktree, ignore_errors=True)
 
-    async def cleanup(self) -> None:
-        """Worktrees and refs of this run go; the user's tree is not touched."""
-        if self.root.exists():
+    async def cleanup(self, keep_worktrees: bool = False) -> None:
+        """Worktrees (unless kept) and refs of this run go; the user's tree is not touched."""
+        if self.root.exists() and not keep_worktrees:
             for path in sorted(self.root.iterdir()):
                 await self.remove(path)
             shutil.rmtree(self.root, ignore_errors=True)
@@ -209,7 +242,111 @@ class Integration:
             await git(self.repo, "update-ref", "-d", f"{self.ref}/{name}", ok=(0, 1))
 
 
+async def _refs(repo: Path) -> dict[str, str]:
+    _, out = await git(repo, "for-each-ref", "--format=%(refname) %(objectname)", REF_ROOT)
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+async def _land(repo: Path, ref: str, base: str, tip: str) -> list[str]:
+    _, out = await git(repo, "diff", "--name-only", "--no-renames", base, tip)
+    paths = out.splitlines()
+    if paths:
+        # Marked first: a kill in the middle is finished by the next run's `recover`.
+        await git(repo, "update-ref", f"{ref}/applying", tip)
+        await git(repo, "restore", f"--source={tip}", "--worktree", "--", *paths)
+        await git(repo, "update-ref", "-d", f"{ref}/applying")
+    return paths
+
+
+async def recover(repo: Path) -> list[str]:
+    """Finish what earlier runs left: a landing cut short is completed, an interrupted run's
+    passed work lands (the state says those tasks passed), and their worktrees and refs go.
+    The run ids cleaned."""
+    refs = await _refs(repo)
+    runs = sorted({ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs})
+    for run in runs:
+        ref = f"{REF_ROOT}/{run}"
+        tip = refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending")
+        base = refs.get(f"{ref}/base")
+        if tip and base:
+            await _land(repo, ref, base, tip)
+        await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
+    _, common = await git(repo, "rev-parse", "--git-common-dir")
+    git_dir = (repo / common.strip()).resolve()
+    if (git_dir / "prompter").exists():
+        runs = sorted({*runs, *(p.name for p in (git_dir / "prompter").iterdir())})
+    for run in runs:
+        await Integration(repo, run, git_dir=git_dir).cleanup()
+    return runs
+
+
+def _failed(number: int, started: float, reason: str) -> AttemptRecord:
+    return AttemptRecord(number=number, started_at=started, finished_at=time.time(), reason=reason)
+
+
 def _safe(name: str) -> str:
     from .attempts import log_name
 
     return log_name(name).removesuffix(".log")
+
+
+def isolated(
+    line: Integration, subdir: Path, keep_failed: bool, inner: AttemptRunner
+) -> AttemptRunner:
+    """An attempt runner that runs each attempt in its own worktree and merges what passes.
+
+    `subdir` is the working directory relative to the repository root; a conflict turns the
+    attempt into a failure whose feedback describes it, so the retry starts from the new tip.
+    """
+
+    async def attempt(
+        ctx: AttemptContext,
+        task: Task,
+        number: int,
+        feedback: Feedback | None,
+        resume: str | None,
+    ) -> AttemptRecord:
+        started = time.time()
+        try:
+            tree = await line.checkout(task.name, number)
+        except (GitError, OSError) as exc:
+            return _failed(number, started, f"worktree could not be created: {exc}")
+        keep = False
+        try:
+            record = await inner(
+                replace(ctx, workdir=tree / subdir), task, number, feedback, resume
+            )
+            if not record.ok:
+                keep = keep_failed
+                return record
+            try:
+                commit = await line.commit(task.name, tree)
+                if commit is None:
+                    return record
+                changed = await line.numstat(commit)
+                outcome = await line.merge(task.name, commit)
+            except GitError as exc:
+                keep = keep_failed
+                return record.model_copy(update={"ok": False, "reason": f"merge failed: {exc}"})
+            if isinstance(outcome, Merged):
+                return record.model_copy(update={"changed_files": changed})
+            keep = keep_failed
+            other = f"`{outcome.with_task}`" if outcome.with_task else "another task"
+            return record.model_copy(
+                update={
+                    "ok": False,
+                    "reason": outcome.reason,
+                    "conflict": outcome.reason,
+                    "changed_files": changed,
+                    "output_tail": (
+                        f"Your change to {', '.join(outcome.paths)} conflicts with what "
+                        f"{other} changed there first."
+                    ),
+                }
+            )
+        finally:
+            if not keep:
+                with anyio.CancelScope(shield=True):
+                    await line.remove(tree)
+
+    return attempt
