@@ -201,8 +201,10 @@ def action_image() -> str:
     return ACTION_TAG
 
 
-def run_args(env: dict[str, str], mounts: dict[Path, str], workdir: str | None) -> list[str]:
-    args = ["run", "--rm"]
+def run_args(
+    env: dict[str, str], mounts: dict[Path, str], workdir: str | None, name: str
+) -> list[str]:
+    args = ["run", "--rm", "--name", name]
     if workdir:
         args += ["--workdir", workdir]
     for host, inside in mounts.items():
@@ -219,7 +221,16 @@ def run_container(
     workdir: str | None = "/github/workspace",
     extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
+    name = container_name()
     start = time.monotonic()
-    proc = podman(*run_args(env, mounts, workdir), *extra, image, check=False)
+    try:
+        proc = podman(*run_args(env, mounts, workdir, name), *extra, image, check=False)
+    except subprocess.TimeoutExpired:
+        podman("rm", "--force", name, check=False)  # killing the CLI leaves the container
+        pytest.fail(f"the container ran longer than {RUN_TIMEOUT} s", pytrace=False)
     timed("container run", TIMINGS, start)
     return proc
+
+
+def container_name() -> str:
+    return f"prompter-test-{os.getpid()}-{time.monotonic_ns()}"

@@ -35,6 +35,7 @@ from tests.containers import (
     TIMINGS,
     action_image,
     base_image,
+    container_name,
     drop_replaced,
     image_id,
     podman,
@@ -280,7 +281,8 @@ def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: P
         "GITHUB_WORKSPACE": "/github/workspace",
         "DEMO_AGENT_THINK_S": "120",  # agents still thinking when the job is cancelled
     }
-    args = run_args(env, {ws: "/github/workspace"}, "/github/workspace")
+    name = container_name()
+    args = run_args(env, {ws: "/github/workspace"}, "/github/workspace", name)
     proc = subprocess.Popen(
         ["podman", *args, image],
         env=podman_env(),
@@ -304,6 +306,7 @@ def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+            podman("rm", "--force", name, check=False)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-6000:]}"
     assert elapsed < 7.5, f"took {elapsed:.1f} s after SIGINT (the runner escalates at 7.5 s)"
     state = (ws / ".prompter" / "state.json").read_text("utf-8")
