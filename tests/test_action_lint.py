@@ -68,6 +68,15 @@ def test_workflows_pass_actionlint() -> None:
     lint(tool("actionlint"), "-no-color", *map(str, WORKFLOWS))
 
 
+def test_workflows_match_github_schema() -> None:
+    lint(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *map(str, WORKFLOWS),
+    )
+
+
 def test_dockerfile_passes_hadolint() -> None:
     lint(tool("hadolint"), str(REPO / "Dockerfile"))
 
