@@ -1,0 +1,236 @@
+"""Podman helpers for the container tests: a local base image, the action's image, the runner's
+`docker run` reproduced.
+
+No image registry is reachable on the CI machines, so the base image is built here: Debian
+bookworm (minbase + python3, python3-venv, ca-certificates) with debootstrap, tarred and imported
+into podman. That takes minutes, so the tarball and the imported image are cached between runs
+(keyed by a hash of the recipe below). Podman needs runc and a couple of ulimits; `.ci/run`
+writes that configuration and exports CONTAINERS_CONF, and these helpers write the same file
+when the variable is not set.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(
+    os.environ.get("PROMPTER_CONTAINER_CACHE", Path.home() / ".cache" / "prompter-action-tests")
+)
+
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+"""
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBIAN_MIRROR = os.environ.get("PROMPTER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+DEBOOTSTRAP = [
+    "debootstrap",
+    "--variant=minbase",
+    "--include=python3,python3-venv,ca-certificates",
+    "bookworm",
+]
+# The host's CA bundle goes into the image (TLS may be intercepted on the way to PyPI) at a path
+# that Debian's update-ca-certificates never rewrites, and the tools are pointed at it.
+BASE_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    "ENV PIP_CERT=/etc/ssl/host-ca-bundle.crt",
+    "ENV SSL_CERT_FILE=/etc/ssl/host-ca-bundle.crt",
+    "ENV REQUESTS_CA_BUNDLE=/etc/ssl/host-ca-bundle.crt",
+    'CMD ["/bin/bash"]',
+]
+RECIPE = hashlib.sha256(repr((DEBOOTSTRAP, BASE_CHANGES, 1)).encode()).hexdigest()[:10]
+BASE_TAG = f"localhost/prompter-test-base:bookworm-{RECIPE}"
+ACTION_TAG = "localhost/prompter-action:test"
+
+BUILD_TIMEOUT = 1200  # debootstrap or an image build with a cold pip: minutes, not hours
+RUN_TIMEOUT = 300
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(
+            f"{tool} is not installed; the container tests need podman, runc and debootstrap "
+            "as root (.ci/run installs them: apt-get install podman runc debootstrap uidmap)",
+            pytrace=False,
+        )
+    return path
+
+
+@functools.cache
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        conf = CACHE / "containers.conf"
+        conf.write_text(CONTAINERS_CONF, "utf-8")
+        env["CONTAINERS_CONF"] = str(conf)
+    return env
+
+
+def podman(
+    *args: str, timeout: float = RUN_TIMEOUT, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    require("podman")
+    proc = subprocess.run(
+        ["podman", *args],
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"podman {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout (tail)\n{proc.stdout[-6000:]}\n--- stderr (tail)\n{proc.stderr[-6000:]}",
+            pytrace=False,
+        )
+    return proc
+
+
+def image_exists(tag: str) -> bool:
+    return podman("image", "exists", tag, check=False).returncode == 0
+
+
+def image_id(tag: str) -> str | None:
+    proc = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def drop_replaced(tag: str, before: str | None) -> None:
+    """Remove the image `tag` named before a rebuild: each build of the action image is ~700 MB."""
+    if before is not None and image_id(tag) != before:
+        podman("rmi", before, check=False)
+
+
+def timed(label: str, timings: dict[str, float], start: float) -> None:
+    timings[label] = round(time.monotonic() - start, 1)
+
+
+TIMINGS: dict[str, float] = {}
+
+
+def _debootstrap_tarball(tarball: Path) -> None:
+    require("debootstrap")
+    if os.geteuid() != 0:
+        pytest.fail("debootstrap needs root to build the base image", pytrace=False)
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        proc = subprocess.run(
+            [*DEBOOTSTRAP, str(root), DEBIAN_MIRROR],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"debootstrap exited {proc.returncode}\n"
+                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}",
+                pytrace=False,
+            )
+        shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/host-ca-bundle.crt")
+        shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / junk).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        partial = tarball.with_suffix(".partial")
+        subprocess.run(
+            ["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."],
+            check=True,
+            timeout=BUILD_TIMEOUT,
+        )
+        partial.rename(tarball)
+
+
+@functools.cache
+def base_image() -> str:
+    """The local Debian base image (built once per machine, then cached)."""
+    if image_exists(BASE_TAG):
+        return BASE_TAG
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tarball = CACHE / f"base-bookworm-{RECIPE}.tar"
+    start = time.monotonic()
+    if not tarball.exists():
+        _debootstrap_tarball(tarball)
+        timed("debootstrap", TIMINGS, start)
+    changes = [arg for change in BASE_CHANGES for arg in ("--change", change)]
+    podman("import", *changes, str(tarball), BASE_TAG, timeout=BUILD_TIMEOUT)
+    timed("base image", TIMINGS, start)
+    return BASE_TAG
+
+
+@functools.cache
+def action_image() -> str:
+    """The action's Dockerfile built from this checkout on the local base image."""
+    base = base_image()
+    before = image_id(ACTION_TAG)
+    start = time.monotonic()
+    podman(
+        "build",
+        "--pull=never",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--tag",
+        ACTION_TAG,
+        "--file",
+        str(REPO / "Dockerfile"),
+        str(REPO),
+        timeout=BUILD_TIMEOUT,
+    )
+    timed("action image build", TIMINGS, start)
+    drop_replaced(ACTION_TAG, before)
+    return ACTION_TAG
+
+
+def run_args(
+    env: dict[str, str], mounts: dict[Path, str], workdir: str | None, name: str
+) -> list[str]:
+    args = ["run", "--rm", "--name", name]
+    if workdir:
+        args += ["--workdir", workdir]
+    for host, inside in mounts.items():
+        args += ["-v", f"{host}:{inside}"]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    return args
+
+
+def run_container(
+    image: str,
+    env: dict[str, str],
+    mounts: dict[Path, str],
+    workdir: str | None = "/github/workspace",
+    extra: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    name = container_name()
+    start = time.monotonic()
+    try:
+        proc = podman(*run_args(env, mounts, workdir, name), *extra, image, check=False)
+    except subprocess.TimeoutExpired:
+        podman("rm", "--force", name, check=False)  # killing the CLI leaves the container
+        pytest.fail(f"the container ran longer than {RUN_TIMEOUT} s", pytrace=False)
+    timed("container run", TIMINGS, start)
+    return proc
+
+
+def container_name() -> str:
+    return f"prompter-test-{os.getpid()}-{time.monotonic_ns()}"
