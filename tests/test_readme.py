@@ -78,3 +78,18 @@ def test_cli_reference_names_every_command_and_option() -> None:
             for flag in action.option_strings:
                 if flag not in ("-h", "--help"):
                     assert flag in cli, f"{name} {flag}"
+
+
+def test_action_inputs_and_outputs_are_documented() -> None:
+    import yaml
+
+    action = yaml.safe_load((Path(__file__).parents[1] / "action.yml").read_text("utf-8"))
+    table = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", section("GitHub Action"), re.M)
+    documented = {name: default.strip() for name, default in table}
+    assert list(documented) == list(action["inputs"])
+    for name, spec in action["inputs"].items():
+        default = str(spec.get("default", ""))
+        assert documented[name] == (f"`{default}`" if default else "—"), name
+    outputs = section("GitHub Action").split("Outputs:", 1)[1].split("\n\n", 1)[0]
+    for name in action["outputs"]:
+        assert f"`{name}`" in outputs, name
