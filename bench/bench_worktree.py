@@ -1,11 +1,12 @@
 """Worktree isolation: per-task cost of worktree + commit + merge + removal on a big repository.
 
 A repository of --files files (default 5,000, ~40 MiB of text in nested folders, one commit
-plus some uncommitted changes). Per task, as `isolation = "worktree"` does it: a detached
-worktree at the integration tip, the task's edit (one file), commit, `merge-tree` merge into
-the tip, removal of the worktree. Side by side in the same rounds, the naive isolation — a
-full copy of the tree (`cp -a`) — and `git worktree add` alone, to show where the time goes.
-Gate: the median per-task cost is under 0.5 s.
+plus some uncommitted changes). Per task, as `isolation = "worktree"` does it: a clean worktree
+moved to the integration tip (the first one is created), the task's edit (one file), commit,
+`merge-tree` merge into the tip, and the worktree cleaned back into the pool. Side by side in
+the same rounds: creating a worktree from scratch (`git worktree add` + remove) and the naive
+isolation, a full copy of the tree (`cp -a`). Gate: the median per-task cost (worktree reused)
+is under 0.5 s; creation is paid once per parallel slot.
 Usage: python bench/bench_worktree.py [--files N] [--tasks T] [--json]
 """
 
@@ -58,7 +59,7 @@ async def isolated_tasks(repo: Path, tasks: int) -> tuple[list[float], float]:
         assert commit is not None
         outcome = await line.merge(f"task{t}", commit)
         assert isinstance(outcome, Merged)
-        await line.remove(tree)
+        await line.release(tree)
         per_task.append(time.perf_counter() - t0)
     await line.cleanup()
     return per_task, setup
@@ -121,7 +122,7 @@ def main() -> int:
         "max_s": {k: round(max(v), 4) for k, v in rows.items()},
         "run_setup_s": round(statistics.median(setups), 3),
         "gate_s": GATE_S,
-        "passed": medians["prompter worktree task"] < GATE_S,
+        "passed": medians["prompter task, worktree reused"] < GATE_S,
     }
     if args.json:
         print(json.dumps(result, indent=2))

@@ -97,6 +97,8 @@ class Integration:
     )
     changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _pool: list[Path] = field(default_factory=list)  # clean worktrees ready for the next task
+    _made: int = 0
 
     @property
     def ref(self) -> str:
@@ -142,15 +144,24 @@ class Integration:
         return kept
 
     async def checkout(self, task: str, attempt: int) -> Path:
-        """A fresh detached worktree at the current tip, with the `include` files."""
-        path = self.root / f"{_safe(task)}-{attempt}"
-        # One git command on the shared repository at a time: concurrent `worktree add/remove`
-        # race on its administrative files.
-        async with self._lock:
-            if path.exists():
-                await self._remove(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
+        """A clean detached worktree at the current tip, with the `include` files.
+
+        Worktrees are reused: writing out a whole tree is the expensive part (seconds for a big
+        repository), while moving a clean worktree to a new tip only writes what differs.
+        """
+        if self._pool:
+            path = self._pool.pop()
+            await git(path, "checkout", "-q", "--detach", self.tip)
+        else:
+            # One git command on the shared repository at a time: concurrent `worktree add`
+            # calls race on its administrative files.
+            async with self._lock:
+                self._made += 1
+                path = self.root / f"wt-{self._made}"
+                if path.exists():
+                    await self._remove(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
         for item in self.include:
             source = self.repo / item
             target = path / item
@@ -233,6 +244,16 @@ class Integration:
             for path in sorted(self.root.iterdir()):
                 await self.remove(path)
 
+    async def release(self, worktree: Path) -> None:
+        """Back to the pool, cleaned: no task's leftovers (ignored files included) remain."""
+        try:
+            await git(worktree, "reset", "-q", "--hard")
+            await git(worktree, "clean", "-q", "-f", "-d", "-x")
+        except GitError:
+            await self.remove(worktree)  # not reusable: let a new one be made
+            return
+        self._pool.append(worktree)
+
     async def remove(self, worktree: Path) -> None:
         async with self._lock:
             await self._remove(worktree)
@@ -295,12 +316,6 @@ def _failed(number: int, started: float, reason: str) -> AttemptRecord:
     return AttemptRecord(number=number, started_at=started, finished_at=time.time(), reason=reason)
 
 
-def _safe(name: str) -> str:
-    from .attempts import log_name
-
-    return log_name(name).removesuffix(".log")
-
-
 def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRunner:
     """An attempt runner that runs each task in its own worktree and merges what passes.
 
@@ -360,6 +375,6 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
         finally:
             if done:
                 with anyio.CancelScope(shield=True):
-                    await line.remove(tree)
+                    await line.release(tree)
 
     return attempt
