@@ -266,3 +266,32 @@ def test_isolation_worktree_outside_git_is_a_usage_error(tmp_path: Path) -> None
     h.settings["isolation"] = "worktree"
     h.task("a", depends_on=[])
     assert h.run() == 2
+
+
+def test_a_retry_that_conflicts_again_fails_once_attempts_run_out(tmp_path: Path) -> None:
+    """first merges; second conflicts, retries on the new tip, and conflicts again with third,
+    which changed the same line meanwhile."""
+    h = git_harness(tmp_path)
+    line2 = "line 1\nline 2 ({})\nline 3\n"
+    h.task("first", [{"write": {"app.py": line2.format("first")}, "sleep": 0.1}], depends_on=[])
+    h.task(
+        "second",
+        [{"write": {"app.py": line2.format("second")}, "sleep": 1.0}],
+        depends_on=[],
+        max_attempts=2,
+    )
+    h.task(
+        "third",
+        [{"write": {"app.py": line2.format("third")}, "sleep": 1.4}],
+        depends_on=["first"],
+    )
+    assert h.run() == 1
+    status = h.tasks_status()
+    assert status["first"] == ("passed", None) and status["third"] == ("passed", None)
+    assert status["second"] == ("failed", "merge conflict with `third` in work/app.py")
+    attempts = h.status()["tasks"]["second"]["attempts"]
+    assert [a["conflict"] for a in attempts] == [
+        "merge conflict with `first` in work/app.py",
+        "merge conflict with `third` in work/app.py",
+    ]
+    assert (h.work / "app.py").read_text() == line2.format("third")

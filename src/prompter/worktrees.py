@@ -161,7 +161,10 @@ class Integration:
                 if path.exists():
                     await self._remove(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                await git(self.repo, "worktree", "add", "--detach", "--quiet", str(path), self.tip)
+                args = ("worktree", "add", "--detach", "--no-checkout", "--quiet", str(path))
+                await git(self.repo, *args, self.tip)
+            # Writing the files is the slow part; it touches only this worktree: no lock.
+            await git(path, "reset", "-q", "--hard")
         for item in self.include:
             source = self.repo / item
             target = path / item
