@@ -177,6 +177,10 @@ def test_parallel_tasks_do_not_see_each_other_and_both_land(tmp_path: Path) -> N
     # The state says what each task changed.
     changed = h.status()["tasks"]["a"]["attempts"][0]["changed_files"]
     assert changed == ["work/a.txt +1 -0"]
+    summary = (tmp_path / ".prompter" / "summary.md").read_text()
+    from prompter.report.summary import md  # the table's escaping of untrusted text
+
+    assert f"| {md('changed work/a.txt +1 -0')} |" in summary
 
 
 def test_the_same_tasks_in_a_shared_tree_fail(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import Workflow
-from ..state import State, TaskStatus
+from ..state import State, TaskRecord, TaskStatus
 from . import mermaid
 from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line
 
@@ -171,10 +171,20 @@ def _row(view: TaskView) -> str:
         status += " (changed since)"
     cost = record.cost_usd
     cost_text = f"${cost:.2f}" if cost and math.isfinite(cost) else "-"
+    # With worktree isolation, a task that passed says which files it changed.
+    reason = record.reason or _changes(record)
     return (
         f"| {md(view.name, 200)} | {status} | {len(record.attempts)} | "
-        f"{duration_text(view.duration_s)} | {cost_text} | {md(record.reason, 200)} |\n"
+        f"{duration_text(view.duration_s)} | {cost_text} | {md(reason, 200)} |\n"
     )
+
+
+def _changes(record: TaskRecord) -> str | None:
+    files = record.attempts[-1].changed_files if record.attempts else None
+    if not files:
+        return None
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"changed {shown}"
 
 
 _TABLE_HEAD = (
