@@ -135,6 +135,9 @@ def write_workflow(dag: Dag, path: Path) -> None:
         'agent = "command"',
         'agent_command = ["true"]',
         "retry_delay = 0",
+        # The workflow is written inside this repository: without this, `auto` would give each
+        # task a git worktree, and the benchmark would measure git instead of the engine.
+        'isolation = "shared"',
         "",
     ]
     for i, (deps, duration) in enumerate(zip(dag.deps, dag.durations, strict=True)):
