@@ -42,12 +42,14 @@ class GitError(Exception):
 class Merged:
     tip: str
     files: tuple[str, ...]  # what the task changed
+    changes: tuple[str, ...]  # the same, as "path +added -deleted"
 
 
 @dataclass(frozen=True)
 class Conflict:
     paths: tuple[str, ...]
     with_task: str | None  # the task whose merged change the conflict is with
+    changes: tuple[str, ...] = ()  # what the task changed, as "path +added -deleted"
 
     @property
     def reason(self) -> str:
@@ -71,6 +73,12 @@ async def git(
         detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
         raise GitError(f"git {args[0]} failed ({result.returncode}): {detail}")
     return result.returncode, result.stdout.decode("utf-8", "replace")
+
+
+async def git_dir(repo: Path) -> Path:
+    """The common git directory (a linked worktree has a `.git` file, not a folder)."""
+    _, common = await git(repo, "rev-parse", "--git-common-dir")
+    return (repo / common.strip()).resolve()
 
 
 async def toplevel(path: Path) -> Path | None:
@@ -112,8 +120,7 @@ class Integration:
 
     async def start(self) -> str:
         """Commit the working tree as it is (private index) as the base of the line."""
-        _, common = await git(self.repo, "rev-parse", "--git-common-dir")
-        self.git_dir = (self.repo / common.strip()).resolve()
+        self.git_dir = await git_dir(self.repo)
         code, out = await git(self.repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
         self.head = out.strip() if code == 0 else None
         index = self.git_dir / f"prompter-index-{self.run_id}"
@@ -196,9 +203,8 @@ class Integration:
 
     async def merge(self, task: str, commit: str) -> Merged | Conflict:
         """Merge the task's commit into the tip, one merge at a time."""
+        files, changes = await self._changes(commit)
         async with self._lock:
-            _, files_out = await git(self.repo, "diff", "--name-only", f"{commit}^", commit)
-            files = tuple(files_out.splitlines())
             code, out = await git(
                 self.repo,
                 "merge-tree",
@@ -213,7 +219,7 @@ class Integration:
             if code == 1:
                 paths = tuple(dict.fromkeys(p for p in lines[1:] if p))
                 others = [self.changed_by[p] for p in paths if p in self.changed_by]
-                return Conflict(paths, others[0] if others else None)
+                return Conflict(paths, others[0] if others else None, changes)
             message = f"prompter: merge {task}"
             _, new = await git(
                 self.repo, "commit-tree", lines[0], "-p", self.tip, "-p", commit, "-m", message
@@ -223,16 +229,18 @@ class Integration:
             self.tip = new.strip()
             for path in files:
                 self.changed_by[path] = task
-            return Merged(self.tip, files)
+            return Merged(self.tip, files, changes)
 
-    async def numstat(self, commit: str) -> list[str]:
-        """What a task commit changed: "path +added -deleted" ("+? -?" for binary files)."""
+    async def _changes(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a task commit changed: its paths, and "path +added -deleted" per path
+        ("+? -?" for binary files)."""
         _, out = await git(self.repo, "diff", "--numstat", "--no-renames", f"{commit}^", commit)
-        rows = []
+        paths, rows = [], []
         for line in out.splitlines():
             added, deleted, path = line.split("\t", 2)
+            paths.append(path)
             rows.append(f"{path} +{added.replace('-', '?')} -{deleted.replace('-', '?')}")
-        return rows
+        return tuple(paths), tuple(rows)
 
     async def apply(self) -> list[str]:
         """Write the tip's content into the user's working tree (not HEAD, not the index);
@@ -243,9 +251,13 @@ class Integration:
         """An interrupted run leaves the user's tree as it was; what passed waits under
         `pending` and lands at the start of the next run (see `recover`)."""
         await git(self.repo, "update-ref", f"{self.ref}/pending", self.tip)
+        await self._remove_worktrees()
+
+    async def _remove_worktrees(self) -> None:
         if self.root.exists():
             for path in sorted(self.root.iterdir()):
                 await self.remove(path)
+            shutil.rmtree(self.root, ignore_errors=True)
 
     async def release(self, worktree: Path) -> None:
         """Back to the pool, cleaned: no task's leftovers (ignored files included) remain."""
@@ -268,10 +280,8 @@ class Integration:
 
     async def cleanup(self, keep_worktrees: bool = False) -> None:
         """Worktrees (unless kept) and refs of this run go; the user's tree is not touched."""
-        if self.root.exists() and not keep_worktrees:
-            for path in sorted(self.root.iterdir()):
-                await self.remove(path)
-            shutil.rmtree(self.root, ignore_errors=True)
+        if not keep_worktrees:
+            await self._remove_worktrees()
         await git(self.repo, "worktree", "prune")
         for name in ("base", "tip"):
             await git(self.repo, "update-ref", "-d", f"{self.ref}/{name}", ok=(0, 1))
@@ -306,12 +316,11 @@ async def recover(repo: Path) -> list[str]:
         if tip and base:
             await _land(repo, ref, base, tip)
         await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
-    _, common = await git(repo, "rev-parse", "--git-common-dir")
-    git_dir = (repo / common.strip()).resolve()
-    if (git_dir / "prompter").exists():
-        runs = sorted({*runs, *(p.name for p in (git_dir / "prompter").iterdir())})
+    common = await git_dir(repo)
+    if (common / "prompter").exists():
+        runs = sorted({*runs, *(p.name for p in (common / "prompter").iterdir())})
     for run in runs:
-        await Integration(repo, run, git_dir=git_dir).cleanup()
+        await Integration(repo, run, git_dir=common).cleanup()
     return runs
 
 
@@ -356,19 +365,18 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
                 commit = await line.commit(task.name, tree)
                 if commit is None:
                     return record
-                changed = await line.numstat(commit)
                 outcome = await line.merge(task.name, commit)
             except GitError as exc:
                 return record.model_copy(update={"ok": False, "reason": f"merge failed: {exc}"})
             if isinstance(outcome, Merged):
-                return record.model_copy(update={"changed_files": changed})
+                return record.model_copy(update={"changed_files": list(outcome.changes)})
             other = f"`{outcome.with_task}`" if outcome.with_task else "another task"
             return record.model_copy(
                 update={
                     "ok": False,
                     "reason": outcome.reason,
                     "conflict": outcome.reason,
-                    "changed_files": changed,
+                    "changed_files": list(outcome.changes),
                     "output_tail": (
                         f"Your change to {', '.join(outcome.paths)} conflicts with what "
                         f"{other} changed there first."
