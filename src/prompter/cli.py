@@ -201,15 +201,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
     """junit.xml and summary.md from the state; a failure warns and changes no exit code."""
-    try:
-        from .report.files import write_reports
-        from .state import StateStore
+    from .report.files import reports_after_run
 
-        state = StateStore(options.state_path).load()
-        paths = write_reports(state, options.report_dir, workflow)
-    except Exception as exc:  # noqa: BLE001 - reports must never change the run's outcome
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"prompter: warning: reports not written: {detail}", file=sys.stderr)
+    paths, error = reports_after_run(options.state_path, options.report_dir, workflow)
+    if error is not None:
+        print(f"prompter: warning: reports not written: {error}", file=sys.stderr)
         return ""
     return "  reports: " + " ".join(str(p) for p in paths)
 

@@ -22,7 +22,7 @@ from .commands import Annotation, Annotations, Console, append_summary, write_ou
 if TYPE_CHECKING:
     from ..config import Workflow
     from ..events import Event
-    from ..state import State, TaskRecord
+    from ..state import TaskRecord
 
 Relative = Callable[[Path], str]
 
@@ -149,7 +149,7 @@ def _run(inputs: Inputs, env: Mapping[str, str], workspace: Path, console: Conso
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
     from ..run import RunError, RunOptions, run_workflow
-    from ..state import StateError, StateStore
+    from ..state import StateError
 
     outputs: dict[str, str] = {"status": "invalid", "artifact_id": ""}
     try:
@@ -194,12 +194,11 @@ def _run(inputs: Inputs, env: Mapping[str, str], workspace: Path, console: Conso
         if inputs.dry_run:
             outputs["status"] = "dry-run"
             return EXIT_OK
-        state = StateStore(options.state_path).load()
         outputs.update(_counts(result.records, result.reused))
         outputs["status"] = result.status
         relative = _relative_to(workspace)
         outputs["state_path"] = relative(options.state_path)
-        _publish_reports(state, workflow, options.report_dir, env, console)
+        _publish_reports(options.state_path, workflow, options.report_dir, env, console)
         outputs["junit_path"] = relative(options.report_dir / "junit.xml")
         outputs["summary_path"] = relative(options.report_dir / "summary.md")
         _annotate(result.records, workflow, relative, console)
@@ -286,15 +285,14 @@ def _log_tail(log: Path, offset: int) -> str:
 
 
 def _publish_reports(
-    state: State, workflow: Workflow, report_dir: Path, env: Mapping[str, str], console: Console
+    state_path: Path, workflow: Workflow, report_dir: Path, env: Mapping[str, str], console: Console
 ) -> None:
     """Write junit.xml and summary.md, and append the summary to the step's summary."""
-    from ..report.files import write_reports
+    from ..report.files import reports_after_run
 
-    try:
-        paths = write_reports(state, report_dir, workflow)
-    except Exception as exc:  # noqa: BLE001 - reports never change the outcome
-        console.annotation("warning", f"reports not written: {type(exc).__name__}: {exc}")
+    paths, error = reports_after_run(state_path, report_dir, workflow)
+    if error is not None:
+        console.annotation("warning", f"reports not written: {error}")
         return
     summary = next((p for p in paths if p.name == "summary.md"), None)
     target = env.get("GITHUB_STEP_SUMMARY")

@@ -100,3 +100,18 @@ def write_reports(
         _write(path, text)
         written.append(path)
     return written
+
+
+def reports_after_run(
+    state_path: Path, report_dir: Path, workflow: Workflow
+) -> tuple[list[Path], str | None]:
+    """junit.xml and summary.md at the end of a run: (paths written, None) or ([], why not).
+
+    Never raises: a report that cannot be written must not change the run's outcome.
+    """
+    try:
+        from ..state import StateStore
+
+        return write_reports(StateStore(state_path).load(), report_dir, workflow), None
+    except Exception as exc:  # noqa: BLE001 - reports must never change the run's outcome
+        return [], " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
