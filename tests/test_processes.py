@@ -31,13 +31,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(autouse=True, params=["lean", "anyio"])
-def _both_process_layers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs on the pidfd/epoll layer and on the anyio fallback used without pidfd."""
+@pytest.fixture(autouse=True, params=["posix_spawn", "popen", "anyio"])
+def _every_process_layer(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every test runs on the pidfd/epoll layer, starting children with posix_spawn (the test
+    runs in the children's directory, tmp_path) and with Popen, and on the anyio fallback used
+    without pidfd."""
     if request.param == "anyio":
         monkeypatch.setattr(processes, "_lean_supported", lambda: False)
+        return
+    assert processes._lean_supported(), "this kernel has no pidfd_open: the lean layer is off"
+    if request.param == "posix_spawn":
+        monkeypatch.chdir(tmp_path)
     else:
-        assert processes._lean_supported(), "this kernel has no pidfd_open: the lean layer is off"
+        monkeypatch.setattr(processes, "_posix_spawn_fits", lambda *_: False)
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +182,65 @@ async def test_cwd_env_stdin_and_own_session(tmp_path: Path) -> None:
     )
     result = await run_process([sys.executable, "-c", code], cwd=tmp_path, env={"FOO": "bar"})
     assert result.output.split("\n") == [str(tmp_path), "bar", "True", "True", ""]
+
+
+@pytest.mark.anyio
+async def test_the_program_is_found_on_the_path_of_its_environment(tmp_path: Path) -> None:
+    # posix_spawnp would search prompter's own PATH: a different one must still be honoured.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "only-here").write_text("#!/bin/sh\necho found\n")
+    (bin_dir / "only-here").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = await run_process(["only-here"], cwd=tmp_path, env=env)
+    assert (result.returncode, result.output) == (0, "found\n")
+    missing = await run_process(["only-here"], cwd=tmp_path)
+    assert missing.spawn_error == "command not found: only-here"
+
+
+@pytest.mark.anyio
+async def test_no_inherited_descriptor_reaches_the_child(tmp_path: Path) -> None:
+    # Like a descriptor prompter's own parent leaked to it (a shell's `exec 7>file`, a make
+    # jobserver): Popen closes it in the child, so posix_spawn must too.
+    leaked = os.open(tmp_path / "leaked", os.O_WRONLY | os.O_CREAT)
+    os.set_inheritable(leaked, True)
+    processes._inherited_fds.cache_clear()
+    try:
+        result = await run_process(["ls", "/proc/self/fd"], cwd=tmp_path)
+    finally:
+        os.close(leaked)
+        processes._inherited_fds.cache_clear()
+    assert sorted(int(fd) for fd in result.output.split()) == [0, 1, 2, 3]  # 3: ls's listing
+
+
+@pytest.mark.anyio
+async def test_signals_python_ignores_are_default_again_in_the_child(tmp_path: Path) -> None:
+    # Python ignores SIGPIPE; a child that inherited that would loop on EPIPE in a pipeline
+    # (`yes | head -1`) instead of dying quietly.
+    result = await run_process(["grep", "^SigIgn:", "/proc/self/status"], cwd=tmp_path)
+    ignored = int(result.output.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
+@pytest.mark.anyio
+async def test_posix_spawn_starts_children_only_in_our_own_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    layer = request.node.callspec.params["_every_process_layer"]
+    started: list[str] = []
+    spawn = processes._posix_spawn
+
+    def spy(argv: list[str], env: dict[str, str] | None, output: int) -> int:
+        started.append(argv[0])
+        return spawn(argv, env, output)
+
+    monkeypatch.setattr(processes, "_posix_spawn", spy)
+    here = await run_process(["true"], cwd=Path.cwd())
+    elsewhere = await run_process(["true"], cwd=tmp_path.parent)
+    assert here.ok and elsewhere.ok
+    # posix_spawn cannot change directory: elsewhere, Popen starts the child.
+    assert started == (["true"] if layer == "posix_spawn" else [])
 
 
 @pytest.mark.anyio

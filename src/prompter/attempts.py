@@ -6,7 +6,9 @@ that are the same everywhere: the feedback prompt, the backoff delay and the log
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import random
 import re
 import signal
@@ -100,9 +102,12 @@ class AttemptContext:
     logs_dir: Path
     check_interval: float
     agents: Mapping[str, Agent]
-    agent_slots: anyio.CapacityLimiter
+    agent_slots: anyio.CapacityLimiter | None  # None: no agent limit below the task slots
     budget: CostBudget = field(default_factory=CostBudget)
     redactor: Redactor = field(default_factory=Redactor)  # secrets masked in logs and state
+    # The verify commands' environment: prompter's own, copied once (a copy per command would
+    # decode every variable again).
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
 def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
@@ -114,17 +119,20 @@ def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
         return path.open("ab")
 
 
-def _header(log: BinaryIO, text: str) -> None:
+def _header(log: BinaryIO, text: str, *, flush: bool = True) -> None:
+    """A marked line in the task log; flushed (unless it is the last one of the attempt) so
+    that someone following the log sees what runs now."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     log.write(f"\n===== {stamp} {text} =====\n".encode())
-    log.flush()
+    if flush:
+        log.flush()
 
 
 async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
     agent = ctx.agents[request.task.agent]
     spent = 0.0  # rate-limited calls may have cost something too: the attempt carries it all
     for retry in range(RATE_LIMIT_RETRIES + 1):
-        async with ctx.agent_slots:
+        async with ctx.agent_slots or contextlib.nullcontext():
             request = replace(request, max_cost_usd=ctx.budget.remaining_usd)
             result = await agent.run(request)
         ctx.budget.add(result.usage.cost_usd)
@@ -165,10 +173,9 @@ async def run_attempt(
     resume_session: str | None = None,
 ) -> AttemptRecord:
     """Run the agent, wait `check_interval`, run the verify command; never raises on failure."""
-    # In a worker thread: creating a file costs the event loop 0.2-1 ms of kernel time on ext4,
-    # while the loop could be starting other tasks' processes.
-    log_file = await anyio.to_thread.run_sync(_open_log, ctx.logs_dir, task.name)
-    with log_file:
+    # Opened on the loop: a hand-off to a worker thread costs more than creating the file on a
+    # fast file system, and on a slow one the kernel work competes for the same cores anyway.
+    with _open_log(ctx.logs_dir, task.name) as log_file:
         writer = RedactingWriter(log_file, ctx.redactor)
         try:
             record = await _attempt(
@@ -216,7 +223,7 @@ async def _attempt(
         **agent.usage.model_dump(),
     )
     if not agent.ok:
-        _header(log, f"attempt {number} failed: {agent.error}")
+        _header(log, f"attempt {number} failed: {agent.error}", flush=False)
         return record.model_copy(
             update={
                 "finished_at": time.time(),
@@ -230,11 +237,13 @@ async def _attempt(
     verify = await run_process(
         ["/bin/sh", "-c", task.verify_command],
         cwd=ctx.workdir,
+        env=ctx.env,
         timeout=task.verify_timeout,
         log=log,
     )
     reason = verify_reason(task, verify)
-    _header(log, f"attempt {number} " + ("passed" if reason is None else f"failed: {reason}"))
+    outcome = "passed" if reason is None else f"failed: {reason}"
+    _header(log, f"attempt {number} {outcome}", flush=False)
     return record.model_copy(
         update={
             "finished_at": time.time(),

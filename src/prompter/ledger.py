@@ -63,23 +63,34 @@ class Ledger:
         self._save(record, durable=False)
         self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=retry_in_s))
 
-    def finish(self, name: str, status: TaskStatus, reason: str | None = None) -> TaskRecord:
+    def finish(
+        self,
+        name: str,
+        status: TaskStatus,
+        reason: str | None = None,
+        attempt: AttemptRecord | None = None,
+    ) -> TaskRecord:
         """Move a task to a terminal state (written at once, on disk within ~50 ms: see
-        `state._Syncer`), then announce it."""
+        `state._Syncer`), then announce it. `attempt`, the one that decided it, is recorded in
+        the same write (one journal line instead of two)."""
         assert status in TERMINAL
         previous = self.records.get(name)
-        now = time.time()
+        attempts = previous.attempts if previous else []
+        if attempt is not None:
+            attempts = [*attempts, attempt]
         record = TaskRecord(
             name=name,
             fingerprint=self.fingerprints[name],
             status=status,
             reason=reason,
-            attempts=previous.attempts if previous else [],
+            attempts=attempts,
             run_id=self.run_id,
             started_at=previous.started_at if previous else None,
-            finished_at=now,
+            finished_at=time.time(),
         )
         self._save(record, durable=True)
+        if attempt is not None:
+            self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=None))
         self.emit(TaskFinished(record=record))
         return record
 

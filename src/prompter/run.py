@@ -182,7 +182,8 @@ async def _execute(
         logs_dir=options.report_dir / "logs",
         check_interval=s.check_interval,
         agents=_agents(workflow, selection),
-        agent_slots=anyio.CapacityLimiter(agent_limit),
+        # A limiter that cannot bind would only cost time on every attempt.
+        agent_slots=anyio.CapacityLimiter(agent_limit) if agent_limit < limits.slots else None,
         budget=CostBudget(s.max_cost_usd),
         redactor=Redactor.from_environ(os.environ),
     )

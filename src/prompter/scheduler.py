@@ -21,7 +21,7 @@ from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, ru
 from .config import Workflow
 from .ledger import Ledger
 from .planning import demands_for
-from .state import TaskStatus
+from .state import AttemptRecord, TaskStatus
 
 
 class GraphScheduler:
@@ -156,27 +156,22 @@ class GraphScheduler:
         del self.scopes[i]
         allowed = task.max_attempts if task.on_failure == "retry" else 1
         if attempt.ok:
-            self.ledger.add_attempt(task.name, attempt, None)
-            self._finished(i, TaskStatus.PASSED, None)
+            self._finished(i, TaskStatus.PASSED, None, attempt)
         elif attempt.fatal:
-            self.ledger.add_attempt(task.name, attempt, None)
-            self._finished(i, TaskStatus.FAILED, attempt.reason)
+            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
             self.stop(f"run stopped: {attempt.reason}")
         elif number < allowed and self.ctx.budget.exhausted:
-            self.ledger.add_attempt(task.name, attempt, None)
-            self._finished(i, TaskStatus.FAILED, _not_retried(attempt.reason, self.ctx))
+            self._finished(i, TaskStatus.FAILED, _not_retried(attempt.reason, self.ctx), attempt)
         elif number < allowed and self.stop_reason is not None:
             # The attempt ended just as the run was stopped: no retry, and not a real failure.
-            self.ledger.add_attempt(task.name, attempt, None)
-            self.ledger.finish(task.name, TaskStatus.INTERRUPTED, self.stop_reason)
+            self.ledger.finish(task.name, TaskStatus.INTERRUPTED, self.stop_reason, attempt)
         elif number < allowed:
             delay = backoff_delay(self.workflow.settings.retry_delay, number, self.rng)
             self.feedback[i] = Feedback.of(task, attempt)
             self.ledger.add_attempt(task.name, attempt, delay)
             self._backoff(i, delay)
         else:
-            self.ledger.add_attempt(task.name, attempt, None)
-            self._finished(i, TaskStatus.FAILED, attempt.reason)
+            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
         self._dispatch()
 
     def _backoff(self, i: int, delay: float) -> None:
@@ -212,9 +207,11 @@ class GraphScheduler:
         if not self.ledger.is_terminal(name):
             self.ledger.finish(name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted")
 
-    def _finished(self, i: int, status: TaskStatus, reason: str | None) -> None:
+    def _finished(
+        self, i: int, status: TaskStatus, reason: str | None, attempt: AttemptRecord | None = None
+    ) -> None:
         task = self.tasks[i]
-        self.ledger.finish(task.name, status, reason)
+        self.ledger.finish(task.name, status, reason, attempt)
         if status is TaskStatus.PASSED:
             for child in self.graph.dependents[i]:
                 if child in self.waiting:

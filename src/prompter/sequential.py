@@ -134,20 +134,20 @@ class SequentialRunner:
                         retry_in = backoff_delay(
                             self.workflow.settings.retry_delay, tries, self.rng
                         )
-                    self.ledger.add_attempt(task.name, attempt, retry_in)
                     if attempt.ok:
-                        self.ledger.finish(task.name, TaskStatus.PASSED)
+                        self.ledger.finish(task.name, TaskStatus.PASSED, attempt=attempt)
                         return True
                     if attempt.fatal:
-                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason)
+                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason, attempt)
                         self._end(f"run stopped: {attempt.reason}")
                         return False
                     if retry_in is None:
-                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason)
+                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason, attempt)
                         if task.on_failure == "stop":
                             self.failed_run = True
                             self.stop_reason = f"run stopped by `{task.name}` (on_failure = stop)"
                         return False
+                    self.ledger.add_attempt(task.name, attempt, retry_in)
                     feedback = Feedback.of(task, attempt)
                     await anyio.sleep(retry_in)
                 except anyio.get_cancelled_exc_class():

@@ -24,6 +24,9 @@ def expand(template: list[str], *, prompt: str, task: str, attempt: int) -> list
 class CommandAgent:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The environment as the run found it, built once: copying os.environ decodes every
+        # variable, which is a noticeable share of starting a short agent.
+        self._base_env = {**os.environ, **settings.agent_env}
 
     async def run(self, request: AgentRequest) -> AgentResult:
         task = request.task
@@ -32,8 +35,7 @@ class CommandAgent:
             task.agent_command, prompt=request.prompt, task=task.name, attempt=request.attempt
         )
         env = {
-            **os.environ,
-            **self.settings.agent_env,
+            **self._base_env,
             **task.agent_env,
             "PROMPTER_PROMPT": request.prompt,
             "PROMPTER_TASK": task.name,
