@@ -13,13 +13,19 @@ For R interleaved rounds (default 4) it runs, each as a fresh subprocess:
     xargs -P 4                       the baseline (gate: `prompter run` at most 1.5x its time)
     asyncio floor                    a 20-line asyncio script starting the same 2N processes the
                                      way prompter does (own session, output through a pipe), 4
-                                     tasks at once: what any asyncio-based runner pays
+                                     tasks at once: what a runner on asyncio's subprocess API pays
     asyncio floor, pidfd watcher     the same with asyncio's pidfd child watcher (Python < 3.12
                                      defaults to a thread per child)
+    posix_spawn floor                the least a Python program can do for them: posix_spawn, a
+                                     pidfd and a pipe per process, nothing else
     prompter run                     `prompter run WF --progress none --fresh --report-dir D`
                                      with D deleted first (untimed): a first run, creating a log
-                                     file per task and a new state
+                                     file per task and a new state; started in the workflow's
+                                     folder, so children start with posix_spawn
     prompter run, report dir kept    the same right after it: log files exist, state is loaded
+    prompter run, other directory    a first run started from the parent folder: posix_spawn
+                                     cannot change directory, so every child goes through Popen
+                                     (as in worktree isolation)
     prompter validate                start-up + loading the workflow: the fixed part of the run
 
 Exit status: 0 within budget, 1 the ratio exceeds --max-ratio, 2 a correctness check failed
@@ -27,11 +33,6 @@ Exit status: 0 within budget, 1 the ratio exceeds --max-ratio, 2 a correctness c
 
     .venv/bin/python bench/bench_overhead.py                       # 1000 tasks, 4 rounds
     .venv/bin/python bench/bench_overhead.py --profile             # plus one cProfile'd run
-    .venv/bin/python bench/bench_overhead.py --what-if --json      # plus patched variants
-
-`--what-if` adds `prompter run` variants patched at start-up (monkeypatching internals; nothing
-in src/ changes) that estimate what two candidate fixes would save: a pidfd child watcher for
-asyncio on Python < 3.12, and no fdatasync of the journal.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ RERUN = "prompter run, report dir kept"
 VALIDATE = "prompter validate"
 FLOOR = "asyncio floor"
 FLOOR_PIDFD = "asyncio floor, pidfd watcher"
+FLOOR_SPAWN = "posix_spawn floor"
+ELSEWHERE = "prompter run, other directory"
 
 # The least a Python asyncio program does for the same processes: per task, spawn `true` then
 # `/bin/sh -c true` as prompter does (own session, stdin /dev/null, stdout+stderr to a pipe
@@ -87,32 +90,38 @@ async def main():
 asyncio.run(main())
 """
 
-# Patches applied before the CLI runs, for --what-if; keys are the variant names.
-_PIDFD = """
+# The least any Python program does for the same processes: posix_spawn with the output on a
+# pipe, a pidfd to learn of the exit, read to EOF, reap; SLOTS tasks at once. argv: TASKS SLOTS.
+_FLOOR_SPAWN = """
 import asyncio, os, sys
-import prompter.run as run_module
-if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-    _execute = run_module._execute
-    async def _with_pidfd_watcher(*args, **kwargs):
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        asyncio.set_child_watcher(watcher)
-        return await _execute(*args, **kwargs)
-    run_module._execute = _with_pidfd_watcher
+tasks, slots = int(sys.argv[1]), int(sys.argv[2])
+env = dict(os.environ)
+async def spawn(argv):
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.posix_spawnp(argv[0], argv, env, setsid=True, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+    os.close(w)
+    pidfd = os.pidfd_open(pid)
+    exited = loop.create_future()
+    loop.add_reader(pidfd, exited.set_result, None)
+    await exited
+    loop.remove_reader(pidfd)
+    os.close(pidfd)
+    while os.read(r, 65536):
+        pass
+    os.close(r)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+async def main():
+    todo = iter(range(tasks))
+    async def worker():
+        for _ in todo:
+            assert await spawn(["true"]) == 0
+            assert await spawn(["/bin/sh", "-c", "true"]) == 0
+    await asyncio.gather(*(worker() for _ in range(slots)))
+asyncio.run(main())
 """
-_NO_SYNC = """
-import prompter.state
-prompter.state._sync = lambda fd: None
-"""
-_MAIN = """
-from prompter.cli import run
-run()
-"""
-WHAT_IF = {
-    "what-if: pidfd child watcher": _PIDFD + _MAIN,
-    "what-if: no journal fdatasync": _NO_SYNC + _MAIN,
-    "what-if: both": _PIDFD + _NO_SYNC + _MAIN,
-}
 
 
 def write_workflow(path: Path, tasks: int, slots: int) -> None:
@@ -258,9 +267,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Wall ratio = median wall / median `{BASELINE}` wall (the gate: `{RUN}` at most "
         f"{result['max_ratio']:g}x). CPU = user+sys of the command and every process it waited "
-        f"for. `{VALIDATE}` is the fixed start-up and load cost included in `{RUN}`; the asyncio "
-        "floors start the same processes from a minimal asyncio script; `report dir kept` re-runs "
-        "with the log files of the run before in place (a first run creates one per task).",
+        f"for. `{VALIDATE}` is the fixed start-up and load cost included in `{RUN}`; the "
+        "floors start the same processes from minimal Python scripts; `report dir kept` re-runs "
+        "with the log files of the run before in place (a first run creates one per task); "
+        "`other directory` is a first run whose children cannot use posix_spawn.",
     ]
     return "\n".join(rows)
 
@@ -277,9 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="afterwards, one `prompter run` under cProfile"
-    )
-    parser.add_argument(
-        "--what-if", action="store_true", help="also time patched `prompter run` variants"
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter (default: this)")
     args = parser.parse_args(argv)
@@ -308,20 +315,20 @@ def main(argv: list[str] | None = None) -> int:
         BASELINE: [xargs, "-P", str(args.slots), "-n", "1", "/bin/sh", "-c"],
         FLOOR: floor,
         FLOOR_PIDFD: [*floor, "pidfd"],
+        FLOOR_SPAWN: [args.python, "-c", _FLOOR_SPAWN, str(args.tasks), str(args.slots)],
         RUN: [*prompter, *run_args],
         RERUN: [*prompter, *run_args],
+        ELSEWHERE: [*prompter, *run_args],
         VALIDATE: [*prompter, "validate", str(workflow)],
     }
-    if args.what_if:
-        for name, code in WHAT_IF.items():
-            commands[name] = [args.python, "-c", code, *run_args]
 
     def once(name: str) -> Run | None:
         """Run one command; None (after logging why) if it or its result is wrong."""
-        is_run = name in (RUN, RERUN) or name.startswith("what-if")
+        is_run = name in (RUN, RERUN, ELSEWHERE)
         if is_run and name != RERUN:
             shutil.rmtree(report_dir, ignore_errors=True)  # untimed: a first run, every time
-        done = run(commands[name], stdin=lines if name == BASELINE else None, cwd=out)
+        cwd = out.parent if name == ELSEWHERE else out
+        done = run(commands[name], stdin=lines if name == BASELINE else None, cwd=cwd)
         if done.code != 0:
             log(f"FAIL: {name} exited {done.code}:\n{done.stderr[-4000:]}")
             return None

@@ -308,7 +308,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows += [
         "",
         "µs/task = wall time of GraphScheduler construction + run / tasks. With the state store "
-        "it also covers opening the store, a journal line per record (3 per task) and the closing "
+        "it also covers opening the store, a journal line per record (2 per task) and the closing "
         "compaction; `fsync off` replaces the journal's fdatasync (one per terminal record) with "
         "a no-op to separate the disk from the CPU cost.",
     ]
