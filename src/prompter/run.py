@@ -163,13 +163,13 @@ async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRun
 async def _execute(
     workflow: Workflow,
     selection: Selection,
+    prints: dict[str, str],
     options: RunOptions,
     store: StateStore,
     state: State,
     listeners: Sequence[Listener],
     background: Sequence[Job],
 ) -> RunResult:
-    prints = fingerprints(workflow)
     run_id = new_run_id()
     run = RunRecord(run_id=run_id, workflow=str(workflow.path), started_at=time.time())
     store.begin_run(run)
@@ -314,7 +314,8 @@ def run_workflow(
         describe_dry_run(workflow, selection, out or sys.stdout)
         return RunResult("dry-run", "passed", EXIT_OK, None)
     with store as state:
-        selection = select(workflow, state, options, fingerprints(workflow))
+        prints = fingerprints(workflow)
+        selection = select(workflow, state, options, prints)
         return anyio.run(
-            _execute, workflow, selection, options, store, state, listeners, background
+            _execute, workflow, selection, prints, options, store, state, listeners, background
         )
