@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from prompter.worktrees import Conflict, Integration, Merged
+from prompter.worktrees import Conflict, Integration, Merged, recover
 
 
 def sh(repo: Path, *args: str) -> str:
@@ -91,6 +91,41 @@ def test_parallel_tasks_merge_and_land_as_uncommitted_changes(repo: Path) -> Non
     assert not c.exists()  # cleaned up
     assert sh(repo, "for-each-ref", "refs/prompter") == ""
     assert "prompter" not in sh(repo, "worktree", "list")
+
+
+def test_recover_finishes_an_ended_run_and_leaves_a_running_one_alone(repo: Path) -> None:
+    # Two runs in one repository (say two workflows): the second one's start-up recovery must
+    # not land or delete what the first is still working on.
+    running = Integration(repo, "running")
+    ended = Integration(repo, "ended")
+
+    async def go() -> tuple[list[str], Path, Path]:
+        await running.start()
+        await ended.start()
+        busy = await running.checkout("a", 1)
+        (busy / "a.txt").write_text("work in progress\n")
+        left = await ended.checkout("b", 1)
+        (left / "b.txt").write_text("passed\n")
+        commit = await ended.commit("b", left)
+        assert commit and isinstance(await ended.merge("b", commit), Merged)
+        await ended.park()  # interrupted: what passed waits under `pending`
+        cleaned = await recover(repo)
+        return cleaned, busy, left
+
+    cleaned, busy, left = anyio.run(go)
+    assert cleaned == ["ended"]
+    assert (repo / "b.txt").read_text() == "passed\n"  # the ended run's work landed
+    assert not left.exists()
+    assert (busy / "a.txt").read_text() == "work in progress\n"  # the running one is untouched
+    refs = sh(repo, "for-each-ref", "--format=%(refname)", "refs/prompter").split()
+    assert refs == ["refs/prompter/running/base", "refs/prompter/running/tip"]
+
+    async def finish() -> list[str]:
+        await running.cleanup()
+        return await recover(repo)
+
+    assert anyio.run(finish) == []
+    assert not busy.exists() and sh(repo, "for-each-ref", "refs/prompter") == ""
 
 
 def test_same_lines_edited_twice_is_a_conflict_naming_the_other_task(repo: Path) -> None:

@@ -12,6 +12,8 @@ index stay as they were).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import time
@@ -107,6 +109,7 @@ class Integration:
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _pool: list[Path] = field(default_factory=list)  # clean worktrees ready for the next task
     _made: int = 0
+    _alive: int | None = None  # the flock that tells `recover` in other runs this one is alive
 
     @property
     def ref(self) -> str:
@@ -121,6 +124,8 @@ class Integration:
     async def start(self) -> str:
         """Commit the working tree as it is (private index) as the base of the line."""
         self.git_dir = await git_dir(self.repo)
+        self._alive = _lock_run(self.git_dir, self.run_id)
+        assert self._alive is not None, "run ids are unique"
         code, out = await git(self.repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
         self.head = out.strip() if code == 0 else None
         index = self.git_dir / f"prompter-index-{self.run_id}"
@@ -252,6 +257,7 @@ class Integration:
         `pending` and lands at the start of the next run (see `recover`)."""
         await git(self.repo, "update-ref", f"{self.ref}/pending", self.tip)
         await self._remove_worktrees()
+        self._release_run()
 
     async def _remove_worktrees(self) -> None:
         if self.root.exists():
@@ -285,6 +291,12 @@ class Integration:
         await git(self.repo, "worktree", "prune")
         for name in ("base", "tip"):
             await git(self.repo, "update-ref", "-d", f"{self.ref}/{name}", ok=(0, 1))
+        self._release_run()
+
+    def _release_run(self) -> None:
+        if self._alive is not None and self.git_dir is not None:
+            _unlock_run(self.git_dir, self.run_id, self._alive)
+            self._alive = None
 
 
 async def _refs(repo: Path) -> dict[str, str]:
@@ -304,24 +316,56 @@ async def _land(repo: Path, ref: str, base: str, tip: str) -> list[str]:
 
 
 async def recover(repo: Path) -> list[str]:
-    """Finish what earlier runs left: a landing cut short is completed, an interrupted run's
+    """Finish what ended runs left: a landing cut short is completed, an interrupted run's
     passed work lands (the state says those tasks passed), and their worktrees and refs go.
-    The run ids cleaned."""
+    A run still going (another prompter process in this repository) is left alone. The run ids
+    cleaned."""
     refs = await _refs(repo)
-    runs = sorted({ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs})
-    for run in runs:
-        ref = f"{REF_ROOT}/{run}"
-        tip = refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending")
-        base = refs.get(f"{ref}/base")
-        if tip and base:
-            await _land(repo, ref, base, tip)
-        await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
+    runs = {ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs}
     common = await git_dir(repo)
     if (common / "prompter").exists():
-        runs = sorted({*runs, *(p.name for p in (common / "prompter").iterdir())})
-    for run in runs:
-        await Integration(repo, run, git_dir=common).cleanup()
-    return runs
+        runs |= {p.name for p in (common / "prompter").iterdir() if p.is_dir()}
+    cleaned = []
+    for run in sorted(runs):
+        alive = _lock_run(common, run)
+        if alive is None:  # its process holds the lock: not ended
+            continue
+        try:
+            ref = f"{REF_ROOT}/{run}"
+            tip = refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending")
+            base = refs.get(f"{ref}/base")
+            if tip and base:
+                await _land(repo, ref, base, tip)
+            await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
+            await Integration(repo, run, git_dir=common).cleanup()
+        finally:
+            _unlock_run(common, run, alive)
+        cleaned.append(run)
+    return cleaned
+
+
+def _run_lock_path(common: Path, run: str) -> Path:
+    return common / "prompter" / f"{run}.lock"
+
+
+def _lock_run(common: Path, run: str) -> int | None:
+    """The run's lock, taken without waiting; None when a live process holds it. The kernel
+    drops a flock when its process dies, so a crashed run's lock is free."""
+    path = _run_lock_path(common, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock_run(common: Path, run: str, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _run_lock_path(common, run).unlink()
+    os.close(fd)
 
 
 def _failed(number: int, started: float, reason: str) -> AttemptRecord:
