@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from prompter.worktrees import Conflict, Integration, Merged, recover
+from prompter.worktrees import Conflict, Integration, Landing, Merged, Recovered, recover
 
 
 def sh(repo: Path, *args: str) -> str:
@@ -59,7 +59,7 @@ def test_parallel_tasks_merge_and_land_as_uncommitted_changes(repo: Path) -> Non
     line = Integration(repo, "r2", include=(".env",))
     head = sh(repo, "rev-parse", "HEAD")
 
-    async def go() -> tuple[Merged | Conflict, Merged | Conflict, Path, list[str]]:
+    async def go() -> tuple[Merged | Conflict, Merged | Conflict, Path, Landing]:
         await line.start()
         a = await line.checkout("a", 1)
         b = await line.checkout("b", 1)
@@ -81,7 +81,7 @@ def test_parallel_tasks_merge_and_land_as_uncommitted_changes(repo: Path) -> Non
     ma, mb, c, changed = anyio.run(go)
     assert isinstance(ma, Merged) and ma.files == ("a.txt",)
     assert isinstance(mb, Merged) and set(mb.files) == {"app.py", "b.txt"}
-    assert sorted(changed) == ["a.txt", "app.py", "b.txt"]
+    assert sorted(changed.landed) == ["a.txt", "app.py", "b.txt"] and not changed.kept
     assert (repo / "a.txt").read_text() == "from a\n"
     assert (repo / "app.py").read_text() == "line 1\nline 2 (user)\nline 3 (b)\n"
     assert (repo / "notes.txt").read_text() == "untracked\n"  # the user's work is still there
@@ -99,7 +99,7 @@ def test_recover_finishes_an_ended_run_and_leaves_a_running_one_alone(repo: Path
     running = Integration(repo, "running")
     ended = Integration(repo, "ended")
 
-    async def go() -> tuple[list[str], Path, Path]:
+    async def go() -> tuple[list[Recovered], Path, Path]:
         await running.start()
         await ended.start()
         busy = await running.checkout("a", 1)
@@ -113,19 +113,83 @@ def test_recover_finishes_an_ended_run_and_leaves_a_running_one_alone(repo: Path
         return cleaned, busy, left
 
     cleaned, busy, left = anyio.run(go)
-    assert cleaned == ["ended"]
+    assert cleaned == [Recovered("ended", Landing(("b.txt",)))]
     assert (repo / "b.txt").read_text() == "passed\n"  # the ended run's work landed
     assert not left.exists()
     assert (busy / "a.txt").read_text() == "work in progress\n"  # the running one is untouched
     refs = sh(repo, "for-each-ref", "--format=%(refname)", "refs/prompter").split()
     assert refs == ["refs/prompter/running/base", "refs/prompter/running/tip"]
 
-    async def finish() -> list[str]:
+    async def finish() -> list[Recovered]:
         await running.cleanup()
         return await recover(repo)
 
     assert anyio.run(finish) == []
     assert not busy.exists() and sh(repo, "for-each-ref", "refs/prompter") == ""
+
+
+def _run_one_task(line: Integration, files: dict[str, str]) -> None:
+    """Start `line` and merge one task that writes `files`."""
+
+    async def go() -> None:
+        await line.start()
+        tree = await line.checkout("t", 1)
+        for name, text in files.items():
+            (tree / name).write_text(text)
+        commit = await line.commit("t", tree)
+        assert commit and isinstance(await line.merge("t", commit), Merged)
+
+    anyio.run(go)
+
+
+def test_landing_keeps_a_file_the_user_changed_during_the_run(repo: Path) -> None:
+    line = Integration(repo, "r-edit")
+    _run_one_task(line, {"app.py": "from the task\n", "new.txt": "new\n", "notes.txt": "task\n"})
+    # Meanwhile the user goes on working: app.py edited, notes.txt (untracked) deleted.
+    (repo / "app.py").write_text("the user's later edit\n")
+    (repo / "notes.txt").unlink()
+
+    async def end() -> Landing:
+        landing = await line.apply()
+        await line.cleanup()
+        return landing
+
+    landing = anyio.run(end)
+    assert landing.landed == ("new.txt",)
+    assert set(landing.kept) == {"app.py", "notes.txt"}
+    assert (repo / "app.py").read_text() == "the user's later edit\n"
+    assert not (repo / "notes.txt").exists()
+    assert (repo / "new.txt").read_text() == "new\n"
+    # Nothing of the run is lost either: its version waits under a ref the clean-up keeps.
+    assert landing.ref == "refs/prompter-kept/r-edit"
+    assert sh(repo, "show", f"{landing.ref}:app.py") == "from the task\n"
+    warning = landing.warning()
+    assert (
+        warning
+        and "app.py" in warning
+        and "git restore --source=refs/prompter-kept/r-edit" in warning
+    )
+    assert anyio.run(recover, repo) == []
+    assert sh(repo, "for-each-ref", "--format=%(refname)").split().count(landing.ref) == 1
+
+
+def test_a_landing_cut_short_is_finished_without_mistaking_landed_files_for_edits(
+    repo: Path,
+) -> None:
+    names = {"plain.txt": "p\n", "*.txt": "star\n", "café.txt": "accent\n"}
+    line = Integration(repo, "r-cut")
+    _run_one_task(line, names)
+    # A kill in the middle of landing: marked as applying, one file already written.
+    sh(repo, "update-ref", "refs/prompter/r-cut/applying", line.tip)
+    (repo / "plain.txt").write_text("p\n")
+    line._release_run()  # the process is gone: its lock with it
+
+    recovered = anyio.run(recover, repo)
+    assert [r.run_id for r in recovered] == ["r-cut"]
+    assert sorted(recovered[0].landing.landed) == sorted(names) and not recovered[0].landing.kept
+    for name, text in names.items():
+        assert (repo / name).read_text() == text
+    assert sh(repo, "for-each-ref", "refs/prompter") == ""
 
 
 def test_same_lines_edited_twice_is_a_conflict_naming_the_other_task(repo: Path) -> None:
@@ -298,6 +362,30 @@ def test_sigterm_leaves_the_user_tree_as_it_was_and_the_next_run_lands_the_rest(
     assert h.run() == 0
     assert (h.work / "quick.txt").read_text() == "Q" and (h.work / "slow.txt").read_text() == "S"
     assert sh(tmp_path, "for-each-ref", "refs/prompter") == ""
+
+
+def test_a_file_the_user_edits_during_the_run_is_not_overwritten(tmp_path: Path) -> None:
+    import time
+
+    h = git_harness(tmp_path)
+    h.task("a", [{"write": {"app.py": "the task's\n", "a.txt": "A"}, "sleep": 1.5}], depends_on=[])
+    h.task("b", [{"write": {"b.txt": "B"}}], depends_on=[])
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not any(c["task"] == "a" for c in h.calls()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (h.work / "app.py").write_text("the user's, written during the run\n")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert (h.work / "app.py").read_text() == "the user's, written during the run\n"
+    assert (h.work / "a.txt").read_text() == "A" and (h.work / "b.txt").read_text() == "B"
+    warning = next(line for line in err.splitlines() if line.startswith("prompter: warning:"))
+    assert "kept your version of 1 file(s)" in warning and "app.py" in warning
+    ref = warning.rsplit("--source=", 1)[1].split()[0]
+    path = (h.work / "app.py").relative_to(tmp_path).as_posix()  # named from the repository root
+    assert path in warning
+    assert sh(tmp_path, "show", f"{ref}:{path}") == "the task's\n"
 
 
 def test_isolation_worktree_outside_git_is_a_usage_error(tmp_path: Path) -> None:

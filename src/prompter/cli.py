@@ -154,6 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
+    for warning in result.warnings:
+        print(f"prompter: warning: {warning}", file=sys.stderr)
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
         if result.isolation == "worktree":
@@ -178,6 +180,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except GitError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    for run in runs:
+        if warning := run.landing.warning():
+            print(f"prompter: warning: run {run.run_id}: {warning}", file=sys.stderr)
     print(f"removed worktrees and refs of {len(runs)} run(s)" if runs else "nothing to clean")
     return EXIT_OK
 

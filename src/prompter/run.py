@@ -30,7 +30,7 @@ from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .state import RunRecord, State, StateStore, TaskRecord, TaskStatus, fingerprints
-from .worktrees import GitError, Integration, isolated, recover, toplevel
+from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REPORT_DIR = ".prompter"
@@ -69,6 +69,8 @@ class RunResult:
     not_run: tuple[str, ...] = ()
     landed: tuple[str, ...] = ()  # worktree isolation: paths changed in the user's tree
     isolation: str = "shared"
+    # About the user's files: edits made during a run that landing kept (see Landing.warning).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,8 @@ async def _execute(
     )
     names = [t.name for t in workflow.tasks]
     slots = limits.slots if workflow.mode == "graph" else 1
-    line = await _integration(workflow, run_id, slots, options.report_dir)
+    warnings: list[str] = []
+    line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
     runner: AttemptRunner = run_attempt
     if line is not None:
         subdir = workflow.workdir.relative_to(line.repo)
@@ -223,7 +226,7 @@ async def _execute(
         )
     )
     signals: list[int] = []
-    landed: list[str] = []
+    landing = Landing()
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, signals, engine)
@@ -237,8 +240,10 @@ async def _execute(
                 if signals:  # the user's tree stays as it was; the next run lands it
                     await line.park()
                 else:
-                    landed = await line.apply()
+                    landing = await line.apply()
                     await line.cleanup(keep_worktrees=options.keep_worktrees)
+    if warning := landing.warning():
+        warnings.append(warning)
 
     records = ledger.records
     failed = any(r.status is not TaskStatus.PASSED for r in records.values())
@@ -261,14 +266,24 @@ async def _execute(
     not_run = tuple(n for n in planned if n not in records and n not in reused)
     isolation = "worktree" if line is not None else "shared"
     return RunResult(
-        run_id, status, code, reason, dict(records), reused, not_run, tuple(landed), isolation
+        run_id,
+        status,
+        code,
+        reason,
+        dict(records),
+        reused,
+        not_run,
+        landing.landed,
+        isolation,
+        tuple(warnings),
     )
 
 
 async def _integration(
-    workflow: Workflow, run_id: str, slots: int, report_dir: Path
+    workflow: Workflow, run_id: str, slots: int, report_dir: Path, warnings: list[str]
 ) -> Integration | None:
-    """The integration line when tasks run in worktrees, else None (a shared tree)."""
+    """The integration line when tasks run in worktrees, else None (a shared tree). What the
+    recovery of earlier runs has to tell the user goes to `warnings`."""
     s = workflow.settings
     if s.isolation == "shared":
         return None
@@ -286,7 +301,11 @@ async def _integration(
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
-        await recover(repo)
+        for recovered in await recover(repo):
+            if warning := recovered.landing.warning():
+                warnings.append(
+                    f"landing the work of interrupted run {recovered.run_id}: {warning}"
+                )
         await line.start()
     except GitError as exc:
         raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None

@@ -28,6 +28,9 @@ from .config import Task
 from .state import AttemptRecord
 
 REF_ROOT = "refs/prompter"
+# The run's version of files the user changed during the run (not landed); outside REF_ROOT, so
+# that recovery and `prompter clean` leave it for the user.
+KEPT_ROOT = "refs/prompter-kept"
 AUTHOR = {
     "GIT_AUTHOR_NAME": "prompter",
     "GIT_AUTHOR_EMAIL": "prompter@localhost",
@@ -48,6 +51,26 @@ class Merged:
 
 
 @dataclass(frozen=True)
+class Landing:
+    """What the end of a run wrote into the user's working tree."""
+
+    landed: tuple[str, ...] = ()  # paths that now hold the run's version
+    # Changed by the user while the run was going: their version stays; the run's is at `ref`.
+    kept: tuple[str, ...] = ()
+    ref: str | None = None
+
+    def warning(self) -> str | None:
+        """What to tell the user about `kept`, or None."""
+        if not self.kept:
+            return None
+        shown = ", ".join(self.kept[:10]) + (" …" if len(self.kept) > 10 else "")
+        return (
+            f"kept your version of {len(self.kept)} file(s) you changed while the run was "
+            f"going: {shown}; the run's version: git restore --source={self.ref} -- FILE"
+        )
+
+
+@dataclass(frozen=True)
 class Conflict:
     paths: tuple[str, ...]
     with_task: str | None  # the task whose merged change the conflict is with
@@ -61,15 +84,18 @@ class Conflict:
 
 
 async def git(
-    repo: Path, *args: str, env: dict[str, str] | None = None, ok: Sequence[int] = (0,)
+    repo: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ok: Sequence[int] = (0,),
+    input: bytes | None = None,
 ) -> tuple[int, str]:
     """Run git in `repo`; (exit code, stdout). Exit codes outside `ok` raise GitError."""
     full_env = {**os.environ, **AUTHOR, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    config = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
+    config += ["-c", "core.quotePath=false"]  # file names as they are, not octal escapes
     result = await anyio.run_process(
-        ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
-        cwd=repo,
-        env=full_env,
-        check=False,
+        ["git", *config, *args], cwd=repo, env=full_env, check=False, input=input
     )
     if result.returncode not in ok:
         detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
@@ -247,10 +273,11 @@ class Integration:
             rows.append(f"{path} +{added.replace('-', '?')} -{deleted.replace('-', '?')}")
         return tuple(paths), tuple(rows)
 
-    async def apply(self) -> list[str]:
-        """Write the tip's content into the user's working tree (not HEAD, not the index);
-        the paths that changed. A crash in the middle is finished by the next run."""
-        return await _land(self.repo, self.ref, self.base, self.tip)
+    async def apply(self) -> Landing:
+        """Write the tip's content into the user's working tree (not HEAD, not the index),
+        except over files the user changed meanwhile. A crash in the middle is finished by the
+        next run."""
+        return await _land(self.repo, self.run_id, self.base, self.tip)
 
     async def park(self) -> None:
         """An interrupted run leaves the user's tree as it was; what passed waits under
@@ -304,22 +331,80 @@ async def _refs(repo: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
 
-async def _land(repo: Path, ref: str, base: str, tip: str) -> list[str]:
-    _, out = await git(repo, "diff", "--name-only", "--no-renames", base, tip)
-    paths = out.splitlines()
-    if paths:
-        # Marked first: a kill in the middle is finished by the next run's `recover`.
-        await git(repo, "update-ref", f"{ref}/applying", tip)
-        await git(repo, "restore", f"--source={tip}", "--worktree", "--", *paths)
-        await git(repo, "update-ref", "-d", f"{ref}/applying")
-    return paths
+async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
+    """Write what changed from `base` to `tip` into the user's working tree, path by path,
+    only where the user's file is still as it was at `base` (or already as at `tip`: a landing
+    cut short and finished now)."""
+    ref = f"{REF_ROOT}/{run}"
+    _, out = await git(repo, "diff", "--name-only", "--no-renames", "-z", base, tip)
+    paths = [p for p in out.split("\0") if p]
+    if not paths:
+        return Landing()
+    # Marked first: a kill in the middle is finished by the next run's `recover`.
+    await git(repo, "update-ref", f"{ref}/applying", tip)
+    before = await _tree_blobs(repo, base, paths)
+    after = await _tree_blobs(repo, tip, paths)
+    now = await _worktree_blobs(repo, paths)
+    landed = [p for p in paths if now.get(p) in (before.get(p), after.get(p))]
+    kept = [p for p in paths if now.get(p) not in (before.get(p), after.get(p))]
+    if landed:
+        literal = {"GIT_LITERAL_PATHSPECS": "1"}  # a file named `*.py` is that file
+        await git(repo, "restore", f"--source={tip}", "--worktree", "--", *landed, env=literal)
+    kept_ref = None
+    if kept:
+        kept_ref = f"{KEPT_ROOT}/{run}"
+        await git(repo, "update-ref", kept_ref, tip)
+    await git(repo, "update-ref", "-d", f"{ref}/applying")
+    return Landing(tuple(landed), tuple(kept), kept_ref)
 
 
-async def recover(repo: Path) -> list[str]:
+async def _tree_blobs(repo: Path, commit: str, paths: Sequence[str]) -> dict[str, str]:
+    """Object ids of `paths` in `commit` (absent paths are left out)."""
+    wanted = set(paths)
+    _, out = await git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
+    blobs = {}
+    for entry in out.split("\0"):
+        if entry:
+            meta, path = entry.split("\t", 1)
+            if path in wanted:
+                blobs[path] = meta.split()[2]
+    return blobs
+
+
+async def _worktree_blobs(repo: Path, paths: Sequence[str]) -> dict[str, str]:
+    """The object ids git would give the user's current files at `paths` (clean filters
+    applied, as `git add` does); absent paths, directories and unreadable names are left out,
+    which counts as "changed" unless the path is absent at the compared commit too."""
+    files, links = [], []
+    for path in paths:
+        full = repo / path
+        if full.is_symlink():
+            links.append(path)
+        elif full.is_file() and "\n" not in path:
+            files.append(path)
+    blobs: dict[str, str] = {}
+    if files:
+        _, out = await git(
+            repo, "hash-object", "--stdin-paths", input="".join(f"{p}\n" for p in files).encode()
+        )
+        blobs.update(zip(files, out.split(), strict=True))
+    for path in links:  # git stores a symlink as its target's text
+        target = os.readlink(repo / path).encode()
+        _, out = await git(repo, "hash-object", "--stdin", "--no-filters", input=target)
+        blobs[path] = out.strip()
+    return blobs
+
+
+@dataclass(frozen=True)
+class Recovered:
+    run_id: str
+    landing: Landing  # what of its work landed now (nothing when it had landed already)
+
+
+async def recover(repo: Path) -> list[Recovered]:
     """Finish what ended runs left: a landing cut short is completed, an interrupted run's
     passed work lands (the state says those tasks passed), and their worktrees and refs go.
-    A run still going (another prompter process in this repository) is left alone. The run ids
-    cleaned."""
+    A run still going (another prompter process in this repository) is left alone."""
     refs = await _refs(repo)
     runs = {ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs}
     common = await git_dir(repo)
@@ -334,13 +419,12 @@ async def recover(repo: Path) -> list[str]:
             ref = f"{REF_ROOT}/{run}"
             tip = refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending")
             base = refs.get(f"{ref}/base")
-            if tip and base:
-                await _land(repo, ref, base, tip)
+            landing = await _land(repo, run, base, tip) if tip and base else Landing()
             await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
             await Integration(repo, run, git_dir=common).cleanup()
         finally:
             _unlock_run(common, run, alive)
-        cleaned.append(run)
+        cleaned.append(Recovered(run, landing))
     return cleaned
 
 

@@ -202,6 +202,8 @@ def _run(inputs: Inputs, env: Mapping[str, str], workspace: Path, console: Conso
         outputs["junit_path"] = relative(options.report_dir / "junit.xml")
         outputs["summary_path"] = relative(options.report_dir / "summary.md")
         _annotate(result.records, workflow, relative, console)
+        for note in result.warnings:
+            console.annotation("warning", note, title="prompter: your files")
         if inputs.upload_artifact:
             outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
         if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
