@@ -288,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="afterwards, one `prompter run` under cProfile"
     )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="the runs' report directory (default OUT/overhead/report); on a tmpfs such as "
+        "/dev/shm/… it leaves the disk's cost of creating the log files out",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter (default: this)")
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.rounds < 1 or args.slots < 1:
@@ -306,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     write_workflow(workflow, args.tasks, args.slots)
     lines = out / f"true-x{2 * args.tasks}.txt"
     lines.write_text("true\n" * (2 * args.tasks), encoding="ascii")
-    report_dir = out / "report"
+    report_dir = (args.report_dir or out / "report").resolve()
     prompter = find_prompter(args.python)
     run_args = ["run", str(workflow), "--progress", "none", "--fresh", "--report-dir"]
     run_args.append(str(report_dir))
