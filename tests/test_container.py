@@ -18,6 +18,7 @@ when something is missing. Timings of each stage are printed (pytest -s or -rA s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -245,6 +246,72 @@ def test_a_failing_task_fails_the_step_with_annotations_on_workspace_paths(
         x for x in log.splitlines() if x.startswith(("::error", "::warning", "::notice"))
     )
     assert (ws / outputs["junit_path"]).is_file()
+
+
+# Worktree isolation, the default for a workflow in a git repository: each check fails if it
+# sees the other parallel task's file, which only separate worktrees guarantee.
+WORKTREES = """\
+[settings]
+agent = "command"
+agent_command = ["sh", "-c", "sleep 0.5; echo \\"$PROMPTER_TASK\\" > \\"$PROMPTER_TASK.txt\\""]
+max_parallel_tasks = 2
+
+[[tasks]]
+name = "one"
+prompt = "write one.txt"
+verify_command = "test -f one.txt && test ! -e two.txt"
+depends_on = []
+
+[[tasks]]
+name = "two"
+prompt = "write two.txt"
+verify_command = "test -f two.txt && test ! -e one.txt"
+depends_on = []
+
+[[tasks]]
+name = "both"
+prompt = "check"
+verify_command = "test -f one.txt && test -f two.txt"
+depends_on = ["one", "two"]
+"""
+
+
+def test_worktree_isolation_in_the_container_lands_for_the_runner_user(tmp_path: Path) -> None:
+    """As root on a checkout owned by the runner user: worktrees work, both tasks' files land as
+    uncommitted changes, and the runner user's next git step still works on the repository."""
+    image = action_image()
+    ws = checkout(tmp_path)
+    (ws / "prompter.toml").write_text(WORKTREES, "utf-8")
+    chown_tree(ws, OWNER)
+    env = {"WORKFLOW": "prompter.toml", "UPLOAD_ARTIFACT": "false", "GITHUB_ACTIONS": "true"}
+    proc = run_container(image, env, {ws: "/github/workspace"})
+    assert proc.returncode == 0, report(proc)
+    assert (ws / "one.txt").read_text() == "one\n" and (ws / "two.txt").read_text() == "two\n"
+    assert not wrong_owner(ws), f"not owned by uid {OWNER}: {wrong_owner(ws)}"
+    state = json.loads((ws / ".prompter" / "state.json").read_text("utf-8"))
+    changed = state["tasks"]["one"]["attempts"][-1].get("changed_files")
+    assert changed == ["one.txt +1 -0"], changed  # recorded by worktree isolation only
+
+    def git_as_owner(*args: str) -> subprocess.CompletedProcess[str]:
+        """A later step of the job: git as the runner user, not root."""
+        env = {"HOME": str(ws), "PATH": "/usr/bin:/bin"}
+        cmd = ["git", "-C", str(ws), "-c", "user.name=ci", "-c", "user.email=ci@e.com", *args]
+        return subprocess.run(
+            cmd, check=False, capture_output=True, text=True, user=OWNER, group=OWNER, env=env
+        )
+
+    # pytest's temporary folders are root's alone: let the runner user pass through to `ws`.
+    for folder in [*reversed(ws.parents[: len(ws.parents) - 2])]:
+        folder.chmod(folder.stat().st_mode | 0o001)
+    status = git_as_owner("status", "--porcelain")
+    assert status.returncode == 0, status.stderr
+    assert {"?? one.txt", "?? two.txt"} <= set(status.stdout.splitlines()), status.stdout
+    commit = git_as_owner("add", "-A")
+    assert commit.returncode == 0, commit.stderr
+    commit = git_as_owner("commit", "-qm", "the agents' work")
+    assert commit.returncode == 0, commit.stderr
+    worktrees = git_as_owner("worktree", "list")
+    assert len(worktrees.stdout.splitlines()) == 1, worktrees.stdout  # the checkout alone
 
 
 def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
