@@ -409,6 +409,9 @@ async def run_process(
     started = anyio.current_time()
     if not argv:
         return ProcessResult(None, False, 0.0, "", 0, spawn_error="empty command")
+    if any("\0" in arg for arg in argv):  # one message, whichever way the child would start
+        error = f"invalid command {argv[0]!r}: embedded null byte"
+        return ProcessResult(None, False, 0.0, "", 0, spawn_error=error)
     capture = _Capture(head_bytes, tail_bytes, log)
     deadline = started + timeout if timeout is not None else float("inf")
     # The lean path costs about half the CPU of asyncio's subprocess transport per process (no
