@@ -1,0 +1,74 @@
+"""Every benchmark in bench/ still runs, at a tiny size.
+
+The README's performance figures come from these scripts; a script broken by a change in the
+engine would go unnoticed until the next measurement. This runs each one on a few tasks and
+checks that it finished its comparison: exit 0 (within its gate) or 1 (over it; at these sizes
+fixed costs dominate, so a ratio gate may well fail), never 2 (a correctness check failed) or a
+crash, and a JSON result with the figures the README quotes. Timings are not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench(script: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode in (0, 1), f"{script} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_overhead(tmp_path: Path) -> None:
+    out = bench("bench_overhead.py", "--tasks", "5", "--rounds", "1", "--out", str(tmp_path))
+    assert {"xargs -P 4", "posix_spawn floor", "prompter run", "prompter validate"} <= set(
+        out["commands"]
+    )
+    assert out["ratio"] == out["commands"]["prompter run"]["ratio"] > 0
+
+
+def test_makespan(tmp_path: Path) -> None:
+    out = bench(
+        "bench_makespan.py",
+        "--seeds", "1", "--target", "0.6", "--variants", "prompter,fifo", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert set(out["variants"]) == {"prompter", "fifo"}
+    assert out["variants"]["prompter"]["measured"]["median"] >= 1.0  # never below the bound
+
+
+def test_scheduler() -> None:
+    out = bench("bench_scheduler.py", "--tasks", "200", "--rounds", "1")
+    assert {"independent", "random DAG", "DAG + state store"} <= set(out["variants"])
+
+
+def test_state() -> None:
+    out = bench("bench_state.py", "--sizes", "50,100")
+    assert [size["tasks"] for size in out["sizes"]] == [50, 100]
+    assert all(size["bytes_per_task"] > 0 for size in out["sizes"])
+
+
+def test_validate(tmp_path: Path) -> None:
+    out = bench("bench_validate.py", "--tasks", "200", "--rounds", "1", "--out", str(tmp_path))
+    assert set(out["commands"]) == {"tomllib.load", "prompter validate", "prompter plan"}
+
+
+def test_startup() -> None:
+    out = bench("bench_startup.py", "--rounds", "1")
+    assert out["median_s"]
+
+
+def test_worktree() -> None:
+    out = bench("bench_worktree.py", "--files", "40", "--tasks", "2")
+    assert out["median_s"]["prompter task, worktree reused"] > 0
