@@ -63,15 +63,13 @@ from typing import Any
 
 import anyio
 
+from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, emit, find_prompter, log
 from prompter.admission import Admission, Demand, Limits
 from prompter.config import load_workflow
 from prompter.graph import DependencyGraph
 from prompter.processes import run_process
 from prompter.state import StateStore, TaskRecord, TaskStatus, fingerprints
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "out"
-EXIT_OK, EXIT_SLOW, EXIT_BROKEN = 0, 1, 2
 SLOTS = 4
 MIN_TASKS, MAX_TASKS = 30, 40
 MAX_DEPS = 3
@@ -358,15 +356,6 @@ def run_prompter(prompter: list[str], workflow: Path, dag: Dag, report_dir: Path
 # -- main --------------------------------------------------------------------------------------
 
 
-def find_prompter(python: str) -> list[str]:
-    """The `prompter` console script next to the interpreter, else `python -m prompter`."""
-    script = Path(python).parent / "prompter"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("prompter")
-    return [found] if found else [python, "-m", "prompter"]
-
-
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "max": max(values), "min": min(values)}
 
@@ -434,9 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     if args.seeds < 1 or args.target <= 0:
         parser.error("--seeds must be at least 1 and --target positive")
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     out: Path = (args.out / "makespan").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -521,12 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_ratio": args.max_ratio,
         "pass": ok,
     }
-    table = markdown(result)
-    if args.json:
-        result["markdown"] = table
-        print(json.dumps(result, indent=2))
-    else:
-        print(table)
+    emit(result, markdown(result), args.json)
     if gate is None:
         log("prompter not among --variants: no gate")
     else:

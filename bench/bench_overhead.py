@@ -39,22 +39,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "out"
-EXIT_OK, EXIT_SLOW, EXIT_BROKEN = 0, 1, 2
+from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, Run, emit, find_prompter, log, run
 
 BASELINE = "xargs -P 4"
 RUN = "prompter run"
@@ -148,46 +141,6 @@ def write_workflow(path: Path, tasks: int, slots: int) -> None:
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
-
-
-@dataclass
-class Run:
-    seconds: float
-    code: int
-    cpu_seconds: float | None  # user + system of the process and the children it waited for
-    stderr: str
-
-
-def run(argv: list[str], stdin: Path | None = None, cwd: Path | None = None) -> Run:
-    """Run argv to completion: wall time, exit code, CPU time (where wait4 reports it)."""
-    with tempfile.TemporaryFile("w+b") as err:
-        src = stdin.open("rb") if stdin else subprocess.DEVNULL
-        try:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(argv, stdin=src, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
-            cpu: float | None = None
-            if hasattr(os, "wait4"):
-                _, status, usage = os.wait4(proc.pid, 0)
-                elapsed = time.perf_counter() - t0
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                cpu = usage.ru_utime + usage.ru_stime
-            else:
-                proc.wait()
-                elapsed = time.perf_counter() - t0
-        finally:
-            if stdin:
-                src.close()  # type: ignore[union-attr]
-        err.seek(0)
-        return Run(elapsed, proc.returncode, cpu, err.read().decode(errors="replace"))
-
-
-def find_prompter(python: str) -> list[str]:
-    """The `prompter` console script next to the interpreter, else `python -m prompter`."""
-    script = Path(python).parent / "prompter"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("prompter")
-    return [found] if found else [python, "-m", "prompter"]
 
 
 def check_state(report_dir: Path, tasks: int) -> str | None:
@@ -299,9 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks < 1 or args.rounds < 1 or args.slots < 1:
         parser.error("--tasks, --slots and --rounds must be at least 1")
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
     xargs = shutil.which("xargs")
     if xargs is None:
         log("FAIL: xargs not found")
@@ -393,12 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.profile:
         result["profile_top"] = profile_run(args.python, run_args, out, report_dir, 25, log)
-    table = markdown(result)
-    if args.json:
-        result["markdown"] = table
-        print(json.dumps(result, indent=2))
-    else:
-        print(table)
+    emit(result, markdown(result), args.json)
     if ok:
         log(f"OK: `{RUN}` took {ratio:.2f}x `{BASELINE}` (limit {args.max_ratio:g}x)")
     else:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import shutil
@@ -44,6 +43,7 @@ from typing import Any
 
 import anyio
 
+from common import EXIT_BROKEN, EXIT_OK, EXIT_SLOW, emit, log
 from prompter import state as state_module
 from prompter.admission import Limits
 from prompter.attempts import AttemptContext, Feedback
@@ -60,7 +60,6 @@ from prompter.state import (
     fingerprints,
 )
 
-EXIT_OK, EXIT_SLOW, EXIT_BROKEN = 0, 1, 2
 SLOTS = 4
 MAX_DEPS = 3
 LOCAL_WINDOW = 200  # half the dependencies come from nearby tasks, for longer chains
@@ -332,9 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks < 1 or args.rounds < 1:
         parser.error("--tasks and --rounds must be at least 1")
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
     log(f"building workflows ({args.tasks} tasks, seed {args.seed}) ...")
     dag = build_workflow(random_deps(args.tasks, args.seed), "dag")
     flat = build_workflow([[] for _ in range(args.tasks)], "flat")
@@ -391,12 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_us": args.max_us,
         "pass": not over,
     }
-    table = markdown(result)
-    if args.json:
-        result["markdown"] = table
-        print(json.dumps(result, indent=2))
-    else:
-        print(table)
+    emit(result, markdown(result), args.json)
     for name in over:
         log(f"FAIL: {name}: {summary[name]['median_us']:.1f} µs/task (limit {args.max_us:g})")
     if not over:

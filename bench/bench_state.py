@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import shutil
 import sys
@@ -32,7 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_scheduler import EXIT_BROKEN, EXIT_OK, EXIT_SLOW, build_workflow, drive, random_deps
+from bench_scheduler import build_workflow, drive, random_deps
+from common import EXIT_BROKEN, EXIT_OK, EXIT_SLOW, emit, log
 from prompter.state import fingerprints
 
 EVENTS_PER_TASK = 2  # running; the attempt with the passed status
@@ -92,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     if not sizes or sizes[0] < 1:
         parser.error("--sizes: at least one size, each at least 1")
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
     tmp = Path(tempfile.mkdtemp(prefix="bench-state-"))
     rows: list[dict[str, Any]] = []
     try:
@@ -151,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_growth": args.max_growth,
         "pass": ok,
     }
-    table = markdown(result)
-    if args.json:
-        result["markdown"] = table
-        print(json.dumps(result, indent=2))
-    else:
-        print(table)
+    emit(result, markdown(result), args.json)
     if ok:
         log(f"OK: bytes/task grew {growth:.3f}x from {sizes[0]} to {sizes[-1]} tasks")
     else:

@@ -25,20 +25,15 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "out"
-EXIT_OK, EXIT_SLOW, EXIT_BROKEN = 0, 1, 2
+from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, Run, emit, find_prompter, log, run
 
 # -- workflow generation -----------------------------------------------------------------------
 
@@ -223,41 +218,6 @@ def generate(path: Path, n: int, seed: int) -> Generated:
 # -- running -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    seconds: float
-    code: int
-    max_rss_mb: float | None
-    cpu_seconds: float | None  # user + system, less sensitive than wall time to other load
-    stderr: str
-
-
-def run(argv: list[str], stdout_path: Path | None = None) -> Run:
-    """Run argv to completion; wall time, exit code, peak RSS (where the OS reports it)."""
-    with tempfile.TemporaryFile("w+b") as err:
-        out = stdout_path.open("wb") if stdout_path else subprocess.DEVNULL
-        try:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            rss: float | None = None
-            cpu: float | None = None
-            if hasattr(os, "wait4"):
-                _, status, usage = os.wait4(proc.pid, 0)
-                elapsed = time.perf_counter() - t0
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-                rss = usage.ru_maxrss * scale / 2**20
-                cpu = usage.ru_utime + usage.ru_stime
-            else:
-                proc.wait()
-                elapsed = time.perf_counter() - t0
-        finally:
-            if stdout_path:
-                out.close()  # type: ignore[union-attr]
-        err.seek(0)
-        return Run(elapsed, proc.returncode, rss, cpu, err.read().decode(errors="replace"))
-
-
 def commands(python: str, prompter: list[str], path: Path) -> dict[str, list[str]]:
     load = "import sys, tomllib\nwith open(sys.argv[1], 'rb') as f: tomllib.load(f)"
     return {
@@ -265,15 +225,6 @@ def commands(python: str, prompter: list[str], path: Path) -> dict[str, list[str
         "prompter validate": [*prompter, "validate", str(path)],
         "prompter plan": [*prompter, "plan", str(path)],
     }
-
-
-def find_prompter(python: str) -> list[str]:
-    """The `prompter` console script next to the interpreter, else `python -m prompter`."""
-    script = Path(python).parent / ("prompter.exe" if os.name == "nt" else "prompter")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("prompter")
-    return [found] if found else [python, "-m", "prompter"]
 
 
 def check(gen: Generated, prompter: list[str], out: Path, log: Callable[[str], None]) -> list[str]:
@@ -285,7 +236,7 @@ def check(gen: Generated, prompter: list[str], out: Path, log: Callable[[str], N
     else:
         log(f"  validate: exit 0 ({v.seconds:.2f}s)")
     plan_json = out / "plan.json"
-    p = run([*prompter, "plan", "--json", str(gen.path)], stdout_path=plan_json)
+    p = run([*prompter, "plan", "--json", str(gen.path)], stdout=plan_json)
     if p.code != 0:
         problems.append(f"`prompter plan --json` exited {p.code}:\n{p.stderr[-4000:]}")
         return problems
@@ -359,9 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.rounds < 1:
         parser.error("--tasks and --rounds must be at least 1")
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -442,12 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_ratio": args.max_ratio,
         "pass": not over,
     }
-    table = markdown(result)
-    if args.json:
-        result["markdown"] = table
-        print(json.dumps(result, indent=2))
-    else:
-        print(table)
+    emit(result, markdown(result), args.json)
     for name in over:
         log(
             f"FAIL: `{name}` took {summary[name]['ratio']:.2f}x tomllib.load "
