@@ -189,7 +189,9 @@ def _spawn_error(exc: OSError | ValueError, argv: Sequence[str], cwd: Path) -> s
         return f"permission denied: {cwd if about_cwd else command}"
     if isinstance(exc, OSError):
         return f"cannot start {command}: {exc.strerror or exc}"
-    return f"invalid command {command!r}: {exc}"  # e.g. an embedded NUL from a config string
+    if any("\0" in arg for arg in argv):  # worded differently by Popen and posix_spawn
+        return f"invalid command {command!r}: embedded null byte"
+    return f"invalid command {command!r}: {exc}"
 
 
 def _posix_spawn_fits(command: str, cwd: Path, env: Mapping[str, str] | None) -> bool:
@@ -409,9 +411,6 @@ async def run_process(
     started = anyio.current_time()
     if not argv:
         return ProcessResult(None, False, 0.0, "", 0, spawn_error="empty command")
-    if any("\0" in arg for arg in argv):  # one message, whichever way the child would start
-        error = f"invalid command {argv[0]!r}: embedded null byte"
-        return ProcessResult(None, False, 0.0, "", 0, spawn_error=error)
     capture = _Capture(head_bytes, tail_bytes, log)
     deadline = started + timeout if timeout is not None else float("inf")
     # The lean path costs about half the CPU of asyncio's subprocess transport per process (no
