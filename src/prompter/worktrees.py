@@ -336,17 +336,16 @@ async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
     only where the user's file is still as it was at `base` (or already as at `tip`: a landing
     cut short and finished now)."""
     ref = f"{REF_ROOT}/{run}"
-    _, out = await git(repo, "diff", "--name-only", "--no-renames", "-z", base, tip)
-    paths = [p for p in out.split("\0") if p]
-    if not paths:
+    changes = await _changed_blobs(repo, base, tip)
+    if not changes:
         return Landing()
     # Marked first: a kill in the middle is finished by the next run's `recover`.
     await git(repo, "update-ref", f"{ref}/applying", tip)
-    before = await _tree_blobs(repo, base, paths)
-    after = await _tree_blobs(repo, tip, paths)
-    now = await _worktree_blobs(repo, paths)
-    landed = [p for p in paths if now.get(p) in (before.get(p), after.get(p))]
-    kept = [p for p in paths if now.get(p) not in (before.get(p), after.get(p))]
+    now = await _worktree_blobs(repo, list(changes))
+    landed: list[str] = []
+    kept: list[str] = []
+    for path, versions in changes.items():
+        (landed if now.get(path) in versions else kept).append(path)
     if landed:
         literal = {"GIT_LITERAL_PATHSPECS": "1"}  # a file named `*.py` is that file
         await git(repo, "restore", f"--source={tip}", "--worktree", "--", *landed, env=literal)
@@ -358,17 +357,18 @@ async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
     return Landing(tuple(landed), tuple(kept), kept_ref)
 
 
-async def _tree_blobs(repo: Path, commit: str, paths: Sequence[str]) -> dict[str, str]:
-    """Object ids of `paths` in `commit` (absent paths are left out)."""
-    wanted = set(paths)
-    _, out = await git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
-    blobs = {}
-    for entry in out.split("\0"):
-        if entry:
-            meta, path = entry.split("\t", 1)
-            if path in wanted:
-                blobs[path] = meta.split()[2]
-    return blobs
+async def _changed_blobs(
+    repo: Path, base: str, tip: str
+) -> dict[str, tuple[str | None, str | None]]:
+    """Each path that differs between the commits, with its object id in each (None where the
+    path is absent), from one `git diff --raw`."""
+    _, out = await git(repo, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", base, tip)
+    fields = out.split("\0")
+    changes = {}
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        old, new = meta.split()[2:4]
+        changes[path] = (None if set(old) == {"0"} else old, None if set(new) == {"0"} else new)
+    return changes
 
 
 async def _worktree_blobs(repo: Path, paths: Sequence[str]) -> dict[str, str]:
