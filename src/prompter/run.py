@@ -222,7 +222,7 @@ async def _execute(
             mode=workflow.mode,
             tasks=planned,
             reused=tuple(names[i] for i in sorted(selection.reused)),
-            slots=limits.slots if workflow.mode == "graph" else 1,
+            slots=slots,
         )
     )
     signals: list[int] = []
