@@ -190,6 +190,7 @@ async def _execute(
         redactor=Redactor.from_environ(os.environ),
     )
     names = [t.name for t in workflow.tasks]
+    reused = tuple(names[i] for i in sorted(selection.reused))
     slots = limits.slots if workflow.mode == "graph" else 1
     warnings: list[str] = []
     line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
@@ -221,7 +222,7 @@ async def _execute(
             workflow=str(workflow.path),
             mode=workflow.mode,
             tasks=planned,
-            reused=tuple(names[i] for i in sorted(selection.reused)),
+            reused=reused,
             slots=slots,
         )
     )
@@ -262,7 +263,6 @@ async def _execute(
         reason = engine.stop_reason
     store.end_run(run.model_copy(update={"finished_at": time.time(), "status": status}))
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
-    reused = tuple(names[i] for i in sorted(selection.reused))
     not_run = tuple(n for n in planned if n not in records and n not in reused)
     isolation = "worktree" if line is not None else "shared"
     return RunResult(
