@@ -28,6 +28,10 @@ For R interleaved rounds (default 4) it runs, each as a fresh subprocess:
                                      (as in worktree isolation)
     prompter validate                start-up + loading the workflow: the fixed part of the run
 
+Each `prompter` command runs as `python -c` calling prompter's `main()` and printing its own CPU
+time (RUSAGE_SELF) when it exits: the table shows that apart from its children's, and the result
+ends with the CPU budget the gate leaves prompter on this machine.
+
 Exit status: 0 within budget, 1 the ratio exceeds --max-ratio, 2 a correctness check failed
 (a command failed, or the state file does not hold every task as passed).
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -47,7 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, Run, emit, find_prompter, log, run
+from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, Run, emit, log, run
 
 BASELINE = "xargs -P 4"
 RUN = "prompter run"
@@ -115,6 +120,29 @@ async def main():
     await asyncio.gather(*(worker() for _ in range(slots)))
 asyncio.run(main())
 """
+
+
+# `prompter` itself, reporting its own CPU time (without the children it waited for) on stderr
+# when it exits, so the CPU of the processes and prompter's share can be told apart.
+_OWN_CPU = "own-cpu-s:"
+_PROMPTER_OWN_CPU = f"""
+import resource, sys
+from prompter.cli import main
+try:
+    code = main()
+finally:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print("{_OWN_CPU}", usage.ru_utime + usage.ru_stime, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def own_cpu(stderr: str) -> float | None:
+    """The own CPU time a `_PROMPTER_OWN_CPU` run reported, if it did."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(_OWN_CPU):
+            return float(line.split()[1])
+    return None
 
 
 def write_workflow(path: Path, tasks: int, slots: int) -> None:
@@ -201,19 +229,20 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['slots']} slots, {2 * result['tasks']:,} processes per command; "
         f"{result['rounds']} interleaved rounds, Python {result['python']}.",
         "",
-        "| command | median wall (s) | min–max (s) | median CPU (s) | per task (ms) "
-        "| wall ratio | CPU ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| command | median wall (s) | min–max (s) | median CPU (s) | prompter's own CPU (s) "
+        "| per task (ms) | wall ratio | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def num(x: float | None, fmt: str) -> str:
-        return "n/a" if x is None else format(x, fmt)
+    def num(x: float | None, fmt: str, missing: str = "n/a") -> str:
+        return missing if x is None else format(x, fmt)
 
     for name, m in result["commands"].items():
         per_task = "" if name == VALIDATE else f"{1000 * m['median'] / result['tasks']:.2f}"
         rows.append(
             f"| `{name}` | {m['median']:.2f} | {m['min']:.2f}–{m['max']:.2f} "
-            f"| {num(m['cpu_median'], '.2f')} | {per_task} "
+            f"| {num(m['cpu_median'], '.2f')} | {num(m.get('own_cpu_median'), '.2f', '')} "
+            f"| {per_task} "
             f"| **{m['ratio']:.2f}x** | {num(m['cpu_ratio'], '.2f')}x |"
         )
     rows += [
@@ -225,6 +254,17 @@ def markdown(result: dict[str, Any]) -> str:
         "with the log files of the run before in place (a first run creates one per task); "
         "`other directory` is a first run whose children cannot use posix_spawn.",
     ]
+    b = result.get("cpu_budget")
+    if b:
+        rows += [
+            "",
+            f"CPU budget: at {result['max_ratio']:g}x `{BASELINE}`, {b['cores']} cores give "
+            f"{b['children_cpu'] + b['own_cpu_allowed']:.2f} s of CPU; the run's processes take "
+            f"{b['children_cpu']:.2f} s of it, which leaves prompter at most "
+            f"**{b['own_cpu_allowed']:.2f} s** of its own (if no core were ever idle). It used "
+            f"**{b['own_cpu']:.2f} s**, {num(b['startup_own_cpu'], '.2f')} s of it for start-up "
+            "and loading the workflow.",
+        ]
     return "\n".join(rows)
 
 
@@ -263,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = out / f"true-x{2 * args.tasks}.txt"
     lines.write_text("true\n" * (2 * args.tasks), encoding="ascii")
     report_dir = (args.report_dir or out / "report").resolve()
-    prompter = find_prompter(args.python)
+    # The console script's equivalent, plus its own CPU time on stderr (see _PROMPTER_OWN_CPU).
+    prompter = [args.python, "-c", _PROMPTER_OWN_CPU]
     run_args = ["run", str(workflow), "--progress", "none", "--fresh", "--report-dir"]
     run_args.append(str(report_dir))
     floor = [args.python, "-c", _FLOOR, str(args.tasks), str(args.slots)]
@@ -315,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = [x.cpu_seconds for x in runs if x.cpu_seconds is not None]
         med = statistics.median(secs)
         cpu_med = statistics.median(cpu) if cpu else None
+        own = [c for c in (own_cpu(x.stderr) for x in runs) if c is not None]
         summary[name] = {
             "median": med,
             "min": min(secs),
@@ -322,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             "runs": secs,
             "cpu_median": cpu_med,
             "cpu_runs": cpu,
+            # prompter's own CPU (the rest of `cpu` is its children's): None for other commands
+            "own_cpu_median": statistics.median(own) if own else None,
             "ratio": med / base,
             "cpu_ratio": cpu_med / statistics.median(base_cpu) if cpu_med and base_cpu else None,
             # each round runs every command back to back, so per-round ratios share conditions
@@ -331,6 +375,21 @@ def main(argv: list[str] | None = None) -> int:
         }
     ratio = summary[RUN]["ratio"]
     ok = ratio <= args.max_ratio
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    own_run = summary[RUN]["own_cpu_median"]
+    budget: dict[str, Any] | None = None
+    if own_run is not None and summary[RUN]["cpu_median"] is not None and cores:
+        children = summary[RUN]["cpu_median"] - own_run
+        # Within the gate's wall time the cores give max_ratio x base x cores of CPU; the
+        # processes take `children` of it. What is left is the most prompter itself could use,
+        # and only if it never left a core idle.
+        budget = {
+            "cores": cores,
+            "children_cpu": children,
+            "own_cpu_allowed": args.max_ratio * base * cores - children,
+            "own_cpu": own_run,
+            "startup_own_cpu": summary[VALIDATE]["own_cpu_median"],
+        }
     result: dict[str, Any] = {
         "tasks": args.tasks,
         "slots": args.slots,
@@ -339,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "commands": summary,
         "ratio": ratio,
         "max_ratio": args.max_ratio,
+        "cpu_budget": budget,
         "pass": ok,
     }
     if args.profile:

@@ -37,6 +37,13 @@ def test_overhead(tmp_path: Path) -> None:
         out["commands"]
     )
     assert out["ratio"] == out["commands"]["prompter run"]["ratio"] > 0
+    run = out["commands"]["prompter run"]
+    # prompter's own CPU is reported apart from its children's, and is a part of the total
+    assert 0 < run["own_cpu_median"] < run["cpu_median"]
+    assert out["commands"]["xargs -P 4"]["own_cpu_median"] is None
+    budget = out["cpu_budget"]
+    assert budget["own_cpu"] == run["own_cpu_median"]
+    assert budget["children_cpu"] == run["cpu_median"] - run["own_cpu_median"]
 
 
 def test_makespan(tmp_path: Path) -> None:
