@@ -201,6 +201,7 @@ def test_bad_inputs_and_invalid_workflows_fail_with_located_errors(tmp_path: Pat
     step = run_step(tmp_path, ws, {"max_parallel": "lots"})
     assert step.code == 2
     assert step.of("error")[0].data == "input `max_parallel` must be a positive integer, not 'lots'"
+    assert step.outputs["status"] == "invalid"
     (ws / "prompter.toml").write_text(
         '[[tasks]]\nname = "x"\nprompt = 3\nverify_command = "true"\n'
     )
@@ -209,6 +210,60 @@ def test_bad_inputs_and_invalid_workflows_fail_with_located_errors(tmp_path: Pat
     assert step.outputs["status"] == "invalid"
     (error,) = step.of("error")
     assert error.properties["file"] == "prompter.toml" and error.properties["line"] == "3"
+
+
+def test_task_names_in_progress_lines_issue_no_commands(tmp_path: Path) -> None:
+    # The runner finds the old `##[command]` syntax anywhere in a line: a progress line quoting
+    # a name (or a reason with a file name an agent chose) must not become one.
+    name = "n ##[error title=Injected;]by name"
+    tasks = [
+        {"name": name, "prompt": "x", "verify_command": "exit 1", "max_attempts": 1},
+        {"name": "after ##[stop-commands]t", "prompt": "x", "verify_command": "true",
+         "depends_on": [name]},
+    ]  # fmt: skip
+    step = run_step(tmp_path, workspace(tmp_path, tasks, {}), {"upload_artifact": "false"})
+    assert step.code == 1
+    assert name in step.stdout.replace("\u200b", "")  # shown, as text
+    # Only prompter's own annotations, all of them seen (no stop-commands swallowed them).
+    shown = [c for c in step.commands if c.name not in {"group", "endgroup"}]
+    assert [(c.name, c.properties.get("title")) for c in shown] == [
+        ("error", f"prompter: task {name} failed"),
+        ("warning", "prompter: tasks skipped"),
+    ]
+
+
+def test_secrets_split_by_escapes_stay_masked_and_runner_credentials_stay_out(
+    tmp_path: Path,
+) -> None:
+    token = "dtok_0123456789abcdef"
+    split = {
+        "ansi": token[:6] + "\x1b[0m" + token[6:],
+        "nul": token[:6] + "\x00" + token[6:],
+        "osc": token[:6] + "\x1b]0;title\x07" + token[6:],
+    }
+    printed = "".join(f"{k}: {v}\n" for k, v in split.items())
+    plan = {"leak": [{"print": printed}]}
+    # The verify command shows what a child sees of the runner's own credentials.
+    check = (
+        'echo "runtime=${ACTIONS_RUNTIME_TOKEN:-none} oidc=${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-none}"'
+    )
+    tasks = [{"name": "leak", "prompt": "x", "verify_command": check}]
+    with artifact_service() as service:
+        step = run_step(
+            tmp_path,
+            workspace(tmp_path, tasks, plan),
+            {},
+            DEPLOY_TOKEN=token,
+            ACTIONS_RUNTIME_TOKEN=service.token,
+            ACTIONS_RESULTS_URL=service.url,
+            ACTIONS_ID_TOKEN_REQUEST_TOKEN="oidc-request-token-123",
+        )
+    assert step.code == 0, step.stdout + step.stderr
+    assert service.problems == []  # the upload still had the credentials
+    assert step.outputs["artifact_id"] == "4242"
+    assert token not in step.stdout and "ansi: ***" in step.stdout
+    log = (step.workspace / ".prompter" / "logs" / "leak.log").read_text("utf-8")
+    assert "runtime=none oidc=none" in log
 
 
 def test_annotations_are_capped(tmp_path: Path) -> None:

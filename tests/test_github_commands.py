@@ -14,8 +14,10 @@ from prompter.github.commands import (
     Annotation,
     Annotations,
     Console,
+    InertWriter,
     append_summary,
     command,
+    inert,
     write_outputs,
 )
 
@@ -29,8 +31,9 @@ def test_any_message_and_property_round_trip_through_the_runner(message: str, ti
     (parsed,) = commands(line)
     assert parsed.name == "error"
     assert parsed.data == message
-    assert parsed.properties["title"] == title
-    assert parsed.properties["file"] == "a,b:c.toml" and parsed.properties["line"] == "3"
+    # the runner drops a property with an empty value; command() leaves it out
+    expected = {"file": "a,b:c.toml", "line": "3"} | ({"title": title} if title else {})
+    assert parsed.properties == expected
 
 
 @given(st.text())
@@ -41,6 +44,66 @@ def test_untrusted_text_never_issues_a_command(text: str) -> None:
     console.info("after")
     assert commands(out.getvalue()) == []  # the fence held, and it was closed
     assert out.getvalue().endswith("after\n")
+
+
+# Text built to look like commands in both syntaxes, in pieces a hypothesis run recombines.
+_COMMANDISH = st.lists(
+    st.sampled_from(
+        [
+            "::error::",
+            "##[error]",
+            "##[warning title=x;]",
+            "::",
+            ":",
+            "##[",
+            "#",
+            "[",
+            "]",
+            "error",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\r\n",
+            "\u2003",
+            "%0A",
+            "text",
+        ]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@given(st.lists(st.one_of(_COMMANDISH, st.text()), max_size=8))
+def test_lines_through_an_inert_writer_are_never_commands(pieces: list[str]) -> None:
+    out = io.StringIO()
+    writer = InertWriter(out)
+    for piece in pieces:  # written in pieces, as print() and progress lines do
+        writer.write(piece)
+    assert commands(out.getvalue()) == []
+    # Only zero-width spaces were added: the text reads as written.
+    assert out.getvalue().replace("\u200b", "") == "".join(pieces).replace("\u200b", "")
+    # In pieces or whole: the same output.
+    whole = io.StringIO()
+    InertWriter(whole).write("".join(pieces))
+    assert out.getvalue() == whole.getvalue()
+
+
+def test_inert_breaks_both_command_syntaxes() -> None:
+    assert commands("::error::x\n  ::warning::y\na ##[error]z") != []  # the model sees them
+    for line in ("::error::x", "  ::warning::y", "a ##[error]z", "\u2003::notice::n"):
+        assert commands(inert(line)) == []
+    assert inert("plain: text :: here") == "plain: text :: here"  # nothing else changes
+
+
+def test_console_info_quotes_without_issuing_commands() -> None:
+    out = io.StringIO()
+    console = Console(out)
+    console.info("::error::a")
+    console.info("file x ##[warning]b")
+    console.text.write("▶ task ##[error title=t;]c\n")
+    assert commands(out.getvalue()) == []
+    assert "##\u200b[warning]b" in out.getvalue()
 
 
 def test_groups_and_masks() -> None:

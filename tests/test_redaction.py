@@ -49,3 +49,20 @@ def test_nothing_to_mask_passes_through_unbuffered() -> None:
     w = RedactingWriter(out, Redactor())
     w.write(b"abc")
     assert out.getvalue() == b"abc"
+
+
+def test_a_multi_line_secret_is_masked_line_by_line() -> None:
+    secret = "line-one-of-the-key\nline-two-of-the-key"
+    r = Redactor([secret])
+    printed = "begin\r\nline-one-of-the-key\r\nline-two-of-the-key\r\nend"  # other line breaks
+    assert r.text(printed) == f"begin\r\n{MASK}\r\n{MASK}\r\nend"
+    assert r.data(printed.encode()) == f"begin\r\n{MASK}\r\n{MASK}\r\nend".encode()
+    assert r.text(secret) == MASK  # whole, one mask
+
+
+def test_a_secret_that_is_not_utf8_is_masked_as_its_bytes() -> None:
+    # os.environ carries undecodable bytes as surrogates (PEP 383)
+    r = Redactor.from_environ({"X_TOKEN": "abc\udcffdefghij"})
+    assert r.data(b"got abc\xffdefghij!") == f"got {MASK}!".encode()
+    # readable() turns the byte into U+FFFD: that form is masked too
+    assert r.text("got abc\ufffddefghij!") == f"got {MASK}!"

@@ -18,11 +18,28 @@ _SECRET_NAME = re.compile(
 )
 
 
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+
+
 class Redactor:
+    """Masks known secret values in text and bytes.
+
+    A multi-line value is also masked line by line (as GitHub does): printed with other line
+    breaks, or in part, its lines would otherwise pass. A value that is not valid UTF-8 (an
+    environment variable holding raw bytes) is matched as the bytes it was.
+    """
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = {s for s in secrets if len(s) >= MIN_SECRET_CHARS}
-        self._text = sorted(values, key=len, reverse=True)  # longest first: no partial masks
-        self._bytes = [s.encode("utf-8") for s in self._text]
+        values = set()
+        for secret in secrets:
+            values.add(secret)
+            values.update(_LINE_BREAKS.split(secret))
+        raw = {_as_bytes(v) for v in values if len(v) >= MIN_SECRET_CHARS}
+        # As text: also the form readable() gives raw bytes that are not UTF-8.
+        text = {v for v in values if len(v) >= MIN_SECRET_CHARS}
+        text |= {b.decode("utf-8", "replace") for b in raw}
+        self._text = sorted(text, key=len, reverse=True)  # longest first: no partial masks
+        self._bytes = sorted(raw, key=len, reverse=True)
         self.longest = max((len(b) for b in self._bytes), default=0)
 
     @classmethod
@@ -43,6 +60,14 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, MASK.encode())
         return value
+
+
+def _as_bytes(value: str) -> bytes:
+    """The bytes a value was: environment strings carry undecodable bytes as surrogates."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
+        return value.encode("utf-8", "surrogatepass")
 
 
 class RedactingWriter:

@@ -97,26 +97,51 @@ class Inputs:
         )
 
 
+# The runner's own credentials: the action needs them to upload the report artifact, but an
+# agent (hostile by assumption) or a verify command has no use for them; they could overwrite
+# the job's artifacts or caches, or mint OIDC tokens.
+RUNNER_CREDENTIALS = (
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_RUNTIME_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_CACHE_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+
+
 def main() -> None:
-    sys.exit(run_action(os.environ, Console()))
+    env = dict(os.environ)
+    for name in RUNNER_CREDENTIALS:  # kept in `env` for the upload, gone for every child
+        os.environ.pop(name, None)
+    sys.exit(run_action(env, Console()))
 
 
 def run_action(env: Mapping[str, str], console: Console) -> int:
+    outputs: dict[str, str] = {"status": "invalid", "artifact_id": ""}
     try:
-        inputs = Inputs.from_env(env)
-    except InputError as exc:
-        console.annotation("error", str(exc), title="prompter: bad input")
-        return EXIT_USAGE
-    for secret in (inputs.anthropic_api_key, inputs.claude_code_oauth_token, inputs.github_token):
-        if secret:
-            console.mask(secret)
-    _export_credentials(inputs)
-    workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
-    _trust(workspace, console)
-    try:
-        return _run(inputs, env, workspace, console)
+        try:
+            inputs = Inputs.from_env(env)
+        except InputError as exc:
+            console.annotation("error", str(exc), title="prompter: bad input")
+            return EXIT_USAGE
+        for secret in (
+            inputs.anthropic_api_key,
+            inputs.claude_code_oauth_token,
+            inputs.github_token,
+        ):
+            if secret:
+                console.mask(secret)
+        _export_credentials(inputs)
+        workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
+        _trust(workspace, console)
+        try:
+            return _run(inputs, env, workspace, console, outputs)
+        finally:
+            _give_back(workspace, console)
     finally:
-        _give_back(workspace, console)
+        if env.get("GITHUB_OUTPUT"):
+            write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
 
 
 def _export_credentials(inputs: Inputs) -> None:
@@ -131,8 +156,18 @@ def _export_credentials(inputs: Inputs) -> None:
 
 
 def _trust(workspace: Path, console: Console) -> None:
-    """The workspace belongs to the runner's user, not root: tell git it is fine."""
+    """The workspace belongs to the runner's user, not root: tell git it is fine (once: a
+    `docker run` on a laptop reuses the same global config)."""
     try:
+        listed = subprocess.run(
+            ["git", "config", "--global", "--get-all", "safe.directory"],
+            check=False,  # exit 1: none listed yet
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if str(workspace) in listed.stdout.splitlines():
+            return
         subprocess.run(
             ["git", "config", "--global", "--add", "safe.directory", str(workspace)],
             check=True,
@@ -145,74 +180,76 @@ def _trust(workspace: Path, console: Console) -> None:
         console.annotation("warning", f"git config safe.directory failed: {exc}")
 
 
-def _run(inputs: Inputs, env: Mapping[str, str], workspace: Path, console: Console) -> int:
+def _run(
+    inputs: Inputs,
+    env: Mapping[str, str],
+    workspace: Path,
+    console: Console,
+    outputs: dict[str, str],
+) -> int:
+    """Run the workflow and publish its results; fills `outputs` as it goes."""
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
     from ..run import RunError, RunOptions, run_workflow
     from ..state import StateError
 
-    outputs: dict[str, str] = {"status": "invalid", "artifact_id": ""}
     try:
-        try:
-            workflow = load_workflow(inputs.workflow)
-        except WorkflowError as exc:
-            console.info(f"{inputs.workflow}: not a valid workflow")
-            console.untrusted(format_diagnostics(exc.diagnostics))
-            for d in exc.errors[:10]:
-                console.annotation(
-                    "error", d.message, title="prompter: invalid workflow", file=d.path, line=d.line
-                )
-            return EXIT_USAGE
-        for warning in workflow.warnings:
-            console.annotation("warning", warning.message, file=warning.path, line=warning.line)
-        updates: dict[str, object] = {}
-        if inputs.model:
-            updates["model"] = inputs.model
-        if inputs.max_cost_usd:
-            updates["max_cost_usd"] = inputs.max_cost_usd
-        if updates:
-            workflow = with_settings(workflow, **updates)
-        options = RunOptions(
-            report_dir=Path(inputs.report_dir),
-            max_parallel=inputs.max_parallel,
-            tasks=inputs.tasks,
-            fresh=inputs.fresh,
-            dry_run=inputs.dry_run,
-        )
-        progress = ActionProgress(console, options.report_dir / "logs")
-        try:
-            result = run_workflow(
-                workflow,
-                options,
-                listeners=[progress],
-                background=[progress.heartbeat],
-                out=console.stream,
+        workflow = load_workflow(inputs.workflow)
+    except WorkflowError as exc:
+        console.info(f"{inputs.workflow}: not a valid workflow")
+        console.untrusted(format_diagnostics(exc.diagnostics))
+        for d in exc.errors[:10]:
+            console.annotation(
+                "error", d.message, title="prompter: invalid workflow", file=d.path, line=d.line
             )
-        except (RunError, StateError) as exc:
-            console.annotation("error", str(exc), title="prompter: cannot run")
-            return EXIT_USAGE
-        if inputs.dry_run:
-            outputs["status"] = "dry-run"
-            return EXIT_OK
-        outputs.update(_counts(result.records, result.reused))
-        outputs["status"] = result.status
-        relative = _relative_to(workspace)
-        outputs["state_path"] = relative(options.state_path)
-        _publish_reports(options.state_path, workflow, options.report_dir, env, console)
-        outputs["junit_path"] = relative(options.report_dir / "junit.xml")
-        outputs["summary_path"] = relative(options.report_dir / "summary.md")
-        _annotate(result.records, workflow, relative, console)
-        for note in result.warnings:
-            console.annotation("warning", note, title="prompter: your files")
-        if inputs.upload_artifact:
-            outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
-        if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
-            console.info("tasks failed; fail_on_task_failure is false, so this step passes")
-            return EXIT_OK
-        return result.exit_code
-    finally:
-        if env.get("GITHUB_OUTPUT"):
-            write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
+        return EXIT_USAGE
+    for warning in workflow.warnings:
+        console.annotation("warning", warning.message, file=warning.path, line=warning.line)
+    updates: dict[str, object] = {}
+    if inputs.model:
+        updates["model"] = inputs.model
+    if inputs.max_cost_usd:
+        updates["max_cost_usd"] = inputs.max_cost_usd
+    if updates:
+        workflow = with_settings(workflow, **updates)
+    options = RunOptions(
+        report_dir=Path(inputs.report_dir),
+        max_parallel=inputs.max_parallel,
+        tasks=inputs.tasks,
+        fresh=inputs.fresh,
+        dry_run=inputs.dry_run,
+    )
+    progress = ActionProgress(console, options.report_dir / "logs")
+    try:
+        result = run_workflow(
+            workflow,
+            options,
+            listeners=[progress],
+            background=[progress.heartbeat],
+            out=console.text,
+        )
+    except (RunError, StateError) as exc:
+        console.annotation("error", str(exc), title="prompter: cannot run")
+        return EXIT_USAGE
+    if inputs.dry_run:
+        outputs["status"] = "dry-run"
+        return EXIT_OK
+    outputs.update(_counts(result.records, result.reused))
+    outputs["status"] = result.status
+    relative = _relative_to(workspace)
+    outputs["state_path"] = relative(options.state_path)
+    _publish_reports(options.state_path, workflow, options.report_dir, env, console)
+    outputs["junit_path"] = relative(options.report_dir / "junit.xml")
+    outputs["summary_path"] = relative(options.report_dir / "summary.md")
+    _annotate(result.records, workflow, relative, console)
+    for note in result.warnings:
+        console.annotation("warning", note, title="prompter: your files")
+    if inputs.upload_artifact:
+        outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
+    if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
+        console.info("tasks failed; fail_on_task_failure is false, so this step passes")
+        return EXIT_OK
+    return result.exit_code
 
 
 def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[str, str]:
@@ -246,10 +283,14 @@ class ActionProgress:
 
     def __init__(self, console: Console, logs_dir: Path) -> None:
         from ..progress import PlainProgress
+        from ..redaction import Redactor
 
         self.console = console
         self.logs_dir = logs_dir
-        self.lines = PlainProgress(console.stream)
+        # The log file is masked as written, but a secret split by an escape sequence or a
+        # control byte there is joined again by readable(): mask once more after it.
+        self.redactor = Redactor.from_environ(os.environ)
+        self.lines = PlainProgress(console.text)
         self.offsets: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
@@ -264,7 +305,8 @@ class ActionProgress:
             record = event.record
             log = self.logs_dir / log_name(record.name)
             with self.console.group(f"{record.name}: {record.status.value}"):
-                self.console.untrusted(_log_tail(log, self.offsets[record.name]))
+                tail = _log_tail(log, self.offsets[record.name])
+                self.console.untrusted(self.redactor.text(tail))
 
     async def heartbeat(self) -> None:
         await self.lines.heartbeat()

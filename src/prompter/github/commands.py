@@ -1,19 +1,21 @@
 """GitHub's workflow commands and file commands, written by hand (a few lines, no dependency).
 
 Everything printed here is built so that untrusted text stays data: messages and properties are
-escaped, and raw output is fenced with `::stop-commands::<token>`, which makes the runner ignore
-every command until `::<token>::`.
+escaped, raw output is fenced with `::stop-commands::<token>`, which makes the runner ignore
+every command until `::<token>::`, and prompter's own lines go through `inert()`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import re
 import secrets
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 MESSAGE_CHARS = 4096  # the runner cuts annotation messages here
 ANNOTATIONS_PER_TYPE = 10  # the runner shows at most this many per type and step
@@ -32,7 +34,7 @@ def command(name: str, message: str = "", **properties: str | int | None) -> str
     props = ",".join(
         f"{key}={escape_property(str(value))}"
         for key, value in properties.items()
-        if value is not None
+        if value is not None and value != ""  # the runner drops empty ones anyway
     )
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
@@ -42,18 +44,77 @@ def one_line(text: str) -> str:
     return " ".join(text.replace("\r", "\n").split("\n")).strip()
 
 
+# The runner reads a line (split as .NET's ReadLine does: CR, LF or CR LF) as a command when,
+# after leading white space, it starts with `::`, or when it holds `##[` anywhere: the old
+# syntax, still parsed. A zero-width space before the character that would complete either
+# leaves the line reading the same and makes it no command. It always goes right before the
+# last character of the match, so a line written in pieces comes out as if written whole.
+_ZWSP = "\u200b"
+_LEADING_COLONS = re.compile(r"\A(\s*:):")
+_LINE_BREAKS = re.compile(r"\r\n?|\n")
+
+
+def inert(line: str) -> str:
+    """One line (no line breaks) as it reads, but never a workflow command."""
+    line = line.replace("##[", "##" + _ZWSP + "[")
+    return _LEADING_COLONS.sub("\\1" + _ZWSP + ":", line)
+
+
+class InertWriter(io.TextIOBase):
+    """A text stream whose lines are never workflow commands, for everything prompter prints
+    about a run in a job log: task names, reasons and file names may come from an agent."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._line = ""  # the current line as written so far (not yet ended)
+        self._shown = 0  # how many characters of inert(self._line) went out already
+
+    def write(self, text: str) -> int:
+        out = []
+        start = 0
+        for brk in _LINE_BREAKS.finditer(text):
+            out += [self._more(text[start : brk.start()]), brk.group()]
+            self._line, self._shown = "", 0
+            start = brk.end()
+        if start < len(text):
+            out.append(self._more(text[start:]))
+        self.stream.write("".join(out))
+        return len(text)
+
+    def _more(self, piece: str) -> str:
+        self._line += piece
+        safe = inert(self._line)
+        new, self._shown = safe[self._shown :], len(safe)
+        return new
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+
 class Console:
     """The job log: commands, groups, masks and fenced untrusted output."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
+        # For lines about the run (progress, plans): whatever they quote, never a command.
+        self.text = cast(TextIO, InertWriter(self.stream))
 
     def emit(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
 
     def info(self, text: str) -> None:
-        self.emit(one_line(text))
+        self.emit(inert(one_line(text)))
 
     def mask(self, value: str) -> None:
         for part in value.splitlines():  # the runner masks line by line
