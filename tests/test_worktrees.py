@@ -364,6 +364,34 @@ def test_sigterm_leaves_the_user_tree_as_it_was_and_the_next_run_lands_the_rest(
     assert sh(tmp_path, "for-each-ref", "refs/prompter") == ""
 
 
+def test_after_sigkill_the_next_run_lands_what_had_passed(tmp_path: Path) -> None:
+    """A kill leaves no `pending` ref, only the tip with the passed work: the state says those
+    tasks passed, so the next run must land them rather than drop the tip."""
+    import signal
+    import time
+
+    h = git_harness(tmp_path)
+    h.task("quick", [{"write": {"quick.txt": "Q"}}], depends_on=[])
+    h.task("slow", [{"write": {"slow.txt": "S"}, "sleep": 30}], depends_on=[])
+    h.task("after", [{"write": {"after.txt": "A"}}], depends_on=["quick"])
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not any(c["task"] == "after" for c in h.calls()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # after has merged by now
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=15)
+    assert not (h.work / "quick.txt").exists()  # nothing landed yet
+    assert h.tasks_status()["quick"] == ("passed", None)
+    h.plan["slow"] = [{"write": {"slow.txt": "S"}}]
+    assert h.run() == 0
+    assert [c["task"] for c in h.calls()].count("quick") == 1  # not run again ...
+    for name, text in (("quick.txt", "Q"), ("after.txt", "A"), ("slow.txt", "S")):
+        assert (h.work / name).read_text() == text  # ... and its work is there
+    assert sh(tmp_path, "for-each-ref", "refs/prompter") == ""
+
+
 def test_a_file_the_user_edits_during_the_run_is_not_overwritten(tmp_path: Path) -> None:
     import time
 

@@ -402,9 +402,10 @@ class Recovered:
 
 
 async def recover(repo: Path) -> list[Recovered]:
-    """Finish what ended runs left: a landing cut short is completed, an interrupted run's
-    passed work lands (the state says those tasks passed), and their worktrees and refs go.
-    A run still going (another prompter process in this repository) is left alone."""
+    """Finish what ended runs left: a landing cut short is completed, the passed work of a run
+    that was interrupted (`pending`) or killed before landing (only its `tip` is left) lands —
+    the state says those tasks passed — and their worktrees and refs go. A run still going
+    (another prompter process in this repository) is left alone."""
     refs = await _refs(repo)
     runs = {ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs}
     common = await git_dir(repo)
@@ -417,7 +418,11 @@ async def recover(repo: Path) -> list[Recovered]:
             continue
         try:
             ref = f"{REF_ROOT}/{run}"
-            tip = refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending")
+            # A run that ends normally deletes its refs after landing; a tip left behind holds
+            # work that has not landed (landing it again is harmless: see `_land`).
+            tip = (
+                refs.get(f"{ref}/applying") or refs.get(f"{ref}/pending") or refs.get(f"{ref}/tip")
+            )
             base = refs.get(f"{ref}/base")
             landing = await _land(repo, run, base, tip) if tip and base else Landing()
             await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
