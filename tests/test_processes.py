@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from prompter import processes
 from prompter.processes import ProcessResult, readable, run_process, terminate_all
 
-# Everything readable() must have removed: C0 except \t and \n, DEL, C1 (ESC is in C0).
-FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Everything readable() must have removed: C0 except \t and \n, DEL, C1 (ESC is in C0), and the
+# bidirectional embeddings, overrides and isolates, which reorder how text displays.
+FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @pytest.fixture
@@ -124,6 +125,8 @@ def test_readable_examples() -> None:
     assert readable(b"tab\tnul\x00bell\x07del\x7f") == "tab\tnulbelldel"
     assert readable(b"\xff\xfeok \xe2\x82\xac") == "\ufffd\ufffdok €"
     assert readable(b"\x1b(Bcharset \x1b7saved\x1b8") == "charset saved"
+    # Trojan-source style reordering: shown in logical order (marks like U+200F stay).
+    assert readable("a\u202eevil\u202c b\u2067c\u2069 \u200fd".encode()) == "aevil bc \u200fd"
     # An unterminated OSC must not swallow the rest of the output.
     assert readable(b"\x1b]0;no end\nstill here") == "0;no end\nstill here"
 

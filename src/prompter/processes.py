@@ -73,8 +73,10 @@ _ESCAPES = re.compile(
     r"|\x1b[\x30-\x7e]"  # Fp/Fe/Fs: two-character sequences such as ESC 7, ESC =
 )
 _NEWLINES = re.compile(r"\r\n?")
-# C0 except \t and \n, DEL, C1; also any ESC left over from a malformed sequence.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 except \t and \n, DEL, C1; also any ESC left over from a malformed sequence. And the
+# bidirectional embeddings, overrides and isolates: in a report they would reorder what a
+# reader sees (the marks U+200E/U+200F, which only hint direction, stay).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def readable(data: bytes) -> str:
