@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from prompter.cli import main
+
+from .engine import Harness
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "pipeline.toml"
@@ -45,14 +53,15 @@ def test_usage_error_exits_2() -> None:
         assert "Traceback" not in done.stderr
 
 
-def test_bundled_example_validates_and_plans() -> None:
+def test_bundled_example_validates_and_plans(tmp_path: Path) -> None:
     done = prompter("validate", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
     assert (
         done.stdout
         == f"{EXAMPLE}: valid (4 tasks, graph mode, 3 dependencies, 2 waves, up to 3 in parallel)\n"
     )
-    plan = json.loads(prompter("plan", "--json", str(EXAMPLE)).stdout)
+    # Away from the state a run of the example may have left here: plan would use its times.
+    plan = json.loads(prompter_in(tmp_path, "plan", "--json", str(EXAMPLE)).stdout)
     assert plan["estimate"]["parallel"] == 2 and plan["estimate"]["sequential"] == 4
 
 
@@ -110,3 +119,157 @@ def test_broken_pipe_is_not_an_error(tmp_path: Path) -> None:
     )
     assert done.stdout.split() == ["wave", "task", "depends", "on"]
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
+
+
+def prompter_in(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prompter", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_clear_state_deletes_nothing_that_is_not_a_state(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("a", depends_on=[])
+    workflow = h.write()
+    before = workflow.read_text()
+    (tmp_path / "notes.txt").write_text("remember the milk\n")
+    for args in (
+        ["clear-state", "--state-file", "wf.toml"],
+        ["--clear-state", "--state-file", "wf.toml"],  # 0.10's spelling, with a value kept
+        ["clear-state", "--state-file", "notes.txt"],
+    ):
+        done = prompter_in(tmp_path, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        name = args[-1]
+        assert done.stderr.startswith(f"prompter: {name}: not a prompter state file ("), args
+        assert done.stderr.endswith(
+            "; nothing deleted (clear-state deletes a prompter state only)\n"
+        )
+    assert workflow.read_text() == before
+    assert (tmp_path / "notes.txt").read_text() == "remember the milk\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt",
+        "plan.json",
+        "wf.toml",
+        "work",
+    ]
+    # A real state still goes, also in 0.10's spelling with its config file argument.
+    assert h.run() == 0
+    done = prompter_in(tmp_path, "--clear-state", "wf.toml")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".prompter" / "state.json").exists() and workflow.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--only", "wf.toml"], "prompter: --only needs --task NAME: it runs the named"),
+        (["run", "--report-dir", "", "wf.toml"], "argument --report-dir: must not be empty"),
+        (["run", "--state-file", "", "wf.toml"], "argument --state-file: must not be empty"),
+        (["status", "--report-dir", ""], "argument --report-dir: must not be empty"),
+        (["report", "--report-dir", ""], "argument --report-dir: must not be empty"),
+        (["clear-state", "--report-dir", ""], "argument --report-dir: must not be empty"),
+        (["init", "--report-dir", ""], "argument --report-dir: must not be empty"),
+        (["--bogus"], "prompter: error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_mistakes_are_named_and_nothing_is_written(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    h = Harness(tmp_path)
+    h.task("a", depends_on=[])
+    h.write()
+    (tmp_path / "state.json").write_text("mine\n")  # what an empty --report-dir would replace
+    done = prompter_in(tmp_path, *args, **h.env())
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".prompter").exists() and h.calls() == []
+    assert (tmp_path / "state.json").read_text() == "mine\n"
+    assert not (tmp_path / "junit.xml").exists()
+
+
+def test_status_during_a_run_says_it_is_running_now(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("slow", [{"sleep": 30}], depends_on=[])
+    proc = h.spawn()
+    try:
+        deadline = time.monotonic() + 15
+        while "slow" not in (h.status_or_none() or {}).get("tasks", {}):
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        done = prompter_in(tmp_path, "status")
+        assert re.search(r"^slow +running ", done.stdout, re.M), done.stdout
+        assert re.search(rf"^last run: \S+ \(running now, pid {proc.pid}\)$", done.stdout, re.M)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    done = prompter_in(tmp_path, "status")
+    assert "(interrupted)" in done.stdout and "running now" not in done.stdout
+
+
+def test_clean_exits_2_when_git_fails(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "init")
+    blob = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=tmp_path,
+        input="not a commit\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # What an ended run left, damaged: its base is no commit, so landing its work fails.
+    git("update-ref", "refs/prompter/20250101T000000Z-aaaaaa/base", blob)
+    git("update-ref", "refs/prompter/20250101T000000Z-aaaaaa/tip", "HEAD")
+    done = prompter_in(tmp_path, "clean")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("prompter: git ") and len(done.stderr.splitlines()) == 1
+
+
+def test_plan_uses_the_durations_the_last_run_measured(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("long", [{"sleep": 0.5}], depends_on=[])
+    h.task("short", depends_on=[])
+    h.task("last", depends_on=["long", "short"])
+    h.write()
+    before = json.loads(prompter_in(tmp_path, "plan", "--json", "wf.toml").stdout)
+    assert before["estimate"]["unit"] == "units"
+    assert before["critical_path"]["length"] == 2
+    assert h.run() == 0
+    after = prompter_in(tmp_path, "plan", "--json", "wf.toml")
+    assert after.returncode == 0 and after.stderr == ""
+    plan = json.loads(after.stdout)
+    assert plan["estimate"]["unit"] == "s"
+    assert plan["critical_path"]["tasks"] == ["long", "last"]
+    assert plan["critical_path"]["length"] >= 0.5
+    text = prompter_in(tmp_path, "plan", "wf.toml").stdout
+    assert "no measured durations" not in text
+    assert re.search(r"^critical path: long -> last \(\d+\.\d s\)$", text, re.M), text
+    # The state can be elsewhere; an unreadable one warns, and the plan goes on without it.
+    (tmp_path / ".prompter").rename(tmp_path / "kept")
+    moved = prompter_in(tmp_path, "plan", "--json", "--state-file", "kept/state.json", "wf.toml")
+    assert json.loads(moved.stdout)["estimate"]["unit"] == "s"
+    assert json.loads(prompter_in(tmp_path, "plan", "--json", "wf.toml").stdout) == before
+    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "wf.toml")
+    assert broken.returncode == 0
+    (tmp_path / "kept" / "state.json").write_text("{not json")
+    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "wf.toml")
+    assert broken.returncode == 0
+    assert json.loads(broken.stdout) == before
+    assert broken.stderr.startswith(f"prompter: warning: {Path('kept/state.json')}: not a prompter")
+    assert broken.stderr.endswith("; planned without measured durations\n")

@@ -130,3 +130,22 @@ def test_model_option_reaches_the_cli(tmp_path: Path, model: str) -> None:
     done = init(tmp_path, [{"result": answer(VALID)}], "--yes", "--model", model)
     assert done.returncode == 0, done.stderr
     assert calls(tmp_path)[0]["flags"]["model"] == model
+
+
+@pytest.mark.parametrize("obstacle", ["report dir", "transcript"])
+def test_an_unusable_report_dir_is_a_usage_error_before_claude_is_asked(
+    tmp_path: Path, obstacle: str
+) -> None:
+    if obstacle == "report dir":
+        (tmp_path / "notes").write_text("mine\n")
+        expected = (
+            "prompter init: notes: not a directory (the transcript goes to notes/logs/init.log)"
+        )
+    else:
+        (tmp_path / "notes" / "logs" / "init.log").mkdir(parents=True)
+        expected = "prompter init: notes/logs/init.log: cannot write the transcript: Is a directory"
+    done = init(tmp_path, [{"result": answer(VALID)}], "--yes", "--report-dir", "notes")
+    assert done.returncode == 2
+    assert done.stderr == expected + "\n"
+    assert calls(tmp_path) == []
+    assert not (tmp_path / "prompter.toml").exists()

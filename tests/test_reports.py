@@ -324,6 +324,24 @@ def test_report_into_an_unwritable_place_is_one_line_exit_2(ran: Ran, tmp_path: 
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("prompter: ")
 
 
+def test_a_report_that_cannot_be_written_is_named_not_its_temporary_file(
+    ran: Ran, tmp_path: Path
+) -> None:
+    copy = copy_of(ran, tmp_path)
+    (copy / ".prompter" / "junit.xml").unlink()
+    (copy / ".prompter" / "junit.xml").mkdir()
+    done = prompter(copy, "report")
+    assert done.stderr == "prompter: .prompter/junit.xml: cannot write: Is a directory\n"
+    assert [p.name for p in (copy / ".prompter").iterdir() if p.name.endswith(".tmp")] == []
+    (copy / "rdfile").write_text("mine\n")
+    done = prompter(
+        copy, "report", "--state-file", ".prompter/state.json", "--report-dir", "rdfile"
+    )
+    assert done.returncode == 2
+    assert done.stderr == "prompter: rdfile: cannot write: not a directory\n"
+    assert (copy / "rdfile").read_text() == "mine\n"
+
+
 def test_a_report_failure_warns_and_keeps_the_run_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -334,6 +352,7 @@ def test_a_report_failure_warns_and_keeps_the_run_exit_code(
     err = capsys.readouterr().err
     assert err.startswith("prompter: warning: reports not written: ")
     assert len(err.splitlines()) == 1
+    assert err.endswith(f"{Path('.prompter/summary.md')}: Is a directory\n")
 
 
 def test_reports_after_an_interrupted_run(tmp_path: Path) -> None:

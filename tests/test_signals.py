@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +122,36 @@ def test_sigkill_at_random_moments_never_leaves_unreadable_state(tmp_path: Path)
     for h in harnesses:  # and each can still finish its work afterwards
         assert h.run() == 0
         assert set(h.tasks_status().values()) == {("passed", None)}
+
+
+# The `prompter` entry point, reached once Python has imported it: what comes before (the
+# interpreter's own start-up, the import of prompter.cli) is not prompter's to handle.
+ENTRY = (
+    "import sys, prompter.cli\n"
+    "sys.stdout.write('imported\\n'); sys.stdout.flush()\n"
+    "prompter.cli.run()\n"
+)
+
+
+def test_ctrl_c_at_any_moment_of_the_start_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("slow", [{"sleep": 60}], depends_on=[])
+    h.write()
+    outcomes = []
+    for delay_ms in range(0, 121, 8):  # parsing, imports, loading the workflow, the run's start
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ENTRY, "run", "--progress", "plain", str(h.workflow)],
+            cwd=tmp_path,
+            env={**os.environ, **h.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "imported\n"
+        time.sleep(delay_ms / 1000)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert "Traceback" not in err and "internal error" not in err, (delay_ms, err)
+        assert proc.returncode == 130, (delay_ms, err)
+        outcomes.append(out)
+    assert any(" run " not in out for out in outcomes)  # some came before the run began

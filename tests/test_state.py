@@ -4,6 +4,7 @@ lock, linear I/O, merge algebra, fingerprints, and SIGKILL at random moments."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import json
 import math
@@ -464,6 +465,178 @@ def test_clear_forgets_everything(path: Path) -> None:
     StateStore(path).clear()  # while closed: takes and releases the lock
     assert not path.exists() and not store.journal_path.exists()
     assert StateStore(path).load() == State()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'[settings]\nagent = "command"\n\n[[tasks]]\nname = "a"\n',  # the workflow file
+        b"remember the milk\n",
+        b'{"name": "my-package", "dependencies": {}}\n',  # JSON, but not a state
+        b"",
+    ],
+)
+def test_clear_deletes_nothing_that_is_not_a_state(tmp_path: Path, content: bytes) -> None:
+    victim = tmp_path / "victim.toml"
+    victim.write_bytes(content)
+    journal = tmp_path / "victim.toml.journal"
+    journal.write_bytes(b"someone else's file\n")
+    with pytest.raises(StateError) as caught:
+        StateStore(victim).clear()
+    message = str(caught.value)
+    assert message.startswith(f"{victim}: not a prompter state file (")
+    assert message.endswith("; nothing deleted (clear-state deletes a prompter state only)")
+    assert victim.read_bytes() == content and journal.read_bytes() == b"someone else's file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml", "victim.toml.journal"]
+
+
+def test_clear_deletes_a_journal_only_when_it_is_one(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    journal = path.with_name("state.json.journal")
+    journal.write_text("my notes\n")
+    with pytest.raises(StateError, match=r"state.json.journal: not a prompter journal; nothing"):
+        StateStore(path).clear()
+    assert journal.read_text() == "my notes\n"
+    # A first run that never compacted: its journal is its whole state, and goes.
+    journal.unlink()
+    store = StateStore(path)
+    store.open()
+    store.record(task("a"), durable=True)
+    store._release()  # killed before close(): no snapshot
+    assert journal.stat().st_size > 0 and not path.exists()
+    StateStore(path).clear()
+    assert not journal.exists()
+    # A newer prompter's state is a state too.
+    path.write_text('{"version": 99, "tasks": {}}')
+    StateStore(path).clear()
+    assert not path.exists()
+
+
+def test_a_json_object_without_a_version_is_not_a_state_and_is_never_replaced(
+    path: Path,
+) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text('{"name": "my-package"}\n')
+    for action in (StateStore(path).load, StateStore(path).open):
+        with pytest.raises(StateError, match='not a prompter state file \\(no "version" key\\)'):
+            action()
+    assert path.read_text() == '{"name": "my-package"}\n'
+
+
+def test_compaction_names_the_file_that_failed_and_leaves_no_temp_file(
+    path: Path, store: StateStore
+) -> None:
+    store.record(task("a"), durable=True)
+    store.temp_path.mkdir()  # appears during the run
+    with pytest.raises(StateError, match=r"^.*state\.json\.tmp: Is a directory$"):
+        store.compact()
+    store.temp_path.rmdir()
+    path.mkdir()  # the snapshot's own place taken
+    with pytest.raises(StateError, match=r"^.*state\.json: Is a directory$"):
+        store.compact()
+    assert not store.temp_path.exists()
+    path.rmdir()
+
+
+def test_an_obstacle_to_compaction_is_found_when_the_store_opens(path: Path) -> None:
+    temp = path.with_name("state.json.tmp")
+    temp.mkdir(parents=True)
+    with pytest.raises(StateError, match=r"state\.json\.tmp: not a file: prompter writes"):
+        StateStore(path).open()
+    assert not path.with_name("state.json.journal").exists()
+
+
+def test_a_report_dir_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "rdfile").write_text("notes\n")
+    for where in ("rdfile", "rdfile/sub"):
+        store = StateStore(tmp_path / where / "state.json")
+        for action in (store.open, store.load, store.clear):
+            with pytest.raises(StateError, match=f"^{tmp_path / 'rdfile'}: not a directory$"):
+                action()
+    assert (tmp_path / "rdfile").read_text() == "notes\n"
+
+
+def test_a_run_starting_while_status_probes_the_lock_waits_for_the_probe(path: Path) -> None:
+    with StateStore(path):
+        pass
+    probe = os.open(path.with_name("state.json.lock"), os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # what holder() holds for an instant
+    threading.Timer(0.005, os.close, [probe]).start()
+    with StateStore(path) as state:  # not "locked by another prompter run"
+        assert state == State()
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
+    """Writes bigger than `room` bytes fail as on a full disk; smaller ones still fit."""
+    real = state_module._write_all
+
+    def write_all(fd: int, data: bytes) -> None:
+        if len(data) > room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(state_module, "_write_all", write_all)
+
+
+def test_a_record_the_disk_cannot_take_waits_and_close_saves_it(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(path)
+    store.open()
+    store.record(task("a", TaskStatus.RUNNING), durable=False)
+    _full_disk(monkeypatch, room=4_000)
+    big = task("a", TaskStatus.FAILED, attempts=[attempt(output_tail="x" * 10_000)])
+    with pytest.raises(StateError, match=r"state\.json\.journal: cannot write: No space left"):
+        store.record(big, durable=True)
+    # Without its output the record fitted: `a` is not left running, even if nothing else fits.
+    on_disk = StateStore(path).load().tasks["a"]
+    assert on_disk.status is TaskStatus.FAILED and on_disk.attempts[0].output_tail == ""
+    # Later records queue behind it, so no earlier line can overtake a later one.
+    with pytest.raises(StateError):
+        store.record(task("b"), durable=True)
+    assert store.unsaved == 2
+    monkeypatch.undo()  # space again
+    store.close()
+    assert store.unsaved == 0
+    state = StateStore(path).load()
+    assert state.tasks["a"].attempts[0].output_tail == "x" * 10_000
+    assert set(state.tasks) == {"a", "b"}
+
+
+def test_when_nothing_fits_the_journal_still_loads_and_no_temp_file_is_left(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(path)
+    store.open()
+    store.record(task("a", TaskStatus.RUNNING), durable=False)
+    _full_disk(monkeypatch, room=0)
+    with pytest.raises(StateError):
+        store.record(task("a", TaskStatus.PASSED), durable=True)
+    with pytest.raises(StateError, match=r"state\.json\.tmp: No space left on device"):
+        store.close()
+    assert store.unsaved == 1
+    assert StateStore(path).load().tasks["a"].status is TaskStatus.RUNNING  # the last it could
+    assert not store.temp_path.exists()
+    monkeypatch.undo()
+    with StateStore(path) as state:  # the lock was released
+        assert set(state.tasks) == {"a"}
+
+
+def test_holder_names_a_live_run_and_creates_nothing(path: Path) -> None:
+    assert StateStore(path).holder() is None
+    assert not path.parent.exists()  # creates nothing
+    with StateStore(path):
+        pass
+    assert StateStore(path).holder() is None  # a lock file without a run
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        assert StateStore(path).holder() == holder.pid
+    finally:
+        holder.communicate(b"")
+    assert StateStore(path).holder() is None
 
 
 def test_bytes_written_is_linear_in_events(path: Path, store: StateStore) -> None:

@@ -119,6 +119,52 @@ def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
         return path.open("ab")
 
 
+class _LogFile:
+    """The task log as an attempt writes it. A write error (a full disk, a file system gone
+    read-only) ends the logging, not the attempt: as for process output (`processes._Capture`),
+    the state still gets the output tail, and a log must never take the run down."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file: BinaryIO | None = file
+
+    def write(self, data: bytes) -> int:
+        if self._file is not None:
+            try:
+                self._file.write(data)
+            except OSError:
+                self._drop()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError:
+                self._drop()
+
+    def close(self) -> None:
+        self.flush()
+        self._drop()
+
+    def _drop(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # closing flushes what is buffered: may fail too
+                file.close()
+
+
+def _unlogged(number: int, path: Path, error: OSError) -> AttemptRecord:
+    """The attempt that could not start because its log cannot be opened: a failure that says
+    why, never an exception that would leave the task running."""
+    now = time.time()
+    return AttemptRecord(
+        number=number,
+        started_at=now,
+        finished_at=now,
+        reason=f"cannot open the task log {path}: {error.strerror or error}",
+    )
+
+
 def _header(log: BinaryIO, text: str, *, flush: bool = True) -> None:
     """A marked line in the task log; flushed (unless it is the last one of the attempt) so
     that someone following the log sees what runs now."""
@@ -175,14 +221,17 @@ async def run_attempt(
     """Run the agent, wait `check_interval`, run the verify command; never raises on failure."""
     # Opened on the loop: a hand-off to a worker thread costs more than creating the file on a
     # fast file system, and on a slow one the kernel work competes for the same cores anyway.
-    with _open_log(ctx.logs_dir, task.name) as log_file:
-        writer = RedactingWriter(log_file, ctx.redactor)
-        try:
-            record = await _attempt(
-                ctx, task, number, feedback, resume_session, cast(BinaryIO, writer)
-            )
-        finally:
-            writer.drain()
+    try:
+        opened = _open_log(ctx.logs_dir, task.name)
+    except OSError as exc:  # `logs/<task>.log` is a directory, not writable, …
+        return _unlogged(number, ctx.logs_dir / log_name(task.name), exc)
+    log_file = _LogFile(opened)
+    writer = RedactingWriter(cast(BinaryIO, log_file), ctx.redactor)
+    try:
+        record = await _attempt(ctx, task, number, feedback, resume_session, cast(BinaryIO, writer))
+    finally:
+        writer.drain()
+        log_file.close()
     if not ctx.redactor:
         return record
     mask = ctx.redactor.text

@@ -1,24 +1,28 @@
 """The `prompter` command: parse arguments, call the library, map results to exit codes.
 
-Kept import-light (argparse only at module level) so the CLI starts fast; each command
+Kept import-light (nothing but os and sys at module level) so the CLI starts fast, and so that
+almost all of the start-up, imports included, runs where `run()` handles Ctrl-C; each command
 imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import __version__
 
+TYPE_CHECKING = False  # not from typing: importing it costs start-up time outside run()
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from pathlib import Path
+    from types import FrameType
+
     from .config import Workflow
     from .planning import Plan
     from .run import RunOptions
+    from .state import State
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -76,12 +80,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from .planning import make_plan
 
-    plan = make_plan(_load(args.workflow), max_parallel=args.max_parallel)
+    workflow = _load(args.workflow)
+    plan = make_plan(workflow, max_parallel=args.max_parallel, durations=_durations(args, workflow))
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
         sys.stdout.write(_plan_text(args.workflow, plan))
     return EXIT_OK
+
+
+def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
+    """The last measured duration of each task of `workflow`, from the state `run` keeps; none
+    when there is no state, and a warning (planning goes on) when it cannot be read."""
+    from .state import StateError, StateStore
+
+    path = _state_path(args)
+    try:
+        measured = StateStore(path).load().durations()
+    except StateError as exc:
+        print(f"prompter: warning: {exc}; planned without measured durations", file=sys.stderr)
+        return {}
+    return {t.name: measured[t.name] for t in workflow.tasks if t.name in measured}
 
 
 def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
@@ -94,7 +113,7 @@ def _plan_text(path: str, plan: Plan) -> str:
     u = plan.unit
 
     def amount(x: float) -> str:
-        return f"{x:g} {u}"
+        return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
 
     lines = [f"{path}: {len(plan.names)} tasks, {plan.mode} mode"]
     if plan.mode == "graph":
@@ -121,10 +140,15 @@ def _plan_text(path: str, plan: Plan) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .progress import choose
     from .run import RunError, RunOptions, run_workflow
     from .state import StateError
 
+    if args.only and not args.task:
+        print("prompter: --only needs --task NAME: it runs the named tasks only", file=sys.stderr)
+        return EXIT_INVALID
     workflow = _load(args.workflow)
     progress_mode = args.progress
     if args.no_progress:
@@ -166,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import anyio
 
     from .worktrees import GitError, recover, toplevel
@@ -177,9 +203,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         runs = anyio.run(recover, repo)
-    except GitError as exc:
+    except GitError as exc:  # the repository, not a task: a problem of the environment
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INVALID
     for run in runs:
         if warning := run.landing.warning():
             print(f"prompter: warning: run {run.run_id}: {warning}", file=sys.stderr)
@@ -188,6 +214,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .init import InitError, run_init
 
     try:
@@ -216,6 +244,8 @@ def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .report.files import Format, workflow_for, write_reports
     from .state import StateError, StateStore
 
@@ -245,6 +275,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _state_path(args: argparse.Namespace) -> Path:
+    from pathlib import Path
+
     return Path(args.state_file) if args.state_file else Path(args.report_dir) / "state.json"
 
 
@@ -254,8 +286,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .state import StateError, StateStore
     from .status import status_json, status_text
 
+    store = StateStore(_state_path(args))
     try:
-        state = StateStore(_state_path(args)).load()
+        state = store.load()
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -263,8 +296,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
+        live = store.holder()
+        if live is not None:
+            state = _running_now(state, live)
         sys.stdout.write(status_text(state, workflow, _state_path(args)))
     return EXIT_OK
+
+
+def _running_now(state: State, pid: int) -> State:
+    """The state as status shows it while its run still goes on: the last run has no end yet
+    because it has not ended, not because it crashed ("did not finish")."""
+    if not state.runs or state.runs[-1].status is not None:
+        return state
+    now = "running now" + (f", pid {pid}" if pid else "")
+    last = state.runs[-1].model_copy(update={"status": now})
+    return state.model_copy(update={"runs": [*state.runs[:-1], last]})
 
 
 def cmd_clear_state(args: argparse.Namespace) -> int:
@@ -281,6 +327,8 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -290,7 +338,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _path(text: str) -> str:
+    """A path option's value: an empty one would quietly mean the current directory."""
+    import argparse
+
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty (use . for the current directory)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="prompter",
         description="Run AI coding agents over a graph of tasks, each checked by a shell command.",
@@ -329,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="slots to plan for (default: max_parallel_tasks)",
     )
+    _state_args(plan, "the state whose measured durations it uses")
     plan.set_defaults(handler=cmd_plan)
 
     run = commands.add_parser(
@@ -413,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--report-dir",
         default=".prompter",
+        type=_path,
         metavar="D",
         help="where the transcript goes: D/logs/init.log (default: .prompter)",
     )
@@ -433,16 +494,25 @@ INIT_HELP = (
 COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "clean", "init")
 
 
-def _state_args(parser: argparse.ArgumentParser) -> None:
+def _state_args(
+    parser: argparse.ArgumentParser, what: str = "where state, logs and reports go"
+) -> None:
     parser.add_argument(
         "--report-dir",
         default=".prompter",
+        type=_path,
         metavar="D",
-        help="where state, logs and reports go (default: .prompter)",
+        help=f"{what} (default: .prompter)",
     )
     parser.add_argument(
-        "--state-file", metavar="P", help="state file (default: REPORT_DIR/state.json)"
+        "--state-file",
+        type=_path,
+        metavar="P",
+        help="state file (default: REPORT_DIR/state.json)",
     )
+
+
+_VALUED = frozenset({"--state-file", "--report-dir"})  # options of status/clear-state with a value
 
 
 def compat_argv(argv: Sequence[str]) -> list[str]:
@@ -452,7 +522,11 @@ def compat_argv(argv: Sequence[str]) -> list[str]:
         if flag in args and not (args and args[0] in COMMANDS):
             args.remove(flag)
             if command == "clear-state":  # 0.10 accepted a config file here; it is not needed
-                args = [a for a in args if not a.endswith(".toml")]
+                args = [
+                    a
+                    for i, a in enumerate(args)
+                    if not a.endswith(".toml") or (i > 0 and args[i - 1] in _VALUED)
+                ]
             return [command, *args]
     if args and args[0] not in COMMANDS and not args[0].startswith("-"):
         return ["run", *args]
@@ -461,28 +535,41 @@ def compat_argv(argv: Sequence[str]) -> list[str]:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(compat_argv(sys.argv[1:] if argv is None else argv))
-    from .diagnostics import WorkflowError
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = compat_argv(argv)
+    if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version", "--"):
+        # Else argparse says "COMMAND is required", which hides the actual mistake.
+        parser.error(f"unrecognized arguments: {args[0]}")
+    return parser.parse_args(args)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
     try:
+        # Parsed in here, where a Ctrl-C is handled, not before.
+        args = _parse(sys.argv[1:] if argv is None else argv)
         code: int = args.handler(args)
         sys.stdout.flush()
         return code
-    except WorkflowError as exc:
-        print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
-        n = len(exc.errors)
-        where = args.workflow or "workflow"
-        print(f"{where}: {n} error{'s' * (n != 1)}", file=sys.stderr)
-        return EXIT_INVALID
     except BrokenPipeError:  # `prompter graph … | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_SIGINT
     except Exception as exc:
+        from .diagnostics import WorkflowError
+
+        if isinstance(exc, WorkflowError):
+            print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
+            n = len(exc.errors)
+            where = (args and args.workflow) or "workflow"
+            print(f"{where}: {n} error{'s' * (n != 1)}", file=sys.stderr)
+            return EXIT_INVALID
         if os.environ.get("PROMPTER_DEBUG"):
             raise
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # what a task of a task group raised says what went wrong
         print(
             f"prompter: internal error: {type(exc).__name__}: {exc} "
             "(a bug: please report it; PROMPTER_DEBUG=1 shows the traceback)",
@@ -491,5 +578,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+_interrupts: list[int] = []
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _interrupts:  # a second Ctrl-C: no more grace (as during a run)
+        os._exit(EXIT_SIGINT)
+    _interrupts.append(signum)
+    raise KeyboardInterrupt
+
+
 def run() -> None:
-    sys.exit(main())
+    """The `prompter` command. A Ctrl-C at any moment, also while a command is still being
+    parsed or is importing what it needs, ends it with 130 and no traceback."""
+    try:
+        import signal
+
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+            signal.signal(signal.SIGINT, _on_sigint)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            # The runner reads our output for workflow commands; what we print quotes task names,
+            # reasons and file names that an agent may have chosen.
+            from .github.commands import InertWriter
+
+            sys.stdout = InertWriter(sys.stdout)
+            sys.stderr = InertWriter(sys.stderr)
+        code = main()
+    except KeyboardInterrupt:
+        code = EXIT_SIGINT
+    except BaseException:
+        # An interrupt inside an extension module's import can come out as another exception
+        # (pydantic_core: a pyo3 PanicException, not an Exception): the interrupt is the cause.
+        if not _interrupts:
+            raise
+        code = EXIT_SIGINT
+    sys.exit(code)

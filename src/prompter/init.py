@@ -14,13 +14,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import anyio
 
 from .agents import AgentRequest, AgentUnavailable
 from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
 from .diagnostics import WorkflowError
+from .state import not_a_directory
 
 ROUNDS = 3  # proposals per `init`: the first, and up to two corrections
 READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies, never changes
@@ -111,9 +112,8 @@ async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO)
         },
         context={"settings": settings},
     )
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     prompt, session, spent = task.prompt, None, 0.0
-    with log_path.open("ab") as log:
+    with _open_transcript(log_path) as log:
         for round_ in range(1, ROUNDS + 1):
             out.write(f"asking Claude for a workflow (round {round_} of at most {ROUNDS}) …\n")
             out.flush()
@@ -134,6 +134,22 @@ async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO)
             out.write(f"the proposal is not valid yet:\n{_indent(errors)}\n")
             prompt = correction_prompt(errors)
     raise InitError(f"no valid workflow after {ROUNDS} proposals (see {log_path})")
+
+
+def _open_transcript(log_path: Path) -> BinaryIO:
+    """The transcript's file, opened before Claude is asked: a report directory that is a file
+    (say) is a mistake on the command line, not something to find after paying for a proposal."""
+    logs = log_path.parent
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        return log_path.open("ab")
+    except (FileExistsError, NotADirectoryError):
+        where = not_a_directory(logs)
+        message = f"{where}: not a directory (the transcript goes to {log_path})"
+        raise InitError(message, usage=True) from None
+    except OSError as exc:
+        message = f"{log_path}: cannot write the transcript: {exc.strerror or exc}"
+        raise InitError(message, usage=True) from None
 
 
 def _indent(text: str) -> str:

@@ -29,7 +29,17 @@ from .planning import limits_for, task_weights
 from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
-from .state import RunRecord, State, StateStore, TaskRecord, TaskStatus, fingerprints
+from .state import (
+    TERMINAL,
+    RunRecord,
+    State,
+    StateError,
+    StateStore,
+    TaskRecord,
+    TaskStatus,
+    fingerprints,
+    not_a_directory,
+)
 from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -71,6 +81,7 @@ class RunResult:
     isolation: str = "shared"
     # About the user's files: edits made during a run that landing kept (see Landing.warning).
     warnings: tuple[str, ...] = ()
+    state_error: StateError | None = None  # a write of the state failed: the run was stopped
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,37 @@ async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRun
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
 
 
+class _Recorder:
+    """The ledger's writes into the store. The first failed write (a full disk) stops the run
+    rather than crashing it: what runs is interrupted, nothing new starts, and the store keeps
+    every record it could not write for `close()` to try again (see `state`)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.error: StateError | None = None
+        self.failed = anyio.Event()
+
+    def __call__(self, record: TaskRecord, durable: bool) -> None:
+        try:
+            self.store.record(record, durable=durable)
+        except StateError as exc:
+            if self.error is None:
+                self.error = exc
+                self.failed.set()
+
+    async def stop_on_failure(self, engine: GraphScheduler | SequentialRunner) -> None:
+        await self.failed.wait()  # not from inside the write: the engine is mid-step there
+        engine.stop(f"run stopped: the state cannot be written ({self.error})")
+
+
+def _close_running(ledger: Ledger, reason: str) -> None:
+    """Give every task still running a terminal record: a crash must not leave one "running"
+    in the state for good."""
+    for name, record in list(ledger.records.items()):
+        if record.status not in TERMINAL:
+            ledger.finish(name, TaskStatus.INTERRUPTED, reason)
+
+
 async def _execute(
     workflow: Workflow,
     selection: Selection,
@@ -175,7 +217,8 @@ async def _execute(
     run_id = new_run_id()
     run = RunRecord(run_id=run_id, workflow=str(workflow.path), started_at=time.time())
     store.begin_run(run)
-    ledger = Ledger(run_id, prints, lambda r, durable: store.record(r, durable=durable), listeners)
+    recorder = _Recorder(store)
+    ledger = Ledger(run_id, prints, recorder, listeners)
     limits, _ = limits_for(workflow, 1 if options.no_parallel else options.max_parallel)
     s = workflow.settings
     agent_limit = min(limits.slots, s.max_parallel_agents or limits.slots)
@@ -231,10 +274,14 @@ async def _execute(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, signals, engine)
+            tg.start_soon(recorder.stop_on_failure, engine)
             for job in background:
                 tg.start_soon(job)
             await engine.run()
             tg.cancel_scope.cancel()
+    except Exception as exc:
+        _close_running(ledger, f"prompter stopped by an internal error ({_leaf(exc)})")
+        raise
     finally:
         if line is not None:
             with anyio.CancelScope(shield=True):
@@ -261,7 +308,11 @@ async def _execute(
     else:
         status, code = ("failed", EXIT_FAILED) if failed else ("passed", EXIT_OK)
         reason = engine.stop_reason
-    store.end_run(run.model_copy(update={"finished_at": time.time(), "status": status}))
+    if recorder.error is None:
+        try:
+            store.end_run(run.model_copy(update={"finished_at": time.time(), "status": status}))
+        except StateError as exc:  # kept by the store for close() to try again
+            recorder.error = exc
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
     not_run = tuple(n for n in planned if n not in records and n not in reused)
     isolation = "worktree" if line is not None else "shared"
@@ -276,7 +327,15 @@ async def _execute(
         landing.landed,
         isolation,
         tuple(warnings),
+        recorder.error,
     )
+
+
+def _leaf(exc: BaseException) -> str:
+    """`Type: message` of the error inside a group of one (anyio wraps what a task raised)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 async def _integration(
@@ -332,9 +391,47 @@ def run_workflow(
         _agents(workflow, selection)
         describe_dry_run(workflow, selection, out or sys.stdout)
         return RunResult("dry-run", "passed", EXIT_OK, None)
+    _check_logs_dir(options.report_dir / "logs")
     with store as state:
         prints = fingerprints(workflow)
         selection = select(workflow, state, options, prints)
-        return anyio.run(
+        result = anyio.run(
             _execute, workflow, selection, prints, options, store, state, listeners, background
         )
+        closed = _close(store)
+    if result.state_error is not None:
+        saved = (
+            f"not all of this run's records could be saved in full ({closed})"
+            if store.unsaved
+            else "every record was saved at the end"
+        )
+        raise RunError(f"the state could not be written: {result.state_error}; {saved}")
+    if closed is not None:
+        result.warnings += (
+            f"the state was not compacted ({closed}); its journal holds this run's records",
+        )
+    return result
+
+
+def _close(store: StateStore) -> str | None:
+    """Close the store at the end of a run; why it failed, or None. It fails only at the
+    compaction: the journal still holds what it held, so the state loads as it is."""
+    try:
+        store.close()
+    except StateError as exc:
+        return str(exc)
+    return None
+
+
+def _check_logs_dir(logs: Path) -> None:
+    """Create the logs directory and make sure files can be created in it: better now, with
+    exit 2, than at the first task, after the run has started."""
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = not_a_directory(logs)
+        raise RunError(f"{blocker}: not a directory (task logs go in {logs})") from None
+    except OSError as exc:
+        raise RunError(f"{logs}: cannot create the logs directory: {exc.strerror or exc}") from None
+    if not os.access(logs, os.W_OK | os.X_OK):
+        raise RunError(f"{logs}: not writable (task logs go there)")

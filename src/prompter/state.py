@@ -20,6 +20,11 @@ the last ~50 ms. `compact()` makes the new snapshot durable (temp file,
 fsync, rename, fsync of the directory) before it truncates the journal, and replaying a journal
 over a snapshot that already contains it changes nothing, so no order of crash loses a record.
 
+A write that fails (a full disk) raises, and the line waits in memory: later lines queue behind
+it (a later line must not be overtaken by an earlier one), each append tries them all again, and
+`close()` appends them or, failing that, folds them into the snapshot. Whatever the journal holds
+at any moment is still a loadable state.
+
 Records are mergeable (design §7): `merge()` unions the states of partial runs of a workflow.
 """
 
@@ -33,6 +38,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -305,6 +311,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 _SYNC_INTERVAL_S = 0.05
+_MOVE_AWAY = "move it away to start without history"
 
 
 class _Syncer:
@@ -390,6 +397,7 @@ class StateStore:
         self._journal_fd: int | None = None
         self._syncer: _Syncer | None = None  # started by the first deferred sync
         self._journal_size = 0  # bytes of whole lines; a failed append is cut back to this
+        self._backlog: list[bytes] = []  # lines a failed write left unwritten, in order
 
     @property
     def state(self) -> State:
@@ -432,12 +440,14 @@ class StateStore:
             return None
         except IsADirectoryError:
             raise StateError(f"{path}: is a directory, not a prompter state file") from None
+        except NotADirectoryError:  # a report directory that is a file, say
+            raise StateError(f"{not_a_directory(path.parent)}: not a directory") from None
         except PermissionError:
             raise StateError(f"{path}: permission denied") from None
         except OSError as exc:
             raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
-    def _read_snapshot(self) -> State:
+    def _read_snapshot(self, advice: str = _MOVE_AWAY) -> State:
         data = self._read(self.path)
         if data is None:
             return State()
@@ -448,8 +458,7 @@ class StateStore:
             if version is not None and version > STATE_VERSION:
                 raise self._too_new(version) from None
             raise StateError(
-                f"{self.path}: not a prompter state file ({_one_line(exc)}); "
-                "move it away to start without history"
+                f"{self.path}: not a prompter state file ({_one_line(exc)}); {advice}"
             ) from None
         if state.version > STATE_VERSION:
             raise self._too_new(state.version)
@@ -457,8 +466,12 @@ class StateStore:
             if record.name != name:
                 raise StateError(
                     f"{self.path}: not a prompter state file (tasks.{name} holds the record of "
-                    f"`{record.name}`); move it away to start without history"
+                    f"`{record.name}`); {advice}"
                 )
+        if "version" not in state.model_fields_set:
+            # Every snapshot prompter writes has it; without this, any JSON object (a
+            # package.json given as --state-file) would load as an empty state and be replaced.
+            raise StateError(f'{self.path}: not a prompter state file (no "version" key); {advice}')
         return state
 
     def _too_new(self, version: int) -> StateError:
@@ -490,6 +503,7 @@ class StateStore:
         self._lock()
         try:
             state, good, unterminated = self._load()
+            self._check_writable()
             fd = _guard(
                 lambda: os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
                 self.journal_path,
@@ -507,6 +521,23 @@ class StateStore:
         self._state = state
         return state
 
+    def _check_writable(self) -> None:
+        """Find now, not after the last task, what would stop `compact()` at the end of a run."""
+        temp = self.temp_path
+        if temp.exists() and not temp.is_file():
+            raise StateError(
+                f"{temp}: not a file: prompter writes the new state there at the end of a run; "
+                "move it away"
+            )
+        directory = self.path.parent
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StateError(f"{directory}: not writable: the state cannot be saved there")
+
+    @property
+    def unsaved(self) -> int:
+        """Lines that no write has managed to save yet (neither journal nor snapshot)."""
+        return len(self._backlog)
+
     def begin_run(self, run: RunRecord) -> None:
         self._append_entry(_line("run", run), durable=True)
 
@@ -517,8 +548,18 @@ class StateStore:
             line = _line("task", task)
         except PydanticSerializationError:
             # A lone surrogate assigned after validation: validate a copy, which scrubs it.
-            line = _line("task", TaskRecord.model_validate(task.model_dump()))
-        self._append_entry(line, durable=durable, deferred=True)
+            task = TaskRecord.model_validate(task.model_dump())
+            line = _line("task", task)
+        try:
+            self._append_entry(line, durable=durable, deferred=True)
+        except StateError:
+            if task.status in TERMINAL:
+                # Output tails make a record big; without them it may still fit (in the last
+                # block of the journal, say) and the task does not stay "running". The whole
+                # record stays queued behind it (see the backlog).
+                with contextlib.suppress(StateError):
+                    self._append(_line("task", _slim(task)), durable=True, deferred=True)
+            raise
 
     def end_run(self, run: RunRecord) -> None:
         self._append_entry(_line("run", run), durable=True)
@@ -532,18 +573,25 @@ class StateStore:
         # Unset optional fields are left out: most attempts have no cost, session or conflict.
         data = self._state.model_dump_json(indent=1, exclude_none=True).encode("utf-8") + b"\n"
 
-        def write_snapshot() -> None:
+        def write_temp() -> None:
             fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 _write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(self.temp_path, self.path)
-            _fsync_dir(self.path.parent)
 
-        _guard(write_snapshot, self.path)
+        try:
+            _guard(write_temp, self.temp_path)
+            _guard(lambda: os.replace(self.temp_path, self.path), self.path)
+        except StateError:
+            # A partial temp file is nobody's data, and on a full disk it holds space.
+            with contextlib.suppress(OSError):
+                self.temp_path.unlink()
+            raise
+        _guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
         self.bytes_written += len(data)
+        self._backlog.clear()  # the snapshot holds them
         # Only now is the journal redundant; a crash before this line replays it harmlessly.
         _guard(lambda: os.ftruncate(journal_fd, 0), self.journal_path)
         _guard(lambda: os.fsync(journal_fd), self.journal_path)
@@ -554,15 +602,26 @@ class StateStore:
         if self._journal_fd is None:
             return
         try:
-            if self._journal_size:
+            if self._backlog:
+                # Appending is the smaller write: on a disk that is still nearly full it is the
+                # one that may succeed, and then the journal holds every record.
+                with contextlib.suppress(StateError):
+                    self._append(b"".join(self._backlog), durable=True)
+                    self._backlog.clear()
+            if self._journal_size or self._backlog:
                 self.compact()
         finally:
             self._release()
 
     def clear(self) -> None:
-        """Forget all history (`--fresh`): the snapshot and the journal go, under the lock."""
+        """Forget all history (`clear-state`): the snapshot and the journal go, under the lock.
+
+        Only when they are a prompter state: the path comes from the command line, and a
+        mistyped `--state-file` must not delete the user's workflow file or notes.
+        """
         was_open = self._lock_fd is not None
         if not was_open:
+            self._check_clearable()  # before the lock: a refusal leaves no lock file behind
             self._lock()
         try:
             fd = self._journal_fd
@@ -577,6 +636,48 @@ class StateStore:
         finally:
             if not was_open:
                 self._release()
+
+    def _check_clearable(self) -> None:
+        """Raise unless the snapshot is a prompter state (or absent) and so is the journal."""
+        refusal = "nothing deleted (clear-state deletes a prompter state only)"
+        if self._read(self.path) is not None:
+            try:
+                self._read_snapshot(advice=refusal)
+            except StateError as exc:
+                if not str(exc).startswith(f"{self.path}: written by a newer prompter"):
+                    raise
+            return  # beside a real snapshot, the journal is that state's journal
+        journal = self._read(self.journal_path)
+        if journal:
+            # A journal without a snapshot (a first run that never compacted) is the whole
+            # state, so it must look like one: its first line an entry.
+            try:
+                self._parse_line(journal.split(b"\n", 1)[0], 1)
+            except StateError:
+                raise StateError(
+                    f"{self.journal_path}: not a prompter journal; {refusal}"
+                ) from None
+
+    def holder(self) -> int | None:
+        """The pid of a live run holding the lock (0 if unknown), or None. Creates nothing.
+
+        Probes with a shared lock for an instant; a run starting in that instant waits for it
+        (see `_lock`) instead of taking it for another run.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # also drops the probe's lock
+        return None
 
     def __enter__(self) -> State:
         return self.open()
@@ -593,10 +694,15 @@ class StateStore:
 
     def _lock(self) -> None:
         directory = self.path.parent
-        _guard(lambda: directory.mkdir(parents=True, exist_ok=True), directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StateError(f"{not_a_directory(directory)}: not a directory") from None
+        except OSError as exc:
+            raise StateError(f"{directory}: {exc.strerror or exc}") from None
         fd = _guard(lambda: os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(fd)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
@@ -662,10 +768,13 @@ class StateStore:
 
     def _append_entry(self, line: bytes, *, durable: bool, deferred: bool = False) -> None:
         entry = _Entry.model_validate_json(line)  # before writing: never journal a bad line
-        self._append(line, durable=durable, deferred=deferred)
         # The state takes what a replay of the journal would give (not the caller's object,
-        # which it goes on mutating), so compaction writes exactly what was journaled.
+        # which it goes on mutating), so compaction writes exactly what was journaled, or is
+        # still to be (the backlog, after a failed write).
         _apply(self._state, entry)
+        self._backlog.append(line)
+        self._append(b"".join(self._backlog), durable=durable, deferred=deferred)
+        self._backlog.clear()
 
 
 def _guard(action: Callable[[], _T], path: Path) -> _T:
@@ -676,8 +785,40 @@ def _guard(action: Callable[[], _T], path: Path) -> _T:
         raise StateError(f"{path}: {exc.strerror or exc}") from None
 
 
+_LOCK_TRIES = 5  # a `status` probe holds a shared lock for microseconds: wait that out
+
+
+def _flock_soon(fd: int) -> None:
+    """The exclusive lock, or BlockingIOError when another holder keeps it for more than a few
+    milliseconds (a run, not a `status` probing whether one runs)."""
+    for attempt in range(_LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == _LOCK_TRIES - 1:
+                raise
+            time.sleep(0.002 * 2**attempt)
+
+
+def not_a_directory(path: Path) -> Path:
+    """What stands in the way of directory `path`: the nearest of it and its parents that
+    exists but is not a directory (`path` itself when none does)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return path if candidate.is_dir() else candidate
+    return path
+
+
 def _unlink(path: Path) -> None:
     _guard(lambda: path.unlink(missing_ok=True), path)
+
+
+def _slim(task: TaskRecord) -> TaskRecord:
+    """The record without the bulk of its attempts (output tails, final answers)."""
+    bare = {"output_tail": "", "result_text": None}
+    attempts = [a.model_copy(update=bare) for a in task.attempts]
+    return task.model_copy(update={"attempts": attempts})
 
 
 def _line(kind: str, record: BaseModel) -> bytes:

@@ -6,6 +6,8 @@ I/O around them for `prompter run` (after every run) and `prompter report` (any 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import subprocess
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import Workflow
-from ..state import State
+from ..state import State, not_a_directory
 from .facts import analyse, one_line
 
 Format = Literal["junit", "markdown"]
@@ -72,8 +74,19 @@ def _write(path: Path, text: str) -> None:
     try:
         temp.write_text(text, "utf-8")
         os.replace(temp, path)
+    except OSError as exc:  # the report is what the user asked for, not our temporary file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def _make_dir(report_dir: Path) -> None:
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # "File exists" would not say what is wrong
+        blocker = not_a_directory(report_dir)
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(blocker)) from None
 
 
 def write_reports(
@@ -88,7 +101,7 @@ def write_reports(
     from .summary import build_summary
 
     facts = analyse(state, workflow, notes)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(report_dir)
     written = []
     for fmt in formats:
         if fmt == "junit":
@@ -114,4 +127,6 @@ def reports_after_run(
 
         return write_reports(StateStore(state_path).load(), report_dir, workflow), None
     except Exception as exc:  # noqa: BLE001 - reports must never change the run's outcome
+        if isinstance(exc, OSError) and exc.filename is not None:
+            return [], one_line(f"{exc.filename}: {exc.strerror or exc}", 300)
         return [], " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
