@@ -76,6 +76,20 @@ def test_max_retries_is_accepted_with_a_located_warning() -> None:
     assert warning.line == 11 and "max_retries has no effect" in warning.message
 
 
+def test_claude_only_keys_on_a_command_task_warn_where_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "wf.toml"
+    path.write_text(
+        '[settings]\nagent = "command"\nagent_command = ["true"]\n'
+        '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "true"\n'
+        'model = "claude-sonnet-4-5"\nresume_previous_session = true\n'
+    )
+    wf = load_workflow(path)
+    assert [(w.line, w.message) for w in wf.warnings] == [
+        (8, 'model has no effect: task `a` uses agent = "command"'),
+        (9, 'resume_previous_session has no effect: task `a` uses agent = "command"'),
+    ]
+
+
 # -- defaults: one source ---------------------------------------------------------------------
 
 

@@ -82,7 +82,8 @@ def backoff_delay(base: float, failed_attempts: int, rng: random.Random | None =
     if base <= 0:
         return 0.0
     jitter: float = (rng or random).uniform(0.5, 1.5)
-    return min(MAX_BACKOFF_S, base * 2.0 ** (failed_attempts - 1) * jitter)
+    # The exponent is bounded: 2.0 ** 1024 overflows, and past 2^30 the cap decides anyway.
+    return min(MAX_BACKOFF_S, base * 2.0 ** min(failed_attempts - 1, 30) * jitter)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

@@ -4,8 +4,8 @@ One schema (the pydantic models below) is the single source of keys, types and d
 README's reference is checked against it by the tests.
 
 Loading runs in phases, each collecting diagnostics instead of stopping at the first:
-1. read bytes (missing, directory, too large, not UTF-8)      -> one error, stop
-2. parse TOML (syntax error with line, column and caret)      -> one error, stop
+1. read bytes (missing, not a regular file, too large, not UTF-8) -> one error, stop
+2. parse TOML (syntax error with line, column and caret)          -> one error, stop
 3. shape: top-level keys, `[settings]`, each `[[tasks]]` table (pydantic, strict types)
 4. meaning: names, dependencies, transitions, cycles (on whatever parsed in phase 3)
 Positions come from `SourceMap`, built only if some message needs one.
@@ -15,24 +15,34 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from .diagnostics import Diagnostic, Severity, WorkflowError, did_you_mean, source_excerpt
+from .diagnostics import (
+    BIDI,
+    CONTROL,
+    Diagnostic,
+    Severity,
+    WorkflowError,
+    did_you_mean,
+    source_excerpt,
+)
 from .graph import CycleError, DependencyGraph
 from .source import Loc, SourceMap
 
@@ -51,25 +61,39 @@ FAILURE_KEYWORDS = ("retry", "next", "stop")
 
 Mode = Literal["graph", "sequential"]
 Isolation = Literal["auto", "worktree", "shared"]
+MAX_CHECK_INTERVAL_S = 3600.0  # a longer wait is a hung run, not a pause before verifying
+MIN_TIMEOUT_S = 0.001  # a shorter limit runs out before any process has started
+
+# Strings that reach a process (argv, environment, paths) are C strings there: a NUL cannot be
+# passed on, so it is refused here rather than when the process fails to start. The patterns run
+# in pydantic-core, not in a Python validator per string.
+_NO_NUL = r"^[^\x00]*$"
+_ENV_NAME = r"^[^=\x00]+$"  # execve's `NAME=value`: the first `=` ends the name
+Text = Annotated[str, StringConstraints(pattern=_NO_NUL)]
+EnvName = Annotated[str, StringConstraints(pattern=_ENV_NAME)]
 
 
 class _Schema(BaseModel):
-    # TOML is typed: "3" is not 3, and an unknown key is a typo until proven otherwise.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # TOML is typed: "3" is not 3, and an unknown key is a typo until proven otherwise. TOML also
+    # has inf and nan, which no count, duration or budget here can mean.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Settings(_Schema):
     """`[settings]`: applies to the whole run."""
 
     check_interval: float = Field(
-        0, ge=0, description="Seconds to wait between the agent finishing and the verify command."
+        0,
+        ge=0,
+        le=MAX_CHECK_INTERVAL_S,
+        description="Seconds to wait between the agent finishing and the verify command.",
     )
     max_retries: int | None = Field(
         None,
         ge=0,
         description="Prompter 0.10 key, accepted and ignored (warns): use `max_attempts`.",
     )
-    working_directory: str = Field(
+    working_directory: Text = Field(
         ".", description="Where agents and verify commands run; relative to the workflow file."
     )
     allow_infinite_loops: bool = Field(
@@ -93,33 +117,35 @@ class Settings(_Schema):
         ge=1,
         description="Sequential mode: cap on task executions; reaching it fails the run.",
     )
-    verify_timeout: float = Field(300, gt=0, description="Seconds a verify command may run.")
+    verify_timeout: float = Field(
+        300, ge=MIN_TIMEOUT_S, description="Seconds a verify command may run."
+    )
     retry_delay: float = Field(
         2, ge=0, description="Base seconds of exponential backoff (with jitter) between attempts."
     )
     agent: AgentKind = Field("claude", description='Agent backend: "claude" or "command".')
-    agent_command: list[str] | None = Field(
+    agent_command: list[Text] | None = Field(
         None,
         min_length=1,
         description="argv template of the `command` agent; `{prompt}`, `{task}`, `{attempt}`.",
     )
-    agent_env: dict[str, str] = Field(
+    agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Extra environment variables for every agent."
     )
-    model: str | None = Field(None, description="Claude model; default: Claude Code's default.")
+    model: Text | None = Field(None, description="Claude model; default: Claude Code's default.")
     max_turns: int | None = Field(
         None, ge=1, description="Claude: turns per attempt before it stops; no limit when absent."
     )
-    allowed_tools: list[str] = Field(
+    allowed_tools: list[Text] = Field(
         default_factory=list, description="Claude: tools allowed without asking."
     )
-    disallowed_tools: list[str] = Field(
+    disallowed_tools: list[Text] = Field(
         default_factory=list, description="Claude: tools removed from the model's reach."
     )
     permission_mode: PermissionMode = Field(
         "bypassPermissions", description="Claude Code permission mode (CI cannot answer prompts)."
     )
-    claude_cli_path: str | None = Field(
+    claude_cli_path: Text | None = Field(
         None,
         description="The `claude` executable; default: $PROMPTER_CLAUDE_CLI, else the bundled one.",
     )
@@ -131,11 +157,11 @@ class Settings(_Schema):
         description="`worktree`: a git worktree per task, merged back; `shared`: one tree; "
         "`auto`: worktree in a git repository when tasks can run at once.",
     )
-    worktree_copy: list[str] = Field(
+    worktree_copy: list[Text] = Field(
         default_factory=list,
         description="Ignored paths (from the repository root) copied into each worktree.",
     )
-    worktree_link: list[str] = Field(
+    worktree_link: list[Text] = Field(
         default_factory=list,
         description="Ignored paths symlinked into each worktree (shared, e.g. node_modules).",
     )
@@ -145,8 +171,8 @@ class Task(_Schema):
     """One `[[tasks]]` table. The keys in `INHERITED_KEYS` default to `[settings]`."""
 
     name: str = Field(description="Unique name; not `next`, `stop`, `retry` or `repeat`.")
-    prompt: str = Field(description="The instruction for the agent.")
-    verify_command: str = Field(description="Shell command (`/bin/sh -c`) that decides success.")
+    prompt: Text = Field(description="The instruction for the agent.")
+    verify_command: Text = Field(description="Shell command (`/bin/sh -c`) that decides success.")
     verify_success_code: int = Field(
         0, ge=0, le=255, description="Exit code of `verify_command` that means success."
     )
@@ -160,9 +186,9 @@ class Task(_Schema):
     )
     max_attempts: int = Field(3, ge=1, description='Attempts when `on_failure = "retry"`.')
     timeout: float | None = Field(
-        None, gt=0, description="Seconds the agent phase may run; no limit when absent."
+        None, ge=MIN_TIMEOUT_S, description="Seconds the agent phase may run; no limit when absent."
     )
-    system_prompt: str | None = Field(None, description="Added to the agent's system prompt.")
+    system_prompt: Text | None = Field(None, description="Added to the agent's system prompt.")
     resume_previous_session: bool = Field(
         False, description="Continue the previous agent session instead of a new one."
     )
@@ -174,23 +200,23 @@ class Task(_Schema):
     priority: int = Field(0, description="Graph mode: higher starts first among ready tasks.")
     exclusive: bool = Field(False, description="Graph mode: runs alone.")
     agent: AgentKind = Field(None, validate_default=True, description="Overrides `[settings]`.")
-    agent_command: list[str] | None = Field(
+    agent_command: list[Text] | None = Field(
         None, min_length=1, validate_default=True, description="Overrides `[settings]`."
     )
     verify_timeout: float = Field(
-        None, gt=0, validate_default=True, description="Overrides `[settings]`."
+        None, ge=MIN_TIMEOUT_S, validate_default=True, description="Overrides `[settings]`."
     )
-    agent_env: dict[str, str] = Field(
+    agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Added to (and overriding) `[settings]` `agent_env`."
     )
-    model: str | None = Field(None, validate_default=True, description="Overrides `[settings]`.")
+    model: Text | None = Field(None, validate_default=True, description="Overrides `[settings]`.")
     max_turns: int | None = Field(
         None, ge=1, validate_default=True, description="Overrides `[settings]`."
     )
-    allowed_tools: list[str] = Field(
+    allowed_tools: list[Text] = Field(
         None, validate_default=True, description="Overrides `[settings]`."
     )
-    disallowed_tools: list[str] = Field(
+    disallowed_tools: list[Text] = Field(
         None, validate_default=True, description="Overrides `[settings]`."
     )
     permission_mode: PermissionMode = Field(
@@ -317,15 +343,27 @@ class _Loader:
 
     def read(self) -> str:
         try:
-            size = self.path.stat().st_size
-            if self.path.is_dir():
+            st = self.path.stat()
+            if stat.S_ISDIR(st.st_mode):
                 raise self.fail("is a directory, not a workflow file")
-            if size > MAX_FILE_BYTES:
+            if not stat.S_ISREG(st.st_mode):
+                # A device or a FIFO has no size to check: /dev/zero never ends, a FIFO without
+                # a writer never answers. Not opened at all: opening some devices does things.
                 raise self.fail(
-                    f"file is {size / 2**20:.0f} MiB; workflow files are limited to "
+                    f"not a regular file ({_file_kind(st.st_mode)}): "
+                    "a workflow must be a file on disk"
+                )
+            if st.st_size > MAX_FILE_BYTES:
+                raise self.fail(
+                    f"file is {st.st_size / 2**20:.0f} MiB; workflow files are limited to "
                     f"{MAX_FILE_BYTES // 2**20} MiB"
                 )
-            data = self.path.read_bytes()
+            data = _read_at_most(self.path, st.st_size, MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:  # it grew (or was replaced) since the stat
+                raise self.fail(
+                    f"file is over {MAX_FILE_BYTES // 2**20} MiB; workflow files are limited "
+                    f"to {MAX_FILE_BYTES // 2**20} MiB"
+                )
         except FileNotFoundError:
             raise self.fail("no such file") from None
         except PermissionError:
@@ -390,7 +428,7 @@ class _Loader:
         mode: Mode = "graph" if any(r.has_depends_key for r in refs) else "sequential"
         graph = self.check_meaning(refs, settings, mode)
         if settings is not None and tasks:
-            self.check_settings_use(settings, [t for t in tasks if t is not None], mode)
+            self.check_settings_use(settings, tasks, mode)
         if any(d.severity is Severity.ERROR for d in self.diagnostics):
             self.diagnostics.sort(key=lambda d: (d.line, d.severity is not Severity.ERROR))
             raise WorkflowError(self.diagnostics)
@@ -566,7 +604,7 @@ class _Loader:
                     Severity.WARNING,
                 )
 
-    def check_settings_use(self, settings: Settings, tasks: list[Task], mode: Mode) -> None:
+    def check_settings_use(self, settings: Settings, tasks: list[Task | None], mode: Mode) -> None:
         if "max_retries" in settings.model_fields_set:
             self.report(
                 ("settings", "max_retries"),
@@ -584,7 +622,14 @@ class _Loader:
                 f"= {settings.max_parallel_tasks}; at most {settings.max_parallel_tasks} will run",
                 Severity.WARNING,
             )
-        for i, task in enumerate(tasks):
+        if settings.agent_command and not settings.agent_command[0]:
+            self.report(("settings", "agent_command"), _EMPTY_PROGRAM)
+        for i, task in enumerate(tasks):  # by file index: a task that did not validate is None
+            if task is None:
+                continue
+            own_command = "agent_command" in task.model_fields_set
+            if own_command and task.agent_command and not task.agent_command[0]:
+                self.report(("tasks", i, "agent_command"), _EMPTY_PROGRAM)
             if task.agent == "command" and task.agent_command is None:
                 self.report(
                     ("tasks", i, "agent") if "agent" in task.model_fields_set else ("tasks", i),
@@ -592,7 +637,12 @@ class _Loader:
                     '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
                 )
             if task.agent == "command":
-                for key in CLAUDE_KEYS:
+                # A command agent has no session to resume either.
+                ignored = [
+                    *CLAUDE_KEYS,
+                    *(("resume_previous_session",) * bool(task.resume_previous_session)),
+                ]
+                for key in ignored:
                     if key in task.model_fields_set:
                         self.report(
                             ("tasks", i, key),
@@ -616,6 +666,42 @@ class _Loader:
                             f"{key} has no effect in sequential mode (no task has depends_on)",
                             Severity.WARNING,
                         )
+
+
+def _read_at_most(path: Path, expected: int, limit: int) -> bytes:
+    """Up to `limit` bytes of `path`, whose size was `expected` when checked. Bounded and
+    non-blocking, should a device or a FIFO have taken the file's place since."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        want = expected + 1  # the usual file: one read for the data, one to see the end
+        while size < limit:
+            chunk = os.read(fd, min(want, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            want = 1 << 20
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a pipe or FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "another kind of file")
+
+
+_EMPTY_PROGRAM = (
+    "the program to run, agent_command[0], is empty: name an executable, "
+    'e.g. agent_command = ["my-agent", "{prompt}"]'
+)
 
 
 def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:
@@ -644,14 +730,20 @@ def _name_problem(name: str) -> str | None:
         )
     if name != name.strip():
         return f"task name {name!r} has leading or trailing white space"
-    if _CONTROL.search(name):
-        return f"task name {name!r} contains a control character"
+    if m := _CONTROL.search(name):
+        return f"task name {name!r} contains a control character (U+{ord(m.group()):04X})"
+    if m := _BIDI.search(name):
+        return (
+            f"task name {name!r} contains a bidirectional formatting character "
+            f"(U+{ord(m.group()):04X}), which can reorder how it and the text around it display"
+        )
     if len(name) > 200:
         return f"task name is {len(name)} characters long; the limit is 200"
     return None
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(f"[{CONTROL}]")
+_BIDI = re.compile(f"[{BIDI}]")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -687,6 +779,30 @@ _EXPECTED = {
 }
 
 
+def _env_name_problem(name: str) -> str:
+    if not name:
+        return "`agent_env` has an empty variable name"
+    if "=" in name:
+        # execve takes `NAME=value` strings: the first `=` would end the name.
+        return f"`agent_env` variable name {name!r} contains `=`, which cannot be in a name"
+    return f"`agent_env` variable name {name!r} contains a NUL character (U+0000)"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    """A pydantic location as the TOML file writes it: `agent_command[1]`, `agent_env.PATH`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]" if out else ""  # a leading index is the task's: not in the file
+        elif part != "[key]":  # pydantic's marker for an error in a table's key
+            text = part if _BARE_KEY.fullmatch(part) else repr(part)
+            out += f".{text}" if out else text
+    return out
+
+
 def _describe(value: Any) -> str:
     kind = next((v for t, v in _TOML_TYPES.items() if type(value) is t), "a date/time")
     shown = repr(value)
@@ -720,6 +836,15 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
         return f"unknown key `{loc[-1]}`{hint}"
     if kind in _EXPECTED:
         return f"`{key}` must be {_EXPECTED[kind]}, not {_describe(error.get('input'))}"
+    if kind == "finite_number":
+        return f"`{key}` must be a finite number, not {_number(error.get('input'))}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _ENV_NAME:
+        return _env_name_problem(error.get("input", ""))
+    if kind == "string_pattern_mismatch":  # _NO_NUL, the only other pattern
+        return (
+            f"`{_dotted(loc)}` contains a NUL character (U+0000), which no process argument, "
+            "environment variable or path can hold"
+        )
     if kind == "literal_error":
         return f"`{key}` must be one of {ctx.get('expected')}, not {error.get('input')!r}"
     bounds = {

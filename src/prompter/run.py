@@ -143,7 +143,9 @@ def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
     if workflow.mode == "sequential":  # jumps may reach any task
         needed = {t.agent for t in workflow.tasks}
     try:
-        return {kind: agent_for(kind, workflow) for kind in sorted(needed)}
+        # Graph mode checks only the tasks this run starts; jumps may reach any task.
+        tasks = selection.run if workflow.mode == "graph" else None
+        return {kind: agent_for(kind, workflow, tasks) for kind in sorted(needed)}
     except AgentUnavailable as exc:
         raise RunError(str(exc)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -42,12 +43,15 @@ class AgentUnavailable(Exception):
     """The backend cannot run here; the message says what to do instead."""
 
 
-def agent_for(kind: str, workflow: Workflow) -> Agent:
-    """The backend for `kind`; raises AgentUnavailable when it cannot run here."""
+def agent_for(kind: str, workflow: Workflow, tasks: Collection[int] | None = None) -> Agent:
+    """The backend for `kind`; raises AgentUnavailable when it cannot run here — for the
+    `command` backend, when the program of one of `tasks` (default: all) cannot start."""
     if kind == "command":
         from .command import CommandAgent
 
-        return CommandAgent(workflow.settings)
+        agent = CommandAgent(workflow.settings)
+        agent.check_programs(workflow, tasks)
+        return agent
     from .claude import ClaudeAgent
 
     return ClaudeAgent(workflow.settings, workflow.path.parent, workflow.workdir)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
-from ..config import Settings
+from ..config import PLACEHOLDERS, Settings, Task, Workflow
+from ..diagnostics import Diagnostic
 from ..processes import run_process
-from . import AgentRequest, AgentResult
+from ..source import SourceMap
+from . import AgentRequest, AgentResult, AgentUnavailable
 
 
 def expand(template: list[str], *, prompt: str, task: str, attempt: int) -> list[str]:
@@ -27,6 +32,28 @@ class CommandAgent:
         # The environment as the run found it, built once: copying os.environ decodes every
         # variable, which is a noticeable share of starting a short agent.
         self._base_env = {**os.environ, **settings.agent_env}
+
+    def check_programs(self, workflow: Workflow, tasks: Collection[int] | None = None) -> None:
+        """Raise AgentUnavailable, before anything runs, when the program of a `command` task
+        (of `tasks`, default all) cannot start here: else every attempt of it fails the same
+        way, through its retries and their backoff, and the run ends as a failed task."""
+        checked: dict[tuple[str, str | None], str | None] = {}  # tasks mostly share one
+        for i, task in enumerate(workflow.tasks):
+            if (tasks is not None and i not in tasks) or task.agent != "command":
+                continue
+            program = (task.agent_command or [""])[0]
+            if any(p in program for p in PLACEHOLDERS):
+                continue  # known only when an attempt fills it in
+            path = task.agent_env.get("PATH", self._base_env.get("PATH"))  # as the agent gets it
+            key = (program, path)
+            if key not in checked:
+                search = os.get_exec_path({} if path is None else {"PATH": path})
+                checked[key] = why_not_runnable(program, workflow.workdir, search)
+            why = checked[key]
+            if why is not None:
+                if "PATH" in self.settings.agent_env or "PATH" in task.agent_env:
+                    why += " (PATH as agent_env sets it)"
+                raise AgentUnavailable(_located(workflow, i, task, f"`{program}` {why}"))
 
     async def run(self, request: AgentRequest) -> AgentResult:
         task = request.task
@@ -61,3 +88,46 @@ class CommandAgent:
             timed_out=result.timed_out,
             output=result.output,
         )
+
+
+def why_not_runnable(program: str, cwd: Path, search: Sequence[str]) -> str | None:
+    """Why exec cannot start `program` in a child working in `cwd`, or None when it can. As
+    execvp there: a path (with a slash) is taken from `cwd`, a name is looked for in `search`."""
+    if not program:
+        return "is empty"
+    if os.sep in program:
+        path = cwd / program
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return f"does not exist ({path})"
+        except OSError as exc:
+            return f"cannot be used ({path}): {exc.strerror or exc}"
+        if stat.S_ISDIR(mode):
+            return f"is a directory ({path})"
+        if not os.access(path, os.X_OK):
+            return f"is not executable ({path}): chmod +x it, or run it through its interpreter"
+        return None
+    unusable = None  # the first match execvp would pass over: a directory, or not executable
+    for folder in search:
+        path = cwd / folder / program  # a relative PATH entry is relative to the child's cwd
+        try:
+            mode = path.stat().st_mode
+        except OSError:  # missing, or in a folder we may not search: execvp goes on as well
+            continue
+        if stat.S_ISREG(mode) and os.access(path, os.X_OK):
+            return None
+        unusable = unusable or path
+    if unusable is not None:
+        return f"is not an executable program on PATH ({unusable} is not executable)"
+    return "is not on PATH"
+
+
+def _located(workflow: Workflow, i: int, task: Task, problem: str) -> str:
+    """The problem as a diagnostic at the `agent_command` the task uses (its own, or the one it
+    inherits from `[settings]`)."""
+    own = "agent_command" in task.model_fields_set
+    loc = ("tasks", i, "agent_command") if own else ("settings", "agent_command")
+    line, col = SourceMap(workflow.text).locate(loc)
+    message = f"task `{task.name}` cannot start its agent: agent_command[0] {problem}"
+    return Diagnostic(str(workflow.path), line, message, col=col).format()
