@@ -124,6 +124,28 @@ def test_sigkill_at_random_moments_never_leaves_unreadable_state(tmp_path: Path)
         assert set(h.tasks_status().values()) == {("passed", None)}
 
 
+def test_status_after_a_kill_says_the_running_task_did_not_finish(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("slow", [{"sleep": 60}], depends_on=[])
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while (h.status_or_none() or {}).get("tasks", {}).get("slow", {}).get("status") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    done = subprocess.run(
+        [sys.executable, "-m", "prompter", "status"],
+        cwd=h.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    row = next(line for line in done.stdout.splitlines() if line.startswith("slow"))
+    assert "running (run did not finish)" in row
+    assert "(did not finish)" in done.stdout.splitlines()[-1]  # the last run's line
+
+
 # The `prompter` entry point, reached once Python has imported it: what comes before (the
 # interpreter's own start-up, the import of prompter.cli) is not prompter's to handle.
 ENTRY = (

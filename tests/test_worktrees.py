@@ -353,9 +353,10 @@ def test_sigterm_leaves_the_user_tree_as_it_was_and_the_next_run_lands_the_rest(
         time.sleep(0.05)
     time.sleep(0.5)  # quick has merged by now
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=15)
+    out, err = proc.communicate(timeout=15)
     assert proc.returncode == 143, err
     assert {p.name: p.read_bytes() for p in h.work.iterdir()} == before
+    assert "worktrees: your working tree is as it was; what passed lands at the next run" in out
     assert h.tasks_status()["quick"] == ("passed", None)
     # The next run lands what passed, then runs what is left.
     h.plan["slow"] = [{"write": {"slow.txt": "S"}}]

@@ -185,7 +185,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.isolation == "worktree":
             n = len(result.landed)
             shown = ", ".join(result.landed[:_LIST_LIMIT]) + (" …" if n > _LIST_LIMIT else "")
-            print(f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}")
+            if n:
+                print(f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}")
+            elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
+                print(
+                    "worktrees: your working tree is as it was; what passed lands at the next "
+                    "run or `prompter clean`"
+                )
+            else:
+                print("worktrees: no file changed in your working tree")
     return result.exit_code
 
 

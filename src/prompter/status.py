@@ -51,8 +51,12 @@ def status_text(state: State, workflow: Workflow | None, path: Path) -> str:
     if not data["tasks"]:
         return f"no task state in {path} (nothing has run yet)\n"
     rows = [("task", "status", "attempts", "time", "cost", "reason")]
+    ended = {r.run_id for r in state.runs if r.status is not None}
     for name, e in data["tasks"].items():
         status = e["status"] + (" (changed since)" if e.get("changed") else "")
+        if e["status"] == "running" and e.get("run_id") not in ended:
+            # Its run was killed (or is still going: then the last line says "running now").
+            status += " (run did not finish)"
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"
         cost = f"${e['cost_usd']:.2f}" if e["cost_usd"] else "-"
         rows.append((name, status, str(len(e["attempts"])), took, cost, e["reason"] or ""))
