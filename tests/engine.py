@@ -15,6 +15,21 @@ from prompter.cli import main
 FAKE_AGENT = Path(__file__).parent / "agents" / "fake_agent.py"
 
 
+def prompter_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """`python -m prompter ARGS` as a real process, output as text; a hang fails the test."""
+    return subprocess.run(
+        [sys.executable, "-m", "prompter", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=timeout,
+        **popen,
+    )
+
+
 def toml_str(value: str) -> str:
     return json.dumps(value)  # JSON strings are valid TOML basic strings for our inputs
 

@@ -9,14 +9,15 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from prompter.config import load_workflow
-from prompter.diagnostics import WorkflowError
+
+from .engine import prompter_cli
+from .test_config import errors_of
 
 BASE = '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "true"\n'
 
@@ -24,15 +25,13 @@ BASE = '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "true"\n'
 def prompter(
     *args: str, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "prompter", *args],
-        capture_output=True,
-        text=True,
-        check=False,
+    # An unbounded read fails fast instead of taking the machine's memory with it.
+    limit = (2**31, 2**31)
+    return prompter_cli(
+        *args,
         cwd=cwd,
-        timeout=timeout,  # a hang fails the test instead of stalling the suite
-        # An unbounded read fails fast instead of taking the machine's memory with it.
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31)),
+        timeout=timeout,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, limit),
     )
 
 
@@ -40,12 +39,6 @@ def write(tmp_path: Path, text: str, name: str = "wf.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def errors_of(path: Path) -> list[tuple[int, str]]:
-    with pytest.raises(WorkflowError) as caught:
-        load_workflow(path)
-    return [(d.line, d.message) for d in caught.value.errors]
 
 
 # -- files that are not regular files -----------------------------------------------------------
