@@ -326,3 +326,18 @@ def test_verify_printing_100_mb_of_hostile_bytes_keeps_memory_and_state_sane(h: 
     lint = subprocess.run(["xmllint", "--noout", str(junit_xml)], capture_output=True, check=False)
     assert lint.returncode == 0, lint.stderr
     assert (h.root / ".prompter" / "summary.md").stat().st_size < 64 * 1024
+
+
+def test_tasks_get_distinct_logs_also_on_a_case_insensitive_file_system(h: Harness) -> None:
+    from prompter.attempts import log_name
+
+    names = ["build", "Build", "BUILD", "a/b", "a_b", "..x", "x", "é"]
+    files = [log_name(n) for n in names]
+    assert len({f.casefold() for f in files}) == len(names)  # macOS and Windows fold case
+    assert files[0] == "build.log" and files[6] == "x.log"  # plain names stay readable
+    for name in ("build", "Build"):
+        h.task(name, [{"print": f"I am {name}\n"}], depends_on=[])
+    assert h.run() == 0
+    for name in ("build", "Build"):
+        text = (h.root / ".prompter" / "logs" / log_name(name)).read_text()
+        assert f"I am {name}\n" in text and text.count("I am") == 1

@@ -90,9 +90,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def log_name(task_name: str) -> str:
-    """A file name for the task's log: readable, and distinct for distinct task names."""
+    """A file name for the task's log: readable, and distinct for distinct task names, also on
+    a case-insensitive file system (macOS, Windows): a name that had to change or has capitals
+    gets a hash of itself."""
     safe = _UNSAFE.sub("_", task_name)[:80].lstrip(".") or "task"
-    if safe != task_name:
+    if safe != task_name or safe != safe.lower():
         safe += "-" + hashlib.sha256(task_name.encode()).hexdigest()[:8]
     return safe + ".log"
 
