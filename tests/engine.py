@@ -34,6 +34,15 @@ def toml_str(value: str) -> str:
     return json.dumps(value)  # JSON strings are valid TOML basic strings for our inputs
 
 
+def toml_value(value: Any) -> str:
+    """A TOML value: JSON's for scalars and arrays, an inline table for a dict."""
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    return json.dumps(value)
+
+
 @dataclass
 class Harness:
     root: Path
@@ -63,10 +72,10 @@ class Harness:
             "retry_delay": 0,
             **self.settings,
         }
-        lines = ["[settings]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        lines = ["[settings]"] + [f"{k} = {toml_value(v)}" for k, v in settings.items()]
         for task in self.tasks:
             lines.append("\n[[tasks]]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in task.items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in task.items()]
         self.workflow.write_text("\n".join(lines) + "\n")
         self.plan_file.write_text(json.dumps(self.plan))
         return self.workflow

@@ -153,6 +153,48 @@ def test_task_selection_with_and_without_dependencies(h: Harness) -> None:
     assert h.run("--task", "nope") == 2
 
 
+def test_a_pass_under_only_does_not_stand_once_its_dependencies_run(h: Harness) -> None:
+    h.task("a", depends_on=[])
+    h.task("b", depends_on=["a"])
+    h.task("c", depends_on=["b"])
+    h.task("d", depends_on=[])
+    h.task("e", depends_on=["c", "d"])
+    assert h.run("--task", "c", "--only") == 0  # c passes with a and b never run
+    assert h.run("--task", "d", "--only") == 0
+    calls = len(h.calls())
+    assert h.run() == 0
+    # b runs, so c runs again after it, then e; d's pass stands (nothing under it ran).
+    assert [c["task"] for c in h.calls()[calls:]] == ["a", "b", "c", "e"]
+
+
+def test_what_the_agent_is_given_is_fingerprinted_the_retry_policy_is_not(h: Harness) -> None:
+    h.task("a", depends_on=[])
+    h.task("b", depends_on=["a"])
+    assert h.run() == 0
+    h.tasks[1]["max_attempts"] = 5  # how often to try: a pass stays a pass
+    h.tasks[1]["on_failure"] = "next"
+    assert h.run() == 0
+    assert len(h.calls()) == 2
+    h.tasks[0]["agent_env"] = {"MODE": "strict"}  # what the agent runs with: a and b again
+    assert h.run() == 0
+    assert [c["task"] for c in h.calls()[2:]] == ["a", "b"]
+    h.settings["agent_env"] = {"OTHER": "1"}
+    assert h.run() == 0
+    assert [c["task"] for c in h.calls()[4:]] == ["a", "b"]
+
+
+def test_a_demand_above_its_budget_is_reported_by_run(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.settings["cpu_budget"] = 2
+    h.task("big", depends_on=[], cpu_required=8)
+    assert h.run() == 0
+    assert (
+        "prompter: warning: task `big`: cpu_required = 8 exceeds the budget of 2; "
+        "it is clamped to the budget and runs alone" in capsys.readouterr().err
+    )
+
+
 def test_dry_run_writes_nothing(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
     h.task("a", depends_on=[])
     h.task("b", depends_on=["a"])
@@ -227,6 +269,28 @@ def test_sequential_max_iterations_fails_the_run(
     assert h.run() == 1
     assert len(h.calls()) == 5
     assert "max_iterations (5) reached" in capsys.readouterr().out
+
+
+def test_sequential_resume_answers_only_the_first_visit_from_history(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h.settings.update(allow_infinite_loops=True, max_iterations=4)
+    h.task("check")
+    h.task("wait", on_success="check")
+    assert h.run("--task", "check") == 0  # `next` after a --task start ends the run
+    assert [c["task"] for c in h.calls()] == ["check"]
+    # check passed before: its first visit is answered from history; the loop's later visits
+    # run it (they did not before: a resumed loop never checked again).
+    assert h.run() == 1
+    assert [c["task"] for c in h.calls()][1:] == ["wait", "check", "wait", "check"]
+    assert "max_iterations (4) reached before `wait`" in capsys.readouterr().out
+
+
+def test_sequential_only_is_a_usage_error(h: Harness) -> None:
+    h.task("a")
+    h.task("b")
+    assert h.run("--task", "a", "--only") == 2
+    assert h.calls() == []
 
 
 def test_sequential_on_failure_stop(h: Harness) -> None:

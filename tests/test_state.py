@@ -39,6 +39,8 @@ from prompter.state import (
     merge,
 )
 
+from .engine import toml_value
+
 
 def attempt(number: int = 1, **fields: Any) -> AttemptRecord:
     return AttemptRecord(number=number, started_at=float(number), **fields)
@@ -756,7 +758,7 @@ def toml_task(name: str, deps: list[str] | None = None, **keys: Any) -> str:
     keys.setdefault("prompt", f"do {name}")
     keys.setdefault("verify_command", f"test -f {name}")
     lines = ["[[tasks]]", f"name = {json.dumps(name)}"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
     if deps is not None:
         lines.append(f"depends_on = {json.dumps(deps)}")
     return "\n".join(lines) + "\n"
@@ -793,13 +795,18 @@ def test_fingerprints_are_sha256_per_task(tmp_path: Path) -> None:
         ("a", {"verify_command": "true"}, {"a", "b", "c", "d"}),
         ("b", {"prompt": "other"}, {"b", "d"}),
         ("c", {"verify_success_code": 3}, {"c", "d"}),
-        ("d", {"max_attempts": 9}, {"d"}),
         ("d", {"timeout": 60}, {"d"}),
         ("e", {"system_prompt": "be careful"}, {"e"}),
-        ("b", {"on_failure": "next"}, {"b", "d"}),
         ("c", {"agent": "command", "agent_command": ["aider", "{prompt}"]}, {"c", "d"}),
         ("a", {"resume_previous_session": True}, {"a", "b", "c", "d"}),
+        # how the agent works: its model, tools, permissions and environment
+        ("b", {"model": "claude-opus-4-1"}, {"b", "d"}),
+        ("b", {"permission_mode": "acceptEdits", "max_turns": 5}, {"b", "d"}),
+        ("e", {"disallowed_tools": ["WebFetch"]}, {"e"}),
+        ("e", {"agent_env": {"MODE": "strict"}}, {"e"}),
         ("a", {"priority": 5, "exclusive": True, "cpu_required": 2}, set()),  # scheduling only
+        ("d", {"max_attempts": 9}, set()),  # the retry policy: a pass stays a pass
+        ("b", {"on_failure": "next"}, set()),
     ],
 )
 def test_fingerprint_changes_propagate_downstream_only(

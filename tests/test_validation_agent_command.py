@@ -4,35 +4,28 @@ every attempt through retries and backoff. `validate` stays a check of the file 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .engine import prompter_cli
+from .engine import prompter_cli, toml_value
 
 
 def prompter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return prompter_cli(*args, cwd=cwd)
 
 
-def toml(value: Any) -> str:
-    if isinstance(value, dict):  # an inline table: JSON's `"k": v` is not TOML
-        return "{ " + ", ".join(f"{json.dumps(k)} = {toml(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)
-
-
 def workflow(root: Path, settings: dict[str, Any], *tasks: dict[str, Any]) -> Path:
     """settings first, one key a line, then the tasks: line numbers are predictable. Were the
     program tried anyway, its retries would show (and take a second each)."""
     lines = ["[settings]", 'agent = "command"', "retry_delay = 1", "max_parallel_tasks = 1"]
-    lines += [f"{k} = {toml(v)}" for k, v in settings.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
     for keys in tasks or ({"name": "a"},):
         lines.append("[[tasks]]")
         task = {"prompt": "p", "verify_command": "true", **keys}
-        lines += [f"{k} = {toml(v)}" for k, v in task.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in task.items()]
     path = root / "wf.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -117,11 +117,24 @@ def select(
                 and record.fingerprint == prints[task.name]
             ):
                 reused.add(i)
+    if workflow.mode == "graph":
+        # A pass counts only while everything it was built on stands: a dependency that runs
+        # again (it failed, was skipped, changed, or a pass under --only came before it)
+        # makes its dependents run after it.
+        deps = workflow.graph.deps
+        for i in workflow.graph.order:
+            if i in reused and any(d not in reused for d in deps[i]):
+                reused.discard(i)
     named = [index[n] for n in options.tasks]
     if workflow.mode == "sequential":
         start = named[0] if named else 0
         if len(named) > 1:
             raise RunError("sequential mode runs from one task: give --task once")
+        if options.only:
+            raise RunError(
+                "--only has no meaning in sequential mode: --task NAME starts there and the "
+                "transitions decide what runs after it"
+            )
         return Selection(run=(start,), reused=frozenset(reused - set(named)), start=start)
     if not named:
         chosen = set(range(len(workflow.tasks))) - reused
@@ -221,7 +234,7 @@ async def _execute(
     store.begin_run(run)
     recorder = _Recorder(store)
     ledger = Ledger(run_id, prints, recorder, listeners)
-    limits, _ = limits_for(workflow, 1 if options.no_parallel else options.max_parallel)
+    limits, clamped = limits_for(workflow, 1 if options.no_parallel else options.max_parallel)
     s = workflow.settings
     agent_limit = min(limits.slots, s.max_parallel_agents or limits.slots)
     ctx = AttemptContext(
@@ -237,7 +250,7 @@ async def _execute(
     names = [t.name for t in workflow.tasks]
     reused = tuple(names[i] for i in sorted(selection.reused))
     slots = limits.slots if workflow.mode == "graph" else 1
-    warnings: list[str] = []
+    warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
     line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
     runner: AttemptRunner = run_attempt
     if line is not None:

@@ -60,7 +60,14 @@ class SequentialRunner:
         previous: int | None = None
         while current is not None and self.stop_reason is None:
             task = self.tasks[current]
-            iterations += 1
+            # What passed in an earlier run stands for a task's first visit only: a loop that
+            # comes back to it (a jump, `repeat`) must run it, as the earlier run did.
+            if current in self.reused and current not in visited:
+                visited.add(current)
+                previous = current
+                current = self._next(current, True)
+                continue
+            iterations += 1  # executions: a visit answered from history is not one
             if iterations > settings.max_iterations:
                 self._end(
                     f"max_iterations ({settings.max_iterations}) reached before `{task.name}`"
@@ -73,12 +80,9 @@ class SequentialRunner:
                 )
                 return
             visited.add(current)
-            if current in self.reused:
-                passed = True
-            else:
-                passed = await self._run_task(current, previous)
-                if self.stop_reason is not None:
-                    return
+            passed = await self._run_task(current, previous)
+            if self.stop_reason is not None:
+                return
             previous = current
             current = self._next(current, passed)
 

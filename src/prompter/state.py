@@ -53,7 +53,7 @@ from .config import Workflow
 _T = TypeVar("_T")
 
 STATE_VERSION: Final = 1
-FINGERPRINT_VERSION: Final = 1  # bump when the fingerprinted fields change: re-runs everything
+FINGERPRINT_VERSION: Final = 2  # bump when the fingerprinted fields change: re-runs everything
 
 
 class TaskStatus(StrEnum):
@@ -242,6 +242,8 @@ def merge(states: Iterable[State]) -> State:
 
 # -- fingerprints -------------------------------------------------------------------------------
 
+# What decides what the agent is asked and how, and what counts as passing. Not the retry and
+# transition policy (max_attempts, on_success, on_failure): a pass stays a pass under them.
 _FINGERPRINTED = (
     "name",
     "prompt",
@@ -252,10 +254,12 @@ _FINGERPRINTED = (
     "agent_command",
     "timeout",
     "verify_timeout",
-    "max_attempts",
-    "on_success",
-    "on_failure",
     "resume_previous_session",
+    "model",
+    "max_turns",
+    "allowed_tools",
+    "disallowed_tools",
+    "permission_mode",
 )
 _AS_FLOAT = frozenset({"timeout", "verify_timeout"})  # `600` and `600.0` are the same limit
 
@@ -276,6 +280,8 @@ def fingerprints(workflow: Workflow) -> dict[str, str]:
         for key in _FINGERPRINTED:
             value = getattr(task, key)
             definition[key] = float(value) if key in _AS_FLOAT and value is not None else value
+        definition["agent_env"] = {**workflow.settings.agent_env, **task.agent_env}
+        definition["working_directory"] = workflow.settings.working_directory  # as written
         if deps[i]:  # roots hash alike in both modes: adding `depends_on = []` re-runs nothing
             definition["deps"] = sorted(out[d] for d in deps[i])
         canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))

@@ -243,7 +243,7 @@ def _run(
     outputs["summary_path"] = relative(options.report_dir / "summary.md")
     _annotate(result.records, workflow, relative, console)
     for note in result.warnings:
-        console.annotation("warning", note, title="prompter: your files")
+        console.annotation("warning", note, title="prompter")
     if inputs.upload_artifact:
         outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
     if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
