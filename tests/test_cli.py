@@ -210,7 +210,7 @@ def test_status_during_a_run_says_it_is_running_now(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=15)
     done = prompter_in(tmp_path, "status")
-    assert "(interrupted)" in done.stdout and "running now" not in done.stdout
+    assert "(interrupted by SIGTERM)" in done.stdout and "running now" not in done.stdout
 
 
 def test_clean_exits_2_when_git_fails(tmp_path: Path) -> None:

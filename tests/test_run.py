@@ -14,7 +14,7 @@ import pytest
 
 from prompter.cli import main
 
-from .engine import Harness
+from .engine import Harness, prompter_cli
 
 
 @pytest.fixture
@@ -405,3 +405,23 @@ def test_tasks_get_distinct_logs_also_on_a_case_insensitive_file_system(h: Harne
     for name in ("build", "Build"):
         text = (h.root / ".prompter" / "logs" / log_name(name)).read_text()
         assert f"I am {name}\n" in text and text.count("I am") == 1
+
+
+def test_why_a_sequential_run_failed_is_in_the_state_and_the_reports(h: Harness) -> None:
+    import xml.etree.ElementTree as ET
+
+    h.settings.update(allow_infinite_loops=True, max_iterations=3)
+    h.task("loop", on_success="repeat")
+    assert h.run() == 1  # every execution passed; the run fails on max_iterations
+    why = "max_iterations (3) reached before `loop`"
+    assert h.status()["runs"][-1]["reason"] == why
+    text = prompter_cli("status", cwd=h.root).stdout
+    assert text.splitlines()[-1].endswith(f"(failed: {why})")
+    report = h.root / ".prompter"
+    suite = ET.parse(report / "junit.xml").getroot()
+    assert suite.get("failures") == "1"  # not all green
+    (case,) = [c for c in suite.iter("testcase") if c.get("name") == "(run)"]
+    failure = case.find("failure")
+    assert failure is not None and failure.get("message") == why
+    summary = (report / "summary.md").read_text()
+    assert f"**Why:** {why}" in summary.replace("\\", "")

@@ -325,7 +325,8 @@ async def _execute(
         reason = engine.stop_reason
     if recorder.error is None:
         try:
-            store.end_run(run.model_copy(update={"finished_at": time.time(), "status": status}))
+            ended = {"finished_at": time.time(), "status": status, "reason": reason}
+            store.end_run(run.model_copy(update=ended))
         except StateError as exc:  # kept by the store for close() to try again
             recorder.error = exc
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))

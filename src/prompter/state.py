@@ -156,6 +156,8 @@ class RunRecord(_Record):
     started_at: float
     finished_at: float | None = None
     status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running
+    # Why it ended early or failed as a whole (a stop, max_iterations, a budget, a signal).
+    reason: Text | None = None
 
 
 class State(_Record):

@@ -69,5 +69,8 @@ def status_text(state: State, workflow: Workflow | None, path: Path) -> str:
     lines.append(f"{counts}; total cost ${data['total_cost_usd']:.2f}")
     if state.runs:
         last = state.runs[-1]
-        lines.append(f"last run: {last.run_id} ({last.status or 'did not finish'})")
+        said = last.status or "did not finish"
+        if last.reason:  # "interrupted by SIGTERM" says it all; "failed: max_iterations …"
+            said = last.reason if last.reason.startswith(said) else f"{said}: {last.reason}"
+        lines.append(f"last run: {last.run_id} ({said})")
     return "\n".join(line.rstrip() for line in lines) + "\n"

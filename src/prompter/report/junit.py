@@ -10,7 +10,9 @@ repository root, the task's `[[tasks]]` line) when the workflow is known.
                                     with the tail of the output as text;
 - agent error or timeout         -> `<error>` (same, with the agent's output);
 - skipped                        -> `<skipped message="dependency `a` failed">`;
-- interrupted, or never finished -> `<error>`.
+- interrupted, or never finished -> `<error>`;
+- the run failed as a whole while no task did (sequential mode's `max_iterations` or a
+  forbidden revisit) -> one more testcase, `(run)`, with `<failure>` giving the reason.
 Each testcase has `<properties>`: attempts, cost, tokens, session id, run id.
 
 Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
@@ -35,6 +37,7 @@ MAX_CASE_OUTPUT_BYTES = 16 * 1024
 MAX_TASK_BYTES = 8 * 1024
 _SUITE_BYTES = 64 * 1024  # the document's head, the suite's attributes and properties
 _NAME_CHARS = 256  # task names are at most 200 characters in a valid workflow
+RUN_CASE = "(run)"  # the testcase of a run that failed as a whole
 _MESSAGE_CHARS = 256
 _CUT = "[… earlier output cut; the task's log under logs/ has all of it]\n"
 
@@ -160,6 +163,16 @@ def build_junit(
         elif kind == "skipped":
             case.add_skipped_info(_message(record))
         cases.append(case)
+    views = list(facts.tasks)
+    run = facts.run
+    red = any(_kind(v.record) in ("failure", "error") for v in views)
+    if run is not None and run.status == "failed" and run.reason and not red:
+        # The run failed as a whole (sequential mode's max_iterations or a forbidden revisit, a
+        # budget) while every task that ran passed: without this case the report is all green.
+        case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
+        case.add_failure_info(one_line(run.reason, 1000), None, "run_failed")
+        cases.append(case)
+        durations.append(0.0)
     suite = TestSuite(
         classname,
         cases,
@@ -167,10 +180,9 @@ def build_junit(
         properties=_suite_properties(facts),
     )
     element = suite.build_xml_doc()
-    for case_element, view, duration in zip(
-        element.iter("testcase"), facts.tasks, durations, strict=True
-    ):
+    for case_element, duration in zip(element.iter("testcase"), durations, strict=True):
         case_element.set("time", _number(duration))  # junit-xml leaves out a time of 0
+    for case_element, view in zip(element.iter("testcase"), views, strict=False):
         props = ET.Element("properties")
         for key, value in _properties(view).items():
             ET.SubElement(props, "property", {"name": key, "value": value})

@@ -108,6 +108,8 @@ def _utf8_tail(text: str, max_bytes: int) -> str:
 def _headline(facts: RunFacts) -> str:
     result = facts.result
     lines = [f"## {_HEAD_ICON.get(result, '⏳')} {md(facts.name, 120)}: {md(result)}", ""]
+    if facts.run is not None and facts.run.reason:
+        lines += [f"**Why:** {md(facts.run.reason, 500)}", ""]
     order = (
         TaskStatus.PASSED,
         TaskStatus.FAILED,
