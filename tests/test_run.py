@@ -312,6 +312,10 @@ def test_status_json_shape(h: Harness) -> None:
     assert a["status"] == "passed" and a["cost_usd"] == 0 and a["duration_s"] > 0
     assert a["attempts"][0]["verify_exit_code"] == 0
     assert data["counts"] == {"passed": 1} and len(data["runs"]) == 1
+    h.task("b", depends_on=["a"])  # not run yet: pending, with the same keys as the others
+    with_workflow = json.loads(prompter_cli("status", "--json", str(h.write()), cwd=h.root).stdout)
+    assert set(with_workflow["tasks"]["b"]) == set(with_workflow["tasks"]["a"]) - {"changed"}
+    assert with_workflow["tasks"]["b"]["run_id"] is None
 
 
 def test_prompter_10_command_line(
@@ -425,3 +429,16 @@ def test_why_a_sequential_run_failed_is_in_the_state_and_the_reports(h: Harness)
     assert failure is not None and failure.get("message") == why
     summary = (report / "summary.md").read_text()
     assert f"**Why:** {why}" in summary.replace("\\", "")
+
+
+def test_feedback_tail_starts_at_a_line(h: Harness) -> None:
+    from prompter.attempts import FEEDBACK_CHARS, Feedback, prompt_with_feedback
+    from prompter.config import load_workflow
+
+    h.task("t", depends_on=[], verify_command="make")
+    (task,) = load_workflow(h.write()).tasks
+    lines = "".join(f"line {i:05d}: error in step {i}\n" for i in range(20_000))
+    prompt = prompt_with_feedback(task, Feedback(1, "verify_command exited 2", "make", lines))
+    tail = prompt.split("```\n")[1].removesuffix("\n")  # between the fences
+    assert tail.startswith("line ") and tail.endswith("line 19999: error in step 19999")
+    assert len(tail) <= FEEDBACK_CHARS

@@ -60,7 +60,11 @@ class Feedback:
 def prompt_with_feedback(task: Task, feedback: Feedback | None) -> str:
     if feedback is None:
         return task.prompt
-    tail = feedback.output[-FEEDBACK_CHARS:].strip() or "(no output)"
+    tail = feedback.output
+    if len(tail) > FEEDBACK_CHARS:  # cut at a line start, unless that leaves nothing
+        tail = tail[-FEEDBACK_CHARS:]
+        tail = tail.partition("\n")[2] or tail
+    tail = tail.strip() or "(no output)"
     if feedback.conflict:
         what = "Its changes passed the check but could not be merged with other tasks' work:"
         ask = "Those changes are in your working tree now: redo the task on top of them."

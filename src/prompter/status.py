@@ -22,6 +22,7 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
                 "attempts": [],
                 "duration_s": None,
                 "cost_usd": 0.0,
+                "run_id": None,  # every entry has the same keys
             }
             continue
         entry: dict[str, Any] = {
