@@ -177,6 +177,7 @@ def test_a_state_write_that_fails_mid_run_stops_it_and_leaves_no_task_running(
     assert status["c"][0] == "interrupted"  # stopped at once, not after its 30 s
     assert "running" not in {s for s, _ in status.values()}
     assert not (h.root / ".prompter" / "state.json.tmp").exists()
+    assert "state: .prompter/state.json" in done.stdout  # the run's own report still comes
 
 
 def test_a_crash_inside_the_engine_leaves_no_task_running(
@@ -195,3 +196,36 @@ def test_a_crash_inside_the_engine_leaves_no_task_running(
         "prompter stopped by an internal error (RuntimeError: boom)",
     )
     assert "b" not in status
+
+
+def test_after_journal_writes_fail_the_run_still_reports_and_records_its_end(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Journal writes fail from the 4th on (a full disk that frees up again by the end): the
+    # run stops with exit 2, but the snapshot at the end takes every record, the run's end
+    # included, and what the run has to tell (its warnings) is still told.
+    from prompter import state as state_module
+
+    real = state_module._write_all
+    journal_writes = [0]
+
+    def failing(fd: int, data: bytes) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
+            journal_writes[0] += 1
+            if journal_writes[0] >= 4:
+                raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(state_module, "_write_all", failing)
+    h.settings["cpu_budget"] = 1
+    h.task("a", depends_on=[], cpu_required=4)  # a demand above the budget: a run warning
+    h.task("b", depends_on=["a"])
+    h.task("c", depends_on=["b"])
+    assert h.run() == 2
+    err = capsys.readouterr().err
+    assert "prompter: warning: task `a`: cpu_required = 4 exceeds the budget of 1" in err
+    assert "prompter: the state could not be written: " in err
+    assert "every record was saved at the end" in err
+    monkeypatch.setattr(state_module, "_write_all", real)
+    (last,) = h.status()["runs"]
+    assert last["status"] is not None and last["finished_at"]  # not "did not finish"

@@ -177,3 +177,26 @@ def test_ctrl_c_at_any_moment_of_the_start_exits_130_without_a_traceback(tmp_pat
         assert proc.returncode == 130, (delay_ms, err)
         outcomes.append(out)
     assert any(" run " not in out for out in outcomes)  # some came before the run began
+
+
+def test_an_interrupt_wrapped_by_an_extension_is_still_an_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pydantic-core interrupted while it builds a validator raises SchemaError (an Exception)
+    # with the KeyboardInterrupt inside: after a Ctrl-C that is the interrupt, not a bug.
+    from prompter import cli
+
+    def interrupted_inside_an_extension(args: object) -> int:
+        cli._interrupts.append(signal.SIGINT)  # what the handler records
+        return failing(args)
+
+    def failing(args: object) -> int:
+        raise RuntimeError("literal serializer: KeyboardInterrupt:")
+
+    monkeypatch.setattr(cli, "_interrupts", [])
+    monkeypatch.setattr(cli, "cmd_validate", interrupted_inside_an_extension)
+    assert cli.main(["validate", str(tmp_path / "wf.toml")]) == 130
+    assert "internal error" not in capsys.readouterr().err
+    cli._interrupts.clear()  # without an interrupt the same exception is a bug
+    monkeypatch.setattr(cli, "cmd_validate", failing)
+    assert cli.main(["validate", str(tmp_path / "wf.toml")]) == 70

@@ -475,6 +475,7 @@ def test_clear_forgets_everything(path: Path) -> None:
         b'[settings]\nagent = "command"\n\n[[tasks]]\nname = "a"\n',  # the workflow file
         b"remember the milk\n",
         b'{"name": "my-package", "dependencies": {}}\n',  # JSON, but not a state
+        b'{\n  "version": "1.0.0",\n  "name": "pkg"\n}\n',  # package.json with a version
         b"",
     ],
 )
@@ -512,6 +513,15 @@ def test_clear_deletes_a_journal_only_when_it_is_one(path: Path) -> None:
     path.write_text('{"version": 99, "tasks": {}}')
     StateStore(path).clear()
     assert not path.exists()
+    # So are prompter's own files that cannot be loaded: a snapshot damaged after its start, a
+    # journal whose first line was torn by a kill.
+    path.write_bytes(b'{\n "version": 1,\n "tasks": {\x00\x00garbage')
+    StateStore(path).clear()
+    assert not path.exists()
+    journal.write_bytes(b'{"run":{"run_id":"x","workfl')
+    assert StateStore(path).load() == State()  # what run and status make of it
+    StateStore(path).clear()
+    assert not journal.exists()
 
 
 def test_a_json_object_without_a_version_is_not_a_state_and_is_never_replaced(

@@ -180,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     for warning in result.warnings:
         print(f"prompter: warning: {warning}", file=sys.stderr)
+    if result.error is not None:  # after the results: they happened, and the user needs them
+        print(f"prompter: {result.error}", file=sys.stderr)
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
         if result.isolation == "worktree":
@@ -566,6 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_SIGINT
     except Exception as exc:
+        if _interrupts:
+            # A Ctrl-C inside an extension (pydantic-core building a validator) can come out
+            # wrapped in another exception: the interrupt is the cause, not a bug.
+            return EXIT_SIGINT
         from .diagnostics import WorkflowError
 
         if isinstance(exc, WorkflowError):

@@ -82,6 +82,9 @@ class RunResult:
     # About the user's files: edits made during a run that landing kept (see Landing.warning).
     warnings: tuple[str, ...] = ()
     state_error: StateError | None = None  # a write of the state failed: the run was stopped
+    # What made the run exit 2 after it ran (the state could not be written); its results,
+    # landing and warnings are still reported.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
 def describe_dry_run(workflow: Workflow, selection: Selection, out: TextIO) -> None:
     names = [t.name for t in workflow.tasks]
     if workflow.mode == "graph":
-        order = [i for i in workflow.graph.order if i in set(selection.run)]
+        chosen = set(selection.run)
+        order = [i for i in workflow.graph.order if i in chosen]
         out.write(f"dry run: would run {len(order)} task(s) in graph mode:\n")
         for i in order:
             deps = [names[d] for d in workflow.graph.deps[i]]
@@ -323,12 +327,11 @@ async def _execute(
     else:
         status, code = ("failed", EXIT_FAILED) if failed else ("passed", EXIT_OK)
         reason = engine.stop_reason
-    if recorder.error is None:
-        try:
-            ended = {"finished_at": time.time(), "status": status, "reason": reason}
-            store.end_run(run.model_copy(update=ended))
-        except StateError as exc:  # kept by the store for close() to try again
-            recorder.error = exc
+    try:  # also after a failed write: the store keeps the line for close() to try again
+        ended = {"finished_at": time.time(), "status": status, "reason": reason}
+        store.end_run(run.model_copy(update=ended))
+    except StateError as exc:
+        recorder.error = recorder.error or exc
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
     not_run = tuple(n for n in planned if n not in records and n not in reused)
     isolation = "worktree" if line is not None else "shared"
@@ -421,8 +424,9 @@ def run_workflow(
             if store.unsaved
             else "every record was saved at the end"
         )
-        raise RunError(f"the state could not be written: {result.state_error}; {saved}")
-    if closed is not None:
+        result.error = f"the state could not be written: {result.state_error}; {saved}"
+        result.exit_code = EXIT_USAGE
+    elif closed is not None:
         result.warnings += (
             f"the state was not compacted ({closed}); its journal holds this run's records",
         )

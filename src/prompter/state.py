@@ -646,25 +646,24 @@ class StateStore:
                 self._release()
 
     def _check_clearable(self) -> None:
-        """Raise unless the snapshot is a prompter state (or absent) and so is the journal."""
+        """Raise unless the snapshot is a prompter state (or absent) and so is the journal.
+
+        Judged by how the file begins, as prompter writes it, so that a state prompter cannot
+        load (damaged, or a newer prompter's) can still be cleared, and nothing else can."""
         refusal = "nothing deleted (clear-state deletes a prompter state only)"
-        if self._read(self.path) is not None:
-            try:
-                self._read_snapshot(advice=refusal)
-            except StateError as exc:
-                if not str(exc).startswith(f"{self.path}: written by a newer prompter"):
-                    raise
+        snapshot = self._read(self.path)
+        if snapshot is not None:
+            if not _SNAPSHOT_START.match(snapshot):
+                raise StateError(
+                    f"{self.path}: not a prompter state file (it does not begin like one); "
+                    f"{refusal}"
+                )
             return  # beside a real snapshot, the journal is that state's journal
         journal = self._read(self.journal_path)
-        if journal:
-            # A journal without a snapshot (a first run that never compacted) is the whole
-            # state, so it must look like one: its first line an entry.
-            try:
-                self._parse_line(journal.split(b"\n", 1)[0], 1)
-            except StateError:
-                raise StateError(
-                    f"{self.journal_path}: not a prompter journal; {refusal}"
-                ) from None
+        # A journal without a snapshot (a first run that never compacted) is the whole state;
+        # its first line may be torn, never its beginning.
+        if journal and not journal.startswith(_JOURNAL_STARTS):
+            raise StateError(f"{self.journal_path}: not a prompter journal; {refusal}")
 
     def holder(self) -> int | None:
         """The pid of a live run holding the lock (0 if unknown), or None. Creates nothing.
@@ -827,6 +826,11 @@ def _slim(task: TaskRecord) -> TaskRecord:
     bare = {"output_tail": "", "result_text": None}
     attempts = [a.model_copy(update=bare) for a in task.attempts]
     return task.model_copy(update={"attempts": attempts})
+
+
+# How prompter's files begin (see `compact` and `_line`); also a torn or newer one.
+_SNAPSHOT_START = re.compile(rb'\{\s*"version"\s*:\s*\d')
+_JOURNAL_STARTS = (b'{"task":', b'{"run":')
 
 
 def _line(kind: str, record: BaseModel) -> bytes:

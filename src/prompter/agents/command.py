@@ -37,6 +37,7 @@ class CommandAgent:
         """Raise AgentUnavailable, before anything runs, when the program of a `command` task
         (of `tasks`, default all) cannot start here: else every attempt of it fails the same
         way, through its retries and their backoff, and the run ends as a failed task."""
+        tasks = None if tasks is None else frozenset(tasks)  # `in` below: not a tuple's scan
         checked: dict[tuple[str, str | None], str | None] = {}  # tasks mostly share one
         for i, task in enumerate(workflow.tasks):
             if (tasks is not None and i not in tasks) or task.agent != "command":

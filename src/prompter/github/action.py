@@ -244,6 +244,8 @@ def _run(
     _annotate(result.records, workflow, relative, console)
     for note in result.warnings:
         console.annotation("warning", note, title="prompter")
+    if result.error is not None:
+        console.annotation("error", result.error, title="prompter: state not saved")
     if inputs.upload_artifact:
         outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
     if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
