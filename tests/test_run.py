@@ -442,3 +442,22 @@ def test_feedback_tail_starts_at_a_line(h: Harness) -> None:
     tail = prompt.split("```\n")[1].removesuffix("\n")  # between the fences
     assert tail.startswith("line ") and tail.endswith("line 19999: error in step 19999")
     assert len(tail) <= FEEDBACK_CHARS
+
+
+def test_feedback_names_the_check_whenever_the_verify_phase_ran(h: Harness) -> None:
+    from prompter.attempts import Feedback
+    from prompter.config import load_workflow
+    from prompter.state import AttemptRecord
+
+    h.task("t", depends_on=[], verify_command="make check")
+    (task,) = load_workflow(h.write()).tasks
+    agent_failed = AttemptRecord(number=1, started_at=0, reason="agent exited 3")
+    could_not_start = AttemptRecord(
+        number=1, started_at=0, reason="verify_command could not start: x", verify_duration_s=0.0
+    )
+    timed_out = AttemptRecord(
+        number=1, started_at=0, reason="timed out", verify_exit_code=-15, verify_duration_s=300
+    )
+    assert Feedback.of(task, agent_failed).verify_command is None
+    assert Feedback.of(task, could_not_start).verify_command == "make check"
+    assert Feedback.of(task, timed_out).verify_command == "make check"

@@ -45,9 +45,8 @@ class Feedback:
 
     @classmethod
     def of(cls, task: Task, attempt: AttemptRecord) -> Feedback:
-        verified = attempt.verify_exit_code is not None or (attempt.reason or "").startswith(
-            "verify_command"
-        )
+        # The verify phase ran (to an exit code, a timeout or a failed start) iff it took time.
+        verified = attempt.verify_duration_s is not None
         return cls(
             attempt.number,
             attempt.reason or "failed",
