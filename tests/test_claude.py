@@ -192,6 +192,46 @@ def test_error_result_fails_the_attempt_with_the_api_message(h: ClaudeHarness) -
     assert len(h.claude_calls("boom")) == 2
 
 
+@pytest.mark.parametrize(
+    ("patch", "unusable"),
+    [
+        ({"total_cost_usd": "abc"}, "`total_cost_usd`"),
+        ({"total_cost_usd": -100}, "`total_cost_usd`"),  # would raise the budget
+        ({"total_cost_usd": 1e400}, "`total_cost_usd`"),  # JSON's 1e400 is inf
+        ({"usage": [1, 2]}, "`usage`"),
+        ({"num_turns": "x", "session_id": 5}, "`num_turns`, `session_id`"),
+        ({"result": 12345, "is_error": True}, "`result`"),
+    ],
+)
+def test_a_result_message_with_unusable_fields_fails_the_attempt_not_the_run(
+    h: ClaudeHarness, patch: dict[str, Any], unusable: str
+) -> None:
+    h.claude("odd", [{"patch": patch}, {}], depends_on=[], max_attempts=2)
+    assert h.run() == 0  # the second attempt passes: the run went on
+    (first, second) = h.state()["tasks"]["odd"]["attempts"]
+    assert first["reason"] == (
+        f"Claude Code sent output prompter cannot read: a result message with unusable {unusable}"
+    )
+    assert second["ok"] and second["cost_usd"] == 0.01
+
+
+def test_the_final_answer_is_kept_as_readable_text(h: ClaudeHarness) -> None:
+    h.claude("t", [{"result": "res\u0000ult \u001b[2Jdone"}], depends_on=[])
+    assert h.run() == 0
+    (attempt,) = h.state()["tasks"]["t"]["attempts"]
+    assert attempt["result_text"] == "result done"
+
+
+@pytest.mark.usefixtures("quick_rate_limit_backoff")
+def test_no_rate_limit_retry_once_the_budget_is_spent(h: ClaudeHarness) -> None:
+    h.settings["max_cost_usd"] = 0.5
+    h.claude("t", [{"error": 429, "patch": {"total_cost_usd": 0.6}}, {"cost": 0.1}], depends_on=[])
+    assert h.run() == 1
+    assert len(h.claude_calls("t")) == 1  # the retry would have been new work past the budget
+    record = h.state()["tasks"]["t"]
+    assert record["status"] == "failed" and record["attempts"][-1]["cost_usd"] == 0.6
+
+
 def test_a_crashing_cli_is_an_agent_failure_with_its_stderr(h: ClaudeHarness) -> None:
     h.claude("crash", [{"crash": 3}], depends_on=[], max_attempts=1)
     assert h.run() == 1

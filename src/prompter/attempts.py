@@ -189,7 +189,8 @@ async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
             result = await agent.run(request)
         ctx.budget.add(result.usage.cost_usd)
         spent += result.usage.cost_usd or 0.0
-        if not result.rate_limited or retry == RATE_LIMIT_RETRIES:
+        # No retry once the budget is spent: that would start new agent work past it.
+        if not result.rate_limited or retry == RATE_LIMIT_RETRIES or ctx.budget.exhausted:
             if spent and spent != result.usage.cost_usd:
                 result = replace(result, usage=result.usage.model_copy(update={"cost_usd": spent}))
             return result

@@ -19,6 +19,8 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "result": text         the final answer (also said as assistant text)
     "usage_limit": true    a subscription usage limit: a rejected rate_limit_event, an error
                            result without an HTTP status, exit 1
+    "patch": {field: value} fields of the result message replaced as given (a CLI that sends
+                           a field of another type, a negative cost, ...)
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
 FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — one JSON line per
   call: argv flags, cwd, uid, the initialize request, the prompt, resume id, session id, pid.
@@ -273,6 +275,7 @@ def main() -> int:
             result=texts.get(status, f"API Error: {status} Internal server error"),
             total_cost_usd=0,
         )
+    result.update(step.get("patch", {}))
     emit(result)
     if step.get("forget_session"):
         (sessions / session_id).unlink()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -269,7 +270,6 @@ class Transcript:
         from claude_agent_sdk import (
             AssistantMessage,
             RateLimitEvent,
-            ResultMessage,
             SystemMessage,
             TextBlock,
             ToolResultBlock,
@@ -296,8 +296,7 @@ class Transcript:
         elif isinstance(message, RateLimitEvent):
             info = message.rate_limit_info
             self.line(f"rate limit: {info.status} ({info.rate_limit_type or 'unknown window'})")
-        elif isinstance(message, ResultMessage):
-            self.line(_describe_result(message))
+        # A ResultMessage is shown by Outcome.see, once it has been checked.
 
 
 def _tool_input(data: dict[str, Any]) -> str:
@@ -308,7 +307,72 @@ def _tool_input(data: dict[str, Any]) -> str:
     return _one_line(str(data), TOOL_INPUT_CHARS)
 
 
-def _describe_result(result: Any) -> str:
+@dataclass(frozen=True)
+class ResultView:
+    """The CLI's result message, checked: the SDK passes its fields on as the CLI sent them,
+    and a field of the wrong type (or a cost that is negative or not finite) must fail the
+    attempt, not prompter."""
+
+    subtype: str
+    is_error: bool
+    num_turns: int | None
+    session_id: str | None
+    total_cost_usd: float | None
+    usage: dict[str, int]
+    result: str | None
+    api_error_status: int | None
+    errors: tuple[str, ...]
+
+    @classmethod
+    def of(cls, message: Any) -> ResultView | str:
+        """The checked view, or what is wrong with the message."""
+        cost = getattr(message, "total_cost_usd", None)
+        usage = getattr(message, "usage", None) or {}
+        status = getattr(message, "api_error_status", None)
+        errors = getattr(message, "errors", None) or ()
+        checks = (
+            ("subtype", isinstance(getattr(message, "subtype", None), str)),
+            ("is_error", isinstance(getattr(message, "is_error", None), bool)),
+            ("num_turns", _optional(getattr(message, "num_turns", None), int)),
+            ("session_id", _optional(getattr(message, "session_id", None), str)),
+            ("total_cost_usd", cost is None or _cost(cost) is not None),
+            ("usage", isinstance(usage, dict)),
+            ("result", _optional(getattr(message, "result", None), str)),
+            ("api_error_status", _optional(status, int)),
+            (
+                "errors",
+                isinstance(errors, list | tuple) and all(isinstance(e, str) for e in errors),
+            ),
+        )
+        bad = [name for name, ok in checks if not ok]
+        if bad:
+            return "a result message with unusable " + ", ".join(f"`{b}`" for b in bad)
+        text = message.result
+        return cls(
+            subtype=message.subtype,
+            is_error=message.is_error,
+            num_turns=message.num_turns,
+            session_id=message.session_id,
+            total_cost_usd=None if cost is None else _cost(cost),
+            usage={k: v for k, v in usage.items() if isinstance(v, int) and v >= 0},
+            result=None if text is None else readable(text.encode("utf-8", "replace")),
+            api_error_status=status,
+            errors=tuple(errors),
+        )
+
+
+def _optional(value: Any, kind: type) -> bool:
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+def _cost(value: Any) -> float | None:
+    """A cost in dollars: a finite number, not negative; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _describe_result(result: ResultView) -> str:
     usage = result.usage or {}
     parts = [
         f"result: {result.subtype}" + (" (error)" if result.is_error else ""),
@@ -342,7 +406,7 @@ class Outcome:
     session_id: str | None = None
     started_session: bool = False  # the CLI said hello (system/init)
     limit_hit: bool = False  # a usage limit was reported (rejected rate_limit_event, or similar)
-    final: Any = None  # the ResultMessage
+    final: ResultView | None = None
     error: str | None = None
     fatal: bool = False
     timed_out: bool = False
@@ -353,6 +417,16 @@ class Outcome:
     def see(self, message: Message) -> None:
         from claude_agent_sdk import ResultMessage, SystemMessage
 
+        if isinstance(message, ResultMessage):
+            view = ResultView.of(message)
+            if isinstance(view, str):
+                self.transcript.line(f"result: {view}")
+                self.fail(f"Claude Code sent output prompter cannot read: {view}")
+                return
+            self.transcript.line(_describe_result(view))
+            self.final = view
+            self.session_id = view.session_id or self.session_id
+            return
         self.transcript.show(message)
         if _reports_limit(message):
             self.limit_hit = True
@@ -361,9 +435,6 @@ class Outcome:
             session = message.data.get("session_id")
             if isinstance(session, str):
                 self.session_id = session
-        elif isinstance(message, ResultMessage):
-            self.final = message
-            self.session_id = message.session_id or self.session_id
 
     def fail(self, error: str, fatal: bool = False) -> None:
         if self.error is None:
@@ -381,7 +452,7 @@ class Outcome:
             error = f"agent timed out after {task.timeout:g} s"
         elif error is None and final is None:
             error = "Claude Code ended without a result"
-        elif error is None and final.is_error:
+        elif error is None and final is not None and final.is_error:
             status = final.api_error_status
             text = _one_line(final.result or "; ".join(final.errors or ()) or final.subtype)
             if status in RATE_LIMIT_STATUSES or (self.limit_hit and status is None):
