@@ -365,6 +365,16 @@ def test_the_api_key_never_reaches_a_file_the_run_writes(
     assert h.claude_calls("leak")[0]["env"] is not None
 
 
+def test_secrets_given_in_agent_env_are_masked_too(h: ClaudeHarness) -> None:
+    h.settings["agent_env"] = {"DEPLOY_API_KEY": "agentenv-secret-987654"}
+    h.claude("leak", [{"echo_env": ["DEPLOY_API_KEY", "TASK_TOKEN"]}], depends_on=[])
+    h.tasks[-1]["agent_env"] = {"TASK_TOKEN": "task-level-secret-123"}
+    assert h.run() == 0
+    log = (h.root / ".prompter" / "logs" / "leak.log").read_text()
+    assert "DEPLOY_API_KEY=***" in log and "TASK_TOKEN=***" in log
+    assert "agentenv-secret-987654" not in log and "task-level-secret-123" not in log
+
+
 def test_missing_cli_is_a_clear_usage_error(
     h: ClaudeHarness, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,8 +43,11 @@ class Redactor:
         self.longest = max((len(b) for b in self._bytes), default=0)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Redactor:
-        return cls(value for name, value in environ.items() if _SECRET_NAME.search(name))
+    def from_environ(cls, *environs: Mapping[str, str]) -> Redactor:
+        """The secrets of one or more environments (prompter's, and what agent_env adds)."""
+        return cls(
+            value for env in environs for name, value in env.items() if _SECRET_NAME.search(name)
+        )
 
     def __bool__(self) -> bool:
         return bool(self._text)

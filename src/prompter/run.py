@@ -249,7 +249,9 @@ async def _execute(
         # A limiter that cannot bind would only cost time on every attempt.
         agent_slots=anyio.CapacityLimiter(agent_limit) if agent_limit < limits.slots else None,
         budget=CostBudget(s.max_cost_usd),
-        redactor=Redactor.from_environ(os.environ),
+        redactor=Redactor.from_environ(
+            os.environ, s.agent_env, *(t.agent_env for t in workflow.tasks)
+        ),
     )
     names = [t.name for t in workflow.tasks]
     reused = tuple(names[i] for i in sorted(selection.reused))
