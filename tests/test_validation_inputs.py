@@ -295,3 +295,37 @@ def test_syntax_error_excerpt_keeps_raw_control_characters_off_the_console(tmp_p
     assert first.startswith(f"{path}:2:10: error: invalid TOML")
     assert excerpt == '    name = "a?[31mred"'
     assert caret == "    " + " " * 9 + "^"
+
+
+def test_strings_too_long_for_a_process_are_refused_by_validate(tmp_path: Path) -> None:
+    from prompter.config import MAX_PROCESS_STRING_BYTES
+
+    big = "é" * (MAX_PROCESS_STRING_BYTES // 2 + 1)  # counted in bytes: 2 per character
+    text = (
+        '[settings]\nagent = "command"\nagent_command = ["true"]\n'
+        f'[[tasks]]\nname = "a"\nprompt = "{big}"\nverify_command = "true"\n'
+        f'[[tasks]]\nname = "b"\nprompt = "p"\nverify_command = "true"\nsystem_prompt = "{big}"\n'
+        f'[[tasks]]\nname = "c"\nagent = "claude"\nprompt = "{big}"\nverify_command = "true"\n'
+    )
+    errors = errors_of(write(tmp_path, text))
+    assert [(line, message.split(" is ")[0]) for line, message in errors] == [
+        (6, "`prompt` of task `a`"),
+        (12, "`system_prompt` of task `b`"),
+    ]  # c's prompt goes to Claude Code on its stdin: no limit there
+
+
+def test_a_prompt_at_the_limit_still_reaches_the_agent_with_retry_feedback(
+    tmp_path: Path,
+) -> None:
+    from prompter.config import MAX_PROCESS_STRING_BYTES
+
+    # The second attempt's prompt carries the failed check's output: it must still fit.
+    prompt = "p" * MAX_PROCESS_STRING_BYTES
+    noisy = "seq 1 100000; test -f flag || { touch flag; exit 1; }"
+    text = (
+        '[settings]\nagent = "command"\nagent_command = ["sh", "-c", "true"]\nretry_delay = 0\n'
+        f'[[tasks]]\nname = "a"\nprompt = "{prompt}"\nverify_command = "{noisy}"\n'
+    )
+    path = write(tmp_path, text)
+    done = prompter("run", str(path), "--progress", "none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

@@ -63,6 +63,11 @@ Mode = Literal["graph", "sequential"]
 Isolation = Literal["auto", "worktree", "shared"]
 MAX_CHECK_INTERVAL_S = 3600.0  # a longer wait is a hung run, not a pause before verifying
 MIN_TIMEOUT_S = 0.001  # a shorter limit runs out before any process has started
+# Linux refuses any single argument or environment string over 128 KiB (MAX_ARG_STRLEN) with
+# "Argument list too long". The command agent gets the prompt in $PROMPTER_PROMPT (plus up to
+# ~7 KB of retry feedback) and both agents the system prompt in argv or the environment: keep
+# them below that, with room for the feedback.
+MAX_PROCESS_STRING_BYTES = 120 * 1024
 
 # Strings that reach a process (argv, environment, paths) are C strings there: a NUL cannot be
 # passed on, so it is refused here rather than when the process fails to start. The patterns run
@@ -636,6 +641,18 @@ class _Loader:
                     f'task `{task.name}` uses agent = "command" but no agent_command is set '
                     '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
                 )
+            too_long = [("system_prompt", task.system_prompt)]
+            if task.agent == "command":
+                too_long.append(("prompt", task.prompt))
+            for key, text in too_long:
+                if text is not None and len(text.encode("utf-8")) > MAX_PROCESS_STRING_BYTES:
+                    self.report(
+                        ("tasks", i, key),
+                        f"`{key}` of task `{task.name}` is {len(text.encode('utf-8')):,} bytes: "
+                        f"at most {MAX_PROCESS_STRING_BYTES:,} can be passed to the agent "
+                        "(Linux refuses a single argument or environment string over 128 KiB); "
+                        "put the long part in a file and point the prompt at it",
+                    )
             if task.agent == "command":
                 # A command agent has no session to resume either.
                 ignored = [
