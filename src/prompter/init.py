@@ -21,7 +21,7 @@ import anyio
 from .agents import AgentRequest, AgentUnavailable
 from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
 from .diagnostics import WorkflowError
-from .state import not_a_directory
+from .state import make_dir
 
 ROUNDS = 3  # proposals per `init`: the first, and up to two corrections
 READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies, never changes
@@ -141,11 +141,10 @@ def _open_transcript(log_path: Path) -> BinaryIO:
     (say) is a mistake on the command line, not something to find after paying for a proposal."""
     logs = log_path.parent
     try:
-        logs.mkdir(parents=True, exist_ok=True)
+        make_dir(logs)
         return log_path.open("ab")
-    except (FileExistsError, NotADirectoryError):
-        where = not_a_directory(logs)
-        message = f"{where}: not a directory (the transcript goes to {log_path})"
+    except NotADirectoryError as exc:
+        message = f"{exc.filename}: not a directory (the transcript goes to {log_path})"
         raise InitError(message, usage=True) from None
     except OSError as exc:
         message = f"{log_path}: cannot write the transcript: {exc.strerror or exc}"

@@ -38,7 +38,7 @@ from .state import (
     TaskRecord,
     TaskStatus,
     fingerprints,
-    not_a_directory,
+    make_dir,
 )
 from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel
 
@@ -449,10 +449,9 @@ def _check_logs_dir(logs: Path) -> None:
     """Create the logs directory and make sure files can be created in it: better now, with
     exit 2, than at the first task, after the run has started."""
     try:
-        logs.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = not_a_directory(logs)
-        raise RunError(f"{blocker}: not a directory (task logs go in {logs})") from None
+        make_dir(logs)
+    except NotADirectoryError as exc:
+        raise RunError(f"{exc.filename}: not a directory (task logs go in {logs})") from None
     except OSError as exc:
         raise RunError(f"{logs}: cannot create the logs directory: {exc.strerror or exc}") from None
     if not os.access(logs, os.W_OK | os.X_OK):

@@ -31,6 +31,7 @@ Records are mergeable (design §7): `merge()` unions the states of partial runs 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -455,7 +456,7 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
-    def _read_snapshot(self, advice: str = _MOVE_AWAY) -> State:
+    def _read_snapshot(self) -> State:
         data = self._read(self.path)
         if data is None:
             return State()
@@ -466,7 +467,7 @@ class StateStore:
             if version is not None and version > STATE_VERSION:
                 raise self._too_new(version) from None
             raise StateError(
-                f"{self.path}: not a prompter state file ({_one_line(exc)}); {advice}"
+                f"{self.path}: not a prompter state file ({_one_line(exc)}); {_MOVE_AWAY}"
             ) from None
         if state.version > STATE_VERSION:
             raise self._too_new(state.version)
@@ -474,12 +475,14 @@ class StateStore:
             if record.name != name:
                 raise StateError(
                     f"{self.path}: not a prompter state file (tasks.{name} holds the record of "
-                    f"`{record.name}`); {advice}"
+                    f"`{record.name}`); {_MOVE_AWAY}"
                 )
         if "version" not in state.model_fields_set:
             # Every snapshot prompter writes has it; without this, any JSON object (a
             # package.json given as --state-file) would load as an empty state and be replaced.
-            raise StateError(f'{self.path}: not a prompter state file (no "version" key); {advice}')
+            raise StateError(
+                f'{self.path}: not a prompter state file (no "version" key); {_MOVE_AWAY}'
+            )
         return state
 
     def _too_new(self, version: int) -> StateError:
@@ -702,9 +705,9 @@ class StateStore:
     def _lock(self) -> None:
         directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise StateError(f"{not_a_directory(directory)}: not a directory") from None
+            make_dir(directory)
+        except NotADirectoryError as exc:
+            raise StateError(f"{exc.filename}: not a directory") from None
         except OSError as exc:
             raise StateError(f"{directory}: {exc.strerror or exc}") from None
         fd = _guard(lambda: os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path)
@@ -806,6 +809,16 @@ def _flock_soon(fd: int) -> None:
             if attempt == _LOCK_TRIES - 1:
                 raise
             time.sleep(0.002 * 2**attempt)
+
+
+def make_dir(path: Path) -> None:
+    """`mkdir -p path`. When a file stands where a directory must be, NotADirectoryError names
+    that file (`filename`): mkdir's own "File exists" does not say what is wrong, or where."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = not_a_directory(path)
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(blocker)) from None
 
 
 def not_a_directory(path: Path) -> Path:

@@ -7,7 +7,6 @@ I/O around them for `prompter run` (after every run) and `prompter report` (any 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import subprocess
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import Workflow
-from ..state import State, not_a_directory
+from ..state import State, make_dir
 from .facts import analyse, one_line
 
 Format = Literal["junit", "markdown"]
@@ -81,14 +80,6 @@ def _write(path: Path, text: str) -> None:
             temp.unlink(missing_ok=True)
 
 
-def _make_dir(report_dir: Path) -> None:
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # "File exists" would not say what is wrong
-        blocker = not_a_directory(report_dir)
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(blocker)) from None
-
-
 def write_reports(
     state: State,
     report_dir: Path,
@@ -101,7 +92,7 @@ def write_reports(
     from .summary import build_summary
 
     facts = analyse(state, workflow, notes)
-    _make_dir(report_dir)
+    make_dir(report_dir)
     written = []
     for fmt in formats:
         if fmt == "junit":
