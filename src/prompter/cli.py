@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .config import Workflow
     from .planning import Plan
     from .run import RunOptions
-    from .state import State
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -306,21 +305,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
-        live = store.holder()
-        if live is not None:
-            state = _running_now(state, live)
-        sys.stdout.write(status_text(state, workflow, _state_path(args)))
+        sys.stdout.write(status_text(state, workflow, _state_path(args), store.holder()))
     return EXIT_OK
-
-
-def _running_now(state: State, pid: int) -> State:
-    """The state as status shows it while its run still goes on: the last run has no end yet
-    because it has not ended, not because it crashed ("did not finish")."""
-    if not state.runs or state.runs[-1].status is not None:
-        return state
-    now = "running now" + (f", pid {pid}" if pid else "")
-    last = state.runs[-1].model_copy(update={"status": now})
-    return state.model_copy(update={"runs": [*state.runs[:-1], last]})
 
 
 def cmd_clear_state(args: argparse.Namespace) -> int:

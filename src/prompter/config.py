@@ -641,24 +641,23 @@ class _Loader:
                     f'task `{task.name}` uses agent = "command" but no agent_command is set '
                     '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
                 )
-            too_long = [("system_prompt", task.system_prompt)]
+            passed_on = [("system_prompt", task.system_prompt)]
             if task.agent == "command":
-                too_long.append(("prompt", task.prompt))
-            for key, text in too_long:
-                if text is not None and len(text.encode("utf-8")) > MAX_PROCESS_STRING_BYTES:
+                passed_on.append(("prompt", task.prompt))
+            for key, text in passed_on:
+                size = len(text.encode("utf-8")) if text is not None else 0
+                if size > MAX_PROCESS_STRING_BYTES:
                     self.report(
                         ("tasks", i, key),
-                        f"`{key}` of task `{task.name}` is {len(text.encode('utf-8')):,} bytes: "
+                        f"`{key}` of task `{task.name}` is {size:,} bytes: "
                         f"at most {MAX_PROCESS_STRING_BYTES:,} can be passed to the agent "
                         "(Linux refuses a single argument or environment string over 128 KiB); "
                         "put the long part in a file and point the prompt at it",
                     )
             if task.agent == "command":
-                # A command agent has no session to resume either.
-                ignored = [
-                    *CLAUDE_KEYS,
-                    *(("resume_previous_session",) * bool(task.resume_previous_session)),
-                ]
+                ignored = list(CLAUDE_KEYS)
+                if task.resume_previous_session:  # a command agent has no session to resume
+                    ignored.append("resume_previous_session")
                 for key in ignored:
                     if key in task.model_fields_set:
                         self.report(

@@ -47,17 +47,20 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
     }
 
 
-def status_text(state: State, workflow: Workflow | None, path: Path) -> str:
+def status_text(
+    state: State, workflow: Workflow | None, path: Path, live_pid: int | None = None
+) -> str:
+    """The status table; `live_pid`: the last run still holds the state (0: pid unknown)."""
     data = status_json(state, workflow)
     if not data["tasks"]:
         return f"no task state in {path} (nothing has run yet)\n"
     rows = [("task", "status", "attempts", "time", "cost", "reason")]
+    live_run = state.runs[-1].run_id if state.runs and live_pid is not None else None
     ended = {r.run_id for r in state.runs if r.status is not None}
     for name, e in data["tasks"].items():
         status = e["status"] + (" (changed since)" if e.get("changed") else "")
-        if e["status"] == "running" and e.get("run_id") not in ended:
-            # Its run was killed (or is still going: then the last line says "running now").
-            status += " (run did not finish)"
+        if e["status"] == "running" and e.get("run_id") not in ended | {live_run}:
+            status += " (run did not finish)"  # it was killed
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"
         cost = f"${e['cost_usd']:.2f}" if e["cost_usd"] else "-"
         rows.append((name, status, str(len(e["attempts"])), took, cost, e["reason"] or ""))
@@ -71,7 +74,9 @@ def status_text(state: State, workflow: Workflow | None, path: Path) -> str:
     if state.runs:
         last = state.runs[-1]
         said = last.status or "did not finish"
-        if last.reason:  # "interrupted by SIGTERM" says it all; "failed: max_iterations …"
+        if last.status is None and live_pid is not None:  # not ended: still going
+            said = "running now" + (f", pid {live_pid}" if live_pid else "")
+        elif last.reason:  # "interrupted by SIGTERM" says it all; "failed: max_iterations …"
             said = last.reason if last.reason.startswith(said) else f"{said}: {last.reason}"
         lines.append(f"last run: {last.run_id} ({said})")
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -163,9 +163,8 @@ def build_junit(
         elif kind == "skipped":
             case.add_skipped_info(_message(record))
         cases.append(case)
-    views = list(facts.tasks)
     run = facts.run
-    red = any(_kind(v.record) in ("failure", "error") for v in views)
+    red = any(case.is_failure() or case.is_error() for case in cases)
     if run is not None and run.status == "failed" and run.reason and not red:
         # The run failed as a whole (sequential mode's max_iterations or a forbidden revisit, a
         # budget) while every task that ran passed: without this case the report is all green.
@@ -182,7 +181,7 @@ def build_junit(
     element = suite.build_xml_doc()
     for case_element, duration in zip(element.iter("testcase"), durations, strict=True):
         case_element.set("time", _number(duration))  # junit-xml leaves out a time of 0
-    for case_element, view in zip(element.iter("testcase"), views, strict=False):
+    for case_element, view in zip(element.iter("testcase"), facts.tasks, strict=False):
         props = ET.Element("properties")
         for key, value in _properties(view).items():
             ET.SubElement(props, "property", {"name": key, "value": value})
