@@ -558,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A Ctrl-C inside an extension (pydantic-core building a validator) can come out
             # wrapped in another exception: the interrupt is the cause, not a bug.
             return EXIT_SIGINT
-        from .diagnostics import WorkflowError
+        from .diagnostics import WorkflowError, innermost
 
         if isinstance(exc, WorkflowError):
             print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
@@ -568,10 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INVALID
         if os.environ.get("PROMPTER_DEBUG"):
             raise
-        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]  # what a task of a task group raised says what went wrong
+        leaf = innermost(exc)  # what a task of a task group raised says what went wrong
         print(
-            f"prompter: internal error: {type(exc).__name__}: {exc} "
+            f"prompter: internal error: {type(leaf).__name__}: {leaf} "
             "(a bug: please report it; PROMPTER_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )

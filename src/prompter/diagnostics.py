@@ -17,7 +17,8 @@ from enum import StrEnum
 # bidirectional formatting characters, which reorder how the text around them displays (the
 # "Trojan Source" trick); the joiners U+200C and U+200D are not among them (Persian, emoji).
 CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+BIDI_REORDERING = r"\u202a-\u202e\u2066-\u2069"  # embeddings, overrides, isolates
+BIDI = r"\u061c\u200e\u200f" + BIDI_REORDERING  # and the marks, which only hint direction
 _UNSAFE = re.compile(f"[{CONTROL}{BIDI}]")
 
 
@@ -25,6 +26,13 @@ def printable(text: str) -> str:
     """`text` with each unsafe character written as its backslash escape: a message quotes the
     workflow file, and the file may hold any of them."""
     return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The error inside exception groups of one (anyio wraps what a task raised in one)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 class Severity(StrEnum):

@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
+from .diagnostics import BIDI_REORDERING
+
 __all__ = [
     "ProcessResult",
     "readable",
@@ -76,7 +78,7 @@ _NEWLINES = re.compile(r"\r\n?")
 # C0 except \t and \n, DEL, C1; also any ESC left over from a malformed sequence. And the
 # bidirectional embeddings, overrides and isolates: in a report they would reorder what a
 # reader sees (the marks U+200E/U+200F, which only hint direction, stay).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_REORDERING}]")
 
 
 def readable(data: bytes) -> str:

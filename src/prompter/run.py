@@ -23,6 +23,7 @@ from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .budget import CostBudget
 from .config import Workflow
+from .diagnostics import innermost
 from .events import Listener, RunFinished, RunStarted
 from .ledger import Ledger
 from .planning import limits_for, task_weights
@@ -354,8 +355,7 @@ async def _execute(
 
 def _leaf(exc: BaseException) -> str:
     """`Type: message` of the error inside a group of one (anyio wraps what a task raised)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    exc = innermost(exc)
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
