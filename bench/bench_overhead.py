@@ -188,12 +188,13 @@ def check_state(report_dir: Path, tasks: int) -> str | None:
 def profile_run(
     python: str, argv: list[str], out: Path, report_dir: Path, top: int, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """One more `prompter run` under cProfile; the top functions by own time."""
+    """One more `prompter run` under cProfile, started where the gated run starts (its children
+    then take the same spawn path); the top functions by own time."""
     import pstats
 
     prof = out / "overhead.prof"
     shutil.rmtree(report_dir, ignore_errors=True)
-    done = run([python, "-m", "cProfile", "-o", str(prof), "-m", "prompter", *argv])
+    done = run([python, "-m", "cProfile", "-o", str(prof), "-m", "prompter", *argv], cwd=out)
     if done.code != 0:
         log(f"profiled run exited {done.code}:\n{done.stderr[-2000:]}")
         return []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from prompter import attempts
+from prompter.agents import claude
 
 from .engine import Harness
 
@@ -251,15 +252,42 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
-def test_timeout_kills_the_cli_and_its_tool_processes(h: ClaudeHarness) -> None:
-    h.claude("stuck", [{"hang": True}], depends_on=[], timeout=1.5, max_attempts=1)
+@pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["plain", "ignores-sigterm"])
+def test_timeout_kills_the_cli_and_its_tool_processes_within_the_grace(
+    h: ClaudeHarness, ignores_sigterm: bool
+) -> None:
+    step = {"hang": True, "ignore_term": ignores_sigterm}
+    h.claude("stuck", [step], depends_on=[], timeout=1.5, max_attempts=1)
     started = time.monotonic()
     assert h.run() == 1
-    assert time.monotonic() - started < 15
+    # The timeout, the 2 s SIGTERM grace when the CLI ignores it, and start-up: the SDK's own
+    # clean-up (5 s for stdin EOF, 5 s after SIGTERM) must not come on top.
+    assert time.monotonic() - started < 1.5 + (2 if ignores_sigterm else 0) + 2.5
     assert h.tasks_status()["stuck"] == ("failed", "agent timed out after 1.5 s")
     (call,) = h.claude_calls("stuck")
     child = int((h.claude_state / f"hang-{call['pid']}").read_text())
     assert not _alive(call["pid"]) and not _alive(child)
+
+
+def test_a_cli_whose_output_stays_open_after_its_result_passes_without_waiting_for_the_timeout(
+    h: ClaudeHarness,
+) -> None:
+    # A tool process left running in the background keeps the CLI's stdout open.
+    step = {"linger": True, "write": {"ok": "1"}}
+    h.claude("lingers", [step], depends_on=[], timeout=60, verify_command="test -f ok")
+    started = time.monotonic()
+    assert h.run() == 0
+    assert time.monotonic() - started < claude.AFTER_RESULT_S + 5
+    assert h.tasks_status()["lingers"] == ("passed", None)
+    (call,) = h.claude_calls("lingers")
+    child = int((h.claude_state / f"linger-{call['pid']}").read_text())
+    assert not _alive(child)
+
+
+def test_a_stream_json_line_of_several_megabytes_is_read(h: ClaudeHarness) -> None:
+    h.claude("image", [{"big": 3 * 1024 * 1024}], depends_on=[], max_attempts=1)
+    assert h.run() == 0
+    assert h.tasks_status()["image"] == ("passed", None)
 
 
 def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
@@ -273,21 +301,74 @@ def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
         verify_command="test -f ok",
     )
     assert h.run() == 0
-    assert len(h.claude_calls("busy")) == 3
+    calls = h.claude_calls("busy")
+    assert len(calls) == 3
+    # Each retry continues the session the limit interrupted.
+    assert calls[0]["resume"] is None
+    assert calls[1]["resume"] == calls[0]["session_id"] == calls[2]["resume"]
     task = h.status()["tasks"]["busy"]
     assert task["status"] == "passed" and len(task["attempts"]) == 1
     log = (h.root / ".prompter" / "logs" / "busy.log").read_text()
     assert log.count("agent rate-limited; retrying in") == 2
 
 
-def test_a_usage_limit_without_http_status_is_a_rate_limit_too(
+def test_a_usage_limit_without_http_status_is_retried_when_it_lifts(
     h: ClaudeHarness, quick_rate_limit_backoff: None
 ) -> None:
-    h.claude("weekly", [{"usage_limit": True}, {}], depends_on=[], max_attempts=1)
+    h.claude("hourly", [{"usage_limit": 2}, {}], depends_on=[], max_attempts=1)
+    started = time.monotonic()
     assert h.run() == 0
-    assert len(h.claude_calls("weekly")) == 2
-    log = (h.root / ".prompter" / "logs" / "weekly.log").read_text()
+    assert len(h.claude_calls("hourly")) == 2
+    # It waited for the time the CLI gave, not for the (here very short) backoff.
+    assert time.monotonic() - started > 1.5
+    log = (h.root / ".prompter" / "logs" / "hourly.log").read_text()
     assert "rate limit: rejected (seven_day)" in log
+    assert re.search(r"agent rate-limited; retrying in [23] s", log)
+
+
+def test_a_usage_limit_that_lifts_in_hours_stops_the_run_at_once(
+    h: ClaudeHarness, quick_rate_limit_backoff: None
+) -> None:
+    h.claude("weekly", [{"usage_limit": True}, {}], depends_on=[], max_attempts=3)
+    h.claude("later", [{}], depends_on=[], priority=-1)
+    assert h.run("--no-parallel") == 1
+    assert len(h.claude_calls("weekly")) == 1  # no retries, no further attempts
+    status = h.tasks_status()
+    state, reason = status["weekly"]
+    assert state == "failed" and reason is not None
+    assert "usage limit" in reason and "the limit lifts at" in reason
+    assert status["later"][0] == "skipped" and status["later"][1].startswith("run stopped: ")
+
+
+def test_no_rate_limit_retry_that_the_agent_timeout_would_cut_short(h: ClaudeHarness) -> None:
+    # The first backoff is 5–15 s: it does not fit into what is left of 3 s.
+    assert attempts.RATE_LIMIT_BASE_S * 0.5 > 3
+    h.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1, timeout=3)
+    started = time.monotonic()
+    assert h.run() == 1
+    assert time.monotonic() - started < 3
+    assert len(h.claude_calls("busy")) == 1
+    status, reason = h.tasks_status()["busy"]
+    assert status == "failed" and reason is not None and "HTTP 429" in reason
+    assert reason.endswith("; no time left to retry within the agent timeout (3 s)")
+
+
+def test_rate_limit_retries_share_the_agent_timeout(
+    h: ClaudeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(attempts, "RATE_LIMIT_BASE_S", 0.4)  # retries fit, a few of them
+    h.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1, timeout=1.5)
+    started = time.monotonic()
+    assert h.run() == 1
+    # Each retry gets what is left, not the whole timeout again (5 retries: 12 s of backoff).
+    assert time.monotonic() - started < 1.5 + 2.5
+    assert len(h.claude_calls("busy")) < attempts.RATE_LIMIT_RETRIES + 1
+    status, reason = h.tasks_status()["busy"]
+    assert status == "failed" and reason is not None
+    # Cut either by the deadline during a call, or before a retry that would not fit.
+    assert reason == "agent timed out after 1.5 s" or reason.endswith(
+        "; no time left to retry within the agent timeout (1.5 s)"
+    )
 
 
 def test_rate_limit_that_never_ends_fails_after_bounded_retries(
@@ -441,8 +522,8 @@ def test_as_root_the_cli_runs_as_the_owner_of_the_work_tree(
 
 
 def test_sigterm_during_claude_tasks_stops_every_cli_and_tool_process(h: ClaudeHarness) -> None:
-    for name in ("c1", "c2"):
-        h.claude(name, [{"hang": True}], depends_on=[])
+    h.claude("c1", [{"hang": True}], depends_on=[])
+    h.claude("c2", [{"hang": True, "ignore_term": True}], depends_on=[])
     proc = h.spawn()
 
     def both_hanging() -> bool:
@@ -457,7 +538,8 @@ def test_sigterm_during_claude_tasks_stops_every_cli_and_tool_process(h: ClaudeH
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=15)
-    assert time.monotonic() - sent < 10
+    # GitHub gives 10 s; c2's CLI ignores SIGTERM, so this is its 2 s grace and the SIGKILL.
+    assert time.monotonic() - sent < 6
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "Fatal error" not in err
     assert not [pid for pid in pids if _alive(pid)]

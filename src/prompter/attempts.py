@@ -181,22 +181,51 @@ def _header(log: BinaryIO, text: str, *, flush: bool = True) -> None:
 
 
 async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
+    """The agent phase: the agent, and its rate-limit retries, within the task's `timeout`."""
     agent = ctx.agents[request.task.agent]
+    limit = request.task.timeout
+    deadline: float | None = None  # set when the first call starts: a wait for a slot is free
     spent = 0.0  # rate-limited calls may have cost something too: the attempt carries it all
     for retry in range(RATE_LIMIT_RETRIES + 1):
         async with ctx.agent_slots or contextlib.nullcontext():
-            request = replace(request, max_cost_usd=ctx.budget.remaining_usd)
+            now = anyio.current_time()
+            if limit is not None:
+                deadline = now + limit if deadline is None else deadline
+            request = replace(
+                request,
+                max_cost_usd=ctx.budget.remaining_usd,
+                timeout=None if deadline is None else max(0.0, deadline - now),
+            )
             result = await agent.run(request)
         ctx.budget.add(result.usage.cost_usd)
         spent += result.usage.cost_usd or 0.0
+        if spent and spent != result.usage.cost_usd:
+            result = replace(result, usage=result.usage.model_copy(update={"cost_usd": spent}))
+        if not result.rate_limited:
+            return result
+        if result.retry_after_s is not None and result.retry_after_s > MAX_BACKOFF_S:
+            # A limit that lifts in hours (a subscription's usage window): no task of this
+            # agent can run before then, so the run stops and a later run resumes it.
+            lifts = time.strftime(
+                "%Y-%m-%d %H:%M %Z", time.localtime(time.time() + result.retry_after_s)
+            )
+            return replace(result, fatal=True, error=f"{result.error}; the limit lifts at {lifts}")
         # No retry once the budget is spent: that would start new agent work past it.
-        if not result.rate_limited or retry == RATE_LIMIT_RETRIES or ctx.budget.exhausted:
-            if spent and spent != result.usage.cost_usd:
-                result = replace(result, usage=result.usage.model_copy(update={"cost_usd": spent}))
+        if retry == RATE_LIMIT_RETRIES or ctx.budget.exhausted:
             return result
         delay = backoff_delay(RATE_LIMIT_BASE_S, retry + 1)
+        if result.retry_after_s is not None:  # the agent knows when: wait that long, no guess
+            delay = result.retry_after_s + 1.0
+        if deadline is not None and anyio.current_time() + delay >= deadline:
+            return replace(
+                result,
+                error=f"{result.error}; no time left to retry within the "
+                f"agent timeout ({limit:g} s)",
+            )
         _header(request.log, f"agent rate-limited; retrying in {delay:.0f} s")
         await anyio.sleep(delay)
+        # The retry continues the conversation the limit cut short, not a new one.
+        request = replace(request, resume_session=result.usage.session_id or request.resume_session)
     raise AssertionError("unreachable")
 
 

@@ -14,11 +14,16 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "error": 500|429|529|401   an error result (`is_error`, `api_error_status`), exit 1
     "crash": code          stderr noise, exit `code` without a result
     "hang": true           start a `sleep` child, then never answer
+    "ignore_term": true    ignore SIGTERM from the start of the step (a CLI stuck in a handler)
+    "linger": true         after the result, leave a `sleep` child holding stdout open and
+                           exit (a tool process left running in the background)
     "echo_env": [NAME]     say the values of these environment variables (a leaky agent)
     "forget_session": true the session cannot be resumed afterwards (expired, other machine)
     "result": text         the final answer (also said as assistant text)
-    "usage_limit": true    a subscription usage limit: a rejected rate_limit_event, an error
-                           result without an HTTP status, exit 1
+    "usage_limit": true|s  a subscription usage limit: a rejected rate_limit_event that says
+                           the limit lifts in `s` seconds (true: an hour), an error result
+                           without an HTTP status, exit 1
+    "big": n               an assistant text block of n bytes: one stream-json line that long
     "patch": {field: value} fields of the result message replaced as given (a CLI that sends
                            a field of another type, a negative cost, ...)
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +184,8 @@ def main() -> int:
             }
         )
 
+    if step.get("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "crash" in step:
         sys.stderr.write("Error: something inside Claude Code broke\n    at fake (fake.js:1)\n")
         return int(step["crash"])
@@ -190,6 +198,8 @@ def main() -> int:
 
     if "say" in step:
         assistant([{"type": "text", "text": step["say"]}])
+    if "big" in step:
+        assistant([{"type": "text", "text": "B" * step["big"]}])
     for name in step.get("echo_env", ()):
         assistant([{"type": "text", "text": f"{name}={os.environ.get(name)}"}])
     writes = dict(step.get("write", {}))
@@ -245,13 +255,14 @@ def main() -> int:
     }
     if "result" in step:
         assistant([{"type": "text", "text": step["result"]}])
-    if step.get("usage_limit"):
+    limit = step.get("usage_limit")
+    if limit:
         emit(
             {
                 "type": "rate_limit_event",
                 "rate_limit_info": {
                     "status": "rejected",
-                    "resetsAt": int(time.time()) + 3600,
+                    "resetsAt": int(time.time() + (3600 if limit is True else limit)),
                     "rateLimitType": "seven_day",
                 },
                 "uuid": str(uuid.uuid4()),
@@ -279,6 +290,10 @@ def main() -> int:
     emit(result)
     if step.get("forget_session"):
         (sessions / session_id).unlink()
+    if step.get("linger"):
+        child = subprocess.Popen(["sleep", "1000"], start_new_session=False)
+        (state / f"linger-{os.getpid()}").write_text(str(child.pid))
+        return 0
     sys.stdin.read()  # the SDK closes stdin; the real CLI exits on EOF
     return 1 if status else 0
 

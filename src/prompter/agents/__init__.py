@@ -20,6 +20,9 @@ class AgentRequest:
     log: BinaryIO
     resume_session: str | None = None
     max_cost_usd: float | None = None  # what is left of the run's budget, when it has one
+    # Seconds this call may run: what is left of the task's `timeout` for the agent phase,
+    # which rate-limit retries share; None = no limit.
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class AgentResult:
     error: str | None = None  # one line, when not ok
     timed_out: bool = False
     rate_limited: bool = False  # retried with backoff without consuming an attempt
+    retry_after_s: float | None = None  # when rate-limited: seconds until the limit lifts, if known
     fatal: bool = False  # no other task can succeed either (no CLI, no credentials): stop the run
     usage: AgentUsage = field(default_factory=AgentUsage)
     output: str = ""  # bounded, readable tail of what the agent printed

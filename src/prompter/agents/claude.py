@@ -15,7 +15,9 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -37,6 +39,11 @@ AUTH_STATUSES = frozenset({401, 403})
 TAIL_CHARS = 56 * 1024
 TOOL_INPUT_CHARS = 200
 CLOSE_S = 5.0  # for the SDK to wind down once the CLI is gone
+# After its result, for the CLI to end its output (it saves the session and exits).
+AFTER_RESULT_S = 10.0
+# One stream-json line may carry a whole tool result (an image, a big file read); the SDK's
+# default limit of 1 MiB failed such attempts. The line is buffered, so it stays bounded.
+STREAM_LINE_BYTES = 32 * 1024 * 1024
 
 
 def find_cli(settings: Settings, base: Path) -> Path:
@@ -103,15 +110,16 @@ class ClaudeAgent:
         sdk_log.propagate = False
 
     async def run(self, request: AgentRequest) -> AgentResult:
+        deadline = math.inf if request.timeout is None else anyio.current_time() + request.timeout
         with tempfile.TemporaryDirectory(prefix="prompter-claude-") as tmp:
-            outcome = await self._query(request, request.resume_session, Path(tmp))
+            outcome = await self._query(request, request.resume_session, Path(tmp), deadline)
             if outcome.resume_failed():
                 # A session that cannot be resumed (expired, another machine) is no reason to
                 # fail the attempt: start a new one, and say so.
                 outcome.transcript.line(
                     f"session {request.resume_session} could not be resumed; starting a new one"
                 )
-                outcome = await self._query(request, None, Path(tmp), outcome.transcript)
+                outcome = await self._query(request, None, Path(tmp), deadline, outcome.transcript)
         return outcome.result(request.task)
 
     async def _query(
@@ -119,60 +127,31 @@ class ClaudeAgent:
         request: AgentRequest,
         resume: str | None,
         tmp: Path,
+        deadline: float,
         transcript: Transcript | None = None,
     ) -> Outcome:
-        from claude_agent_sdk import (
-            ClaudeSDKError,
-            CLIConnectionError,
-            CLIJSONDecodeError,
-            CLINotFoundError,
-            ProcessError,
-            query,
-        )
-        from claude_agent_sdk._errors import MessageParseError  # not re-exported
+        from claude_agent_sdk import query
 
-        task = request.task
         outcome = Outcome(transcript or Transcript(request.log), resume=resume)
         pidfile = tmp / "pid"
         options = self._options(request, resume, tmp, pidfile, outcome.transcript)
         started = anyio.current_time()
-        messages = query(prompt=request.prompt, options=options)
-        leader: int | None = None
-        try:
-            with anyio.fail_after(task.timeout):
-                async for message in messages:
-                    if leader is None:
-                        leader = _read_pid(pidfile)
-                        if leader is not None:
-                            group: contextlib.AbstractContextManager[None] = tracked_group(leader)
-                            outcome.stack.enter_context(group)
-                    outcome.see(message)
-        except TimeoutError:
-            outcome.timed_out = True
-        except CLINotFoundError as exc:
-            outcome.fail(f"Claude Code CLI not found: {exc}", fatal=True)
-        except ProcessError as exc:  # also ResultError: the CLI exited after an error result
-            outcome.exit_code = exc.exit_code
-            if outcome.final is None:
-                detail = outcome.transcript.last_stderr or "no result and no error output"
-                outcome.fail(f"Claude Code exited {exc.exit_code} without a result: {detail}")
-        except (CLIJSONDecodeError, MessageParseError) as exc:
-            outcome.fail(f"Claude Code sent output prompter cannot read: {_one_line(str(exc))}")
-        except CLIConnectionError as exc:
-            outcome.fail(f"could not start Claude Code: {_one_line(str(exc))}")
-        except ClaudeSDKError as exc:
-            outcome.fail(f"Claude Code failed: {_one_line(str(exc))}")
-        finally:
-            with anyio.CancelScope(shield=True):
-                leader = leader or _read_pid(pidfile)
-                if leader is not None:
-                    # Normally the CLI has exited: this only sweeps what it left behind.
-                    await stop_session(leader)
-                aclose = getattr(messages, "aclose", None)  # an async generator in fact
-                if aclose is not None:
-                    with anyio.move_on_after(CLOSE_S), contextlib.suppress(Exception):
-                        await aclose()
-                outcome.stack.close()
+        session = _Session(query(prompt=request.prompt, options=options), outcome, pidfile)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.follow)
+            try:
+                with anyio.CancelScope(deadline=deadline) as timer:
+                    await session.answered.wait()
+                    # Once it has answered, the CLI ends its output and exits; a tool process
+                    # it left behind may hold the output open, which must not hang the attempt.
+                    with anyio.move_on_after(AFTER_RESULT_S):
+                        await session.ended.wait()
+                outcome.timed_out = timer.cancelled_caught and not outcome.answered
+            finally:
+                # Also on cancellation: the CLI is stopped first, so the SDK's own clean-up
+                # finds it gone instead of waiting seconds for a CLI that does not exit.
+                with anyio.CancelScope(shield=True):
+                    await session.close()
         outcome.duration_s = anyio.current_time() - started
         return outcome
 
@@ -214,6 +193,7 @@ class ClaudeAgent:
             max_budget_usd=request.max_cost_usd,
             env=env,
             stderr=transcript.stderr,
+            max_buffer_size=STREAM_LINE_BYTES,
         )
 
 
@@ -237,6 +217,89 @@ def _read_pid(pidfile: Path) -> int | None:
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(readable(text.encode("utf-8", "replace")).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class _Session:
+    """One CLI process and its message stream, followed by a task of its own.
+
+    The follower's scope is shielded: a timeout or a cancellation reaches the stream only
+    through `close`, which stops the CLI's process group first. Cancelled mid-read, the SDK
+    would close stdin and give a CLI that ignores it 5 s, then SIGTERM and 5 s more.
+    """
+
+    def __init__(self, messages: AsyncIterator[Message], outcome: Outcome, pidfile: Path) -> None:
+        self._messages = messages
+        self._outcome = outcome
+        self._pidfile = pidfile
+        self._leader: int | None = None
+        self._scope = anyio.CancelScope(shield=True)
+        self.answered = anyio.Event()  # a result message came, or the stream ended without one
+        self.ended = anyio.Event()
+
+    async def follow(self) -> None:
+        from claude_agent_sdk import (
+            ClaudeSDKError,
+            CLIConnectionError,
+            CLIJSONDecodeError,
+            CLINotFoundError,
+            ProcessError,
+        )
+        from claude_agent_sdk._errors import MessageParseError  # not re-exported
+
+        outcome = self._outcome
+        try:
+            with self._scope:
+                async for message in self._messages:
+                    self._track()
+                    outcome.see(message)
+                    if outcome.answered:
+                        self.answered.set()
+        except CLINotFoundError as exc:
+            outcome.fail(f"Claude Code CLI not found: {exc}", fatal=True)
+        except ProcessError as exc:  # also ResultError: the CLI exited after an error result
+            outcome.exit_code = exc.exit_code
+            if outcome.final is None:
+                detail = outcome.transcript.last_stderr or "no result and no error output"
+                outcome.fail(f"Claude Code exited {exc.exit_code} without a result: {detail}")
+        except (CLIJSONDecodeError, MessageParseError) as exc:
+            outcome.fail(f"Claude Code sent output prompter cannot read: {_one_line(str(exc))}")
+        except CLIConnectionError as exc:
+            outcome.fail(f"could not start Claude Code: {_one_line(str(exc))}")
+        except ClaudeSDKError as exc:
+            outcome.fail(f"Claude Code failed: {_one_line(str(exc))}")
+        finally:
+            # In this task, where the generator runs: its task group must exit where it entered.
+            aclose = getattr(self._messages, "aclose", None)  # an async generator in fact
+            if aclose is not None:
+                shield = anyio.CancelScope(shield=True)
+                with shield, anyio.move_on_after(CLOSE_S), contextlib.suppress(Exception):
+                    await aclose()
+            self.answered.set()
+            self.ended.set()
+
+    def _track(self) -> None:
+        """Know the CLI's process group (the launcher writes its pid before the first message)
+        and include it in the emergency stop of a second signal."""
+        if self._leader is None:
+            self._leader = _read_pid(self._pidfile)
+            if self._leader is not None:
+                self._outcome.stack.enter_context(tracked_group(self._leader))
+
+    async def close(self) -> None:
+        """Stop the CLI's process group (SIGTERM, grace, SIGKILL) unless the stream ended by
+        itself, let the stream end, and sweep what the CLI left behind in its group."""
+        leader = self._leader or _read_pid(self._pidfile)
+        if not self.ended.is_set():
+            if leader is not None:
+                await stop_session(leader)
+            with anyio.move_on_after(CLOSE_S):
+                await self.ended.wait()
+            self._scope.cancel()  # the output held open by a process outside the group
+            await self.ended.wait()
+        if leader is not None:
+            # Normally the CLI has exited: this only sweeps what it left behind.
+            await stop_session(leader)
+        self._outcome.stack.close()
 
 
 class Transcript:
@@ -388,6 +451,18 @@ def _describe_result(result: ResultView) -> str:
     return line
 
 
+def _resets_at(message: Message) -> float | None:
+    """When a rejected rate_limit_event says the limit lifts (Unix time), if it is a number."""
+    from claude_agent_sdk import RateLimitEvent
+
+    if not isinstance(message, RateLimitEvent):
+        return None
+    when = message.rate_limit_info.resets_at
+    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+        return None
+    return float(when)
+
+
 def _reports_limit(message: Message) -> bool:
     """A rejected rate_limit_event, or an assistant turn the CLI marks as `rate_limit`."""
     from claude_agent_sdk import AssistantMessage, RateLimitEvent
@@ -405,7 +480,9 @@ class Outcome:
     resume: str | None = None
     session_id: str | None = None
     started_session: bool = False  # the CLI said hello (system/init)
+    answered: bool = False  # a result message came (usable or not)
     limit_hit: bool = False  # a usage limit was reported (rejected rate_limit_event, or similar)
+    limit_resets_at: float | None = None  # when it lifts (Unix time), if the CLI said
     final: ResultView | None = None
     error: str | None = None
     fatal: bool = False
@@ -418,6 +495,7 @@ class Outcome:
         from claude_agent_sdk import ResultMessage, SystemMessage
 
         if isinstance(message, ResultMessage):
+            self.answered = True
             view = ResultView.of(message)
             if isinstance(view, str):
                 self.transcript.line(f"result: {view}")
@@ -430,6 +508,7 @@ class Outcome:
         self.transcript.show(message)
         if _reports_limit(message):
             self.limit_hit = True
+            self.limit_resets_at = _resets_at(message) or self.limit_resets_at
         elif isinstance(message, SystemMessage) and message.subtype == "init":
             self.started_session = True
             session = message.data.get("session_id")
@@ -479,9 +558,15 @@ class Outcome:
             timed_out=self.timed_out,
             rate_limited=rate_limited,
             fatal=fatal,
+            retry_after_s=self._retry_after() if rate_limited else None,
             usage=self.usage(),
             output=self.transcript.text(),
         )
+
+    def _retry_after(self) -> float | None:
+        if self.limit_resets_at is None:
+            return None
+        return max(0.0, self.limit_resets_at - time.time())
 
     def usage(self) -> AgentUsage:
         final = self.final

@@ -72,7 +72,7 @@ class CommandAgent:
             "PROMPTER_WORKDIR": str(request.workdir),
         }
         result = await run_process(
-            argv, cwd=request.workdir, env=env, timeout=task.timeout, log=request.log
+            argv, cwd=request.workdir, env=env, timeout=request.timeout, log=request.log
         )
         error = None
         if result.spawn_error:
