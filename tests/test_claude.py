@@ -269,6 +269,19 @@ def test_timeout_kills_the_cli_and_its_tool_processes_within_the_grace(
     assert not _alive(call["pid"]) and not _alive(child)
 
 
+def test_a_timeout_while_the_cli_starts_stops_it_too(h: ClaudeHarness) -> None:
+    # The deadline passes before the CLI has written its pid: nothing to signal yet.
+    h.claude("early", [{"hang": True}], depends_on=[], timeout=0.001, max_attempts=1)
+    started = time.monotonic()
+    assert h.run() == 1
+    assert time.monotonic() - started < 4
+    assert h.tasks_status()["early"] == ("failed", "agent timed out after 0.001 s")
+    for call in h.claude_calls("early"):  # it may not even have got as far as the plan
+        assert not _alive(call["pid"])
+    for hang in h.claude_state.glob("hang-*"):
+        assert not _alive(int(hang.read_text()))
+
+
 def test_a_cli_whose_output_stays_open_after_its_result_passes_without_waiting_for_the_timeout(
     h: ClaudeHarness,
 ) -> None:

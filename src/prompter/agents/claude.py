@@ -288,14 +288,17 @@ class _Session:
     async def close(self) -> None:
         """Stop the CLI's process group (SIGTERM, grace, SIGKILL) unless the stream ended by
         itself, let the stream end, and sweep what the CLI left behind in its group."""
-        leader = self._leader or _read_pid(self._pidfile)
         if not self.ended.is_set():
+            leader = self._leader or _read_pid(self._pidfile)
             if leader is not None:
                 await stop_session(leader)
-            with anyio.move_on_after(CLOSE_S):
-                await self.ended.wait()
-            self._scope.cancel()  # the output held open by a process outside the group
+                with anyio.move_on_after(CLOSE_S):
+                    await self.ended.wait()
+            # Cancelled: a CLI still being started (no pid yet), or output held open by a
+            # process outside the group.
+            self._scope.cancel()
             await self.ended.wait()
+        leader = self._leader or _read_pid(self._pidfile)
         if leader is not None:
             # Normally the CLI has exited: this only sweeps what it left behind.
             await stop_session(leader)
