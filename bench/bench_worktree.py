@@ -1,9 +1,9 @@
 """Worktree isolation: per-task cost of worktree + commit + merge + removal on a big repository.
 
 A repository of --files files (default 5,000, ~40 MiB of text in nested folders, one commit
-plus some uncommitted changes). Per task, as `isolation = "worktree"` does it: a clean worktree
-moved to the integration tip (the first one is created), the task's edit (one file), commit,
-`merge-tree` merge into the tip, and the worktree cleaned back into the pool. Side by side in
+plus some uncommitted changes). Per task, as `isolation = "worktree"` does it: a worktree from
+the pool cleaned and moved to the integration tip (the first one is created), the task's edit
+(one file), commit, `merge-tree` merge into the tip, and the worktree back into the pool. Side by side in
 the same rounds: creating a worktree from scratch (`git worktree add` + remove) and the naive
 isolation, a full copy of the tree (`cp -a`). Gate: the median per-task cost (worktree reused)
 is under 0.5 s; creation is paid once per parallel slot.
@@ -59,7 +59,7 @@ async def isolated_tasks(repo: Path, tasks: int) -> tuple[list[float], float]:
         assert commit is not None
         outcome = await line.merge(f"task{t}", commit)
         assert isinstance(outcome, Merged)
-        await line.release(tree)
+        line.release(tree)  # cleaned by the next checkout
         per_task.append(time.perf_counter() - t0)
     await line.cleanup()
     return per_task, setup

@@ -93,6 +93,37 @@ def test_parallel_tasks_merge_and_land_as_uncommitted_changes(repo: Path) -> Non
     assert "prompter" not in sh(repo, "worktree", "list")
 
 
+def test_a_reused_worktree_holds_nothing_of_the_task_before_it(repo: Path) -> None:
+    line = Integration(repo, "r-reuse")
+
+    async def go() -> tuple[Path, Path, Path, Path]:
+        await line.start()
+        a = await line.checkout("a", 1)
+        (a / "a.txt").write_text("from a\n")
+        (a / "build").mkdir()
+        (a / "build" / "out.o").write_text("ignored build output\n")
+        commit = await line.commit("a", a)
+        assert commit is not None and isinstance(await line.merge("a", commit), Merged)
+        line.release(a)
+        (a / "stray.txt").write_text("written after the commit\n")  # a leftover process
+        b = await line.checkout("b", 1)  # the same worktree, reused
+        broken = await line.checkout("c", 1)  # a new one: the pool is empty
+        line.release(broken)
+        sh(broken, "update-ref", "-d", "HEAD")  # a tree git cannot clean any more
+        c = await line.checkout("c", 2)
+        await line.cleanup(keep_worktrees=True)
+        return a, b, broken, c
+
+    a, b, broken, c = anyio.run(go)
+    assert b == a
+    assert (b / "a.txt").read_text() == "from a\n"  # at the tip: a's merged work
+    assert not (b / "build").exists() and not (b / "stray.txt").exists()
+    assert sh(b, "status", "--porcelain", "--ignored") == ""
+    assert sh(b, "rev-parse", "HEAD").strip() == line.tip
+    assert c != broken and not broken.exists()  # removed, and replaced by a new one
+    assert (c / "a.txt").read_text() == "from a\n" and sh(c, "status", "--porcelain") == ""
+
+
 def test_recover_finishes_an_ended_run_and_leaves_a_running_one_alone(repo: Path) -> None:
     # Two runs in one repository (say two workflows): the second one's start-up recovery must
     # not land or delete what the first is still working on.

@@ -133,7 +133,7 @@ class Integration:
     )
     changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
-    _pool: list[Path] = field(default_factory=list)  # clean worktrees ready for the next task
+    _pool: list[Path] = field(default_factory=list)  # worktrees a task has finished with
     _made: int = 0
     _alive: int | None = None  # the flock that tells `recover` in other runs this one is alive
 
@@ -187,10 +187,8 @@ class Integration:
         Worktrees are reused: writing out a whole tree is the expensive part (seconds for a big
         repository), while moving a clean worktree to a new tip only writes what differs.
         """
-        if self._pool:
-            path = self._pool.pop()
-            await git(path, "checkout", "-q", "--detach", self.tip)
-        else:
+        path = await self._reuse()
+        if path is None:
             # One git command on the shared repository at a time: concurrent `worktree add`
             # calls race on its administrative files.
             async with self._lock:
@@ -217,6 +215,21 @@ class Integration:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source, target_is_directory=source.is_dir())
         return path
+
+    async def _reuse(self) -> Path | None:
+        """A worktree from the pool, cleaned of the last task's leftovers (ignored files
+        included) and moved to the tip; None when there is none to reuse."""
+        while self._pool:
+            path = self._pool.pop()
+            try:
+                await git(path, "reset", "-q", "--hard")
+                await git(path, "clean", "-q", "-f", "-d", "-x")
+                await git(path, "checkout", "-q", "--detach", self.tip)
+            except GitError:
+                await self.remove(path)  # not reusable: try the next, or make a new one
+                continue
+            return path
+        return None
 
     async def commit(self, task: str, worktree: Path) -> str | None:
         """The task's changes as one commit on its worktree's HEAD; None if it changed nothing."""
@@ -292,14 +305,10 @@ class Integration:
                 await self.remove(path)
             shutil.rmtree(self.root, ignore_errors=True)
 
-    async def release(self, worktree: Path) -> None:
-        """Back to the pool, cleaned: no task's leftovers (ignored files included) remain."""
-        try:
-            await git(worktree, "reset", "-q", "--hard")
-            await git(worktree, "clean", "-q", "-f", "-d", "-x")
-        except GitError:
-            await self.remove(worktree)  # not reusable: let a new one be made
-            return
+    def release(self, worktree: Path) -> None:
+        """Back to the pool, as it is: the next checkout cleans it. Not cleaned here, since a
+        release comes between a task's merge and the record of its pass: the longer that
+        takes, the likelier a kill in between, after which the task runs again."""
         self._pool.append(worktree)
 
     async def remove(self, worktree: Path) -> None:
@@ -518,7 +527,6 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
             )
         finally:
             if done:
-                with anyio.CancelScope(shield=True):
-                    await line.release(tree)
+                line.release(tree)
 
     return attempt
