@@ -206,10 +206,8 @@ async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
         if result.retry_after_s is not None and result.retry_after_s > MAX_BACKOFF_S:
             # A limit that lifts in hours (a subscription's usage window): no task of this
             # agent can run before then, so the run stops and a later run resumes it.
-            lifts = time.strftime(
-                "%Y-%m-%d %H:%M %Z", time.localtime(time.time() + result.retry_after_s)
-            )
-            return replace(result, fatal=True, error=f"{result.error}; the limit lifts at {lifts}")
+            lifts = _clock_in(result.retry_after_s)
+            return replace(result, fatal=True, error=f"{result.error}; the limit lifts {lifts}")
         # No retry once the budget is spent: that would start new agent work past it.
         if retry == RATE_LIMIT_RETRIES or ctx.budget.exhausted:
             return result
@@ -227,6 +225,15 @@ async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
         # The retry continues the conversation the limit cut short, not a new one.
         request = replace(request, resume_session=result.usage.session_id or request.resume_session)
     raise AssertionError("unreachable")
+
+
+def _clock_in(seconds: float) -> str:
+    """When `seconds` from now is, for a message: "at <local time>" where the calendar
+    reaches, else how far off it is."""
+    try:
+        return time.strftime("at %Y-%m-%d %H:%M %Z", time.localtime(time.time() + seconds))
+    except (OverflowError, OSError, ValueError):  # beyond the platform's time_t
+        return f"in {seconds / 3600:,.0f} h"
 
 
 def verify_reason(task: Task, result: ProcessResult) -> str | None:

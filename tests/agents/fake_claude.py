@@ -24,9 +24,16 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
                            the limit lifts in `s` seconds (true: an hour), an error result
                            without an HTTP status, exit 1
     "big": n               an assistant text block of n bytes: one stream-json line that long
+    "slow_init": s         sleep s seconds before the system/init message (a slow start-up);
+                           with "ignore_term", SIGTERM is ignored during that sleep too
+    "limit_event": s       a rejected rate_limit_event (lifts in s seconds) after which the call
+                           goes on as planned (another model or overage took over)
+    "resets_at": value     with usage_limit: the event's resetsAt exactly as given (absolute)
     "patch": {field: value} fields of the result message replaced as given (a CLI that sends
                            a field of another type, a negative cost, ...)
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
+FAKE_CLAUDE_INIT_ERROR: when set, the initialize control request is answered with this error
+  (a CLI that refuses the session's options), and the CLI exits 1 once stdin closes.
 FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — one JSON line per
   call: argv flags, cwd, uid, the initialize request, the prompt, resume id, session id, pid.
 """
@@ -105,6 +112,20 @@ def main() -> int:
     init = read_line()
     if init.get("type") != "control_request" or init["request"].get("subtype") != "initialize":
         fail(f"expected the initialize control request first, got {init!r}")
+    init_error = os.environ.get("FAKE_CLAUDE_INIT_ERROR")
+    if init_error:
+        emit(
+            {
+                "type": "control_response",
+                "response": {
+                    "subtype": "error",
+                    "request_id": init["request_id"],
+                    "error": init_error,
+                },
+            }
+        )
+        sys.stdin.read()
+        return 1
     emit(
         {
             "type": "control_response",
@@ -161,6 +182,10 @@ def main() -> int:
         f.write(json.dumps(prompt) + "\n")
 
     model = str(opts.get("model") or "claude-fake-1")
+    if step.get("slow_init"):
+        if step.get("ignore_term"):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(step["slow_init"])
     emit(
         {
             "type": "system",
@@ -196,6 +221,19 @@ def main() -> int:
         time.sleep(1000)
         return 0
 
+    if "limit_event" in step:
+        emit(
+            {
+                "type": "rate_limit_event",
+                "rate_limit_info": {
+                    "status": "rejected",
+                    "resetsAt": int(time.time() + step["limit_event"]),
+                    "rateLimitType": "seven_day_opus",
+                },
+                "uuid": str(uuid.uuid4()),
+                "session_id": session_id,
+            }
+        )
     if "say" in step:
         assistant([{"type": "text", "text": step["say"]}])
     if "big" in step:
@@ -262,7 +300,9 @@ def main() -> int:
                 "type": "rate_limit_event",
                 "rate_limit_info": {
                     "status": "rejected",
-                    "resetsAt": int(time.time() + (3600 if limit is True else limit)),
+                    "resetsAt": step["resets_at"]
+                    if "resets_at" in step
+                    else int(time.time() + (3600 if limit is True else limit)),
                     "rateLimitType": "seven_day",
                 },
                 "uuid": str(uuid.uuid4()),

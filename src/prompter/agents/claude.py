@@ -44,6 +44,7 @@ AFTER_RESULT_S = 10.0
 # One stream-json line may carry a whole tool result (an image, a big file read); the SDK's
 # default limit of 1 MiB failed such attempts. The line is buffered, so it stays bounded.
 STREAM_LINE_BYTES = 32 * 1024 * 1024
+LIMIT_HORIZON_S = 366 * 24 * 3600.0  # a reset time further out is taken as no reset time
 
 
 def find_cli(settings: Settings, base: Path) -> Path:
@@ -134,6 +135,7 @@ class ClaudeAgent:
 
         outcome = Outcome(transcript or Transcript(request.log), resume=resume)
         pidfile = tmp / "pid"
+        pidfile.unlink(missing_ok=True)  # a query before this one (a failed resume) left its own
         options = self._options(request, resume, tmp, pidfile, outcome.transcript)
         started = anyio.current_time()
         session = _Session(query(prompt=request.prompt, options=options), outcome, pidfile)
@@ -267,6 +269,10 @@ class _Session:
             outcome.fail(f"could not start Claude Code: {_one_line(str(exc))}")
         except ClaudeSDKError as exc:
             outcome.fail(f"Claude Code failed: {_one_line(str(exc))}")
+        except Exception as exc:  # noqa: BLE001 - the SDK raises plain Exception for an error
+            # answer to a control request (an option this CLI does not know) and for a CLI that
+            # never answers `initialize`: the attempt fails, prompter does not.
+            outcome.fail(f"Claude Code failed: {_one_line(str(exc))}")
         finally:
             # In this task, where the generator runs: its task group must exit where it entered.
             aclose = getattr(self._messages, "aclose", None)  # an async generator in fact
@@ -289,7 +295,8 @@ class _Session:
         """Stop the CLI's process group (SIGTERM, grace, SIGKILL) unless the stream ended by
         itself, let the stream end, and sweep what the CLI left behind in its group."""
         if not self.ended.is_set():
-            leader = self._leader or _read_pid(self._pidfile)
+            self._track()  # a CLI that has said nothing yet: a second signal must reach it too
+            leader = self._leader
             if leader is not None:
                 await stop_session(leader)
                 with anyio.move_on_after(CLOSE_S):
@@ -298,7 +305,8 @@ class _Session:
             # process outside the group.
             self._scope.cancel()
             await self.ended.wait()
-        leader = self._leader or _read_pid(self._pidfile)
+        self._track()
+        leader = self._leader
         if leader is not None:
             # Normally the CLI has exited: this only sweeps what it left behind.
             await stop_session(leader)
@@ -463,6 +471,8 @@ def _resets_at(message: Message) -> float | None:
     when = message.rate_limit_info.resets_at
     if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
         return None
+    if when > time.time() + LIMIT_HORIZON_S:  # not a time this limit can mean (milliseconds?)
+        return None
     return float(when)
 
 
@@ -523,7 +533,14 @@ class Outcome:
             self.error, self.fatal = error, fatal
 
     def resume_failed(self) -> bool:
-        return self.resume is not None and not self.started_session and self.error is not None
+        """The CLI could not take up the session (it failed before saying hello); not so when
+        the deadline stopped it: a new session would start past it."""
+        return (
+            self.resume is not None
+            and not self.started_session
+            and self.error is not None
+            and not self.timed_out
+        )
 
     def result(self, task: Task) -> AgentResult:
         final = self.final
@@ -537,17 +554,18 @@ class Outcome:
         elif error is None and final is not None and final.is_error:
             status = final.api_error_status
             text = _one_line(final.result or "; ".join(final.errors or ()) or final.subtype)
-            if status in RATE_LIMIT_STATUSES or (self.limit_hit and status is None):
+            if final.subtype == "error_max_turns":
+                error = f"Claude Code stopped: max_turns ({task.max_turns}) reached"
+            elif final.subtype == "error_max_budget_usd":
+                error = "Claude Code stopped: the run's remaining cost budget was spent"
+            elif status in RATE_LIMIT_STATUSES or (self.limit_hit and status is None):
+                # Without a status, an error after a rejected rate_limit_event is the limit's.
                 rate_limited = True
                 code = f"HTTP {status}" if status else "usage limit"
                 error = f"Claude API rate limit or overload ({code}): {text}"
             elif status in AUTH_STATUSES:
                 fatal = True
                 error = f"Claude Code could not authenticate (HTTP {status}: {text}); {AUTH_HINT}"
-            elif final.subtype == "error_max_turns":
-                error = f"Claude Code stopped: max_turns ({task.max_turns}) reached"
-            elif final.subtype == "error_max_budget_usd":
-                error = "Claude Code stopped: the run's remaining cost budget was spent"
             else:
                 error = "Claude Code error" + (f" (HTTP {status})" if status else "") + f": {text}"
         exit_code = self.exit_code

@@ -1,0 +1,111 @@
+"""The Claude backend at its edges: odd reset times, a resume cut by the deadline, a CLI that
+refuses `initialize` or says nothing before a second signal, a limit event it survives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from prompter import attempts
+
+from .test_claude import ClaudeHarness, _alive
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> ClaudeHarness:
+    return ClaudeHarness(tmp_path)
+
+
+@pytest.mark.parametrize("resets_at", [1e17, 1e20], ids=["1e17", "1e20"])
+def test_a_usage_limit_reset_time_far_in_the_future_fails_the_task_not_prompter(
+    h: ClaudeHarness,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    resets_at: float,
+) -> None:
+    # Not a believable reset time: a limit of unknown end, retried with the backoff.
+    monkeypatch.setattr(attempts, "RATE_LIMIT_BASE_S", 0.05)
+    h.claude("weekly", [{"usage_limit": True, "resets_at": resets_at}], depends_on=[])
+    code = h.run()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err.lower(), err
+    assert code == 1
+    state, reason = h.tasks_status()["weekly"]
+    assert state == "failed" and reason is not None and "usage limit" in reason
+
+
+def test_a_timeout_while_a_resumed_session_starts_is_not_taken_for_a_failed_resume(
+    h: ClaudeHarness,
+) -> None:
+    h.claude("a", [{}])
+    h.claude("b", [{"slow_init": 30}], resume_previous_session=True, timeout=2, max_attempts=1)
+    started = time.monotonic()
+    assert h.run() == 1
+    elapsed = time.monotonic() - started
+    log = (h.root / ".prompter" / "logs" / "b.log").read_text()
+    assert h.tasks_status()["b"] == ("failed", "agent timed out after 2 s")
+    assert "could not be resumed" not in log
+    assert len(h.claude_calls("b")) == 1  # no new CLI after the deadline
+    assert elapsed < 2 + 2.5
+    for call in h.claude_calls("b"):
+        assert not _alive(call["pid"])
+
+
+def test_a_cli_that_refuses_the_initialize_request_fails_the_attempt_not_prompter(
+    h: ClaudeHarness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CLAUDE_INIT_ERROR", "unknown option for this CLI version")
+    h.claude("a", [{}], depends_on=[], max_attempts=1)
+    code = h.run()
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert code == 1
+    state, reason = h.tasks_status()["a"]
+    assert state == "failed" and reason is not None and "unknown option" in reason
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_second_signal_kills_a_cli_that_has_not_said_anything_yet(h: ClaudeHarness) -> None:
+    h.claude("slow", [{"slow_init": 30, "ignore_term": True}], depends_on=[])
+    proc = h.spawn()
+    _wait_for(lambda: bool(h.claude_calls("slow")), "the fake CLI never started")
+    (call,) = h.claude_calls("slow")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the first signal's clean-up is under way: the CLI ignores its SIGTERM
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=15)
+    time.sleep(0.5)
+    try:
+        assert not _alive(call["pid"]), "the CLI outlived prompter's emergency exit"
+    finally:
+        if _alive(call["pid"]):
+            os.killpg(call["pid"], signal.SIGKILL)
+
+
+def test_max_turns_after_a_survived_limit_event_is_not_a_usage_limit(h: ClaudeHarness) -> None:
+    # Claude Code reported one window's limit, went on (another model), then hit max_turns.
+    step = {
+        "limit_event": 3 * 3600,
+        "patch": {"subtype": "error_max_turns", "is_error": True, "result": None},
+    }
+    h.claude("long", [step], depends_on=[], max_turns=3, max_attempts=1)
+    h.claude("other", [{}], depends_on=[], priority=-1)
+    assert h.run("--no-parallel") == 1
+    assert h.tasks_status()["long"] == ("failed", "Claude Code stopped: max_turns (3) reached")
+    assert h.tasks_status()["other"] == ("passed", None)  # the run went on
+
+
+def test_a_limit_beyond_the_calendar_is_still_told_in_words() -> None:
+    assert attempts._clock_in(120).startswith("at ")
+    assert attempts._clock_in(1e20) == f"in {1e20 / 3600:,.0f} h"
