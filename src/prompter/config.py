@@ -160,7 +160,8 @@ class Settings(_Schema):
     isolation: Isolation = Field(
         "auto",
         description="`worktree`: a git worktree per task, merged back; `shared`: one tree; "
-        "`auto`: worktree in a git repository when tasks can run at once.",
+        "`auto`: worktree in a git repository (no submodules, working directory not "
+        "ignored) when tasks can run at once.",
     )
     worktree_copy: list[Text] = Field(
         default_factory=list,

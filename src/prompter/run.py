@@ -41,7 +41,7 @@ from .state import (
     fingerprints,
     make_dir,
 )
-from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel
+from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel, worktrees_unfit
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REPORT_DIR = ".prompter"
@@ -376,6 +376,11 @@ async def _integration(
             )
         return None
     if s.isolation == "auto" and slots < 2:
+        return None
+    if why := await worktrees_unfit(repo, workflow.workdir):
+        if s.isolation == "worktree":
+            raise RunError(f'{workflow.path}: isolation = "worktree" cannot work here: {why}')
+        warnings.append(f"tasks share the working tree (no worktrees): {why}")
         return None
     own = report_dir.resolve()
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()

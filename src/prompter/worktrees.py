@@ -91,6 +91,18 @@ async def git(
     input: bytes | None = None,
 ) -> tuple[int, str]:
     """Run git in `repo`; (exit code, stdout). Exit codes outside `ok` raise GitError."""
+    code, out = await git_bytes(repo, *args, env=env, ok=ok, input=input)
+    return code, out.decode("utf-8", "replace")
+
+
+async def git_bytes(
+    repo: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ok: Sequence[int] = (0,),
+    input: bytes | None = None,
+) -> tuple[int, bytes]:
+    """`git`, with stdout as bytes: file names need not be UTF-8."""
     full_env = {**os.environ, **AUTHOR, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     config = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
     config += ["-c", "core.quotePath=false"]  # file names as they are, not octal escapes
@@ -100,7 +112,12 @@ async def git(
     if result.returncode not in ok:
         detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
         raise GitError(f"git {args[0]} failed ({result.returncode}): {detail}")
-    return result.returncode, result.stdout.decode("utf-8", "replace")
+    return result.returncode, result.stdout
+
+
+def shown(path: str) -> str:
+    """A file name (possibly not UTF-8: surrogate-escaped) as text that can be printed."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 async def git_dir(repo: Path) -> Path:
@@ -116,6 +133,21 @@ async def toplevel(path: Path) -> Path | None:
     except (GitError, OSError):
         return None
     return Path(out.strip())
+
+
+async def worktrees_unfit(repo: Path, workdir: Path) -> str | None:
+    """Why tasks cannot work in worktrees of `repo`, or None. A worktree holds what git
+    tracks: not the files of submodules (checked out on their own), and nothing of a working
+    directory git ignores — a task's work there would be lost, not merged."""
+    if (repo / ".gitmodules").exists():
+        return "the repository has submodules, which a task's worktree would not have"
+    # A file a task would create there (the name is a probe: `*` ignores it, `*.log` not).
+    folder = workdir.resolve().relative_to(repo.resolve()).as_posix()
+    probe = "prompter-new-file" if folder == "." else f"{folder}/prompter-new-file"
+    code, _ = await git(repo, "check-ignore", "-q", "--no-index", probe, ok=(0, 1))
+    if code == 0:
+        return f"git ignores what is created in the working directory ({folder}/)"
+    return None
 
 
 @dataclass
@@ -134,6 +166,7 @@ class Integration:
     changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _pool: list[Path] = field(default_factory=list)  # worktrees a task has finished with
+    _checked_out: dict[Path, str] = field(default_factory=dict)  # worktree -> the tip it got
     _made: int = 0
     _alive: int | None = None  # the flock that tells `recover` in other runs this one is alive
 
@@ -152,6 +185,8 @@ class Integration:
         self.git_dir = await git_dir(self.repo)
         self._alive = _lock_run(self.git_dir, self.run_id)
         assert self._alive is not None, "run ids are unique"
+        # Linked worktrees share refs and the git directory: the run's work lands only here.
+        _run_home_path(self.git_dir, self.run_id).write_text(str(self.repo.resolve()))
         code, out = await git(self.repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
         self.head = out.strip() if code == 0 else None
         index = self.git_dir / f"prompter-index-{self.run_id}"
@@ -187,7 +222,8 @@ class Integration:
         Worktrees are reused: writing out a whole tree is the expensive part (seconds for a big
         repository), while moving a clean worktree to a new tip only writes what differs.
         """
-        path = await self._reuse()
+        tip = self.tip  # the tip of this moment: merges of other tasks may move it meanwhile
+        path = await self._reuse(tip)
         if path is None:
             # One git command on the shared repository at a time: concurrent `worktree add`
             # calls race on its administrative files.
@@ -198,9 +234,10 @@ class Integration:
                     await self._remove(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 args = ("worktree", "add", "--detach", "--no-checkout", "--quiet", str(path))
-                await git(self.repo, *args, self.tip)
+                await git(self.repo, *args, tip)
             # Writing the files is the slow part; it touches only this worktree: no lock.
             await git(path, "reset", "-q", "--hard")
+        self._checked_out[path] = tip
         for item in self.include:
             source = self.repo / item
             target = path / item
@@ -216,15 +253,16 @@ class Integration:
                 target.symlink_to(source, target_is_directory=source.is_dir())
         return path
 
-    async def _reuse(self) -> Path | None:
+    async def _reuse(self, tip: str) -> Path | None:
         """A worktree from the pool, cleaned of the last task's leftovers (ignored files
         included) and moved to the tip; None when there is none to reuse."""
         while self._pool:
             path = self._pool.pop()
             try:
                 await git(path, "reset", "-q", "--hard")
-                await git(path, "clean", "-q", "-f", "-d", "-x")
-                await git(path, "checkout", "-q", "--detach", self.tip)
+                # -ff: also a git repository a task created (a single -f leaves those)
+                await git(path, "clean", "-q", "-ff", "-d", "-x")
+                await git(path, "checkout", "-q", "--detach", tip)
             except GitError:
                 await self.remove(path)  # not reusable: try the next, or make a new one
                 continue
@@ -232,17 +270,28 @@ class Integration:
         return None
 
     async def commit(self, task: str, worktree: Path) -> str | None:
-        """The task's changes as one commit on its worktree's HEAD; None if it changed nothing."""
+        """The task's changes as one commit on the tip its worktree was checked out at; None if
+        it changed nothing. Commits the agent made itself are part of it: what counts is the
+        files, not the worktree's HEAD."""
         for item in self.link:  # our symlinks are not the task's work
             target = worktree / item
             if target.is_symlink():
                 target.unlink()
-        await git(worktree, "add", "-A")
-        code, _ = await git(worktree, "diff", "--cached", "--quiet", ok=(0, 1))
-        if code == 0:
+        start = self._checked_out[worktree]
+        try:
+            await git(worktree, "add", "-A")
+        except GitError as exc:
+            nested = await _nested_repositories(worktree)
+            raise (_nested_error(nested) if nested else exc) from None
+        _, tree = await git(worktree, "write-tree")
+        _, before = await git(worktree, "rev-parse", f"{start}^{{tree}}")
+        if tree.strip() == before.strip():
             return None
-        await git(worktree, "commit", "-q", "--no-verify", "-m", f"prompter: {task}")
-        _, out = await git(worktree, "rev-parse", "HEAD")
+        gitlinks = await _new_gitlinks(worktree, start)
+        if gitlinks:
+            raise _nested_error(gitlinks)
+        message = f"prompter: {task}"
+        _, out = await git(worktree, "commit-tree", tree.strip(), "-p", start, "-m", message)
         return out.strip()
 
     async def merge(self, task: str, commit: str) -> Merged | Conflict:
@@ -322,6 +371,8 @@ class Integration:
 
     async def cleanup(self, keep_worktrees: bool = False) -> None:
         """Worktrees (unless kept) and refs of this run go; the user's tree is not touched."""
+        if self.git_dir is not None:
+            _run_home_path(self.git_dir, self.run_id).unlink(missing_ok=True)
         if not keep_worktrees:
             await self._remove_worktrees()
         await git(self.repo, "worktree", "prune")
@@ -343,7 +394,7 @@ async def _refs(repo: Path) -> dict[str, str]:
 async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
     """Write what changed from `base` to `tip` into the user's working tree, path by path,
     only where the user's file is still as it was at `base` (or already as at `tip`: a landing
-    cut short and finished now)."""
+    cut short and finished now). A folder of the user's where the run has a file is theirs."""
     ref = f"{REF_ROOT}/{run}"
     changes = await _changed_blobs(repo, base, tip)
     if not changes:
@@ -355,50 +406,98 @@ async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
     kept: list[str] = []
     for path, versions in changes.items():
         (landed if now.get(path) in versions else kept).append(path)
-    if landed:
+    # Deletions by hand: `git restore` takes only paths that the user's index or `tip` has, and
+    # one path it does not know fails the whole call.
+    for path in landed:
+        if changes[path][1] is None:
+            _delete(repo, path)
+    # A folder that held only what was just deleted (the run replaced it with a file) is gone
+    # now, or empty: the file may take its place.
+    replaced = [p for p in kept if now.get(p) == _FOLDER and changes[p][0] is None]
+    for path in [p for p in replaced if changes[p][1] is not None]:
+        folder = repo / path
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+        if not folder.exists():
+            kept.remove(path)
+            landed.append(path)
+    written = [p for p in landed if changes[p][1] is not None]
+    if written:
         literal = {"GIT_LITERAL_PATHSPECS": "1"}  # a file named `*.py` is that file
-        await git(repo, "restore", f"--source={tip}", "--worktree", "--", *landed, env=literal)
+        names = b"".join(os.fsencode(p) + b"\0" for p in written)  # no argv limit, any bytes
+        await git(
+            repo,
+            "restore",
+            f"--source={tip}",
+            "--worktree",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+            env=literal,
+            input=names,
+        )
     kept_ref = None
     if kept:
         kept_ref = f"{KEPT_ROOT}/{run}"
         await git(repo, "update-ref", kept_ref, tip)
     await git(repo, "update-ref", "-d", f"{ref}/applying")
-    return Landing(tuple(landed), tuple(kept), kept_ref)
+    return Landing(tuple(map(shown, landed)), tuple(map(shown, kept)), kept_ref)
+
+
+def _delete(repo: Path, path: str) -> None:
+    """Remove a file the run deleted, and the folders that leaves empty (as git does)."""
+    full = repo / path
+    with contextlib.suppress(FileNotFoundError):
+        full.unlink()
+    for parent in full.parents:
+        if parent == repo or not parent.is_relative_to(repo):
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): what is above it is not empty either
+            break
 
 
 async def _changed_blobs(
     repo: Path, base: str, tip: str
 ) -> dict[str, tuple[str | None, str | None]]:
     """Each path that differs between the commits, with its object id in each (None where the
-    path is absent), from one `git diff --raw`."""
-    _, out = await git(repo, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", base, tip)
-    fields = out.split("\0")
+    path is absent), from one `git diff --raw`. Paths are file-system strings (`os.fsdecode`)."""
+    _, out = await git_bytes(repo, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", base, tip)
+    fields = out.split(b"\0")
     changes = {}
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        old, new = meta.split()[2:4]
-        changes[path] = (None if set(old) == {"0"} else old, None if set(new) == {"0"} else new)
+        old, new = meta.decode().split()[2:4]
+        changes[os.fsdecode(path)] = (
+            None if set(old) == {"0"} else old,
+            None if set(new) == {"0"} else new,
+        )
     return changes
+
+
+_FOLDER = "folder"  # in `_worktree_blobs`: a directory stands at the path (never an object id)
 
 
 async def _worktree_blobs(repo: Path, paths: Sequence[str]) -> dict[str, str]:
     """The object ids git would give the user's current files at `paths` (clean filters
-    applied, as `git add` does); absent paths, directories and unreadable names are left out,
-    which counts as "changed" unless the path is absent at the compared commit too."""
+    applied, as `git add` does), `_FOLDER` for a directory; absent paths and names git cannot
+    take one per line are left out, which counts as "changed" unless the path is absent at the
+    compared commit too."""
     files, links = [], []
+    blobs: dict[str, str] = {}
     for path in paths:
         full = repo / path
         if full.is_symlink():
             links.append(path)
+        elif full.is_dir():
+            blobs[path] = _FOLDER
         elif full.is_file() and "\n" not in path:
             files.append(path)
-    blobs: dict[str, str] = {}
     if files:
-        _, out = await git(
-            repo, "hash-object", "--stdin-paths", input="".join(f"{p}\n" for p in files).encode()
-        )
+        names = b"".join(os.fsencode(p) + b"\n" for p in files)
+        _, out = await git(repo, "hash-object", "--stdin-paths", input=names)
         blobs.update(zip(files, out.split(), strict=True))
     for path in links:  # git stores a symlink as its target's text
-        target = os.readlink(repo / path).encode()
+        target = os.readlink(os.fsencode(repo / path))
         _, out = await git(repo, "hash-object", "--stdin", "--no-filters", input=target)
         blobs[path] = out.strip()
     return blobs
@@ -414,7 +513,8 @@ async def recover(repo: Path) -> list[Recovered]:
     """Finish what ended runs left: a landing cut short is completed, the passed work of a run
     that was interrupted (`pending`) or killed before landing (only its `tip` is left) lands —
     the state says those tasks passed — and their worktrees and refs go. A run still going
-    (another prompter process in this repository) is left alone."""
+    (another prompter process in this repository) is left alone, and so is one that started
+    in another linked worktree of the repository (it lands there)."""
     refs = await _refs(repo)
     runs = {ref.removeprefix(REF_ROOT + "/").split("/")[0] for ref in refs}
     common = await git_dir(repo)
@@ -422,6 +522,8 @@ async def recover(repo: Path) -> list[Recovered]:
         runs |= {p.name for p in (common / "prompter").iterdir() if p.is_dir()}
     cleaned = []
     for run in sorted(runs):
+        if not _belongs_here(common, run, repo):
+            continue  # another linked worktree's run: its own next run lands it
         alive = _lock_run(common, run)
         if alive is None:  # its process holds the lock: not ended
             continue
@@ -436,6 +538,7 @@ async def recover(repo: Path) -> list[Recovered]:
             landing = await _land(repo, run, base, tip) if tip and base else Landing()
             await git(repo, "update-ref", "-d", f"{ref}/pending", ok=(0, 1))
             await Integration(repo, run, git_dir=common).cleanup()
+            _run_home_path(common, run).unlink(missing_ok=True)
         finally:
             _unlock_run(common, run, alive)
         cleaned.append(Recovered(run, landing))
@@ -444,6 +547,21 @@ async def recover(repo: Path) -> list[Recovered]:
 
 def _run_lock_path(common: Path, run: str) -> Path:
     return common / "prompter" / f"{run}.lock"
+
+
+def _run_home_path(common: Path, run: str) -> Path:
+    """Where the run records the working tree it started in."""
+    return common / "prompter" / f"{run}.home"
+
+
+def _belongs_here(common: Path, run: str, repo: Path) -> bool:
+    """Whether the run started in `repo`: not in another linked worktree of the repository
+    that still exists (a run from before this record, or from a removed worktree, is taken)."""
+    try:
+        home = Path(_run_home_path(common, run).read_text())
+    except (OSError, ValueError):
+        return True
+    return home == repo.resolve() or not home.is_dir()
 
 
 def _lock_run(common: Path, run: str) -> int | None:
@@ -464,6 +582,38 @@ def _unlock_run(common: Path, run: str, fd: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         _run_lock_path(common, run).unlink()
     os.close(fd)
+
+
+async def _new_gitlinks(worktree: Path, start: str) -> list[str]:
+    """Paths the index now holds as a git repository (a gitlink) that `start` did not."""
+    args = ("diff", "--cached", "--raw", "--no-renames", "-z", "--diff-filter=AT", start)
+    _, out = await git(worktree, *args)
+    fields = out.split("\0")
+    # `:old_mode new_mode old_id new_id status`, then the path
+    return [
+        path
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
+        if meta.split()[1:2] == ["160000"]
+    ]
+
+
+async def _nested_repositories(worktree: Path) -> list[str]:
+    """Folders below the worktree that are git repositories of their own (`git add` refuses
+    one without a commit)."""
+    _, out = await git(worktree, "ls-files", "--others", "--directory", "-z")
+    found = []
+    for entry in (e for e in out.split("\0") if e.endswith("/")):
+        if (worktree / entry / ".git").exists():
+            found.append(entry.rstrip("/"))
+    return found
+
+
+def _nested_error(paths: Sequence[str]) -> GitError:
+    where = ", ".join(paths[:5])
+    return GitError(
+        f"the task created a git repository inside the repository ({where}): a worktree "
+        'cannot carry its files over; remove its .git, or use isolation = "shared"'
+    )
 
 
 def _failed(number: int, started: float, reason: str) -> AttemptRecord:
@@ -505,8 +655,12 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
             done = True
             try:
                 commit = await line.commit(task.name, tree)
-                if commit is None:
-                    return record
+            except GitError as exc:
+                reason = f"its changes cannot be committed: {exc}"
+                return record.model_copy(update={"ok": False, "reason": reason})
+            if commit is None:
+                return record
+            try:
                 outcome = await line.merge(task.name, commit)
             except GitError as exc:
                 return record.model_copy(update={"ok": False, "reason": f"merge failed: {exc}"})
