@@ -5,7 +5,6 @@ directories, submodules."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import anyio
@@ -14,26 +13,27 @@ import pytest
 from prompter.worktrees import Integration, Merged, recover
 
 from .engine import Harness
-
-
-def sh(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
+from .test_worktrees import git_harness as worktrees_harness
+from .test_worktrees import sh
 
 
 def git_harness(tmp_path: Path) -> Harness:
-    h = Harness(tmp_path)
-    sh(tmp_path, "init", "-q")
-    sh(tmp_path, "config", "user.email", "u@example.com")
-    sh(tmp_path, "config", "user.name", "User")
-    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nwf.toml\n")
-    (h.work / "app.py").write_text("line 1\nline 2\nline 3\n")
-    sh(tmp_path, "add", "-A")
-    sh(tmp_path, "commit", "-qm", "initial")
-    (h.work / "scratch.txt").write_text("the user's untracked file\n")
+    h = worktrees_harness(tmp_path)
     h.settings["isolation"] = "worktree"
     return h
+
+
+def committed_repo(path: Path, files: dict[str, str]) -> Path:
+    """A new repository at `path` holding `files` in one commit."""
+    path.mkdir()
+    sh(path, "init", "-q")
+    sh(path, "config", "user.email", "u@example.com")
+    sh(path, "config", "user.name", "User")
+    for name, text in files.items():
+        (path / name).write_text(text)
+    sh(path, "add", "-A")
+    sh(path, "commit", "-qm", "initial")
+    return path
 
 
 def shell_task(h: Harness, name: str, script: str, **keys: object) -> None:
@@ -121,14 +121,7 @@ def test_a_nested_repository_with_a_commit_fails_saying_why(tmp_path: Path) -> N
 
 
 def test_recover_does_not_land_another_worktrees_run_into_this_one(tmp_path: Path) -> None:
-    main = tmp_path / "main"
-    main.mkdir()
-    sh(main, "init", "-q")
-    sh(main, "config", "user.email", "u@example.com")
-    sh(main, "config", "user.name", "User")
-    (main / "app.py").write_text("v1\n")
-    sh(main, "add", "-A")
-    sh(main, "commit", "-qm", "initial")
+    main = committed_repo(tmp_path / "main", {"app.py": "v1\n"})
     other = tmp_path / "other"
     sh(main, "worktree", "add", "-q", "-b", "feature", str(other))
     line = Integration(other, "in-other")
@@ -253,14 +246,7 @@ def test_work_in_an_ignored_working_directory_is_not_silently_dropped(
 
 
 def _with_submodule(tmp_path: Path) -> Harness:
-    lib = tmp_path / "libsrc"
-    lib.mkdir()
-    sh(lib, "init", "-q")
-    sh(lib, "config", "user.email", "u@example.com")
-    sh(lib, "config", "user.name", "User")
-    (lib / "lib.c").write_text("int f;\n")
-    sh(lib, "add", "-A")
-    sh(lib, "commit", "-qm", "i")
+    lib = committed_repo(tmp_path / "libsrc", {"lib.c": "int f;\n"})
     root = tmp_path / "root"
     root.mkdir()
     h = git_harness(root)
