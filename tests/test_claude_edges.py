@@ -109,3 +109,23 @@ def test_max_turns_after_a_survived_limit_event_is_not_a_usage_limit(h: ClaudeHa
 def test_a_limit_beyond_the_calendar_is_still_told_in_words() -> None:
     assert attempts._clock_in(120).startswith("at ")
     assert attempts._clock_in(1e20) == f"in {1e20 / 3600:,.0f} h"
+
+
+def test_graph_mode_resumes_the_session_of_a_dependency_whose_earlier_pass_stands(
+    h: ClaudeHarness,
+) -> None:
+    h.claude("analyze", [{}], depends_on=[])
+    h.claude(
+        "review",
+        [{}],
+        depends_on=["analyze"],
+        verify_command="test -f reviewed",
+        max_attempts=1,
+        resume_previous_session=True,
+    )
+    assert h.run() == 1
+    (analyze,) = h.claude_calls("analyze")
+    (h.work / "reviewed").write_text("yes")
+    assert h.run() == 0
+    assert len(h.claude_calls("analyze")) == 1  # its pass stood
+    assert h.claude_calls("review")[1]["resume"] == analyze["session_id"]

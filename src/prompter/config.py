@@ -575,9 +575,12 @@ class _Loader:
                 ("on_failure", ref.on_failure, FAILURE_KEYWORDS),
             ):
                 if value is None or value in keywords:
+                    # `retry` (on_failure's default) moves on to the next task once its
+                    # attempts are used up, as `next` does.
+                    moves_on = value in ("next", "retry") or (value is None and key == "on_failure")
                     if value == "repeat":
                         targets.append(ref.index)
-                    elif value == "next" and ref.index + 1 < len(refs):
+                    elif moves_on and ref.index + 1 < len(refs):
                         targets.append(ref.index + 1)
                     continue
                 if value in index:

@@ -22,10 +22,13 @@ class Ledger:
         fingerprints: Mapping[str, str],
         persist: Persist,
         listeners: Sequence[Listener] = (),
+        history: Mapping[str, TaskRecord] | None = None,
     ) -> None:
         self.run_id = run_id
         self.fingerprints = fingerprints
         self.records: dict[str, TaskRecord] = {}
+        # The state's records when the run began: what earlier runs left (a pass that stands).
+        self.history = dict(history or {})
         self._persist = persist
         self._listeners = list(listeners)
 
@@ -36,6 +39,10 @@ class Ledger:
     def is_terminal(self, name: str) -> bool:
         record = self.records.get(name)
         return record is not None and record.status in TERMINAL
+
+    def latest(self, name: str) -> TaskRecord | None:
+        """The task's record from this run, else from the earlier run that left one."""
+        return self.records.get(name) or self.history.get(name)
 
     def attempts(self, name: str) -> list[AttemptRecord]:
         record = self.records.get(name)

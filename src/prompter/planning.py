@@ -210,9 +210,11 @@ def happy_path(workflow: Workflow) -> tuple[list[int], str | None]:
     current: int | None = 0 if tasks else None
     while current is not None:
         if current in seen:
+            again = f"`{tasks[current].name}` runs again after `{tasks[path[-1]].name}`"
+            if not workflow.settings.allow_infinite_loops:
+                return path, (f"{again}: without allow_infinite_loops the run stops there, failed")
             return path, (
-                f"`{tasks[current].name}` runs again after `{tasks[path[-1]].name}`: the path "
-                "loops until a task fails, stops, or max_iterations is reached"
+                f"{again}: the path loops until a task fails, stops, or max_iterations is reached"
             )
         seen.add(current)
         path.append(current)

@@ -43,7 +43,8 @@ class RunView:
         self.started_at = time.time()
         self.total = 0
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started at, attempt)
-        self.done: dict[TaskStatus, int] = {}
+        # Each task's latest end: a loop ends a task more than once, the count is of tasks.
+        self.ended: dict[str, TaskStatus] = {}
         self.cost_usd = 0.0  # agent spend of this run so far
 
     def update(self, event: Event) -> None:
@@ -57,12 +58,20 @@ class RunView:
             self.cost_usd += event.attempt.cost_usd or 0.0
         elif isinstance(event, TaskFinished):
             self.running.pop(event.record.name, None)
-            status = event.record.status
-            self.done[status] = self.done.get(status, 0) + 1
+            self.ended[event.record.name] = event.record.status
+
+    @property
+    def done(self) -> dict[TaskStatus, int]:
+        """How many tasks ended in each state (as it is now)."""
+        out: dict[TaskStatus, int] = {}
+        for status in self.ended.values():
+            out[status] = out.get(status, 0) + 1
+        return out
 
     def counts(self) -> str:
         order = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED)
-        parts = [f"{self.done[s]} {s.value}" for s in order if self.done.get(s)]
+        done = self.done
+        parts = [f"{done[s]} {s.value}" for s in order if done.get(s)]
         return ", ".join(parts) or "nothing finished"
 
     def spent(self) -> str:
@@ -163,7 +172,7 @@ class LiveProgress:
         for name, (since, attempt) in sorted(self.view.running.items()):
             extra = f" attempt {attempt}" if attempt > 1 else ""
             table.add_row(f"[cyan]▶ {escape(name)}[/]", f"{_duration(now - since)}{extra}")
-        queued = self.view.total - sum(self.view.done.values()) - len(self.view.running)
+        queued = self.view.total - len(self.view.ended.keys() | self.view.running.keys())
         if queued > 0:
             table.add_row(f"[dim]{queued} queued[/]", "")
         for line in self.recent[-8:]:

@@ -238,7 +238,7 @@ async def _execute(
     run = RunRecord(run_id=run_id, workflow=str(workflow.path), started_at=time.time())
     store.begin_run(run)
     recorder = _Recorder(store)
-    ledger = Ledger(run_id, prints, recorder, listeners)
+    ledger = Ledger(run_id, prints, recorder, listeners, history=state.tasks)
     limits, clamped = limits_for(workflow, 1 if options.no_parallel else options.max_parallel)
     s = workflow.settings
     agent_limit = min(limits.slots, s.max_parallel_agents or limits.slots)

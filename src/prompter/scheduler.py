@@ -131,8 +131,9 @@ class GraphScheduler:
             return own[-1].session_id
         if not task.resume_previous_session:
             return None
-        # Otherwise the session of the dependency that finished last.
-        finished = [self.ledger.records.get(self.tasks[d].name) for d in self.graph.deps[i]]
+        # Otherwise the session of the dependency that finished last (in an earlier run, when
+        # its pass stands).
+        finished = [self.ledger.latest(self.tasks[d].name) for d in self.graph.deps[i]]
         done = [r for r in finished if r is not None and r.attempts and r.finished_at]
         if not done:
             return None

@@ -101,14 +101,16 @@ class SequentialRunner:
             return i
         return self.workflow.index[target]
 
-    def _session(self, i: int, previous: int | None) -> str | None:
+    def _session(self, i: int, previous: int | None, retrying: bool) -> str | None:
+        """A retry continues the task's own session; a visit (also a revisit: a jump back, a
+        `repeat`) starts a new one, or with `resume_previous_session` the previous task's."""
         own = self.ledger.attempts(self.tasks[i].name)
-        if own and own[-1].session_id:
+        if retrying and own and own[-1].session_id:
             return own[-1].session_id
         if previous is None or not self.tasks[i].resume_previous_session:
             return None
-        before = self.ledger.attempts(self.tasks[previous].name)
-        return before[-1].session_id if before else None
+        before = self.ledger.latest(self.tasks[previous].name)  # an earlier run's, if it stands
+        return before.attempts[-1].session_id if before and before.attempts else None
 
     async def _run_task(self, i: int, previous: int | None) -> bool:
         task = self.tasks[i]
@@ -131,7 +133,7 @@ class SequentialRunner:
                 self._scope = scope
                 try:
                     attempt = await self.run_attempt(
-                        self.ctx, task, number, feedback, self._session(i, previous)
+                        self.ctx, task, number, feedback, self._session(i, previous, tries > 1)
                     )
                     retry_in = None
                     if not attempt.ok and not attempt.fatal and tries < allowed:

@@ -42,9 +42,9 @@ def links(workflow: Workflow) -> list[Link]:
             ("failure", task.on_failure),
         )
         for kind, value in transitions:
-            if value == "retry":  # stays on the task: not an edge
-                continue
-            if value == "next":
+            # `retry` stays on the task, and once its attempts are used up moves on as `next`:
+            # that is the edge (sequential mode; in graph mode there are no transitions).
+            if value in ("next", "retry"):
                 target = i + 1 if i < last else STOP
             elif value == "stop":
                 target = STOP

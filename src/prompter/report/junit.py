@@ -91,12 +91,14 @@ def _properties(view: TaskView) -> dict[str, str]:
     return props
 
 
-def _kind(record: TaskRecord) -> str:
-    """failure | error | skipped | passed, and the error's type."""
+def _kind(view: TaskView) -> str:
+    """failure | error | skipped | passed. A task this run did not run (a branch it did not
+    take, a task outside `--task`) is skipped: an earlier run's failure is not this run's."""
+    record = view.record
     status = record.status
     if status is TaskStatus.PASSED:
         return "passed"
-    if status is TaskStatus.SKIPPED:
+    if status is TaskStatus.SKIPPED or not view.current:
         return "skipped"
     if status is TaskStatus.FAILED:
         return "failure" if attempt_failed_in_verify(record) else "error"
@@ -114,7 +116,14 @@ def _error_type(record: TaskRecord) -> str:
     return "agent_timeout" if "timed out" in reason else "agent_error"
 
 
-def _message(record: TaskRecord) -> str:
+def _message(view: TaskView) -> str:
+    record = view.record
+    if not view.current and record.status is not TaskStatus.SKIPPED:
+        earlier = (
+            f"{record.status.value}: {record.reason}" if record.reason else record.status.value
+        )
+        text = f"not run by this run; run {record.run_id} ended it {earlier}"
+        return one_line(text, _MESSAGE_CHARS)
     if record.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
         return f"did not finish: the run ended while the task was {record.status.value}"
     return one_line(record.reason or record.status.value, _MESSAGE_CHARS)
@@ -136,9 +145,7 @@ def build_junit(
     if file is None and workflow is not None:
         file = str(workflow.path)
     file = one_line(file, 256) if file else None
-    with_output = [
-        v for v in facts.tasks if _kind(v.record) in ("failure", "error") and v.record.attempts
-    ]
+    with_output = [v for v in facts.tasks if _kind(v) in ("failure", "error") and v.record.attempts]
     share = min(MAX_CASE_OUTPUT_BYTES, MAX_OUTPUT_BYTES // max(1, len(with_output)))
     cases: list[Any] = []
     durations: list[float] = []
@@ -153,15 +160,15 @@ def build_junit(
             file=file if view.line is not None else None,
             line=str(view.line) if view.line is not None else None,
         )
-        kind = _kind(record)
+        kind = _kind(view)
         output = record.attempts[-1].output_tail if record.attempts else ""
         text = fit_tail(output, share) if output else None
         if kind == "failure":
-            case.add_failure_info(_message(record), text or None, "verify_failed")
+            case.add_failure_info(_message(view), text or None, "verify_failed")
         elif kind == "error":
-            case.add_error_info(_message(record), text or None, _error_type(record))
+            case.add_error_info(_message(view), text or None, _error_type(record))
         elif kind == "skipped":
-            case.add_skipped_info(_message(record))
+            case.add_skipped_info(_message(view))
         cases.append(case)
     run = facts.run
     red = any(case.is_failure() or case.is_error() for case in cases)
