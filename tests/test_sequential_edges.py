@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from prompter import state as state_module
+
 from .engine import Harness, prompter_cli
 
 
@@ -159,3 +161,103 @@ def test_graph_draws_where_an_exhausted_retry_goes(h: Harness) -> None:
     done = prompter_cli("graph", "--format", "json", str(h.write()), cwd=h.root)
     edges = json.loads(done.stdout)["edges"]
     assert {"from": "gate", "to": "fix", "kind": "failure"} in edges, edges
+
+
+# -- a loop's state ---------------------------------------------------------------------------
+
+
+def _journal_bytes(h: Harness, monkeypatch: pytest.MonkeyPatch, iterations: int) -> int:
+    written = [0]
+    real = state_module._write_all
+
+    def counting(fd: int, data: bytes) -> None:
+        written[0] += len(data)
+        real(fd, data)
+
+    monkeypatch.setattr(state_module, "_write_all", counting)
+    h.settings.update(allow_infinite_loops=True, max_iterations=iterations)
+    h.tasks.clear()
+    # A fast agent (`true`) and a check that prints ~1 KB, as a monitoring loop would.
+    h.task(
+        "poll",
+        on_success="repeat",
+        agent_command=["true"],
+        verify_command="head -c 1000 /dev/zero | tr '\\0' x",
+    )
+    assert h.run("--fresh", "--progress", "none") == 1  # ends on max_iterations
+    return written[0]
+
+
+def test_state_io_of_a_loop_is_linear_in_its_iterations(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # design.md §3 "State and resume": "total I/O linear in the number of events (not a full
+    # rewrite per event ...)". Each execution of a loop is two events (start, end): four times
+    # the iterations must write about four times the bytes (it was 15.6 times).
+    small = _journal_bytes(h, monkeypatch, 40)
+    large = _journal_bytes(h, monkeypatch, 160)
+    assert large / small < 6, (
+        f"{small} B for 40 iterations, {large} B for 160 (x{large / small:.1f})"
+    )
+
+
+def test_a_revisit_is_a_new_visit_whose_attempts_start_at_one_and_costs_add_up(
+    tmp_path: Path,
+) -> None:
+    from .test_claude import ClaudeHarness
+
+    c = ClaudeHarness(tmp_path)
+    c.settings.update(allow_infinite_loops=True, max_iterations=3)
+    c.claude("poll", [{"cost": 0.25}], on_success="repeat")
+    assert c.run() == 1  # max_iterations
+    assert len(c.claude_calls("poll")) == 3
+    task = c.status()["tasks"]["poll"]
+    assert [a["number"] for a in task["attempts"]] == [1]  # the latest visit's
+    assert task["cost_usd"] == pytest.approx(0.75)  # every visit's
+    record = c.state()["tasks"]["poll"]
+    assert record["visits"] == 3
+
+
+# -- resume and dry run ------------------------------------------------------------------------
+
+
+def test_a_resumed_loop_never_skips_the_task_between_two_runs_of_another(h: Harness) -> None:
+    # continuous-monitoring.toml's shape: `check` then `wait`, which jumps back to `check`. Run 1
+    # runs check, wait, check, and stops there (check fails, on_failure = "stop"). Run 2 runs
+    # check (it failed); run 1's pass of `wait` came after a `check` this run has replaced, so
+    # it does not stand: check never runs twice in a row without a wait between.
+    h.settings.update(allow_infinite_loops=True, max_iterations=4)
+    # The check fails the second time it runs, counting in a file that outlives the run.
+    counted = "n=$(($(cat n 2>/dev/null || echo 0) + 1)); echo $n > n; [ $n -ne 2 ]"
+    h.task("check", verify_command=counted, on_failure="stop")
+    h.task("wait", on_success="check")
+    assert h.run() == 1
+    assert [c["task"] for c in h.calls()] == ["check", "wait", "check"]
+    assert h.run() == 1  # max_iterations
+    second = [c["task"] for c in h.calls()][3:]
+    assert second == ["check", "wait", "check", "wait"]
+
+
+def test_after_a_changed_task_the_tasks_after_it_run_again(h: Harness) -> None:
+    h.task("one")
+    h.task("two")
+    h.task("three")
+    assert h.run() == 0
+    h.tasks[1]["prompt"] = "do two, differently"
+    assert h.run() == 0
+    # `one` stands; `two` changed, and `three` came after it: the order is its dependency.
+    assert [c["task"] for c in h.calls()] == ["one", "two", "three", "two", "three"]
+
+
+def test_dry_run_of_a_sequential_workflow_prints_the_path(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # README: "`--dry-run` prints what would run"; Prompter 0.10's dry run walked the transitions.
+    h.task("build", on_success="deploy")
+    h.task("never_on_the_path")
+    h.task("deploy", on_success="stop")
+    assert h.run("--dry-run") == 0
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert lines == ["build", "deploy"], out
+    assert not (h.root / ".prompter" / "state.json").exists()

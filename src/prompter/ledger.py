@@ -50,14 +50,15 @@ class Ledger:
 
     def start(self, name: str, attempt: int) -> None:
         record = self.records.get(name)
-        if record is None or record.status in TERMINAL:
+        if record is None or record.status in TERMINAL:  # the first visit, or a new one
             record = TaskRecord(
                 name=name,
                 fingerprint=self.fingerprints[name],
                 status=TaskStatus.RUNNING,
                 run_id=self.run_id,
                 started_at=time.time(),
-                attempts=record.attempts if record else [],
+                visits=record.visits + 1 if record else 1,
+                earlier_cost_usd=record.cost_usd if record else 0.0,
             )
         else:
             record = record.model_copy(update={"status": TaskStatus.RUNNING})
@@ -82,6 +83,15 @@ class Ledger:
         the same write (one journal line instead of two)."""
         assert status in TERMINAL
         previous = self.records.get(name)
+        if previous is not None and previous.status in TERMINAL:  # a visit that never started
+            previous = previous.model_copy(
+                update={
+                    "attempts": [],
+                    "visits": previous.visits + 1,
+                    "earlier_cost_usd": previous.cost_usd,
+                    "started_at": None,
+                }
+            )
         attempts = previous.attempts if previous else []
         if attempt is not None:
             attempts = [*attempts, attempt]
@@ -94,6 +104,8 @@ class Ledger:
             run_id=self.run_id,
             started_at=previous.started_at if previous else None,
             finished_at=time.time(),
+            visits=previous.visits if previous else 1,
+            earlier_cost_usd=previous.earlier_cost_usd if previous else 0.0,
         )
         self._save(record, durable=True)
         if attempt is not None:

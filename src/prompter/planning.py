@@ -202,12 +202,15 @@ def make_plan(
     )
 
 
-def happy_path(workflow: Workflow) -> tuple[list[int], str | None]:
-    """Sequential mode: the tasks that run, in order, when every task passes first time."""
+def happy_path(
+    workflow: Workflow, start: int = 0, only_start: bool = False
+) -> tuple[list[int], str | None]:
+    """Sequential mode: the tasks that run, in order, when every task passes first time, from
+    `start` (`only_start`: `--task`, where "next" after the named task ends the run)."""
     tasks = workflow.tasks
     path: list[int] = []
     seen: set[int] = set()
-    current: int | None = 0 if tasks else None
+    current: int | None = start if tasks else None
     while current is not None:
         if current in seen:
             again = f"`{tasks[current].name}` runs again after `{tasks[path[-1]].name}`"
@@ -222,7 +225,7 @@ def happy_path(workflow: Workflow) -> tuple[list[int], str | None]:
         if target == "stop":
             current = None
         elif target == "next":
-            current = current + 1 if current + 1 < len(tasks) else None
+            current = current + 1 if current + 1 < len(tasks) and not only_start else None
         elif target != "repeat":  # repeat: the same task again
             current = workflow.index[target]
     return path, None

@@ -26,7 +26,7 @@ from .config import Workflow
 from .diagnostics import innermost
 from .events import Listener, RunFinished, RunStarted
 from .ledger import Ledger
-from .planning import limits_for, task_weights
+from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
@@ -167,7 +167,9 @@ def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
         raise RunError(str(exc)) from None
 
 
-def describe_dry_run(workflow: Workflow, selection: Selection, out: TextIO) -> None:
+def describe_dry_run(
+    workflow: Workflow, selection: Selection, out: TextIO, only_start: bool = False
+) -> None:
     names = [t.name for t in workflow.tasks]
     if workflow.mode == "graph":
         chosen = set(selection.run)
@@ -176,10 +178,21 @@ def describe_dry_run(workflow: Workflow, selection: Selection, out: TextIO) -> N
         for i in order:
             deps = [names[d] for d in workflow.graph.deps[i]]
             out.write(f"  {names[i]}" + (f"  (after {', '.join(deps)})" if deps else "") + "\n")
+        for i in sorted(selection.reused):
+            out.write(f"  {names[i]}: passed in an earlier run, unchanged: not run again\n")
     else:
-        out.write(f"dry run: sequential mode, starting at {names[selection.start]}\n")
-    for i in sorted(selection.reused):
-        out.write(f"  {names[i]}: passed in an earlier run, unchanged: not run again\n")
+        path, note = happy_path(workflow, selection.start, only_start)
+        out.write(
+            f"dry run: sequential mode, from {names[selection.start]}; if every task passes "
+            "at its first attempt, in this order:\n"
+        )
+        reusing = True  # an earlier pass stands until the run executes a task
+        for i in path:
+            reusing = reusing and i in selection.reused
+            why = "  (passed in an earlier run, unchanged: not run again)" if reusing else ""
+            out.write(f"  {names[i]}{why}\n")
+        if note:
+            out.write(f"  then {note}\n")
     out.write("dry run: nothing was run and no state was written\n")
 
 
@@ -415,7 +428,7 @@ def run_workflow(
         state = store.load()
         selection = select(workflow, state, options, fingerprints(workflow))
         _agents(workflow, selection)
-        describe_dry_run(workflow, selection, out or sys.stdout)
+        describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
         return RunResult("dry-run", "passed", EXIT_OK, None)
     _check_logs_dir(options.report_dir / "logs")
     with store as state:

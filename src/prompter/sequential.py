@@ -5,7 +5,10 @@ Tasks run one at a time from the first (or the one named with --task); after eac
 - a jump on failure happens after the first failed attempt (0.10 used up every attempt first);
 - running a task again (a jump back, `repeat`) needs `allow_infinite_loops` — otherwise the run
   stops and fails, instead of silently skipping the task;
-- reaching `max_iterations` fails the run (0.10 exited 0).
+- reaching `max_iterations` fails the run (0.10 exited 0);
+- a revisit is a new visit: its attempts count from 1, with a new session;
+- on a later run, earlier passes stand only until the run executes a task: what comes after a
+  task that runs again runs again too (the order is the dependency).
 """
 
 from __future__ import annotations
@@ -60,9 +63,12 @@ class SequentialRunner:
         previous: int | None = None
         while current is not None and self.stop_reason is None:
             task = self.tasks[current]
-            # What passed in an earlier run stands for a task's first visit only: a loop that
-            # comes back to it (a jump, `repeat`) must run it, as the earlier run did.
-            if current in self.reused and current not in visited:
+            # What passed in an earlier run stands only until this run executes a task: the
+            # order is the only dependency sequential mode knows, so what follows a task that
+            # runs again runs again too (a loop's `wait` after its `check`, a pipeline's steps
+            # after a changed one). And for a task's first visit only: a loop that comes back
+            # to it (a jump, `repeat`) must run it, as the earlier run did.
+            if current in self.reused and current not in visited and not iterations:
                 visited.add(current)
                 previous = current
                 current = self._next(current, True)
@@ -127,7 +133,7 @@ class SequentialRunner:
                     self.ledger.finish(task.name, TaskStatus.FAILED, reason)
                 self._end(budget.reason)
                 return False
-            number = len(self.ledger.attempts(task.name)) + 1
+            number = tries  # a visit's attempts: a revisit starts again at 1
             self.ledger.start(task.name, number)
             with anyio.CancelScope() as scope:
                 self._scope = scope

@@ -135,10 +135,15 @@ class TaskRecord(_Record):
     fingerprint: Text
     status: TaskStatus
     reason: Text | None = None
-    attempts: list[AttemptRecord] = Field(default_factory=list)
+    attempts: list[AttemptRecord] = Field(default_factory=list)  # of the latest visit
     run_id: Text
     started_at: float | None = None
     finished_at: float | None = None
+    # Sequential loops run a task again in the same run. Each visit starts a new attempts list
+    # (a line of the journal repeats the record: keeping every visit's attempts made a loop's
+    # state I/O quadratic); what the earlier visits cost stays in the total.
+    visits: int = Field(1, ge=1)
+    earlier_cost_usd: float = 0.0
 
     @property
     def duration_s(self) -> float | None:
@@ -148,7 +153,8 @@ class TaskRecord(_Record):
 
     @property
     def cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.attempts if a.cost_usd is not None)
+        own = sum(a.cost_usd for a in self.attempts if a.cost_usd is not None)
+        return self.earlier_cost_usd + own
 
 
 class RunRecord(_Record):
