@@ -4,6 +4,7 @@ revisits and after a resume, the run's counts and reports, the plan of a loop.""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,20 @@ def test_dry_run_of_a_sequential_workflow_prints_the_path(
     lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
     assert lines == ["build", "deploy"], out
     assert not (h.root / ".prompter" / "state.json").exists()
+
+
+# -- the 0.10 command line ----------------------------------------------------------------------
+
+
+def test_prompter_10_options_before_the_workflow(h: Harness) -> None:
+    # 0.10's parser took options anywhere: `prompter --task NAME config.toml` ran.
+    h.task("a")
+    h.task("b")
+    workflow = h.write()
+    env = {**os.environ, **h.env()}
+    done = prompter_cli("--task", "b", str(workflow), "--progress", "none", cwd=h.root, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [c["task"] for c in h.calls()] == ["b"]
+    # An option's value that ends in .toml is not taken for the workflow file.
+    done = prompter_cli("--state-file", "x.toml", cwd=h.root, env=env)
+    assert done.returncode == 2 and "unrecognized arguments: --state-file" in done.stderr

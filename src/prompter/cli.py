@@ -526,9 +526,22 @@ def compat_argv(argv: Sequence[str]) -> list[str]:
             return [command, *args]
     if args and args[0] not in COMMANDS and not args[0].startswith("-"):
         return ["run", *args]
-    if args and args[0] == "--dry-run" and len(args) > 1:
-        return ["run", *args]
+    if args and args[0].startswith("-") and args[0] not in _GLOBAL and _names_a_workflow(args):
+        return ["run", *args]  # 0.10 took options before the file: `prompter --task b wf.toml`
     return args
+
+
+_GLOBAL = frozenset({"-h", "--help", "--version", "--"})
+# `run`'s options that take a value: that value is not the workflow file.
+_RUN_VALUED = frozenset({"--task", "--max-parallel", "--state-file", "--report-dir", "--progress"})
+
+
+def _names_a_workflow(args: Sequence[str]) -> bool:
+    """Whether a positional argument (not an option's value) is a `.toml` file."""
+    return any(
+        a.endswith(".toml") and not a.startswith("-") and (i == 0 or args[i - 1] not in _RUN_VALUED)
+        for i, a in enumerate(args)
+    )
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
