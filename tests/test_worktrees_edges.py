@@ -278,3 +278,18 @@ def test_isolation_worktree_with_submodules_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert 'isolation = "worktree" cannot work here: the repository has submodules' in err
     assert not (h.work / "lib" / "new.c").exists()
+
+
+def test_a_conflict_on_a_name_with_a_tab_names_the_file_and_the_other_task(tmp_path: Path) -> None:
+    h = git_harness(tmp_path)
+    name = "we\tird.txt"
+    (h.work / name).write_text("line\n")
+    shell_task(h, "a", f"printf 'from a\\n' > '{name}'", priority=1)
+    shell_task(h, "b", f"sleep 0.5; printf 'from b\\n' > '{name}'")
+    h.run()
+    reasons = dict(h.tasks_status())
+    failed = [r for _, r in reasons.values() if r and "merge conflict" in r]
+    assert failed and all("with `a`" in r or "with `b`" in r for r in failed), reasons
+    assert all(r.endswith(f" in work/{name}") for r in failed), failed  # not git's quoting
+    changed = [a["changed_files"] for t in h.status()["tasks"].values() for a in t["attempts"]]
+    assert [f"work/{name} +1 -1"] in changed

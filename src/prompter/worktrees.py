@@ -304,11 +304,12 @@ class Integration:
                 "--write-tree",
                 "--name-only",
                 "--no-messages",
+                "-z",  # names as they are, NUL-terminated (a tab, a newline)
                 self.tip,
                 commit,
                 ok=(0, 1),
             )
-            lines = out.splitlines()
+            lines = out.split("\0")
             if code == 1:
                 paths = tuple(dict.fromkeys(p for p in lines[1:] if p))
                 others = [self.changed_by[p] for p in paths if p in self.changed_by]
@@ -327,9 +328,10 @@ class Integration:
     async def _changes(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What a task commit changed: its paths, and "path +added -deleted" per path
         ("+? -?" for binary files)."""
-        _, out = await git(self.repo, "diff", "--numstat", "--no-renames", f"{commit}^", commit)
+        args = ("diff", "--numstat", "--no-renames", "-z", f"{commit}^", commit)
+        _, out = await git(self.repo, *args)  # -z: names as they are (a tab, a newline)
         paths, rows = [], []
-        for line in out.splitlines():
+        for line in filter(None, out.split("\0")):
             added, deleted, path = line.split("\t", 2)
             paths.append(path)
             rows.append(f"{path} +{added.replace('-', '?')} -{deleted.replace('-', '?')}")
