@@ -82,16 +82,9 @@ class Ledger:
         `state._Syncer`), then announce it. `attempt`, the one that decided it, is recorded in
         the same write (one journal line instead of two)."""
         assert status in TERMINAL
+        # A revisit that never started (skipped: the budget is spent) keeps the record of the
+        # visit before, which did run: its attempts and times are what reports can show.
         previous = self.records.get(name)
-        if previous is not None and previous.status in TERMINAL:  # a visit that never started
-            previous = previous.model_copy(
-                update={
-                    "attempts": [],
-                    "visits": previous.visits + 1,
-                    "earlier_cost_usd": previous.cost_usd,
-                    "started_at": None,
-                }
-            )
         attempts = previous.attempts if previous else []
         if attempt is not None:
             attempts = [*attempts, attempt]

@@ -268,7 +268,9 @@ async def _execute(
         ),
     )
     names = [t.name for t in workflow.tasks]
-    reused = tuple(names[i] for i in sorted(selection.reused))
+    # Graph mode knows up front what an earlier pass answers; sequential mode only as it goes
+    # (a pass stands until the run executes a task): its RunStarted names none.
+    reused = tuple(names[i] for i in sorted(selection.reused)) if workflow.mode == "graph" else ()
     slots = limits.slots if workflow.mode == "graph" else 1
     warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
     line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
@@ -349,6 +351,8 @@ async def _execute(
     except StateError as exc:
         recorder.error = recorder.error or exc
     ledger.emit(RunFinished(run_id=run_id, status=status, reason=reason))
+    if isinstance(engine, SequentialRunner):
+        reused = tuple(names[i] for i in engine.answered)
     not_run = tuple(n for n in planned if n not in records and n not in reused)
     isolation = "worktree" if line is not None else "shared"
     return RunResult(

@@ -45,6 +45,7 @@ class SequentialRunner:
         self.only_start = only_start  # --task: "next" after the named task ends the run
         self.rng = rng or random.Random()
         self.run_attempt = attempt_runner
+        self.answered: list[int] = []  # tasks an earlier run's pass stood for, in order
         self.stop_reason: str | None = None  # why the run ended early, if it did
         self.failed_run = False
         self._scope: anyio.CancelScope | None = None
@@ -69,6 +70,7 @@ class SequentialRunner:
             # after a changed one). And for a task's first visit only: a loop that comes back
             # to it (a jump, `repeat`) must run it, as the earlier run did.
             if current in self.reused and current not in visited and not iterations:
+                self.answered.append(current)
                 visited.add(current)
                 previous = current
                 current = self._next(current, True)
@@ -134,13 +136,14 @@ class SequentialRunner:
                 self._end(budget.reason)
                 return False
             number = tries  # a visit's attempts: a revisit starts again at 1
+            # Before `start`, which gives a revisit a new record: `repeat` with
+            # resume_previous_session continues the visit before, its own.
+            session = self._session(i, previous, tries > 1)
             self.ledger.start(task.name, number)
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 try:
-                    attempt = await self.run_attempt(
-                        self.ctx, task, number, feedback, self._session(i, previous, tries > 1)
-                    )
+                    attempt = await self.run_attempt(self.ctx, task, number, feedback, session)
                     retry_in = None
                     if not attempt.ok and not attempt.fatal and tries < allowed:
                         retry_in = backoff_delay(

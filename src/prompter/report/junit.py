@@ -75,7 +75,14 @@ def _properties(view: TaskView) -> dict[str, str]:
     record = view.record
     attempts = record.attempts
     props = {"status": record.status.value, "attempts": str(len(attempts))}
-    props["cost_usd"] = f"{record.cost_usd:.6f}" if math.isfinite(record.cost_usd) else "0"
+    # A task a sequential loop visited more than once: the figures are the latest visit's, and
+    # the visits and the cost of all of them come on top.
+    cost = record.cost_usd - record.earlier_cost_usd
+    props["cost_usd"] = f"{cost:.6f}" if math.isfinite(cost) else "0"
+    if record.visits > 1:
+        props["visits"] = str(record.visits)
+        total = record.cost_usd
+        props["total_cost_usd"] = f"{total:.6f}" if math.isfinite(total) else "0"
     for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"):
         values = [getattr(a, key) for a in attempts if getattr(a, key) is not None]
         if values:
