@@ -206,6 +206,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from .worktrees import GitError, recover, toplevel
 
     where = Path(args.dir)
+    if not where.is_dir():
+        what = "not a directory" if where.exists() else "no such directory"
+        print(f"prompter: {where}: {what}", file=sys.stderr)
+        return EXIT_INVALID
     repo = anyio.run(toplevel, where)
     if repo is None:
         print(f"prompter: {where} is not in a git repository: nothing to clean", file=sys.stderr)
@@ -410,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--keep-worktrees",
         action="store_true",
-        help="isolation = worktree: keep failed tasks' worktrees for inspection",
+        help="isolation = worktree: keep the run's worktrees for inspection",
     )
     _state_args(run)
     run.add_argument(
@@ -461,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=INIT_HELP,
     )
     init.add_argument(
-        "file", metavar="FILE", nargs="?", default="prompter.toml", help="default: prompter.toml"
+        "file",
+        metavar="FILE",
+        nargs="?",
+        default="prompter.toml",
+        type=_path,
+        help="default: prompter.toml",
     )
     init.add_argument("--yes", action="store_true", help="write without asking")
     init.add_argument("--force", action="store_true", help="replace an existing FILE")

@@ -179,6 +179,8 @@ def run_init(
 ) -> Proposal:
     """Propose, validate, show, and write when allowed. Raises InitError when nothing is written."""
     out = out or sys.stdout
+    if target.is_dir():  # also with --force: a file cannot replace it
+        raise InitError(f"{target} is a directory: name the workflow file to write", usage=True)
     if target.exists() and not force:
         raise InitError(f"{target} exists; use --force to replace it", usage=True)
     if not target.parent.is_dir():

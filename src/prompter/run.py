@@ -62,7 +62,7 @@ class RunOptions:
     only: bool = False
     fresh: bool = False
     dry_run: bool = False
-    keep_worktrees: bool = False  # keep failed tasks' worktrees for inspection
+    keep_worktrees: bool = False  # keep the run's worktrees (one per slot) for inspection
 
     @property
     def state_path(self) -> Path:
@@ -248,7 +248,12 @@ async def _execute(
     background: Sequence[Job],
 ) -> RunResult:
     run_id = new_run_id()
-    run = RunRecord(run_id=run_id, workflow=str(workflow.path), started_at=time.time())
+    run = RunRecord(
+        run_id=run_id,
+        workflow=str(workflow.path),
+        workflow_at=str(workflow.path.absolute()),
+        started_at=time.time(),
+    )
     store.begin_run(run)
     recorder = _Recorder(store)
     ledger = Ledger(run_id, prints, recorder, listeners, history=state.tasks)

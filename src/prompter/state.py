@@ -159,7 +159,9 @@ class TaskRecord(_Record):
 
 class RunRecord(_Record):
     run_id: Text
-    workflow: Text
+    workflow: Text  # as given on the command line: what reports show
+    # Where it was: `report` may run from another directory, where a namesake may lie.
+    workflow_at: Text | None = None
     started_at: float
     finished_at: float | None = None
     status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running

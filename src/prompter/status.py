@@ -12,7 +12,8 @@ from .state import State, fingerprints
 def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     prints = fingerprints(workflow) if workflow else {}
-    names = [t.name for t in workflow.tasks] if workflow else list(state.tasks)
+    names = [t.name for t in workflow.tasks] if workflow else []
+    names += [n for n in state.tasks if n not in set(names)]  # also those the workflow lost
     for name in names:
         record = state.tasks.get(name)
         if record is None:
@@ -24,6 +25,8 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
                 "cost_usd": 0.0,
                 "run_id": None,  # every entry has the same keys
             }
+            if workflow:
+                tasks[name]["changed"] = False
             continue
         entry: dict[str, Any] = {
             "status": record.status.value,
@@ -33,8 +36,8 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
             "cost_usd": record.cost_usd,
             "run_id": record.run_id,
         }
-        if workflow:
-            entry["changed"] = record.fingerprint != prints[name]
+        if workflow:  # a task no longer in the workflow has changed too
+            entry["changed"] = record.fingerprint != prints.get(name)
         tasks[name] = entry
     counts: dict[str, int] = {}
     for entry in tasks.values():
@@ -58,7 +61,10 @@ def status_text(
     live_run = state.runs[-1].run_id if state.runs and live_pid is not None else None
     ended = {r.run_id for r in state.runs if r.status is not None}
     for name, e in data["tasks"].items():
-        status = e["status"] + (" (changed since)" if e.get("changed") else "")
+        if workflow is not None and name not in workflow.index:
+            status = e["status"] + " (no longer in the workflow)"
+        else:
+            status = e["status"] + (" (changed since)" if e.get("changed") else "")
         if e["status"] == "running" and e.get("run_id") not in ended | {live_run}:
             status += " (run did not finish)"  # it was killed
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"

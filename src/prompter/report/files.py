@@ -52,10 +52,13 @@ def workflow_for(state: State, report_dir: Path | None = None) -> tuple[Workflow
     lacking = "junit.xml has no file/line and the summary no dependency graph"
     if not state.runs:
         return None, [f"the state names no workflow (no run recorded): {lacking}"]
-    recorded = Path(state.runs[-1].workflow)
-    candidates = [recorded]
-    if not recorded.is_absolute() and report_dir is not None:
-        candidates.append(report_dir.parent / recorded)  # the run's folder, by default
+    run = state.runs[-1]
+    recorded = Path(run.workflow)
+    candidates = [Path(run.workflow_at)] if run.workflow_at else [recorded]
+    if report_dir is not None and not recorded.is_absolute():
+        # The run's folder, by default: a state moved as an artifact, or one from before
+        # `workflow_at`.
+        candidates.append(report_dir.parent / recorded)
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         return None, [f"workflow {one_line(str(recorded), 200)} not found: {lacking}"]
