@@ -314,8 +314,9 @@ def test_status_json_shape(h: Harness) -> None:
     assert data["counts"] == {"passed": 1} and len(data["runs"]) == 1
     h.task("b", depends_on=["a"])  # not run yet: pending, with the same keys as the others
     with_workflow = json.loads(prompter_cli("status", "--json", str(h.write()), cwd=h.root).stdout)
-    assert set(with_workflow["tasks"]["b"]) == set(with_workflow["tasks"]["a"]) - {"changed"}
+    assert set(with_workflow["tasks"]["b"]) == set(with_workflow["tasks"]["a"])
     assert with_workflow["tasks"]["b"]["run_id"] is None
+    assert with_workflow["tasks"]["b"]["changed"] is False
 
 
 def test_prompter_10_command_line(
