@@ -43,7 +43,7 @@ from prompter.state import (
     fingerprints,
 )
 
-from .engine import Harness
+from .engine import Harness, prompter_cli
 from .mermaid_render import Verdict, render
 from .test_mermaid_render import HOSTILE, ISOLATED_NAMES
 from .test_mermaid_render import toml_value as toml_text
@@ -77,13 +77,7 @@ def suite_of(path: Path) -> Any:
 
 
 def prompter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "prompter", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return prompter_cli(*args, cwd=cwd)
 
 
 # -- an ordinary run -----------------------------------------------------------------------------
