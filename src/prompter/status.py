@@ -12,8 +12,9 @@ from .state import State, fingerprints
 def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     prints = fingerprints(workflow) if workflow else {}
-    names = [t.name for t in workflow.tasks] if workflow else []
-    names += [n for n in state.tasks if n not in set(names)]  # also those the workflow lost
+    # The workflow's tasks in its order, then those of the state it no longer has.
+    own = [t.name for t in workflow.tasks] if workflow else []
+    names = list(dict.fromkeys([*own, *state.tasks]))
     for name in names:
         record = state.tasks.get(name)
         if record is None:

@@ -465,15 +465,21 @@ async def _changed_blobs(
     """Each path that differs between the commits, with its object id in each (None where the
     path is absent), from one `git diff --raw`. Paths are file-system strings (`os.fsdecode`)."""
     _, out = await git_bytes(repo, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", base, tip)
-    fields = out.split(b"\0")
     changes = {}
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        old, new = meta.decode().split()[2:4]
-        changes[os.fsdecode(path)] = (
-            None if set(old) == {"0"} else old,
-            None if set(new) == {"0"} else new,
-        )
+    for meta, path in _raw_entries(out):
+        old, new = meta[2:4]
+        changes[path] = (None if set(old) == {"0"} else old, None if set(new) == {"0"} else new)
     return changes
+
+
+def _raw_entries(out: bytes) -> list[tuple[list[str], str]]:
+    """`git diff --raw -z` output as (`:old_mode new_mode old_id new_id status` split, path),
+    the path a file-system string (`os.fsdecode`: any bytes)."""
+    fields = out.split(b"\0")
+    return [
+        (meta.decode().split(), os.fsdecode(path))
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
+    ]
 
 
 _FOLDER = "folder"  # in `_worktree_blobs`: a directory stands at the path (never an object id)
@@ -589,14 +595,8 @@ def _unlock_run(common: Path, run: str, fd: int) -> None:
 async def _new_gitlinks(worktree: Path, start: str) -> list[str]:
     """Paths the index now holds as a git repository (a gitlink) that `start` did not."""
     args = ("diff", "--cached", "--raw", "--no-renames", "-z", "--diff-filter=AT", start)
-    _, out = await git(worktree, *args)
-    fields = out.split("\0")
-    # `:old_mode new_mode old_id new_id status`, then the path
-    return [
-        path
-        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
-        if meta.split()[1:2] == ["160000"]
-    ]
+    _, out = await git_bytes(worktree, *args)
+    return [shown(path) for meta, path in _raw_entries(out) if meta[1] == "160000"]
 
 
 async def _nested_repositories(worktree: Path) -> list[str]:

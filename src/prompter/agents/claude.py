@@ -439,11 +439,17 @@ def _optional(value: Any, kind: type) -> bool:
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
+def _number(value: Any) -> float | None:
+    """A finite number as the CLI sent it (not a bool, which JSON keeps apart); None else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _cost(value: Any) -> float | None:
     """A cost in dollars: a finite number, not negative; None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _describe_result(result: ResultView) -> str:
@@ -468,12 +474,10 @@ def _resets_at(message: Message) -> float | None:
 
     if not isinstance(message, RateLimitEvent):
         return None
-    when = message.rate_limit_info.resets_at
-    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+    when = _number(message.rate_limit_info.resets_at)
+    if when is None or when > time.time() + LIMIT_HORIZON_S:  # milliseconds, or nonsense
         return None
-    if when > time.time() + LIMIT_HORIZON_S:  # not a time this limit can mean (milliseconds?)
-        return None
-    return float(when)
+    return when
 
 
 def _reports_limit(message: Message) -> bool:

@@ -71,18 +71,20 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "0.000"
 
 
+def _dollars(value: float) -> str:
+    return f"{value:.6f}" if math.isfinite(value) else "0"
+
+
 def _properties(view: TaskView) -> dict[str, str]:
     record = view.record
     attempts = record.attempts
     props = {"status": record.status.value, "attempts": str(len(attempts))}
     # A task a sequential loop visited more than once: the figures are the latest visit's, and
     # the visits and the cost of all of them come on top.
-    cost = record.cost_usd - record.earlier_cost_usd
-    props["cost_usd"] = f"{cost:.6f}" if math.isfinite(cost) else "0"
+    props["cost_usd"] = _dollars(record.cost_usd - record.earlier_cost_usd)
     if record.visits > 1:
         props["visits"] = str(record.visits)
-        total = record.cost_usd
-        props["total_cost_usd"] = f"{total:.6f}" if math.isfinite(total) else "0"
+        props["total_cost_usd"] = _dollars(record.cost_usd)
     for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"):
         values = [getattr(a, key) for a in attempts if getattr(a, key) is not None]
         if values:
@@ -225,7 +227,7 @@ def _suite_properties(facts: RunFacts) -> dict[str, str]:
     if facts.wall_s is not None:
         props["wall_time_s"] = _number(facts.wall_s)
     props["task_time_s"] = _number(facts.work_s)
-    props["cost_usd"] = f"{facts.cost_usd:.6f}"
+    props["cost_usd"] = _dollars(facts.cost_usd)
     for i, note in enumerate(facts.notes[:10]):
         props[f"note_{i + 1}"] = one_line(note, 500)
     return props
