@@ -113,3 +113,32 @@ def test_run_help_for_keep_worktrees_matches_readme() -> None:
     # task that failed leaves its files in the one it ran in)"; worktrees.py:378 keeps them all.
     done = prompter_cli("run", "--help")
     assert "keep failed tasks' worktrees" not in " ".join(done.stdout.split()), done.stdout
+
+
+def test_a_console_that_cannot_show_a_task_name_gets_escapes_not_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    # An ASCII console (PYTHONIOENCODING=ascii, a C or Latin-1 locale without UTF-8): printing a
+    # task named by a person or an agent (`tâche ✓`) killed the run as an internal error (exit
+    # 70), the task left `interrupted`; `status` failed the same way.
+    import os
+
+    (tmp_path / "wf.toml").write_text(
+        '[[tasks]]\nname = "tâche_✓"\nprompt = "x"\nverify_command = "echo vérifié ✓"\n'
+        'agent = "command"\nagent_command = ["true"]\ndepends_on = []\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for progress in ("plain", "rich", "none"):
+        done = prompter_cli(
+            "run", "--progress", progress, "--fresh", "wf.toml", cwd=tmp_path, env=env,
+            encoding="ascii", errors="strict",
+        )  # fmt: skip
+        assert done.returncode == 0, (progress, done.stdout, done.stderr)
+        assert "internal error" not in done.stderr
+        if progress == "plain":
+            assert "t\\xe2che_\\u2713" in done.stdout, done.stdout
+    for command in (["status"], ["status", "wf.toml"], ["plan", "wf.toml"], ["graph", "wf.toml"]):
+        done = prompter_cli(*command, cwd=tmp_path, env=env, encoding="ascii", errors="strict")
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "t\\xe2che_\\u2713" in done.stdout, (command, done.stdout)

@@ -609,6 +609,19 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _escape_what_the_console_cannot_show() -> None:
+    """Task names, reasons and output are anyone's text: on a console whose encoding lacks a
+    character (PYTHONIOENCODING=ascii, a Latin-1 or C locale) it is printed as an escape
+    (`\\u2713`), not an error that ends the run. stderr does this by default; stdout does not."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) in (
+            "strict",
+            "surrogateescape",
+        ):
+            reconfigure(errors="backslashreplace")
+
+
 def run() -> None:
     """The `prompter` command. A Ctrl-C at any moment, also while a command is still being
     parsed or is importing what it needs, ends it with 130 and no traceback."""
@@ -617,6 +630,7 @@ def run() -> None:
 
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
             signal.signal(signal.SIGINT, _on_sigint)
+        _escape_what_the_console_cannot_show()
         if os.environ.get("GITHUB_ACTIONS") == "true":
             # The runner reads our output for workflow commands; what we print quotes task names,
             # reasons and file names that an agent may have chosen.
