@@ -27,6 +27,10 @@ For R interleaved rounds (default 4) it runs, each as a fresh subprocess:
                                      cannot change directory, so every child goes through Popen
                                      (as in worktree isolation)
     prompter validate                start-up + loading the workflow: the fixed part of the run
+    posix_spawn floor + prompter's   the floor inside a process that also does what every
+      fixed costs                    `prompter run` does once (start-up, imports, loading the
+                                     workflow, writing the reports of 1,000 tasks) and nothing
+                                     per task: a lower bound for any design of prompter in Python
 
 Each `prompter` command runs as `python -c` calling prompter's `main()` and printing its own CPU
 time (RUSAGE_SELF) when it exits: the table shows that apart from its children's, and the result
@@ -61,6 +65,7 @@ VALIDATE = "prompter validate"
 FLOOR = "asyncio floor"
 FLOOR_PIDFD = "asyncio floor, pidfd watcher"
 FLOOR_SPAWN = "posix_spawn floor"
+FLOOR_FIXED = "posix_spawn floor + prompter's fixed costs"
 ELSEWHERE = "prompter run, other directory"
 
 # The least a Python asyncio program does for the same processes: per task, spawn `true` then
@@ -120,6 +125,28 @@ async def main():
     await asyncio.gather(*(worker() for _ in range(slots)))
 asyncio.run(main())
 """
+
+# The least prompter could take for this run whatever its design: the posix_spawn floor plus
+# what every `prompter run` does once (interpreter start-up, imports, loading and validating the
+# workflow, writing junit.xml and summary.md from the state of 1,000 passed tasks), with no
+# per-task work of its own (no records, journal, logs or scheduling). argv: TASKS SLOTS WORKFLOW
+# STATE (a state the gated run left).
+_FLOOR_FIXED = (
+    """
+import sys, tempfile
+from pathlib import Path
+import prompter.cli, prompter.run, prompter.progress  # what `prompter run` imports
+from prompter.config import load_workflow
+from prompter.report.files import reports_after_run
+workflow = load_workflow(Path(sys.argv[3]))
+"""
+    + _FLOOR_SPAWN
+    + """
+with tempfile.TemporaryDirectory() as reports:
+    written, error = reports_after_run(Path(sys.argv[4]), Path(reports), workflow)
+    assert error is None and len(written) == 2, error
+"""
+)
 
 
 # `prompter` itself, reporting its own CPU time (without the children it waited for) on stderr
@@ -253,8 +280,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"for. `{VALIDATE}` is the fixed start-up and load cost included in `{RUN}`; the "
         "floors start the same processes from minimal Python scripts; `report dir kept` re-runs "
         "with the log files of the run before in place (a first run creates one per task); "
-        "`other directory` is a first run whose children cannot use posix_spawn.",
+        "`other directory` is a first run whose children cannot use posix_spawn; "
+        f"`{FLOOR_FIXED}` is the floor plus what every run does once (start-up, imports, the "
+        "workflow load, the reports) and nothing per task.",
     ]
+    room = result.get("per_task_room_us")
+    if room is not None:
+        rows += [
+            "",
+            f"Room for per-task work: at {result['max_ratio']:g}x `{BASELINE}` the gate leaves "
+            f"**{room:.0f} µs per task** above `{FLOOR_FIXED}` (median walls) for everything a "
+            "run does per task besides starting its processes: the records, the state journal, "
+            "the log file, the scheduling.",
+        ]
     b = result.get("cpu_budget")
     if b:
         rows += [
@@ -318,6 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         RERUN: [*prompter, *run_args],
         ELSEWHERE: [*prompter, *run_args],
         VALIDATE: [*prompter, "validate", str(workflow)],
+        # Last in a round: it reads the state the runs before it left.
+        FLOOR_FIXED: [
+            args.python,
+            "-c",
+            _FLOOR_FIXED,
+            str(args.tasks),
+            str(args.slots),
+            str(workflow),
+            str(report_dir / "state.json"),
+        ],
     }
 
     def once(name: str) -> Run | None:
@@ -391,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             "own_cpu": own_run,
             "startup_own_cpu": summary[VALIDATE]["own_cpu_median"],
         }
+    # What the gate leaves above the fixed-cost floor, per task (negative: nothing at all).
+    room_s = args.max_ratio * base - summary[FLOOR_FIXED]["median"]
     result: dict[str, Any] = {
+        "per_task_room_us": 1e6 * room_s / args.tasks,
         "tasks": args.tasks,
         "slots": args.slots,
         "rounds": args.rounds,

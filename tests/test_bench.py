@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -44,6 +46,10 @@ def test_overhead(tmp_path: Path) -> None:
     budget = out["cpu_budget"]
     assert budget["own_cpu"] == run["own_cpu_median"]
     assert budget["children_cpu"] == run["cpu_median"] - run["own_cpu_median"]
+    # the lower bound: the floor with prompter's fixed costs, and what the gate leaves above it
+    bound = out["commands"]["posix_spawn floor + prompter's fixed costs"]["median"]
+    base = out["commands"]["xargs -P 4"]["median"]
+    assert out["per_task_room_us"] == pytest.approx(1e6 * (1.5 * base - bound) / 5)
 
 
 def test_makespan(tmp_path: Path) -> None:
