@@ -8,16 +8,25 @@ as an artifact. Files the run creates in the workspace are handed to the workspa
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .commands import Annotation, Annotations, Console, append_summary, write_outputs
+from .commands import (
+    Annotation,
+    Annotations,
+    Console,
+    append_summary,
+    one_line,
+    write_outputs,
+)
 
 if TYPE_CHECKING:
     from ..config import Workflow
@@ -30,6 +39,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LOG_TAIL_BYTES = 64 * 1024  # of a task's log shown in its group; the artifact has all of it
 ANNOTATION_TAIL_CHARS = 1500
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# What actions/toolkit refuses in an artifact name (validateArtifactName), as the service does.
+ARTIFACT_NAME_REFUSED = ('"', ":", "<", ">", "|", "*", "?", "\r", "\n", "\\", "/")
+# Ranks of the step's annotations: what the run came to first, then the tasks, then what the
+# workflow file could do better; the runner keeps only ten of each type per step.
+RUN, TASKS, LINT = 0, 1, 2
+MORE_HINT = "listed in the job log; see also the job summary and the report artifact"
 
 
 class InputError(Exception):
@@ -55,11 +70,14 @@ class Inputs:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
-        def get(name: str, default: str = "") -> str:
+        def raw(name: str, default: str = "") -> str:
             for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('_', '-')}"):
                 if key in env:
-                    return env[key].strip()
-            return env.get(name.upper(), default).strip()
+                    return env[key]
+            return env.get(name.upper(), default)
+
+        def get(name: str, default: str = "") -> str:
+            return raw(name, default).strip()
 
         def flag(name: str, default: str) -> bool:
             value = get(name).lower() or default  # an empty input means the default
@@ -68,17 +86,31 @@ class Inputs:
             return value in TRUE
 
         parallel = get("max_parallel")
-        if parallel and not (parallel.isdigit() and int(parallel) > 0):
+        # isdigit() alone takes "²", which int() refuses
+        if parallel and not (parallel.isascii() and parallel.isdigit() and int(parallel) > 0):
             raise InputError(f"input `max_parallel` must be a positive integer, not {parallel!r}")
         cost = get("max_cost_usd")
         try:
             budget = float(cost) if cost else None
         except ValueError:
             budget = -1.0
-        if budget is not None and not budget > 0:
+        if budget is not None and not (budget > 0 and math.isfinite(budget)):
             raise InputError(f"input `max_cost_usd` must be a number above 0, not {cost!r}")
-        raw_tasks = get("tasks")
-        names = raw_tasks.splitlines() if "\n" in raw_tasks else raw_tasks.replace(",", " ").split()
+        # A YAML block (`tasks: |`) is one name per line, also when it holds one line: its
+        # value ends with a line break, which strip() would take away.
+        raw_tasks = raw("tasks")
+        names = (
+            raw_tasks.splitlines()
+            if "\n" in raw_tasks or "\r" in raw_tasks
+            else raw_tasks.replace(",", " ").split()
+        )
+        upload = flag("upload_artifact", "true")
+        artifact_name = get("artifact_name", "prompter-report") or "prompter-report"
+        if upload and any(c in artifact_name for c in ARTIFACT_NAME_REFUSED):
+            raise InputError(
+                'input `artifact_name` cannot contain " : < > | * ? \\ / or a line break, '
+                f"not {artifact_name!r}"
+            )
         return cls(
             workflow=get("workflow", "prompter.toml") or "prompter.toml",
             tasks=tuple(n.strip() for n in names if n.strip()),
@@ -91,8 +123,8 @@ class Inputs:
             claude_code_oauth_token=get("claude_code_oauth_token"),
             model=get("model") or None,
             max_cost_usd=budget,
-            upload_artifact=flag("upload_artifact", "true"),
-            artifact_name=get("artifact_name", "prompter-report") or "prompter-report",
+            upload_artifact=upload,
+            artifact_name=artifact_name,
             github_token=get("github_token"),
         )
 
@@ -114,7 +146,15 @@ def main() -> None:
     env = dict(os.environ)
     for name in RUNNER_CREDENTIALS:  # kept in `env` for the upload, gone for every child
         os.environ.pop(name, None)
-    sys.exit(run_action(env, Console()))
+    console = Console()
+    try:
+        code = run_action(env, console)
+    except Exception as exc:  # noqa: BLE001 (a bug: say so once; its text issues no command)
+        console.untrusted(traceback.format_exc())
+        message = f"{type(exc).__name__}: {one_line(str(exc))}"
+        console.annotation("error", message, title="prompter: internal error")
+        code = EXIT_FAILED
+    sys.exit(code)
 
 
 def run_action(env: Mapping[str, str], console: Console) -> int:
@@ -141,7 +181,15 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
             _give_back(workspace, console)
     finally:
         if env.get("GITHUB_OUTPUT"):
-            write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
+            try:
+                write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
+            except OSError as exc:
+                console.annotation(
+                    "error",
+                    f"step outputs not written: {exc.strerror or exc}: {env['GITHUB_OUTPUT']} "
+                    f"(status {outputs['status']})",
+                    title="prompter",
+                )
 
 
 def _export_credentials(inputs: Inputs) -> None:
@@ -187,7 +235,23 @@ def _run(
     console: Console,
     outputs: dict[str, str],
 ) -> int:
-    """Run the workflow and publish its results; fills `outputs` as it goes."""
+    """Run the workflow and publish its results; fills `outputs` as it goes. Annotations go
+    out at the end, ranked, within the runner's budget for the step."""
+    notes = Annotations(console, MORE_HINT)
+    try:
+        return _run_noted(inputs, env, workspace, console, outputs, notes)
+    finally:
+        notes.flush()
+
+
+def _run_noted(
+    inputs: Inputs,
+    env: Mapping[str, str],
+    workspace: Path,
+    console: Console,
+    outputs: dict[str, str],
+    notes: Annotations,
+) -> int:
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
     from ..run import RunError, RunOptions, run_workflow
@@ -198,13 +262,13 @@ def _run(
     except WorkflowError as exc:
         console.info(f"{inputs.workflow}: not a valid workflow")
         console.untrusted(format_diagnostics(exc.diagnostics))
-        for d in exc.errors[:10]:
-            console.annotation(
-                "error", d.message, title="prompter: invalid workflow", file=d.path, line=d.line
+        for d in exc.errors:
+            notes.add(
+                Annotation("error", d.message, "prompter: invalid workflow", d.path, d.line), RUN
             )
         return EXIT_USAGE
-    for warning in workflow.warnings:
-        console.annotation("warning", warning.message, file=warning.path, line=warning.line)
+    for w in workflow.warnings:
+        notes.add(Annotation("warning", w.message, file=w.path, line=w.line), LINT)
     updates: dict[str, object] = {}
     if inputs.model:
         updates["model"] = inputs.model
@@ -229,7 +293,7 @@ def _run(
             out=console.text,
         )
     except (RunError, StateError) as exc:
-        console.annotation("error", str(exc), title="prompter: cannot run")
+        notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
         return EXIT_USAGE
     if inputs.dry_run:
         outputs["status"] = "dry-run"
@@ -238,16 +302,17 @@ def _run(
     outputs["status"] = result.status
     relative = _relative_to(workspace)
     outputs["state_path"] = relative(options.state_path)
-    _publish_reports(options.state_path, workflow, options.report_dir, env, console)
+    _publish_reports(options.state_path, workflow, options.report_dir, env, notes)
     outputs["junit_path"] = relative(options.report_dir / "junit.xml")
     outputs["summary_path"] = relative(options.report_dir / "summary.md")
-    _annotate(result.records, workflow, relative, console)
+    _annotate(result.records, workflow, relative, notes)
     for note in result.warnings:
-        console.annotation("warning", note, title="prompter")
+        notes.add(Annotation("warning", note, title="prompter"), RUN)
     if result.error is not None:
-        console.annotation("error", result.error, title="prompter: state not saved")
+        notes.add(Annotation("error", result.error, title="prompter: state not saved"), RUN)
     if inputs.upload_artifact:
-        outputs["artifact_id"] = _upload(options.report_dir, inputs.artifact_name, env, console)
+        uploaded = _upload(options.report_dir, inputs.artifact_name, env, console, notes)
+        outputs["artifact_id"] = uploaded
     if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
         console.info("tasks failed; fail_on_task_failure is false, so this step passes")
         return EXIT_OK
@@ -331,33 +396,43 @@ def _log_tail(log: Path, offset: int) -> str:
 
 
 def _publish_reports(
-    state_path: Path, workflow: Workflow, report_dir: Path, env: Mapping[str, str], console: Console
+    state_path: Path,
+    workflow: Workflow,
+    report_dir: Path,
+    env: Mapping[str, str],
+    notes: Annotations,
 ) -> None:
     """Write junit.xml and summary.md, and append the summary to the step's summary."""
     from ..report.files import reports_after_run
 
     paths, error = reports_after_run(state_path, report_dir, workflow)
     if error is not None:
-        console.annotation("warning", f"reports not written: {error}")
+        notes.add(Annotation("warning", f"reports not written: {error}"), RUN)
         return
     summary = next((p for p in paths if p.name == "summary.md"), None)
     target = env.get("GITHUB_STEP_SUMMARY")
     if summary is not None and target:
-        text = summary.read_text("utf-8")
         fallback = (
             "prompter's summary did not fit in what is left of this step's 1 MiB summary; "
             "it is in the report artifact.\n"
         )
-        if not append_summary(Path(target), text, fallback):
-            console.annotation("warning", "the step summary was full: see the report artifact")
+        try:
+            fits = append_summary(Path(target), summary.read_text("utf-8"), fallback)
+        except OSError as exc:  # a step that cannot show its summary still reports the rest
+            why = f"{exc.strerror or exc}: {exc.filename or target}"
+            notes.add(Annotation("warning", f"step summary not written ({why})"), RUN)
+            return
+        if not fits:
+            notes.add(
+                Annotation("warning", "the step summary was full: see the report artifact"), RUN
+            )
 
 
 def _annotate(
-    records: Mapping[str, TaskRecord], workflow: Workflow, relative: Relative, console: Console
+    records: Mapping[str, TaskRecord], workflow: Workflow, relative: Relative, notes: Annotations
 ) -> None:
     from ..state import TaskStatus
 
-    annotations = Annotations(console, "see the job summary and the report artifact")
     file = relative(workflow.path)
     skipped: dict[str, list[str]] = {}
     for name, record in records.items():
@@ -365,28 +440,29 @@ def _annotate(
             tail = record.attempts[-1].output_tail if record.attempts else ""
             tail = tail[-ANNOTATION_TAIL_CHARS:].strip()
             message = (record.reason or record.status.value) + (f"\n{tail}" if tail else "")
-            annotations.add(
+            notes.add(
                 Annotation(
                     "error",
                     message,
                     title=f"prompter: task {name} {record.status.value}",
                     file=file,
                     line=_line_of(workflow, name),
-                )
+                ),
+                TASKS,
             )
         elif record.status is TaskStatus.SKIPPED:
             skipped.setdefault(record.reason or "skipped", []).append(name)
     for reason, names in skipped.items():
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        annotations.add(
+        notes.add(
             Annotation(
                 "warning",
                 f"{len(names)} task(s) skipped ({reason}): {shown}",
                 title="prompter: tasks skipped",
                 file=file,
-            )
+            ),
+            TASKS,
         )
-    annotations.flush()
 
 
 def _line_of(workflow: Workflow, name: str) -> int | None:
@@ -394,15 +470,16 @@ def _line_of(workflow: Workflow, name: str) -> int | None:
     return None if index is None else workflow.task_lines[index]
 
 
-def _upload(report_dir: Path, name: str, env: Mapping[str, str], console: Console) -> str:
+def _upload(
+    report_dir: Path, name: str, env: Mapping[str, str], console: Console, notes: Annotations
+) -> str:
     from .artifact import ArtifactError, upload_folder
 
     try:
         uploaded = upload_folder(report_dir, name, env)
     except ArtifactError as exc:
-        console.annotation(
-            "warning", f"report artifact not uploaded ({exc}); the files stay in {report_dir}"
-        )
+        message = f"report artifact not uploaded ({exc}); the files stay in {report_dir}"
+        notes.add(Annotation("warning", message), RUN)
         return ""
     console.info(f"report artifact {name} uploaded: id {uploaded.artifact_id}, {uploaded.size} B")
     return uploaded.artifact_id

@@ -3,6 +3,11 @@
 The same three calls as actions/toolkit's `@actions/artifact` (there is no Python client):
 CreateArtifact (twirp, JSON) -> the zip PUT to the returned signed blob URL -> FinalizeArtifact
 with the size and sha256. The backend ids come from the runtime token's `scp` claim.
+
+Like the toolkit, a request the service answers "busy" or "unavailable" (429, 502, 503, 504), or
+whose connection drops, is tried again after a pause; the blob store's 500 too (Azure: "retry
+the request"). A refused connection, a timeout or the service's own 500 (twirp "internal") is
+not: it would only stretch the wait, which the step pays for.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ import hashlib
 import io
 import json
 import os
+import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 SERVICE = "twirp/github.actions.results.api.v1.ArtifactService"
 TIMEOUT_S = 60.0
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)  # pauses before the 2nd, 3rd and 4th try of a request
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class ArtifactError(Exception):
@@ -67,7 +75,12 @@ def upload_folder(folder: Path, name: str, environ: Mapping[str, str] | None = N
     if not token or not base:
         raise ArtifactError("ACTIONS_RUNTIME_TOKEN / ACTIONS_RESULTS_URL are not set")
     run_id, job_id = backend_ids(token)
-    data = zip_folder(folder)
+    try:
+        data = zip_folder(folder)
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot read {exc.filename or folder}: {exc.strerror or exc}"
+        ) from None
     digest = hashlib.sha256(data).hexdigest()
     ids = {"workflowRunBackendId": run_id, "workflowJobRunBackendId": job_id, "name": name}
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "prompter-action"}
@@ -82,11 +95,14 @@ def upload_folder(folder: Path, name: str, environ: Mapping[str, str] | None = N
             url = created.get("signedUploadUrl")
             if not isinstance(url, str) or not url:
                 raise ArtifactError("CreateArtifact returned no signedUploadUrl")
-            put = httpx.put(
-                url,
-                content=data,
-                headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "application/zip"},
-                timeout=TIMEOUT_S,
+            put = _retried(
+                lambda: httpx.put(
+                    url,
+                    content=data,
+                    headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "application/zip"},
+                    timeout=TIMEOUT_S,
+                ),
+                RETRY_STATUSES | {500},
             )
             if put.status_code >= 300:
                 raise ArtifactError(f"blob upload answered HTTP {put.status_code}")
@@ -96,7 +112,7 @@ def upload_folder(folder: Path, name: str, environ: Mapping[str, str] | None = N
                 "FinalizeArtifact",
                 {**ids, "size": str(len(data)), "hash": f"sha256:{digest}"},
             )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ArtifactError(f"artifact service unreachable: {type(exc).__name__}: {exc}") from None
     artifact_id = finalized.get("artifactId")
     if artifact_id is None:
@@ -104,8 +120,29 @@ def upload_folder(folder: Path, name: str, environ: Mapping[str, str] | None = N
     return Uploaded(str(artifact_id), len(data), digest)
 
 
+def _retried(send: Callable[[], Any], statuses: frozenset[int] = RETRY_STATUSES) -> Any:
+    """`send()`'s response, tried again while it is a passing failure (see the docstring)."""
+    import httpx
+
+    dropped = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+    delays = RETRY_DELAYS_S
+    for attempt in range(len(delays) + 1):
+        last = attempt == len(delays)
+        try:
+            response = send()
+        except dropped:
+            if last:
+                raise
+        else:
+            if last or response.status_code not in statuses:
+                return response
+        time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
 def _twirp(client: Any, base: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"{base.rstrip('/')}/{SERVICE}/{method}", json=body)
+    url = f"{base.rstrip('/')}/{SERVICE}/{method}"
+    response = _retried(lambda: client.post(url, json=body))
     if response.status_code != 200:
         detail = " ".join(response.text.split())[:200]
         raise ArtifactError(f"{method} answered HTTP {response.status_code}: {detail}")

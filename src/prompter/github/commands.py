@@ -12,6 +12,7 @@ import io
 import re
 import secrets
 import sys
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,9 @@ class Console:
         self.stream = stream or sys.stdout
         # For lines about the run (progress, plans): whatever they quote, never a command.
         self.text = cast(TextIO, InertWriter(self.stream))
+        # Annotations printed so far, per type: the runner keeps the first ANNOTATIONS_PER_TYPE
+        # of the whole step, whoever printed them.
+        self.annotated: Counter[str] = Counter()
 
     def emit(self, line: str) -> None:
         self.stream.write(line + "\n")
@@ -132,6 +136,7 @@ class Console:
     ) -> None:
         if len(message) > MESSAGE_CHARS:
             message = message[: MESSAGE_CHARS - 1] + "…"
+        self.annotated[kind] += 1
         self.emit(command(kind, message, file=file, line=line, title=title))
 
     @contextlib.contextmanager
@@ -162,25 +167,34 @@ class Annotation:
 
 
 class Annotations:
-    """At most ANNOTATIONS_PER_TYPE per type; past that, one that says how many more."""
+    """The step's annotations, printed at `flush()`: of each type at most what is left of the
+    runner's ANNOTATIONS_PER_TYPE per step (Console counts what went out directly), lowest
+    `rank` first; past that, one that says how many more, and those as plain log lines."""
 
     def __init__(self, console: Console, more_hint: str) -> None:
         self.console = console
         self.more_hint = more_hint
-        self.pending: dict[str, list[Annotation]] = {}
+        self.pending: dict[str, list[tuple[int, Annotation]]] = {}
 
-    def add(self, annotation: Annotation) -> None:
-        self.pending.setdefault(annotation.kind, []).append(annotation)
+    def add(self, annotation: Annotation, rank: int = 1) -> None:
+        self.pending.setdefault(annotation.kind, []).append((rank, annotation))
 
     def flush(self) -> None:
-        for kind, items in self.pending.items():
-            over = len(items) > ANNOTATIONS_PER_TYPE
-            for a in items[: ANNOTATIONS_PER_TYPE - 1] if over else items:
+        for kind, ranked in self.pending.items():
+            items = [a for _, a in sorted(ranked, key=lambda pair: pair[0])]  # stable
+            room = max(0, ANNOTATIONS_PER_TYPE - self.console.annotated[kind])
+            over = len(items) > room
+            shown = items[: max(0, room - 1)] if over else items
+            for a in shown:
                 self.console.annotation(kind, a.message, title=a.title, file=a.file, line=a.line)
-            if over:
-                rest = len(items) - (ANNOTATIONS_PER_TYPE - 1)
+            if not over:
+                continue
+            rest = items[len(shown) :]
+            for a in rest:  # still in the job log, as text
+                self.console.info(f"{kind}: {a.title + ': ' if a.title else ''}{a.message}")
+            if room:
                 self.console.annotation(
-                    kind, f"{rest} more like this: {self.more_hint}", title=f"{rest} more"
+                    kind, f"{len(rest)} more like this: {self.more_hint}", title=f"{len(rest)} more"
                 )
         self.pending.clear()
 

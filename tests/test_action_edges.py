@@ -1,0 +1,341 @@
+"""Edges of the action's contract with the runner: odd inputs, file commands that cannot be
+written, the per-step annotation budget, artifact names and a flaky artifact service.
+
+Each test runs `prompter-action` as the runner does (test_action_contract.run_step) unless it
+is about one function; the runner's parsing is modelled by runner_model.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from prompter.github import artifact
+from prompter.github.artifact import ArtifactError, upload_folder
+
+from .artifact_service import artifact_service, runtime_token
+from .runner_model import Command, commands
+from .test_action_contract import TASKS, Step, run_step, workspace
+
+RUNNER_KEEPS = 10  # annotations of one type per step; the runner drops the rest
+
+
+def shown(step: Step, kind: str) -> list[Command]:
+    """The annotations of `kind` the runner keeps for the step: the first ten printed."""
+    return step.of(kind)[:RUNNER_KEEPS]
+
+
+def assert_clean(step: Step) -> None:
+    assert "Traceback" not in step.stderr, step.stderr
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "1²"])
+def test_non_ascii_digits_in_max_parallel_are_a_bad_input(tmp_path: Path, value: str) -> None:
+    # str.isdigit() says yes to "²", which int() then refuses: it was a traceback (exit 1).
+    step = run_step(tmp_path, workspace(tmp_path, TASKS[:1], {}), {"max_parallel": value})
+    assert_clean(step)
+    assert step.code == 2
+    (error,) = step.of("error")
+    assert error.data == f"input `max_parallel` must be a positive integer, not {value!r}"
+    assert step.outputs["status"] == "invalid"
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "1e999"])
+def test_an_infinite_max_cost_usd_is_a_bad_input(tmp_path: Path, value: str) -> None:
+    # The workflow file refuses inf for max_cost_usd; the input took it, silently uncapped.
+    step = run_step(tmp_path, workspace(tmp_path, TASKS[:1], {}), {"max_cost_usd": value})
+    assert_clean(step)
+    assert step.code == 2
+    (error,) = step.of("error")
+    assert error.data == f"input `max_cost_usd` must be a number above 0, not {value!r}"
+    assert not (tmp_path / "agent.jsonl").exists()  # nothing ran
+
+
+def test_one_task_per_line_also_for_a_single_line_block(tmp_path: Path) -> None:
+    # `tasks: |` with one name gives "name\n": one name per line, even when it has spaces.
+    tasks = [
+        {"name": "fix the bug", "prompt": "x", "verify_command": "true"},
+        {"name": "other", "prompt": "x", "verify_command": "exit 1", "max_attempts": 1},
+    ]
+    ws = workspace(tmp_path, tasks, {})
+    step = run_step(tmp_path, ws, {"tasks": "fix the bug\n", "upload_artifact": "false"})
+    assert_clean(step)
+    assert step.code == 0, step.stdout
+    assert (step.outputs["status"], step.outputs["passed"]) == ("passed", "1")
+    log = (tmp_path / "agent.jsonl").read_text().splitlines()
+    ran = [json.loads(line)["task"] for line in log]
+    assert ran == ["fix the bug"]
+
+
+@pytest.mark.parametrize("name", ["reports/pr 1", "a:b", 'say "hi"', "x?", "back\\slash"])
+def test_an_artifact_name_the_service_refuses_is_a_bad_input_before_anything_runs(
+    tmp_path: Path, name: str
+) -> None:
+    # actions/toolkit refuses these characters in a name (validateArtifactName): found only
+    # after every agent had run (and been paid for), and then only as a warning.
+    with artifact_service() as service:
+        step = run_step(
+            tmp_path,
+            workspace(tmp_path, TASKS[:1], {}),
+            {"artifact_name": name},
+            ACTIONS_RUNTIME_TOKEN=service.token,
+            ACTIONS_RESULTS_URL=service.url,
+        )
+    assert_clean(step)
+    assert step.code == 2
+    (error,) = step.of("error")
+    assert error.data.startswith("input `artifact_name` cannot contain")
+    assert error.data.endswith(f"not {name!r}")
+    assert not (tmp_path / "agent.jsonl").exists()
+    assert service.calls == []
+
+
+def test_an_artifact_name_is_not_checked_when_nothing_is_uploaded(tmp_path: Path) -> None:
+    step = run_step(
+        tmp_path,
+        workspace(tmp_path, TASKS[:1], {}),
+        {"artifact_name": "a/b", "upload_artifact": "false"},
+    )
+    assert step.code == 0 and step.outputs["status"] == "passed"
+
+
+# --- file commands that cannot be written -------------------------------------------------
+
+
+def test_a_step_summary_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    # Was: a traceback after the run, so no annotations, no artifact, exit 1 for a green run.
+    not_a_file = tmp_path / "summary_dir"
+    not_a_file.mkdir()
+    with artifact_service() as service:
+        step = run_step(
+            tmp_path,
+            workspace(tmp_path, TASKS, {}),
+            {},
+            GITHUB_STEP_SUMMARY=str(not_a_file),
+            ACTIONS_RUNTIME_TOKEN=service.token,
+            ACTIONS_RESULTS_URL=service.url,
+        )
+    assert_clean(step)
+    assert step.code == 1  # the task failure, as without the problem
+    assert step.outputs["status"] == "failed" and step.outputs["artifact_id"] == "4242"
+    assert [c.properties.get("title") for c in step.of("error")] == ["prompter: task bad failed"]
+    warnings = [c.data for c in step.of("warning")]
+    assert any(w.startswith("step summary not written") for w in warnings), warnings
+    assert any("task(s) skipped" in w for w in warnings)
+
+
+@pytest.mark.parametrize("where", ["a directory", "a missing directory"])
+def test_outputs_that_cannot_be_written_are_an_error_not_a_traceback(
+    tmp_path: Path, where: str
+) -> None:
+    target = tmp_path / "out_dir"
+    if where == "a directory":
+        target.mkdir()
+    else:
+        target = target / "missing" / "set_output"
+    step = run_step(
+        tmp_path,
+        workspace(tmp_path, TASKS[:1], {}),
+        {"upload_artifact": "false"},
+        GITHUB_OUTPUT=str(target),
+    )
+    assert_clean(step)
+    assert step.code == 0  # the run's own exit code
+    (error,) = step.of("error")
+    assert error.data.startswith("step outputs not written")
+
+
+# --- one annotation budget for the whole step ---------------------------------------------
+
+
+def lint_tasks(count: int) -> list[dict[str, Any]]:
+    """Tasks that each draw a workflow warning (`model` means nothing to a command agent)."""
+    return [
+        {"name": f"lint{i:02}", "prompt": "x", "verify_command": "true", "model": "m"}
+        for i in range(count)
+    ]
+
+
+def test_run_outcome_warnings_survive_many_workflow_warnings(tmp_path: Path) -> None:
+    # Workflow warnings went out one by one, uncapped: past the tenth the runner drops the
+    # rest, so the skipped tasks and the missing artifact were never shown.
+    tasks = [*lint_tasks(12), *TASKS]
+    step = run_step(tmp_path, workspace(tmp_path, tasks, {}), {})  # no artifact service
+    assert_clean(step)
+    assert step.code == 1
+    warnings = step.of("warning")
+    assert len(warnings) <= RUNNER_KEEPS
+    texts = [c.data for c in shown(step, "warning")]
+    assert any(t.startswith("report artifact not uploaded") for t in texts), texts
+    assert any("1 task(s) skipped (dependency `bad` failed)" in t for t in texts), texts
+    assert any(t.startswith("model has no effect") for t in texts)  # some of them
+    assert texts[-1].startswith("5 more like this: listed in the job log")
+    assert 'warning: model has no effect: task `lint11` uses agent = "command"' in step.stdout
+    assert [c.properties.get("title") for c in step.of("error")] == ["prompter: task bad failed"]
+
+
+def test_warnings_just_within_the_budget_are_all_shown(tmp_path: Path) -> None:
+    tasks = [*lint_tasks(8), *TASKS]  # 8 workflow warnings + 1 skipped
+    step = run_step(tmp_path, workspace(tmp_path, tasks, {}), {"upload_artifact": "false"})
+    assert_clean(step)
+    texts = [c.data for c in step.of("warning")]
+    assert len(texts) == 9 and not any("more like this" in t for t in texts)
+
+
+# --- a flaky artifact service -------------------------------------------------------------
+
+
+@contextmanager
+def flaky_proxy(target: str, failures: dict[str, list[int]]) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP proxy in front of the stand-in: requests whose path starts with a key of
+    `failures` are answered with the next status of its list (while there is one); the rest go
+    to `target`, and the signed upload URL it returns points back here. Yields the proxy's URL
+    and the log of what it answered."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _forward(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            for prefix, statuses in failures.items():
+                if self.path.startswith(prefix) and statuses:
+                    status = statuses.pop(0)
+                    seen.append(f"{method} {self.path.split('?')[0]} -> {status}")
+                    self.send_response(status)
+                    data = b'{"code":"unavailable","msg":"try again"}'
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}
+            }
+            answer = httpx.request(method, target + self.path.lstrip("/"), content=body,
+                                   headers=headers)  # fmt: skip
+            data = answer.content.replace(target.encode(), proxy_url.encode())
+            seen.append(f"{method} {self.path.split('?')[0]} -> {answer.status_code}")
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            self._forward("POST")
+
+        def do_PUT(self) -> None:
+            self._forward("PUT")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    proxy_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield proxy_url, seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def report(tmp_path: Path) -> Path:
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "junit.xml").write_text("<testsuites/>")
+    return folder
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(artifact, "RETRY_DELAYS_S", (0.01, 0.02, 0.04), raising=False)
+
+
+PREFIX = "/twirp/github.actions.results.api.v1.ArtifactService/"
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_transient_service_errors_are_retried(tmp_path: Path) -> None:
+    # actions/toolkit retries 429/5xx and dropped connections; one 503 lost the artifact.
+    failures = {PREFIX + "CreateArtifact": [503, 429], "/blob/": [502], PREFIX + "Finalize": [504]}
+    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, seen):
+        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
+        uploaded = upload_folder(report(tmp_path), "prompter-report", env)
+    assert service.problems == []
+    assert uploaded.artifact_id == "4242"
+    assert [m for m, _ in service.calls] == ["CreateArtifact", "FinalizeArtifact"]
+    assert seen == [
+        f"POST {PREFIX}CreateArtifact -> 503",
+        f"POST {PREFIX}CreateArtifact -> 429",
+        f"POST {PREFIX}CreateArtifact -> 200",
+        "PUT /blob/prompter-report -> 502",
+        "PUT /blob/prompter-report -> 201",
+        f"POST {PREFIX}FinalizeArtifact -> 504",
+        f"POST {PREFIX}FinalizeArtifact -> 200",
+    ]
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_a_service_that_stays_down_gives_up_with_one_line(tmp_path: Path) -> None:
+    failures = {PREFIX + "CreateArtifact": [503] * 10}
+    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, seen):
+        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
+        with pytest.raises(ArtifactError, match=r"CreateArtifact answered HTTP 503") as caught:
+            upload_folder(report(tmp_path), "r", env)
+    assert "\n" not in str(caught.value)
+    assert len(failures[PREFIX + "CreateArtifact"]) == 10 - 4  # tried four times
+    assert len(seen) == 4
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_a_conflict_is_not_retried(tmp_path: Path) -> None:
+    # 409: the name is taken in this workflow run (v4 artifacts are immutable): say so at once.
+    failures = {PREFIX + "CreateArtifact": [409, 409]}
+    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, _):
+        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
+        with pytest.raises(ArtifactError, match="HTTP 409"):
+            upload_folder(report(tmp_path), "r", env)
+    assert failures[PREFIX + "CreateArtifact"] == [409]
+
+
+def test_a_malformed_results_url_is_an_artifact_error(tmp_path: Path) -> None:
+    # httpx.InvalidURL is no httpx.HTTPError: it escaped as a traceback and ended the step.
+    env = {"ACTIONS_RUNTIME_TOKEN": runtime_token(), "ACTIONS_RESULTS_URL": "http://[::1"}
+    with pytest.raises(ArtifactError, match="unreachable: InvalidURL"):
+        upload_folder(report(tmp_path), "r", env)
+
+
+# --- an unexpected error ------------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_one_annotation_and_its_traceback_issues_no_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bug's traceback went to stderr as is, where the runner reads commands too: text in an
+    # exception (a task name, a path an agent chose) could issue one. Now it is fenced.
+    from prompter.github import action
+
+    def broken(env: Any, console: Any) -> int:
+        raise RuntimeError("boom\n::error::injected\n##[warning]old style")
+
+    monkeypatch.setattr(action, "run_action", broken)
+    with pytest.raises(SystemExit) as exited:
+        action.main()
+    out, err = capsys.readouterr()
+    assert exited.value.code == 1
+    found = commands(out + "\n" + err)
+    assert [(c.name, c.properties.get("title")) for c in found] == [
+        ("error", "prompter: internal error")
+    ]
+    assert found[0].data == "RuntimeError: boom ::error::injected ##[warning]old style"
+    assert "Traceback (most recent call last)" in out  # shown, inside a fence
