@@ -339,3 +339,14 @@ def test_an_unexpected_error_is_one_annotation_and_its_traceback_issues_no_comma
     ]
     assert found[0].data == "RuntimeError: boom ::error::injected ##[warning]old style"
     assert "Traceback (most recent call last)" in out  # shown, inside a fence
+
+
+def test_an_unknown_task_is_named_as_the_input_that_named_it(tmp_path: Path) -> None:
+    # The message named `--task`, a flag the action's user never gave.
+    step = run_step(tmp_path, workspace(tmp_path, TASKS[:1], {}), {"tasks": "goood"})
+    assert_clean(step)
+    assert step.code == 2
+    (error,) = step.of("error")
+    assert error.data.startswith("input `tasks`: no such task `goood` in "), error.data
+    assert error.data.endswith("; did you mean `good`?"), error.data
+    assert "--task" not in step.stdout + step.stderr

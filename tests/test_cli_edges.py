@@ -142,3 +142,22 @@ def test_a_console_that_cannot_show_a_task_name_gets_escapes_not_an_internal_err
         done = prompter_cli(*command, cwd=tmp_path, env=env, encoding="ascii", errors="strict")
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert "t\\xe2che_\\u2713" in done.stdout, (command, done.stdout)
+
+
+def test_an_unknown_task_says_which_option_named_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.toml").write_text(ONE_TASK)
+    done = prompter_cli("run", "--task", "b", "wf.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "prompter: --task: no such task `b` in wf.toml\n", done.stderr
+
+
+def test_sequential_mode_takes_one_start_task(tmp_path: Path) -> None:
+    two = ONE_TASK.replace("depends_on = []\n", "") + ONE_TASK.replace('"a"', '"b"').replace(
+        "depends_on = []\n", ""
+    )
+    (tmp_path / "wf.toml").write_text(two)
+    done = prompter_cli("run", "--task", "a", "--task", "b", "wf.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == ("prompter: --task: sequential mode runs from one task, not 2\n"), (
+        done.stderr
+    )

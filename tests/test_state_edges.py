@@ -190,3 +190,31 @@ def test_action_counts_a_reused_pass_that_ran_again_once(
     out = capsys.readouterr().out
     counts = _counts(result.records, result.reused)
     assert counts["passed"] == "3", (counts, result.reused, out)
+
+
+def test_a_run_whose_state_could_not_be_written_does_not_report_passed(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every task passed, then the journal line of the run's end could not be written: exit 2,
+    # and the action's `status` output (RunResult.status) said `passed` for the failed step.
+    import os
+
+    from prompter import state as state_module
+
+    real = state_module._write_all
+    journal_writes = [0]
+
+    def failing(fd: int, data: bytes) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
+            journal_writes[0] += 1
+            if journal_writes[0] == 4:  # run start, a started, a passed, run end
+                raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(state_module, "_write_all", failing)
+    h.task("a", depends_on=[])
+    result = _run_result(h)
+    assert result.records["a"].status.value == "passed"
+    assert result.exit_code == 2
+    assert result.error is not None and "the state could not be written" in result.error
+    assert result.status == "failed", result

@@ -63,6 +63,7 @@ class RunOptions:
     fresh: bool = False
     dry_run: bool = False
     keep_worktrees: bool = False  # keep the run's worktrees (one per slot) for inspection
+    tasks_from: str = "--task"  # where `tasks` came from, as messages about them name it
 
     @property
     def state_path(self) -> Path:
@@ -110,7 +111,10 @@ def select(
         from .diagnostics import did_you_mean
 
         name = unknown[0]
-        raise RunError(f"--task {name}: no such task in {workflow.path}{did_you_mean(name, index)}")
+        raise RunError(
+            f"{options.tasks_from}: no such task `{name}` in {workflow.path}"
+            f"{did_you_mean(name, index)}"
+        )
     reused: set[int] = set()
     if not options.fresh:
         for i, task in enumerate(workflow.tasks):
@@ -133,7 +137,9 @@ def select(
     if workflow.mode == "sequential":
         start = named[0] if named else 0
         if len(named) > 1:
-            raise RunError("sequential mode runs from one task: give --task once")
+            raise RunError(
+                f"{options.tasks_from}: sequential mode runs from one task, not {len(named)}"
+            )
         if options.only:
             raise RunError(
                 "--only has no meaning in sequential mode: --task NAME starts there and the "
@@ -455,6 +461,8 @@ def run_workflow(
         )
         result.error = f"the state could not be written: {result.state_error}; {saved}"
         result.exit_code = EXIT_USAGE
+        if result.status == "passed":  # what reads the status (the action's output) sees exit 2
+            result.status, result.reason = "failed", result.error
     elif closed is not None:
         result.warnings += (
             f"the state was not compacted ({closed}); its journal holds this run's records",

@@ -280,6 +280,7 @@ def _run_noted(
         report_dir=Path(inputs.report_dir),
         max_parallel=inputs.max_parallel,
         tasks=inputs.tasks,
+        tasks_from="input `tasks`",
         fresh=inputs.fresh,
         dry_run=inputs.dry_run,
     )
