@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,10 @@ from pathlib import Path
 from ..config import Workflow
 from ..state import RunRecord, State, TaskRecord, TaskStatus, fingerprints
 
-# CSI, OSC (ended by BEL or ST) and two-character escape sequences.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# CSI, OSC (ended by BEL or ST) and two-character escape sequences. An OSC that is never ended
+# (a literal `ESC ]` in a diff, a program killed mid-sequence) stops at the end of its line: it
+# must not swallow the rest of the output, where the failure usually is.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # What XML 1.0 forbids (C0 controls but tab and newline; U+FFFE/U+FFFF) and the C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -57,6 +60,16 @@ def duration_text(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, sec = divmod(round(seconds), 60)
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def utc_text(moment: float | None, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str | None:
+    """`moment` (seconds since the epoch) in UTC, or None when it is no date (NaN, out of range)."""
+    if moment is None or not math.isfinite(moment):
+        return None
+    try:
+        return time.strftime(fmt, time.gmtime(moment))
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _finite(value: float | None) -> float | None:

@@ -12,7 +12,9 @@ repository root, the task's `[[tasks]]` line) when the workflow is known.
 - skipped                        -> `<skipped message="dependency `a` failed">`;
 - interrupted, or never finished -> `<error>`;
 - the run failed as a whole while no task did (sequential mode's `max_iterations` or a
-  forbidden revisit) -> one more testcase, `(run)`, with `<failure>` giving the reason.
+  forbidden revisit) -> one more testcase, `(run)`, with `<failure>` giving the reason; a run
+  interrupted or unfinished while no task is red (a signal or a crash between two tasks) ->
+  the same `(run)` testcase with `<error>`: a run that did not pass is never all green.
 Each testcase has `<properties>`: attempts, cost, tokens, session id, run id.
 
 Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
@@ -24,13 +26,20 @@ task, so a file never exceeds `size_bound(tasks)`. Hostile output (NUL, ANSI, lo
 from __future__ import annotations
 
 import math
-import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..config import Workflow
 from ..state import State, TaskRecord, TaskStatus
-from .facts import RunFacts, TaskView, analyse, attempt_failed_in_verify, clean, one_line
+from .facts import (
+    RunFacts,
+    TaskView,
+    analyse,
+    attempt_failed_in_verify,
+    clean,
+    one_line,
+    utc_text,
+)
 
 MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 MAX_CASE_OUTPUT_BYTES = 16 * 1024
@@ -135,7 +144,9 @@ def _message(view: TaskView) -> str:
         return one_line(text, _MESSAGE_CHARS)
     if record.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
         return f"did not finish: the run ended while the task was {record.status.value}"
-    return one_line(record.reason or record.status.value, _MESSAGE_CHARS)
+    # Never empty: junit-xml leaves out a <failure>/<error> without message or text, and a
+    # reason that cleans to nothing (blank, escape codes) would turn a failed task green.
+    return one_line(record.reason, _MESSAGE_CHARS) or record.status.value
 
 
 def build_junit(
@@ -181,11 +192,19 @@ def build_junit(
         cases.append(case)
     run = facts.run
     red = any(case.is_failure() or case.is_error() for case in cases)
-    if run is not None and run.status == "failed" and run.reason and not red:
+    if run is not None and run.status != "passed" and not red:
         # The run failed as a whole (sequential mode's max_iterations or a forbidden revisit, a
-        # budget) while every task that ran passed: without this case the report is all green.
+        # budget), was interrupted or did not finish (a signal or a crash between two tasks)
+        # while every task that ran passed: without this case the report is all green.
         case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
-        case.add_failure_info(one_line(run.reason, 1000), None, "run_failed")
+        why = one_line(run.reason, 1000)
+        if run.status == "failed":
+            case.add_failure_info(why or "the run failed", None, "run_failed")
+        elif run.status == "interrupted":
+            case.add_error_info(why or "the run was interrupted", None, "interrupted")
+        else:  # no status: it crashed, or is still running
+            text = "the run did not finish (it crashed or is still running)"
+            case.add_error_info(f"{text}: {why}" if why else text, None, "unfinished")
         cases.append(case)
         durations.append(0.0)
     suite = TestSuite(
@@ -212,10 +231,7 @@ def build_junit(
 
 
 def _timestamp(facts: RunFacts) -> str | None:
-    start = facts.run.started_at if facts.run else None
-    if start is None or not math.isfinite(start):
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start))
+    return utc_text(facts.run.started_at, "%Y-%m-%dT%H:%M:%S") if facts.run else None
 
 
 def _suite_properties(facts: RunFacts) -> dict[str, str]:

@@ -6,8 +6,9 @@ syntax is written as a mermaid entity code (`#quot;`, `#60;`, …).
 
 Two diagram types: `flowchart` (the dependency graph, for `prompter graph` and the summary) and
 `gantt` (the timeline of a run, for the summary). Gantt task texts are not quoted (a gantt shows
-quotes literally); the same entity rule applies, and the first letter is an entity too, so a
-name such as `section x` or `dateFormat` is never read as a gantt keyword.
+quotes literally); the same entity rule applies, and the first letter or digit is an entity too,
+so a name such as `section x`, `dateFormat` or `2024-01-01` is never read as a gantt keyword or
+date.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def gantt_text(text: str) -> str:
     escaped = text.translate(_ESCAPE).strip()
     if not escaped:
         return "#32;"  # a blank name: a visible nothing rather than a parse error
-    if escaped[0].isascii() and escaped[0].isalpha():  # keywords start lines: `section`, `title`
+    # Keywords start lines (`section`, `title`), and so do dates (`2024-01-01`, read as one even
+    # before a task's `:`): a first letter or digit is written as an entity.
+    if escaped[0].isascii() and escaped[0].isalnum():
         escaped = f"#{ord(escaped[0])};{escaped[1:]}"
     return escaped
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import Workflow
 from ..state import State, TaskRecord, TaskStatus
 from . import mermaid
-from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line
+from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
 MAX_NODES = 300  # a bigger flowchart does not help a reader: fall back
@@ -143,12 +142,7 @@ def _headline(facts: RunFacts) -> str:
     lines.append("")
     where = []
     if facts.run is not None:
-        started = facts.run.started_at
-        stamp = (
-            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
-            if math.isfinite(started)
-            else "?"
-        )
+        stamp = utc_text(facts.run.started_at) or "?"
         where.append(f"Run {md(facts.run.run_id, 64)}, started {stamp}")
     if facts.workflow_path:
         where.append(f"workflow {md(facts.workflow_path, 200)}")
@@ -296,6 +290,14 @@ class _Span:
     critical: bool
 
 
+# A JavaScript Date holds ±100,000,000 days around the epoch: mermaid cannot place a bar past it.
+_DATE_LIMIT_S = 8.64e12
+
+
+def _drawable(moment: float) -> bool:
+    return math.isfinite(moment) and abs(moment) < _DATE_LIMIT_S
+
+
 def _spans(facts: RunFacts) -> list[_Span]:
     critical = set(facts.critical)
     out: list[_Span] = []
@@ -311,7 +313,7 @@ def _spans(facts: RunFacts) -> list[_Span]:
             end = attempt.finished_at
             if end is None:
                 end = record.finished_at if record.finished_at is not None else start
-            if not (math.isfinite(start) and math.isfinite(end)):
+            if not (_drawable(start) and _drawable(end)):
                 continue
             mark = "✓" if attempt.ok else "✗"
             suffix = f" ({attempt.number}/{n})" if n > 1 else ""
@@ -321,15 +323,25 @@ def _spans(facts: RunFacts) -> list[_Span]:
             last_end = max(last_end, end)
         finished = record.finished_at
         cut_short = record.status in (TaskStatus.INTERRUPTED, TaskStatus.RUNNING)
-        if cut_short and finished is not None and math.isfinite(finished) and finished > last_end:
+        drawable = finished is not None and _drawable(finished) and _drawable(last_end)
+        if cut_short and drawable and finished is not None and finished > last_end:
             text = f"! {view.name} ({record.status.value})"
             out.append(_Span(view.name, text, last_end, finished, True, on_path))
     out.sort(key=lambda s: (s.start, s.end))
     return out
 
 
+def _ms(span: _Span) -> tuple[int, int]:
+    """The bar as drawn: whole milliseconds, at least one long (also when the clock stepped
+    back and the attempt ended before it started)."""
+    start = math.floor(span.start * 1000)
+    return start, max(math.ceil(span.end * 1000), start + 1)
+
+
 def _peak(spans: Sequence[_Span]) -> int:
-    events = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans])
+    """The most bars at one moment; a bar that ends as another starts does not overlap it."""
+    bars = [_ms(s) for s in spans]
+    events = sorted([(start, 1) for start, _ in bars] + [(end, -1) for _, end in bars])
     peak = level = 0
     for _, step in events:
         level += step
@@ -341,15 +353,7 @@ def _gantt(spans: Sequence[_Span], axis: str) -> str:
     bars = []
     for i, span in enumerate(spans):
         tags = tuple(t for t, on in (("crit", span.critical), ("done", span.failed)) if on)
-        bars.append(
-            mermaid.Bar(
-                f"b{i}",
-                one_line(span.text, 120),
-                math.floor(span.start * 1000),
-                math.ceil(span.end * 1000),
-                tags,
-            )
-        )
+        bars.append(mermaid.Bar(f"b{i}", one_line(span.text, 120), *_ms(span), tags))
     return mermaid.gantt([("attempts", bars)], axis_format=axis)
 
 
@@ -394,8 +398,8 @@ def _gantt_section(facts: RunFacts) -> str:
         return head + note + _block(diagram) + "\n" + explain
     return (
         head + f"_Timeline too large to draw ({reason}); attempts ran from "
-        f"{time.strftime('%H:%M:%S', time.gmtime(first))} to "
-        f"{time.strftime('%H:%M:%S', time.gmtime(last))} UTC, up to {_peak(spans)} at once._\n\n"
+        f"{utc_text(first, '%H:%M:%S')} to {utc_text(last, '%H:%M:%S')} UTC, up to "
+        f"{_peak(spans)} at once._\n\n"
     )
 
 

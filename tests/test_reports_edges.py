@@ -1,0 +1,225 @@
+"""Reports on the edges: blank reasons, runs that ended without a red task, terminal escapes
+that never end, e-mail-like names, timestamps out of range, zero-length bars, gantt texts that
+look like dates.
+
+Each test here failed against the code before its fix. The mermaid checks render in real
+mermaid (headless Chromium), all in one batch (see tests/mermaid_render.py).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser import Error, Failure, JUnitXml
+
+from prompter.report import junit, mermaid, summary
+from prompter.report.facts import clean
+from prompter.state import TaskStatus
+
+from .mermaid_render import Verdict, render
+from .test_reports import T0, blocks, record, state_of, write_toml
+
+
+def suite_of(text: str, tmp_path: Path) -> Any:
+    path = tmp_path / "junit.xml"
+    path.write_text(text, "utf-8")
+    (suite,) = list(JUnitXml.fromfile(str(path)))
+    return suite
+
+
+def red_cases(text: str) -> list[ET.Element]:
+    root = ET.fromstring(text)
+    return [
+        c
+        for c in root.iter("testcase")
+        if c.find("failure") is not None or c.find("error") is not None
+    ]
+
+
+# -- JUnit: a failed task is never green ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["   ", "\x1b[0m \x00", "\x1b]0;title\x07", "\n\r\t"])
+def test_a_failed_task_with_a_blank_reason_and_no_output_is_still_red(
+    reason: str, tmp_path: Path
+) -> None:
+    failed = record("a", TaskStatus.FAILED, T0, 1.0, reason=reason)
+    failed.attempts[0].output_tail = ""
+    interrupted = record("b", TaskStatus.INTERRUPTED, T0, 1.0, reason=reason)
+    interrupted.attempts[0].output_tail = ""
+    text = junit.build_junit(state_of([failed, interrupted], tmp_path / "wf.toml", T0 + 2))
+    root = ET.fromstring(text)
+    assert int(root.get("failures", "0")) + int(root.get("errors", "0")) == 2, text
+    for case in red_cases(text):
+        element = case.find("failure")
+        element = element if element is not None else case.find("error")
+        assert element is not None and element.get("message"), text  # says something
+    suite = suite_of(text, tmp_path)
+    for case in suite:
+        assert case.result and isinstance(case.result[0], Failure | Error), case.name
+
+
+def test_a_failed_run_with_a_blank_reason_is_still_red(tmp_path: Path) -> None:
+    state = state_of([record("a", TaskStatus.PASSED, T0, 1.0)], tmp_path / "wf.toml", T0 + 2)
+    state.runs[0] = state.runs[0].model_copy(update={"reason": " \x1b[0m "})
+    text = junit.build_junit(state)
+    assert ET.fromstring(text).get("failures") == "1", text
+    (case,) = red_cases(text)
+    assert case.get("name") == junit.RUN_CASE
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "kind"),
+    [
+        ("interrupted", "interrupted by SIGTERM", "interrupted"),
+        (None, None, "unfinished"),  # crashed (or still running) between two tasks
+        ("failed", None, "run_failed"),
+    ],
+)
+def test_a_run_that_did_not_pass_is_not_all_green_when_no_task_is_red(
+    status: str | None, reason: str | None, kind: str, tmp_path: Path
+) -> None:
+    """Sequential mode, a signal between two tasks: the first passed, the others never started
+    (no record). The run exits 143, its summary says "interrupted": junit.xml must not say
+    "all passed" to the test reporters."""
+    workflow = write_toml(tmp_path / "wf.toml", [{"name": n} for n in ("one", "two", "three")])
+    passed = record("one", TaskStatus.PASSED, T0, 1.0)
+    state = state_of([passed], workflow.path, T0 + 2)
+    update = {"status": status, "reason": reason}
+    if status is None:
+        update["finished_at"] = None
+    state.runs[0] = state.runs[0].model_copy(update=update)
+    text = junit.build_junit(state, workflow)
+    (case,) = red_cases(text)
+    assert case.get("name") == junit.RUN_CASE
+    element = case.find("failure") if kind == "run_failed" else case.find("error")
+    assert element is not None and element.get("type") == kind, text
+    assert element.get("message")
+    if reason:
+        assert element.get("message") == reason
+    root = ET.fromstring(text)
+    assert root.get("tests") == "2"
+    assert int(root.get("failures", "0")) + int(root.get("errors", "0")) == 1
+
+
+def test_a_passed_run_gets_no_run_case(tmp_path: Path) -> None:
+    state = state_of([record("a", TaskStatus.PASSED, T0, 1.0)], tmp_path / "wf.toml", T0 + 2)
+    state.runs[0] = state.runs[0].model_copy(update={"status": "passed"})
+    text = junit.build_junit(state)
+    assert red_cases(text) == [] and junit.RUN_CASE not in text
+
+
+# -- output: an escape sequence that never ends ---------------------------------------------------
+
+UNENDED_OSC = (
+    "progress \x1b]9;4;1;50 (the terminal title code, never ended)\n"
+    "FAILED tests/test_x.py::test_y - assert 1 == 2\n"
+    "1 failed, 41 passed\n"
+)
+
+
+def test_an_osc_sequence_without_its_end_does_not_swallow_the_rest_of_the_output(
+    tmp_path: Path,
+) -> None:
+    assert "FAILED tests/test_x.py::test_y" in clean(UNENDED_OSC)
+    assert clean(UNENDED_OSC).endswith("1 failed, 41 passed\n")
+    # Ended ones still go, OSC 8 hyperlinks included.
+    assert clean("a\x1b]0;title\x07b \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ c") == "ab link c"
+    failed = record(
+        "a", TaskStatus.FAILED, T0, 1.0, reason="verify_command exited 1", output=UNENDED_OSC
+    )
+    state = state_of([failed], tmp_path / "wf.toml", T0 + 2)
+    (failure,) = ET.fromstring(junit.build_junit(state)).iter("failure")
+    assert "1 failed, 41 passed" in (failure.text or "")
+    assert "1 failed, 41 passed" in summary.build_summary(state)
+
+
+# -- timestamps out of range ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", [1e20, -1e20, 1e300])
+def test_timestamps_out_of_range_do_not_crash_the_reports(moment: float, tmp_path: Path) -> None:
+    state = state_of(
+        [record("a", TaskStatus.FAILED, moment, 1.0, reason="r", output="o")],
+        tmp_path / "wf.toml",
+        moment + 2,
+    )
+    state.runs[0] = state.runs[0].model_copy(update={"started_at": moment})
+    root = ET.fromstring(junit.build_junit(state))
+    assert root.find("testsuite") is not None
+    text = summary.build_summary(state)
+    assert text.startswith("## ❌ wf: failed\n")
+    for diagram in blocks(text):  # a date mermaid cannot read is not drawn
+        assert str(int(moment * 1000)) not in diagram
+
+
+# -- the timeline's "up to N at once" -----------------------------------------------------------
+
+
+def peak_line(text: str) -> str:
+    (found,) = re.findall(r"Each bar is one attempt \(.*?at once\)", text)
+    return str(found)
+
+
+def test_zero_length_attempts_at_one_moment_count_as_running_together(tmp_path: Path) -> None:
+    state = state_of(
+        [record(f"z{i}", TaskStatus.PASSED, T0, 0.0) for i in range(3)], tmp_path / "w", T0
+    )
+    assert peak_line(summary.build_summary(state)).endswith("3 in all, up to 3 at once)")
+
+
+def test_back_to_back_attempts_do_not_overlap(tmp_path: Path) -> None:
+    state = state_of(
+        [record("a", TaskStatus.PASSED, T0, 1.0), record("b", TaskStatus.PASSED, T0 + 1, 1.0)],
+        tmp_path / "w",
+        T0 + 2,
+    )
+    assert peak_line(summary.build_summary(state)).endswith("2 in all, up to 1 at once)")
+
+
+def test_an_attempt_ending_before_it_started_is_drawn_and_counted(tmp_path: Path) -> None:
+    """The clock stepped back (NTP): the bar is drawn 1 ms long, so it counts."""
+    state = state_of(
+        [
+            record("backwards", TaskStatus.PASSED, T0, -5.0),
+            record("a", TaskStatus.PASSED, T0 - 3, 10.0),
+            record("b", TaskStatus.PASSED, T0 - 3, 10.0),
+        ],
+        tmp_path / "w",
+        T0 + 10,
+    )
+    assert peak_line(summary.build_summary(state)).endswith("3 in all, up to 3 at once)")
+
+
+# -- gantt texts that look like dates (rendered) ------------------------------------------------
+
+DATE_LIKE = ["2024-01-01 deploy", "1999-12-31", "0000-00-00x", "42 tasks"]
+
+
+@pytest.fixture(scope="module")
+def gantt_verdicts() -> list[tuple[str, str, Verdict]]:
+    diagrams = [
+        mermaid.gantt(
+            [("2024-01-01", [mermaid.Bar("b0", name, 1_790_000_000_000, 1_790_000_001_000)])],
+            title="2024-12-31 nightly",
+        )
+        for name in DATE_LIKE
+    ]
+    started = time.monotonic()
+    verdicts = render(diagrams)
+    assert time.monotonic() - started < 120
+    return list(zip(DATE_LIKE, diagrams, verdicts, strict=True))
+
+
+def test_gantt_texts_that_start_like_a_date_render_literally(
+    gantt_verdicts: list[tuple[str, str, Verdict]],
+) -> None:
+    for name, diagram, verdict in gantt_verdicts:
+        assert verdict.ok, f"{name!r}: {verdict.error}\n{diagram}"
+        assert name in verdict.text, (name, verdict.text)
+        assert "2024-12-31 nightly" in verdict.text
