@@ -14,11 +14,12 @@ LABEL org.opencontainers.image.title="prompter-action" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.version="${VERSION}"
 
-# git: agents and verify commands work on a git checkout. Not pinned: the version follows the
-# base image's Debian release and its security updates; a pin would break with every point release.
+# git: agents and verify commands work on a git checkout. tini: the container's PID 1 (below).
+# Not pinned: the version follows the base image's Debian release and its security updates; a
+# pin would break with every point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git \
+ && apt-get install -y --no-install-recommends git tini \
  && rm -rf /var/lib/apt/lists/* \
  && git config --system --add safe.directory /github/workspace
 
@@ -38,4 +39,6 @@ ENV PYTHONUNBUFFERED=1
 
 # No USER and no WORKDIR: the runner starts the container as root with
 # --workdir /github/workspace, and the entrypoint relies on that contract.
-ENTRYPOINT ["/opt/prompter/bin/prompter-action"]
+# The runner starts the entrypoint as PID 1 (no --init), which inherits every process an agent
+# leaves behind: tini reaps them (prompter reaps only its own children) and passes signals on.
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/prompter/bin/prompter-action"]

@@ -124,4 +124,11 @@ def test_dockerfile_keeps_the_runner_contract() -> None:
     assert lines[0][1] == "BASE_IMAGE=python:3.12-slim" and lines[1][1] == "${BASE_IMAGE}"
     # The runner passes --workdir /github/workspace and runs as root: no USER, no WORKDIR.
     assert "USER" not in instructions and "WORKDIR" not in instructions
-    assert ["ENTRYPOINT", '["/opt/prompter/bin/prompter-action"]'] in lines
+    # tini as PID 1 reaps the orphans agents leave (test_container.py runs that).
+    entrypoint = [
+        "ENTRYPOINT",
+        '["/usr/bin/tini",',
+        '"--",',
+        '"/opt/prompter/bin/prompter-action"]',
+    ]
+    assert entrypoint in lines

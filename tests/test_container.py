@@ -122,11 +122,12 @@ def report(proc: subprocess.CompletedProcess[str]) -> str:
 def test_image_builds_on_a_python3_at_usr_bin_base() -> None:
     image = action_image()
     inspect = podman("image", "inspect", "--format", "{{json .Config.Entrypoint}}", image)
-    assert inspect.stdout.strip() == '["/opt/prompter/bin/prompter-action"]'
+    entrypoint = '["/usr/bin/tini","--","/opt/prompter/bin/prompter-action"]'
+    assert inspect.stdout.strip() == entrypoint
     probe = podman(
         "run", "--rm", "--entrypoint", "/bin/sh", image, "-c",
         "/opt/prompter/bin/prompter --version && git --version && command -v python3 "
-        "&& test -x /opt/prompter/bin/prompter-action",
+        "&& test -x /opt/prompter/bin/prompter-action && test -x /usr/bin/tini",
     )  # fmt: skip
     assert "git version" in probe.stdout, probe.stdout
     print(f"\ntimings: {TIMINGS}")
@@ -327,10 +328,45 @@ def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
     assert (ws / "examples/workspace/bundle.txt").read_text("utf-8") == "hello\ngoodbye\n"
 
 
+# An agent that leaves a background process behind: prompter kills what is left of its process
+# group when it exits, and the orphan, whose parent is gone, becomes a child of the container's
+# PID 1. The check fails while any zombie is left unreaped.
+ORPHANS = """\
+[settings]
+agent = "command"
+agent_command = ["sh", "-c", "sleep 60 & sleep 60 & exit 0"]
+isolation = "shared"
+
+[[tasks]]
+name = "leaves_orphans"
+prompt = "go"
+verify_command = "true"
+depends_on = []
+
+[[tasks]]
+name = "no_zombies"
+prompt = "check"
+verify_command = "sleep 1; ! grep -l '^State:[[:space:]]*Z' /proc/[0-9]*/status"
+depends_on = ["leaves_orphans"]
+"""
+
+
+def test_orphans_of_the_agents_are_reaped_in_the_container(tmp_path: Path) -> None:
+    """Docker runs the entrypoint as PID 1, which inherits every orphan; a PID 1 that never
+    reaps them fills the process table with zombies over a long run."""
+    image = action_image()
+    ws = checkout(tmp_path)
+    (ws / "prompter.toml").write_text(ORPHANS, "utf-8")
+    chown_tree(ws, OWNER)
+    env = {"WORKFLOW": "prompter.toml", "UPLOAD_ARTIFACT": "false"}
+    proc = run_container(image, env, {ws: "/github/workspace"})
+    assert proc.returncode == 0, report(proc)
+
+
 def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: Path) -> None:
     """On cancel the runner signals its `docker run` (SIGINT, 7.5 s later SIGTERM, 2.5 s later
-    SIGKILL); the CLI proxies the signal to the container's PID 1, the entrypoint. A PID 1
-    without handlers would ignore it; prompter must stop, keep state and exit 130 in time."""
+    SIGKILL); the CLI proxies the signal to the container's PID 1, tini, which passes it on to
+    the entrypoint; prompter must stop, keep state and exit 130 in time."""
     image = action_image()
     ws = checkout(tmp_path)
     chown_tree(ws, OWNER)
