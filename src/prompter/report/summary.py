@@ -427,10 +427,27 @@ def _details(view: TaskView, tail_bytes: int) -> str:
     return f"<details><summary>{summary}</summary>\n\n{body}\n</details>\n\n"
 
 
+_FAILURES_HEAD = "### Failures\n\n"
+
+
 def _details_section(failures: Sequence[TaskView], tail_bytes: int) -> str:
     if not failures:
         return ""
-    return "### Failures\n\n" + "".join(_details(v, tail_bytes) for v in failures)
+    return _FAILURES_HEAD + "".join(_details(v, tail_bytes) for v in failures)
+
+
+def _details_within(failures: Sequence[TaskView], tail_bytes: int, room: int) -> list[str]:
+    """The details of the longest prefix of `failures` that fits in `room` bytes with the
+    section's heading; each built once (10,000 failures: one pass, not one per guess)."""
+    used = _size(_FAILURES_HEAD)
+    parts: list[str] = []
+    for view in failures:
+        part = _details(view, tail_bytes)
+        used += _size(part)
+        if used > room:
+            break
+        parts.append(part)
+    return parts
 
 
 # -- putting it together -------------------------------------------------------------------
@@ -496,23 +513,18 @@ def build_summary(
     details = ""
     if failures:
         tail = MAX_TAIL_BYTES
-        shown = list(failures)
-        details = _details_section(shown, tail)
-        if _size(details) > room:
-            overhead = _size(_details_section(shown, 0)) + 200 * len(shown)
-            tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(shown)))
+        parts = _details_within(failures, tail, room)
+        if len(parts) < len(failures):
+            overhead = _size(_details_section(failures, 0)) + 200 * len(failures)
+            tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(failures)))
             first.append(f"failure output shortened to its last {tail:,} bytes each")
-            details = _details_section(shown, tail)
-            while shown and _size(details) > room - 200:
-                per = max(1, _size(details) // len(shown))
-                over = _size(details) - room + 200
-                shown = shown[: max(0, len(shown) - over // per - 1)]
-                details = _details_section(shown, tail)
-            missing = len(failures) - len(shown)
-            if missing:
-                first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
-                if shown:
-                    details += f"_… and {missing:,} more failures (output not shown)._\n\n"
+            parts = _details_within(failures, tail, room - 200)  # 200: the "… more" line
+        details = _FAILURES_HEAD + "".join(parts) if parts else ""
+        missing = len(failures) - len(parts)
+        if missing:
+            first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
+            if parts:
+                details += f"_… and {missing:,} more failures (output not shown)._\n\n"
     out = headline + table + flow + gantt + details
     trimmed = first + later
     if trimmed:
