@@ -129,3 +129,35 @@ def test_graph_mode_resumes_the_session_of_a_dependency_whose_earlier_pass_stand
     assert h.run() == 0
     assert len(h.claude_calls("analyze")) == 1  # its pass stood
     assert h.claude_calls("review")[1]["resume"] == analyze["session_id"]
+
+
+def test_a_timeout_while_claude_code_retries_the_api_says_so(h: ClaudeHarness) -> None:
+    # Claude Code retries a failed API request itself (10 times, backing off to ~30 s) and says
+    # so only in system/api_retry messages: with the API unreachable, the task failed with a
+    # bare "agent timed out" and nothing in its log (seen with the real CLI 2.1.332, offline).
+    retries = [[None, "unknown"], [529, "overloaded_error"]]
+    h.claude("a", [{"api_retry": retries, "stall": True}], timeout=2, max_attempts=1)
+    assert h.run() == 1
+    state, reason = h.tasks_status()["a"]
+    assert state == "failed"
+    assert reason == (
+        "agent timed out after 2 s while Claude Code was retrying a failed Claude API request "
+        "(retry 2 of 10; last: HTTP 529 overloaded_error)"
+    ), reason
+    log = (h.root / ".prompter" / "logs" / "a.log").read_text()
+    assert (
+        "Claude API request failed (no response: unknown); Claude Code retries in 1.0 s (1 of 10)"
+        in log
+    ), log
+    assert (
+        "Claude API request failed (HTTP 529 overloaded_error); "
+        "Claude Code retries in 2.0 s (2 of 10)" in log
+    ), log
+
+
+def test_a_timeout_after_the_api_recovered_is_a_plain_timeout(h: ClaudeHarness) -> None:
+    # The retries worked (the model answered afterwards): the time went into the work.
+    steps = [{"api_retry": [[529, "overloaded_error"]], "hang": True}]
+    h.claude("a", steps, timeout=2, max_attempts=1)
+    assert h.run() == 1
+    assert h.tasks_status()["a"] == ("failed", "agent timed out after 2 s")

@@ -14,6 +14,8 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "error": 500|429|529|401   an error result (`is_error`, `api_error_status`), exit 1
     "crash": code          stderr noise, exit `code` without a result
     "hang": true           start a `sleep` child, then never answer
+    "stall": true          say nothing more and never answer (after "api_retry": the API
+                           stays unreachable)
     "ignore_term": true    ignore SIGTERM from the start of the step (a CLI stuck in a handler)
     "linger": true         after the result, leave a `sleep` child holding stdout open and
                            exit (a tool process left running in the background)
@@ -29,6 +31,9 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "limit_event": s       a rejected rate_limit_event (lifts in s seconds) after which the call
                            goes on as planned (another model or overage took over)
     "resets_at": value     with usage_limit: the event's resetsAt exactly as given (absolute)
+    "api_retry": [[status, error], ...]  system/api_retry messages first, as Claude Code sends
+                           them while it retries a failed API request (status null: no HTTP
+                           response, e.g. the network is down; error "unknown" then)
     "patch": {field: value} fields of the result message replaced as given (a CLI that sends
                            a field of another type, a negative cost, ...)
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
@@ -211,9 +216,26 @@ def main() -> int:
 
     if step.get("ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for n, (status, error) in enumerate(step.get("api_retry", ()), 1):
+        emit(
+            {
+                "type": "system",
+                "subtype": "api_retry",
+                "attempt": n,
+                "max_retries": 10,
+                "retry_delay_ms": 500 * 2**n,
+                "error_status": status,
+                "error": error,
+                "session_id": session_id,
+                "uuid": str(uuid.uuid4()),
+            }
+        )
     if "crash" in step:
         sys.stderr.write("Error: something inside Claude Code broke\n    at fake (fake.js:1)\n")
         return int(step["crash"])
+    if step.get("stall"):
+        time.sleep(1000)
+        return 0
     if step.get("hang"):
         child = subprocess.Popen(["sleep", "1000"])
         (state / f"hang-{os.getpid()}").write_text(str(child.pid))

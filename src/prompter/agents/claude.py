@@ -370,7 +370,54 @@ class Transcript:
         elif isinstance(message, RateLimitEvent):
             info = message.rate_limit_info
             self.line(f"rate limit: {info.status} ({info.rate_limit_type or 'unknown window'})")
+        elif (retry := ApiRetry.of(message)) is not None:
+            delay = f" in {retry.delay_s:.1f} s" if retry.delay_s is not None else ""
+            self.line(
+                f"Claude API request failed ({retry.what()}); Claude Code retries{delay} "
+                f"({retry.progress()})"
+            )
         # A ResultMessage is shown by Outcome.see, once it has been checked.
+
+
+@dataclass(frozen=True)
+class ApiRetry:
+    """A system/api_retry message: Claude Code retries a failed API request by itself (up to
+    `max_retries` times, backing off), and says so only here. Fields as the CLI sent them, each
+    dropped when it is not of the expected type."""
+
+    attempt: int | None
+    max_retries: int | None
+    status: int | None
+    error: str | None
+    delay_s: float | None
+
+    @classmethod
+    def of(cls, message: Any) -> ApiRetry | None:
+        data = getattr(message, "data", None)
+        if getattr(message, "subtype", None) != "api_retry" or not isinstance(data, dict):
+            return None
+
+        def count(key: str) -> int | None:
+            value = _number(data.get(key))
+            return int(value) if value is not None and value >= 0 else None
+
+        delay = _number(data.get("retry_delay_ms"))
+        error = data.get("error")
+        return cls(
+            attempt=count("attempt"),
+            max_retries=count("max_retries"),
+            status=count("error_status"),
+            error=_one_line(error, 100) if isinstance(error, str) and error.strip() else None,
+            delay_s=delay / 1000 if delay is not None and delay >= 0 else None,
+        )
+
+    def what(self) -> str:
+        if self.status is None:
+            return f"no response: {self.error or 'unknown'}"
+        return f"HTTP {self.status}" + (f" {self.error}" if self.error else "")
+
+    def progress(self) -> str:
+        return f"{self.attempt if self.attempt is not None else '?'} of {self.max_retries or '?'}"
 
 
 def _tool_input(data: dict[str, Any]) -> str:
@@ -500,6 +547,7 @@ class Outcome:
     answered: bool = False  # a result message came (usable or not)
     limit_hit: bool = False  # a usage limit was reported (rejected rate_limit_event, or similar)
     limit_resets_at: float | None = None  # when it lifts (Unix time), if the CLI said
+    api_retry: ApiRetry | None = None  # the last API retry the CLI announced
     final: ResultView | None = None
     error: str | None = None
     fatal: bool = False
@@ -509,7 +557,7 @@ class Outcome:
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def see(self, message: Message) -> None:
-        from claude_agent_sdk import ResultMessage, SystemMessage
+        from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage
 
         if isinstance(message, ResultMessage):
             self.answered = True
@@ -523,9 +571,13 @@ class Outcome:
             self.session_id = view.session_id or self.session_id
             return
         self.transcript.show(message)
+        if isinstance(message, AssistantMessage):
+            self.api_retry = None  # the API answered after all
         if _reports_limit(message):
             self.limit_hit = True
             self.limit_resets_at = _resets_at(message) or self.limit_resets_at
+        elif (retry := ApiRetry.of(message)) is not None:
+            self.api_retry = retry
         elif isinstance(message, SystemMessage) and message.subtype == "init":
             self.started_session = True
             session = message.data.get("session_id")
@@ -553,6 +605,12 @@ class Outcome:
         fatal = self.fatal
         if self.timed_out:
             error = f"agent timed out after {task.timeout:g} s"
+            if self.api_retry is not None:  # the API, not the work, took the time
+                retry = self.api_retry
+                error += (
+                    " while Claude Code was retrying a failed Claude API request "
+                    f"(retry {retry.progress()}; last: {retry.what()})"
+                )
         elif error is None and final is None:
             error = "Claude Code ended without a result"
         elif error is None and final is not None and final.is_error:
