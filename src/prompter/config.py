@@ -17,7 +17,8 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +40,7 @@ from .diagnostics import (
     CONTROL,
     Diagnostic,
     Severity,
+    Suggester,
     WorkflowError,
     did_you_mean,
     source_excerpt,
@@ -268,7 +270,12 @@ class Workflow:
     @cached_property
     def task_lines(self) -> tuple[int, ...]:
         """Line of each task's `[[tasks]]` header (for reports and annotations)."""
-        headers = [m.start() for m in _TASK_HEADER.finditer(self.text)]
+        if '"""' in self.text or "'''" in self.text:
+            # A `[[tasks]]` line may be inside a multi-line string: match strings and comments
+            # too, so that they are passed over, and count only the headers.
+            headers = [m.start("h") for m in _TASK_HEADER_OR_STRING.finditer(self.text) if m["h"]]
+        else:
+            headers = [m.start() for m in _TASK_HEADER.finditer(self.text)]
         if len(headers) == len(self.tasks):  # the common case, no scanner needed
             lines, pos, count = [], 0, 1
             for offset in headers:
@@ -280,7 +287,15 @@ class Workflow:
         return tuple(source.locate(("tasks", i))[0] for i in range(len(self.tasks)))
 
 
+_LONG_DECIMAL = re.compile(r"(?<![\w.])[+-]?[0-9](?:_?[0-9]){4000,}")
 _TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
+_TASK_HEADER_OR_STRING = re.compile(
+    r"""(?P<h>^[ \t]*\[\[[ \t]*tasks[ \t]*\]\])"""
+    r'''|"""(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'''  # multi-line basic string
+    r"""|'''[\s\S]*?''''{0,2}"""  # multi-line literal string
+    r"""|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\#[^\n]*""",  # string, literal string, comment
+    re.M,
+)
 
 
 def with_settings(workflow: Workflow, **updates: Any) -> Workflow:
@@ -327,6 +342,9 @@ class _Loader:
         self.label = str(path)
         self.text = ""
         self.diagnostics: list[Diagnostic] = []
+        self.suggest = Suggester()  # bounded: a file may name thousands of unknown tasks
+        self.normalised: dict[str, int] = {}  # NFC of each task name -> its first task
+        self.huge_integers: set[Loc] = set()
 
     @cached_property
     def source(self) -> SourceMap:
@@ -400,18 +418,30 @@ class _Loader:
                 line, col = int(m.group(1)), int(m.group(2))
                 message = message[: m.start()]
             else:
-                line, col = len(self.text.splitlines()) or 1, None
+                line, col = len(self.source.lines) or 1, None
                 message = re.sub(r"\s*\(at end of document\)$", " at end of file", message)
             excerpt = source_excerpt(self.source.line_text(line), col)
             raise self.fail(f"invalid TOML: {message}", line, col, excerpt) from None
         except RecursionError:
             raise self.fail("invalid TOML: values nested too deeply", 1) from None
+        except ValueError:  # Python's limit on converting a decimal string to an int
+            m = _LONG_DECIMAL.search(self.text)
+            line = self.text.count("\n", 0, m.start()) + 1 if m else 1
+            col = m.start() - (self.text.rfind("\n", 0, m.start()) + 1) + 1 if m else None
+            raise self.fail(
+                "invalid TOML: an integer with thousands of digits "
+                "(TOML integers are 64-bit: at most 9223372036854775807)",
+                line,
+                col,
+                source_excerpt(self.source.line_text(line), col),
+            ) from None
 
     # -- phase 3 -------------------------------------------------------------------------------
 
     def load(self) -> Workflow:
         self.text = self.read()
         doc = self.parse()
+        self.check_integers(doc, ())
         for key in doc:
             if key not in TOP_LEVEL_KEYS:
                 self.report(
@@ -449,6 +479,24 @@ class _Loader:
             text=self.text,
         )
 
+    def check_integers(self, table: dict[str, Any], loc: Loc) -> None:
+        """Report integers TOML does not have: it has 64-bit ones, and says a parser must refuse
+        the others (tomllib keeps them, as Python ints of any size)."""
+        for key, value in table.items():
+            if isinstance(value, dict):
+                self.check_integers(value, (*loc, key))
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        self.check_integers(item, (*loc, key, i))
+            elif type(value) is int and not -(2**63) <= value < 2**63:
+                self.huge_integers.add((*loc, key))  # not reported again by the schema
+                self.report(
+                    (*loc, key),
+                    f"`{key}` is an integer outside TOML's 64-bit range "
+                    "(-9223372036854775808 to 9223372036854775807)",
+                )
+
     def validate_settings(self, raw: Any) -> Settings | None:
         if not isinstance(raw, dict):
             self.report(("settings",), "`settings` must be a table: write it as [settings]")
@@ -475,9 +523,21 @@ class _Loader:
     def report_validation(self, exc: ValidationError, prefix: Loc, model: type[BaseModel]) -> None:
         for error in exc.errors(include_url=False):
             loc = prefix + tuple(error["loc"])
-            self.report(loc, _explain(error, model))
+            if loc not in self.huge_integers:
+                self.report(loc, _explain(error, model))
 
     # -- phase 4 -------------------------------------------------------------------------------
+
+    def hint(self, name: str, names: Iterable[str]) -> str:
+        """What to add to a message about an unknown task `name`: the task it is mistaken for."""
+        same = self.normalised.get(unicodedata.normalize("NFC", name))
+        if same is not None:
+            line = self.source.locate(("tasks", same, "name"))[0]
+            return (
+                f"; the task name at line {line} looks the same but is written with other "
+                "Unicode code points (compare them in NFC form)"
+            )
+        return self.suggest(name, names)
 
     def check_meaning(
         self, refs: list[_TaskRef], settings: Settings | None, mode: Mode
@@ -490,14 +550,25 @@ class _Loader:
             problem = _name_problem(name)
             if problem:
                 self.report(("tasks", ref.index, "name"), problem)
+            nfc = unicodedata.normalize("NFC", name)
             if name in index:
                 first = self.source.locate(("tasks", index[name], "name"))[0]
                 self.report(
                     ("tasks", ref.index, "name"),
                     f"duplicate task name `{name}` (first defined at line {first})",
                 )
+            elif nfc in self.normalised:
+                # Canonically equivalent: the same text to the eye (and to a Mac's file
+                # system), in other code points: `é` or `e` + a combining accent.
+                first = self.source.locate(("tasks", self.normalised[nfc], "name"))[0]
+                self.report(
+                    ("tasks", ref.index, "name"),
+                    f"duplicate task name `{name}`: the same as the name at line {first} "
+                    "written with other Unicode code points (compare them in NFC form)",
+                )
             else:
                 index[name] = ref.index
+                self.normalised[nfc] = ref.index
         if mode == "graph":
             return self.check_graph(refs, index)
         self.check_sequence(refs, index, settings)
@@ -524,7 +595,7 @@ class _Loader:
                 elif target is None:
                     self.report(
                         (*here, "depends_on"),
-                        f"unknown dependency `{dep}`{did_you_mean(dep, index)}",
+                        f"unknown dependency `{dep}`{self.hint(dep, index)}",
                     )
                 else:
                     mine.append(target)
@@ -556,7 +627,7 @@ class _Loader:
             pass
         names = [r.name or f"#{r.index + 1}" for r in refs]
         for cycle in graph.cycles():
-            path = " -> ".join(names[i] for i in [*cycle, cycle[0]])
+            path = _chain([names[i] for i in [*cycle, cycle[0]]])
             self.report(
                 ("tasks", cycle[0], "depends_on"),
                 f"dependency cycle: {path} (each task depends on the next)",
@@ -591,7 +662,7 @@ class _Loader:
                 hint = (
                     f' ("{value}" is only valid for {other_key})'
                     if value in other
-                    else did_you_mean(value, [*keywords, *index])
+                    else self.hint(value, [*keywords, *index])
                 )
                 self.report(
                     (*here, key),
@@ -605,7 +676,7 @@ class _Loader:
             loop = DependencyGraph(successors).reachable_cycle(0)
             if loop:
                 names = [r.name or f"#{r.index + 1}" for r in refs]
-                path = " -> ".join(names[i] for i in [*loop, loop[0]])
+                path = _chain([names[i] for i in [*loop, loop[0]]])
                 self.report(
                     ("tasks", loop[-1]),
                     f"transitions can revisit a task ({path}); without allow_infinite_loops = "
@@ -644,6 +715,13 @@ class _Loader:
                     ("tasks", i, "agent") if "agent" in task.model_fields_set else ("tasks", i),
                     f'task `{task.name}` uses agent = "command" but no agent_command is set '
                     '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
+                )
+            if not task.verify_command.strip():
+                self.report(
+                    ("tasks", i, "verify_command"),
+                    f"verify_command is empty: task `{task.name}` always passes, whatever the "
+                    'agent does (write verify_command = "true" to say so)',
+                    Severity.WARNING,
                 )
             passed_on = [("system_prompt", task.system_prompt)]
             if task.agent == "command":
@@ -774,6 +852,15 @@ def _unknown_placeholders(argv: Sequence[str]) -> Iterator[str]:
                 yield m.group(1)
 
 
+def _chain(names: Sequence[str], keep: int = 10) -> str:
+    """`a -> b -> c`, shortened in the middle past 2 * `keep` + 1 names (a cycle can go through
+    thousands of tasks: one message line, not hundreds of kilobytes)."""
+    if len(names) <= 2 * keep + 1:
+        return " -> ".join(names)
+    more = len(names) - 2 * keep
+    return " -> ".join([*names[:keep], f"… ({more} more) …", *names[-keep:]])
+
+
 def _quoted(words: Sequence[str]) -> str:
     return ", ".join(f'"{w}"' for w in words)
 
@@ -825,13 +912,19 @@ def _dotted(loc: Sequence[Any]) -> str:
 
 def _describe(value: Any) -> str:
     kind = next((v for t, v in _TOML_TYPES.items() if type(value) is t), "a date/time")
-    shown = repr(value)
+    if kind == "a date/time":  # as the file writes it, not as Python's repr
+        shown = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    else:
+        shown = _number(value) if kind == "an integer" else repr(value)
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return f"{kind} ({shown})" if kind not in ("a table", "an array") else kind
 
 
 def _number(value: Any) -> str:
+    if type(value) is int and value.bit_length() > 64:
+        # repr() refuses ints of over 4300 digits, and a hexadecimal TOML integer can be one
+        return f"{value.bit_length()} bits long"
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 

@@ -39,7 +39,11 @@ class SourceMap:
     """Positions of table headers and keys, addressed like pydantic error locations."""
 
     def __init__(self, text: str) -> None:
-        self.lines: Sequence[str] = text.splitlines()
+        # Only "\n" ends a line in TOML (and for tomllib's positions): not `str.splitlines`, which
+        # also splits at U+2028, U+2029, U+0085 and others that a string or comment may hold.
+        self.lines: Sequence[str] = [
+            line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")
+        ]
         self._pos: dict[Loc, tuple[int, int]] = {}
         self._scan()
 
