@@ -139,7 +139,9 @@ class Settings(_Schema):
     agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Extra environment variables for every agent."
     )
-    model: Text | None = Field(None, description="Claude model; default: Claude Code's default.")
+    model: Text | None = Field(
+        None, min_length=1, description="Claude model; default: Claude Code's default."
+    )
     max_turns: int | None = Field(
         None, ge=1, description="Claude: turns per attempt before it stops; no limit when absent."
     )
@@ -154,6 +156,7 @@ class Settings(_Schema):
     )
     claude_cli_path: Text | None = Field(
         None,
+        min_length=1,
         description="The `claude` executable; default: $PROMPTER_CLAUDE_CLI, else the bundled one.",
     )
     max_cost_usd: float | None = Field(
@@ -217,7 +220,9 @@ class Task(_Schema):
     agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Added to (and overriding) `[settings]` `agent_env`."
     )
-    model: Text | None = Field(None, validate_default=True, description="Overrides `[settings]`.")
+    model: Text | None = Field(
+        None, min_length=1, validate_default=True, description="Overrides `[settings]`."
+    )
     max_turns: int | None = Field(
         None, ge=1, validate_default=True, description="Overrides `[settings]`."
     )
@@ -969,6 +974,6 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     if kind in bounds:
         sign, name = bounds[kind]
         return f"`{key}` must be {sign} {_number(ctx.get(name))}, not {_number(error.get('input'))}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return f"`{key}` must not be empty"
     return f"`{key}`: {error.get('msg', 'invalid value')}"
