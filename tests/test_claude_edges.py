@@ -161,3 +161,23 @@ def test_a_timeout_after_the_api_recovered_is_a_plain_timeout(h: ClaudeHarness) 
     h.claude("a", steps, timeout=2, max_attempts=1)
     assert h.run() == 1
     assert h.tasks_status()["a"] == ("failed", "agent timed out after 2 s")
+
+
+def test_an_unreachable_api_stops_the_run_instead_of_retrying_every_task(
+    h: ClaudeHarness,
+) -> None:
+    # The real CLI, offline, spends ~3 minutes on its own 10 retries before its error result;
+    # every further attempt and every other task would spend them again, to the same end.
+    h.claude("first", [{"unreachable": True}], depends_on=[], max_attempts=3)
+    h.claude("second", [{}], depends_on=[], priority=-1)
+    assert h.run("--no-parallel") == 1
+    status = h.tasks_status()
+    state, reason = status["first"]
+    assert state == "failed"
+    assert reason == (
+        "Claude Code could not reach the Claude API (10 of 10 retries got no response): "
+        "API Error: Can't reach the API server — check your internet or DNS (ENOTFOUND); "
+        "the run stops, as every Claude task needs it"
+    ), reason
+    assert len(h.claude_calls("first")) == 1
+    assert status["second"][0] == "skipped" and status["second"][1].startswith("run stopped: ")

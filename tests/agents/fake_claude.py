@@ -16,6 +16,10 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "hang": true           start a `sleep` child, then never answer
     "stall": true          say nothing more and never answer (after "api_retry": the API
                            stays unreachable)
+    "unreachable": true    the API cannot be reached, as the real CLI 2.1.332 reports it
+                           offline once its 10 retries are spent: api_retry messages without
+                           a status, a synthetic API-error assistant message, and an error
+                           result without api_error_status; exit 1
     "ignore_term": true    ignore SIGTERM from the start of the step (a CLI stuck in a handler)
     "linger": true         after the result, leave a `sleep` child holding stdout open and
                            exit (a tool process left running in the background)
@@ -332,6 +336,49 @@ def main() -> int:
             }
         )
         result.update(is_error=True, result="You've hit your weekly limit", total_cost_usd=0)
+        emit(result)
+        sys.stdin.read()
+        return 1
+    if step.get("unreachable"):
+        offline = "API Error: Can't reach the API server — check your internet or DNS (ENOTFOUND)"
+        for n in range(1, 11):
+            emit(
+                {
+                    "type": "system",
+                    "subtype": "api_retry",
+                    "attempt": n,
+                    "max_retries": 10,
+                    "retry_delay_ms": 500 * 2**n,
+                    "error_status": None,
+                    "error": "unknown",
+                    "session_id": session_id,
+                    "uuid": str(uuid.uuid4()),
+                }
+            )
+        emit(
+            {
+                "type": "assistant",
+                "message": {
+                    "role": "assistant",
+                    "model": "<synthetic>",
+                    "content": [{"type": "text", "text": offline}],
+                },
+                "session_id": session_id,
+                "parent_tool_use_id": None,
+                "error": "server_error",
+                "is_api_error_message": True,
+                "api_error": "connection_failed",
+            }
+        )
+        result.update(
+            is_error=True,
+            api_error_status=None,
+            api_error="connection_failed",
+            terminal_reason="api_error",
+            result=offline,
+            total_cost_usd=0,
+            num_turns=1,
+        )
         emit(result)
         sys.stdin.read()
         return 1

@@ -571,7 +571,7 @@ class Outcome:
             self.session_id = view.session_id or self.session_id
             return
         self.transcript.show(message)
-        if isinstance(message, AssistantMessage):
+        if isinstance(message, AssistantMessage) and message.error is None:
             self.api_retry = None  # the API answered after all
         if _reports_limit(message):
             self.limit_hit = True
@@ -628,6 +628,15 @@ class Outcome:
             elif status in AUTH_STATUSES:
                 fatal = True
                 error = f"Claude Code could not authenticate (HTTP {status}: {text}); {AUTH_HINT}"
+            elif status is None and self.api_retry is not None and self.api_retry.status is None:
+                # Its own retries (minutes of backing off) all went unanswered: the network or
+                # the API is down, and every other attempt would wait them out again.
+                fatal = True
+                error = (
+                    f"Claude Code could not reach the Claude API ({self.api_retry.progress()} "
+                    f"retries got no response): {text}; the run stops, as every Claude task "
+                    "needs it"
+                )
             else:
                 error = "Claude Code error" + (f" (HTTP {status})" if status else "") + f": {text}"
         exit_code = self.exit_code
