@@ -634,8 +634,7 @@ class Outcome:
                 fatal = True
                 error = (
                     f"Claude Code could not reach the Claude API ({self.api_retry.progress()} "
-                    f"retries got no response): {text}; the run stops, as every Claude task "
-                    "needs it"
+                    f"retries got no response): {text}"
                 )
             else:
                 error = "Claude Code error" + (f" (HTTP {status})" if status else "") + f": {text}"
