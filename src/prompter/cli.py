@@ -199,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    import shutil
     from pathlib import Path
 
     import anyio
@@ -211,6 +212,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print(f"prompter: {where}: {what}", file=sys.stderr)
         return EXIT_INVALID
     repo = anyio.run(toplevel, where)
+    if repo is None and shutil.which("git") is None:
+        print("prompter: git is not installed (not found on PATH): cannot clean", file=sys.stderr)
+        return EXIT_INVALID
     if repo is None:
         print(f"prompter: {where} is not in a git repository: nothing to clean", file=sys.stderr)
         return EXIT_INVALID
@@ -219,9 +223,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except GitError as exc:  # the repository, not a task: a problem of the environment
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    from .events import one_line
+
     for run in runs:
-        if warning := run.landing.warning():
-            print(f"prompter: warning: run {run.run_id}: {warning}", file=sys.stderr)
+        if warning := run.landing.warning():  # it names files: one line, escapes escaped
+            print(one_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
     print(f"removed worktrees and refs of {len(runs)} run(s)" if runs else "nothing to clean")
     return EXIT_OK
 
@@ -241,6 +247,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     except InitError as exc:
         print(f"prompter init: {exc}", file=sys.stderr)
+        if exc.exit_code is not None:
+            return exc.exit_code
         return EXIT_INVALID if exc.usage else EXIT_FAILED
     return EXIT_OK
 
@@ -317,8 +325,14 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
     from .state import StateError, StateStore
 
     path = _state_path(args)
+    store = StateStore(path)
+    if not any(p.exists() or p.is_symlink() for p in (path, store.journal_path, store.temp_path)):
+        # Nothing to forget; clearing would still create the folder (a mistyped
+        # --report-dir) and a lock file in it.
+        print(f"nothing to clear: no state at {path}")
+        return EXIT_OK
     try:
-        StateStore(path).clear()
+        store.clear()
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -7,8 +7,11 @@ file only with --force.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -31,9 +34,10 @@ _TOML_BLOCK = re.compile(r"^```toml[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 class InitError(Exception):
     """One line saying why nothing was written; `usage` marks a mistake in the command line."""
 
-    def __init__(self, message: str, usage: bool = False) -> None:
+    def __init__(self, message: str, usage: bool = False, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.usage = usage
+        self.exit_code = exit_code  # set when a signal ended it: 128 + the signal
 
 
 def reference() -> str:
@@ -136,6 +140,37 @@ async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO)
     raise InitError(f"no valid workflow after {ROUNDS} proposals (see {log_path})")
 
 
+async def _propose_until_terminated(
+    target: Path, settings: Settings, log_path: Path, out: TextIO
+) -> Proposal:
+    """`propose`, cancelled by SIGTERM (a CI job's timeout, `kill`): the cancellation stops the
+    Claude Code CLI's process group (it has its own, which the signal does not reach), where the
+    default action would end prompter alone and leave Claude working and spending."""
+    terminated = False
+    proposal: Proposal | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+
+            async def watch() -> None:
+                nonlocal terminated
+                async for _ in signals:
+                    terminated = True
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                proposal = await propose(target, settings, log_path, out)
+            except Exception as exc:  # noqa: BLE001 -- re-raised below, outside the group
+                failure = exc
+            tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if terminated or proposal is None:
+        raise InitError("interrupted by SIGTERM: nothing written", exit_code=128 + signal.SIGTERM)
+    return proposal
+
+
 def _open_transcript(log_path: Path) -> BinaryIO:
     """The transcript's file, opened before Claude is asked: a report directory that is a file
     (say) is a mistake on the command line, not something to find after paying for a proposal."""
@@ -161,10 +196,22 @@ def write(target: Path, text: str, force: bool) -> None:
         with target.open("x", encoding="utf-8") as f:
             f.write(text)
         return
+    try:  # the replacement keeps the file's permissions (mkstemp's are 0600)
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, name = tempfile.mkstemp(prefix=".prompter-init-", suffix=".toml", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(name, target)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
+        os.replace(name, target)
+    except BaseException:  # a full disk, a Ctrl-C: no temporary file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 def run_init(
@@ -187,7 +234,9 @@ def run_init(
         raise InitError(f"{target.parent} is not a directory", usage=True)
     settings = Settings(model=model)
     try:
-        proposal = anyio.run(propose, target, settings, report_dir / "logs" / "init.log", out)
+        proposal = anyio.run(
+            _propose_until_terminated, target, settings, report_dir / "logs" / "init.log", out
+        )
     except AgentUnavailable as exc:
         raise InitError(str(exc), usage=True) from None
     from .planning import make_plan
@@ -204,7 +253,12 @@ def run_init(
             if not sys.stdin.isatty():
                 raise InitError(f"not written: confirm with --yes to write {target} unattended")
             ask = input
-        if ask(f"write {target}? [y/N] ").strip().lower() not in ("y", "yes"):
+        try:
+            answer = ask(f"write {target}? [y/N] ")
+        except EOFError:  # Ctrl-D at the question: no
+            out.write("\n")
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
             raise InitError(f"not written: {target} was not confirmed")
     try:
         write(target, proposal.text, force)

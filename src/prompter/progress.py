@@ -2,6 +2,8 @@
 
 Only prompter's own lines reach the console; what agents and verify commands print goes to the
 per-task logs, so parallel output is never interleaved (and never reaches a CI log unescaped).
+Task names and reasons are anyone's text (a reason can quote a file name an agent chose): they
+are shown with control and bidirectional characters escaped, and never as rich markup.
 """
 
 from __future__ import annotations
@@ -9,18 +11,33 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import anyio
 
-from .events import AttemptFinished, Event, RunFinished, RunStarted, TaskFinished, TaskStarted
+from .events import (
+    AttemptFinished,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+    one_line,
+)
 from .state import TaskStatus
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 HEARTBEAT_S = 30.0
+LISTED = 20  # tasks named in one heartbeat line
+RECENT = 8  # finished tasks the live table shows
+# Redraws of the live table: a burst of events (300 dependents skipped at once) draws a few
+# frames at once, then at most DRAWS_PER_S, the rest folded into the next frame; each frame
+# takes milliseconds of the event loop, which runs the tasks too.
+DRAW_BURST = 10
+DRAWS_PER_S = 20.0
 _MARK = {
     TaskStatus.PASSED: "✓",
     TaskStatus.FAILED: "✗",
@@ -30,10 +47,16 @@ _MARK = {
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 60:
+    seconds = max(seconds, 0.0)  # the wall clock can step back
+    if round(seconds, 1) < 60:  # 59.96 s is "1m00s", not "60.0 s"
         return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(seconds), 60)
+    minutes, sec = divmod(round(seconds), 60)
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - LISTED
+    return ", ".join(items[:LISTED]) + (f", … and {more} more" if more > 0 else "")
 
 
 class RunView:
@@ -43,6 +66,7 @@ class RunView:
         self.started_at = time.time()
         self.total = 0
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started at, attempt)
+        self.waiting: dict[str, float] = {}  # task -> when its retry is due (backoff)
         # Each task's latest end: a loop ends a task more than once, the count is of tasks.
         self.ended: dict[str, TaskStatus] = {}
         self.cost_usd = 0.0  # agent spend of this run so far
@@ -53,11 +77,15 @@ class RunView:
             self.total = len(event.tasks)
         elif isinstance(event, TaskStarted):
             self.running[event.task] = (event.at, event.attempt)
+            self.waiting.pop(event.task, None)
         elif isinstance(event, AttemptFinished):
             self.running.pop(event.task, None)
             self.cost_usd += event.attempt.cost_usd or 0.0
+            if event.retry_in_s is not None:
+                self.waiting[event.task] = event.at + event.retry_in_s
         elif isinstance(event, TaskFinished):
             self.running.pop(event.record.name, None)
+            self.waiting.pop(event.record.name, None)
             self.ended[event.record.name] = event.record.status
 
     @property
@@ -67,6 +95,13 @@ class RunView:
         for status in self.ended.values():
             out[status] = out.get(status, 0) + 1
         return out
+
+    @property
+    def queued(self) -> int:
+        """Tasks of this run that have not started yet (a retry waiting for its backoff is
+        counted in `waiting`, not here)."""
+        started = self.ended.keys() | self.running.keys() | self.waiting.keys()
+        return max(self.total - len(started), 0)
 
     def counts(self) -> str:
         order = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED)
@@ -89,9 +124,9 @@ class PlainProgress:
     def _line(self, text: str, at: float | None = None) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(at or time.time()))
         # One event, one line: a reason that spans lines would break the log's shape (and, in
-        # CI, could start a line with `::`, a workflow command).
-        text = " ".join(text.replace("\r", "\n").split("\n"))
-        self.stream.write(f"[{stamp}] {text}\n")
+        # CI, could start a line with `::`, a workflow command); an escape sequence in it would
+        # recolour or clear the reader's terminal.
+        self.stream.write(f"[{stamp}] {one_line(text)}\n")
         self.stream.flush()
 
     def __call__(self, event: Event) -> None:
@@ -127,27 +162,49 @@ class PlainProgress:
             took = _duration(event.at - self.view.started_at)
             why = f" ({event.reason})" if event.reason else ""
             if self.view.total == 0 and event.status == "passed":
-                self._line("nothing to do: every task passed earlier (--fresh runs them again)")
+                self._line(
+                    "nothing to do: every task passed earlier (--fresh runs them again)", event.at
+                )
             else:
                 self._line(
                     f"run {event.status}{why}: {self.view.counts()} in {took}{self.view.spent()}",
                     event.at,
                 )
 
+    def beat(self) -> None:
+        """The heartbeat's line: what runs, and what waits to be retried (nothing else is
+        printed while a retry's backoff runs, up to minutes)."""
+        view, now = self.view, time.time()
+        parts = []
+        if view.running:
+            running = [
+                f"{name} ({_duration(now - since)})"
+                for name, (since, _) in sorted(view.running.items())
+            ]
+            parts.append(f"running: {_listed(running)}")
+        if view.waiting:
+            waiting = [
+                f"{name} (in {_duration(due - now)})" for name, due in sorted(view.waiting.items())
+            ]
+            parts.append(f"waiting to retry: {_listed(waiting)}")
+        if parts:
+            self._line("… " + "; ".join(parts))
+
     async def heartbeat(self) -> None:
         while True:
             await anyio.sleep(self.heartbeat_s)
-            if self.view.running:
-                now = time.time()
-                running = ", ".join(
-                    f"{name} ({_duration(now - since)})"
-                    for name, (since, _) in sorted(self.view.running.items())
-                )
-                self._line(f"… running: {running}")
+            self.beat()
 
 
 class LiveProgress:
-    """A live table on a terminal (rich), redrawn on every event and once a second."""
+    """A live table on a terminal (rich), redrawn on events (at most DRAWS_PER_S after a burst)
+    and once a second.
+
+    It fits the terminal: one line per row, as many running tasks as there is room for (then
+    "… and N more running"), so the counts, the queue and the latest failures stay in view and
+    a redraw costs the same for 10 running tasks or 1,000. On a console that is not a terminal
+    (or TERM=dumb), where nothing can be redrawn, it prints plain timestamped lines instead.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
@@ -155,53 +212,114 @@ class LiveProgress:
 
         self.view = RunView()
         self.console = console or Console()
-        self.recent: list[str] = []
-        self.queued: list[str] = []
+        self.recent: list[Text] = []
         # auto_refresh would start a thread; the ticker below redraws from the event loop.
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
+        self._tokens: float = DRAW_BURST  # redraws that may happen at once (a token bucket)
+        self._filled = self._drawn = time.monotonic()
+        self._dirty = False  # an event changed what the last frame shows
+        self.plain: PlainProgress | None = None
+        if not self.console.is_terminal or self.console.is_dumb_terminal:
+            self.plain = PlainProgress(cast("TextIO", self.console.file))
+            self.view = self.plain.view
 
-    def _render(self) -> Table:
-        from rich.markup import escape
-        from rich.table import Table
+    def _render(self, final: bool = False) -> RenderableType:
+        from rich.console import Group
+        from rich.text import Text
 
-        table = Table.grid(padding=(0, 2))
-        now = time.time()
-        table.add_row(
-            f"[bold]elapsed {_duration(now - self.view.started_at)}[/]", self.view.counts()
+        view, now = self.view, time.time()
+        header = Text.assemble(
+            (f"elapsed {_duration(now - view.started_at)}", "bold"),
+            f"  {view.counts()}{view.spent()}",
         )
-        for name, (since, attempt) in sorted(self.view.running.items()):
-            extra = f" attempt {attempt}" if attempt > 1 else ""
-            table.add_row(f"[cyan]▶ {escape(name)}[/]", f"{_duration(now - since)}{extra}")
-        queued = self.view.total - len(self.view.ended.keys() | self.view.running.keys())
-        if queued > 0:
-            table.add_row(f"[dim]{queued} queued[/]", "")
-        for line in self.recent[-8:]:
-            table.add_row(line, "")
-        return table
+        running = sorted(view.running.items())
+        waiting = len(view.waiting)
+        pending = [f"{view.queued} queued"] if view.queued else []
+        pending += [f"{waiting} waiting to retry"] if waiting else []
+        recent = self.recent[-RECENT:]
+        shown_running = len(running)
+        if not final:  # what fits below the header, with a spare line for the cursor
+            room = max(self.console.size.height - 2, 2) - (1 if pending else 0)
+            n_recent = min(len(recent), max(room - len(running), room // 3))
+            recent = recent[len(recent) - n_recent :]
+            if len(running) > room - n_recent:
+                shown_running = room - n_recent - 1  # and a line saying how many more
+        lines = [header]
+        if shown_running:
+            width = self.console.size.width
+            shown = running[:shown_running]
+            names = [Text(f"▶ {one_line(name)}", style="cyan") for name, _ in shown]
+            column = min(max(n.cell_len for n in names), max(width - 24, 12))
+            for text, (_, (since, attempt)) in zip(names, shown, strict=True):
+                text.truncate(column, overflow="ellipsis", pad=True)
+                extra = f" attempt {attempt}" if attempt > 1 else ""
+                lines.append(Text.assemble(text, f"  {_duration(now - since)}{extra}"))
+        if len(running) > shown_running:
+            more = len(running) - shown_running
+            said = f"… and {more} more running" if shown_running else f"{more} running"
+            lines.append(Text(said, style="cyan"))
+        if pending:
+            lines.append(Text(", ".join(pending), style="dim"))
+        lines += recent
+        for line in lines:  # one row, one line, while live; the last frame shows it all
+            line.no_wrap, line.overflow = (False, "fold") if final else (True, "ellipsis")
+        return Group(*lines)
 
     def __call__(self, event: Event) -> None:
-        from rich.markup import escape
+        from rich.text import Text
 
+        if self.plain is not None:
+            self.plain(event)
+            return
         self.view.update(event)
         if isinstance(event, RunStarted):
             self.live.start()
         elif isinstance(event, TaskFinished):
             r = event.record
-            why = f": {escape(r.reason)}" if r.reason else ""
+            why = f": {r.reason}" if r.reason else ""
             color = {"passed": "green", "failed": "red"}.get(r.status.value, "yellow")
-            self.recent.append(
-                f"[{color}]{_MARK[r.status]} {escape(r.name)} {r.status.value}{why}[/]"
-            )
-        self.live.update(self._render(), refresh=True)
+            line = one_line(f"{_MARK[r.status]} {r.name} {r.status.value}{why}")
+            self.recent.append(Text(line, style=color))
+            del self.recent[:-RECENT]
         if isinstance(event, RunFinished):
+            self._stop()
+            why = f" ({event.reason})" if event.reason else ""
+            counts = f"{self.view.counts()}{self.view.spent()}"
+            self.console.print(Text(one_line(f"run {event.status}{why}: {counts}")))
+        elif self.live.is_started:
+            now = time.monotonic()
+            self._tokens = min(DRAW_BURST, self._tokens + (now - self._filled) * DRAWS_PER_S)
+            self._filled = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self._draw()
+            else:
+                self._dirty = True  # the ticker draws it within 0.1 s
+
+    def _draw(self) -> None:
+        self._dirty, self._drawn = False, time.monotonic()
+        self.live.update(self._render(), refresh=True)
+
+    def _stop(self) -> None:
+        """The last frame, in full, and the terminal back as it was (the cursor shown)."""
+        if self.live.is_started:
+            self.live.update(self._render(final=True))
             self.live.stop()
-            why = f" ({escape(event.reason)})" if event.reason else ""
-            self.console.print(f"run {event.status}{why}: {self.view.counts()}{self.view.spent()}")
 
     async def heartbeat(self) -> None:
-        while True:
-            await anyio.sleep(1)
-            self.live.update(self._render(), refresh=True)
+        if self.plain is not None:
+            await self.plain.heartbeat()
+            return
+        try:
+            while True:
+                await anyio.sleep(0.1)
+                stale = self._dirty or time.monotonic() - self._drawn >= 1  # times move on
+                if stale and self.live.is_started:
+                    self._draw()
+        finally:
+            # Cancelled when the run ends, and also when it ends by an error that skips the
+            # RunFinished event: the terminal must not keep a hidden cursor.
+            self._stop()
 
 
 def choose(mode: str, stream: TextIO | None = None) -> PlainProgress | LiveProgress | None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+
 from .config import Workflow
+from .events import one_line
 from .state import State, fingerprints
 
 
@@ -46,7 +49,7 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
     return {
         "tasks": tasks,
         "counts": counts,
-        "total_cost_usd": sum(e["cost_usd"] for e in tasks.values()),
+        "total_cost_usd": sum((e["cost_usd"] for e in tasks.values()), 0.0),
         "runs": [r.model_dump(mode="json") for r in state.runs],
     }
 
@@ -70,10 +73,13 @@ def status_text(
             status += " (run did not finish)"  # it was killed
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"
         cost = f"${e['cost_usd']:.2f}" if e["cost_usd"] else "-"
-        rows.append((name, status, str(len(e["attempts"])), took, cost, e["reason"] or ""))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        # A reason can quote a file name an agent chose: one line, escapes shown as escapes.
+        reason = one_line(e["reason"] or "")
+        rows.append((one_line(name), status, str(len(e["attempts"])), took, cost, reason))
+    # Columns by the cells a terminal gives each character: 测试 takes four, not two.
+    widths = [max(cell_len(r[c]) for r in rows) for c in range(5)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        "".join(c + " " * (w - cell_len(c) + 2) for c, w in zip(r[:5], widths, strict=True)) + r[5]
         for r in rows
     ]
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items())
@@ -85,5 +91,5 @@ def status_text(
             said = "running now" + (f", pid {live_pid}" if live_pid else "")
         elif last.reason:  # "interrupted by SIGTERM" says it all; "failed: max_iterations …"
             said = last.reason if last.reason.startswith(said) else f"{said}: {last.reason}"
-        lines.append(f"last run: {last.run_id} ({said})")
+        lines.append(one_line(f"last run: {last.run_id} ({said})"))
     return "\n".join(line.rstrip() for line in lines) + "\n"
