@@ -161,3 +161,28 @@ def test_sequential_mode_takes_one_start_task(tmp_path: Path) -> None:
     assert done.stderr == ("prompter: --task: sequential mode runs from one task, not 2\n"), (
         done.stderr
     )
+
+
+def test_the_landed_file_list_shows_an_agents_file_names_escaped(tmp_path: Path) -> None:
+    # "worktrees: N file(s) changed …: NAMES" printed the names an agent chose raw: a name with
+    # ESC [2J cleared the reader's terminal.
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@e", "commit",
+         "-q", "--allow-empty", "-m", "init"],
+        check=True,
+    )  # fmt: skip
+    (tmp_path / "wf.toml").write_text(
+        '[settings]\nisolation = "worktree"\n\n[[tasks]]\nname = "a"\nprompt = "x"\n'
+        'verify_command = "true"\nagent = "command"\n'
+        'agent_command = ["sh", "-c", "printf x > \\"$(printf \'a\\\\033[2Jb\')\\""]\n'
+        "depends_on = []\n"
+    )
+    done = prompter_cli("run", "--progress", "plain", "wf.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\x1b" not in done.stdout + done.stderr
+    assert "worktrees: 1 file(s) changed in your working tree, uncommitted: a\\x1b[2Jb" in (
+        done.stdout
+    ), done.stdout

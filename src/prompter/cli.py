@@ -176,9 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (RunError, StateError) as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    from .events import one_line  # what follows can name files an agent chose
+
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     for warning in result.warnings:
-        print(f"prompter: warning: {warning}", file=sys.stderr)
+        print(one_line(f"prompter: warning: {warning}"), file=sys.stderr)
     if result.error is not None:  # after the results: they happened, and the user needs them
         print(f"prompter: {result.error}", file=sys.stderr)
     if progress is not None:
@@ -187,7 +189,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             n = len(result.landed)
             shown = ", ".join(result.landed[:_LIST_LIMIT]) + (" …" if n > _LIST_LIMIT else "")
             if n:
-                print(f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}")
+                print(
+                    one_line(
+                        f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}"
+                    )
+                )
             elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
                 print(
                     "worktrees: your working tree is as it was; what passed lands at the next "
