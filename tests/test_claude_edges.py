@@ -131,7 +131,9 @@ def test_graph_mode_resumes_the_session_of_a_dependency_whose_earlier_pass_stand
     assert h.claude_calls("review")[1]["resume"] == analyze["session_id"]
 
 
-def test_a_timeout_while_claude_code_retries_the_api_says_so(h: ClaudeHarness) -> None:
+def test_a_timeout_while_claude_code_retries_the_api_says_so(
+    h: ClaudeHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Claude Code retries a failed API request itself (10 times, backing off to ~30 s) and says
     # so only in system/api_retry messages: with the API unreachable, the task failed with a
     # bare "agent timed out" and nothing in its log (seen with the real CLI 2.1.332, offline).
@@ -153,6 +155,13 @@ def test_a_timeout_while_claude_code_retries_the_api_says_so(h: ClaudeHarness) -
         "Claude API request failed (HTTP 529 overloaded_error); "
         "Claude Code retries in 2.0 s (2 of 10)" in log
     ), log
+    # The console hears of it as it happens (minutes of backing off are otherwise silent).
+    out = capsys.readouterr().out
+    assert (
+        "] … a: Claude Code is retrying a failed Claude API request (no response: unknown; "
+        "retry 1 of 10)\n" in out
+    ), out
+    assert "] … a: Claude Code is retrying a failed Claude API request (HTTP 529 " in out, out
 
 
 def test_a_timeout_after_the_api_recovered_is_a_plain_timeout(h: ClaudeHarness) -> None:

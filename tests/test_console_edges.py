@@ -454,3 +454,32 @@ def test_init_terminated_stops_claude_and_exits_143(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(cli, signal.SIGKILL)  # its group: the CLI and its `sleep`
     assert not (tmp_path / "prompter.toml").exists()
+
+
+def test_the_heartbeat_says_what_a_running_agent_last_reported() -> None:
+    # Claude Code retrying an unreachable API backs off for minutes: the heartbeat says why a
+    # task runs that long, until its attempt ends.
+    import io
+
+    from prompter.events import AgentNote, AttemptFinished, RunStarted, TaskStarted
+    from prompter.progress import PlainProgress
+    from prompter.state import AttemptRecord
+
+    out = io.StringIO()
+    progress = PlainProgress(out)
+    progress(RunStarted(run_id="r", workflow="wf", mode="graph", tasks=("a",), reused=(), slots=1))
+    progress(TaskStarted(task="a", attempt=1))
+    progress(
+        AgentNote(task="a", text="Claude Code is retrying (\x1b[31mred\x1b[0m; retry 3 of 10)")
+    )
+    progress.beat()
+    lines = out.getvalue().splitlines()
+    assert lines[-2].endswith("… a: Claude Code is retrying (\\x1b[31mred\\x1b[0m; retry 3 of 10)")
+    assert "… running: a (" in lines[-1] and lines[-1].endswith(
+        "; Claude Code is retrying (\\x1b[31mred\\x1b[0m; retry 3 of 10))"
+    ), lines[-1]
+    attempt = AttemptRecord(number=1, started_at=0.0, finished_at=1.0, reason="x")
+    progress(AttemptFinished(task="a", attempt=attempt, retry_in_s=5.0))
+    progress(TaskStarted(task="a", attempt=2))
+    progress.beat()
+    assert "retrying" not in out.getvalue().splitlines()[-1]

@@ -23,6 +23,7 @@ import anyio
 from .agents import Agent, AgentRequest, AgentResult
 from .budget import CostBudget
 from .config import Task
+from .events import AgentNote, Event
 from .processes import ProcessResult, run_process
 from .redaction import RedactingWriter, Redactor
 from .state import AttemptRecord
@@ -114,6 +115,7 @@ class AttemptContext:
     # The verify commands' environment: prompter's own, copied once (a copy per command would
     # decode every variable again).
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    emit: Callable[[Event], None] | None = None  # the run's listeners (agent notes), if any
 
 
 def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
@@ -227,6 +229,16 @@ async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
     raise AssertionError("unreachable")
 
 
+def _notes_of(ctx: AttemptContext, task: str) -> Callable[[str], None] | None:
+    """An agent's notes as events for the run's listeners, secrets masked (they quote what the
+    agent's CLI said)."""
+    emit = ctx.emit
+    if emit is None:
+        return None
+    mask = ctx.redactor.text
+    return lambda text: emit(AgentNote(task=task, text=mask(text)))
+
+
 def _clock_in(seconds: float) -> str:
     """When `seconds` from now is, for a message: "at <local time>" where the calendar
     reaches, else how far off it is."""
@@ -304,6 +316,7 @@ async def _attempt(
         workdir=ctx.workdir,
         log=log,
         resume_session=resume_session,
+        note=_notes_of(ctx, task.name),
     )
     agent = await _run_agent(ctx, request)
     record = AttemptRecord(

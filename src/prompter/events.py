@@ -51,6 +51,15 @@ class AttemptFinished(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AgentNote(Event):
+    """What a running agent reports along the way that its result will not say (Claude Code
+    retrying a failed API request): for the console only, not a change of state."""
+
+    task: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFinished(Event):
     """A task reached a terminal state: passed, failed, skipped or interrupted."""
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO, cast
 import anyio
 
 from .events import (
+    AgentNote,
     AttemptFinished,
     Event,
     RunFinished,
@@ -54,6 +55,11 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def _note(view: RunView, task: str) -> str:
+    note = view.notes.get(task)
+    return f"; {note}" if note else ""
+
+
 def _listed(items: list[str]) -> str:
     more = len(items) - LISTED
     return ", ".join(items[:LISTED]) + (f", … and {more} more" if more > 0 else "")
@@ -67,6 +73,7 @@ class RunView:
         self.total = 0
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started at, attempt)
         self.waiting: dict[str, float] = {}  # task -> when its retry is due (backoff)
+        self.notes: dict[str, str] = {}  # task -> what its agent said last along the way
         # Each task's latest end: a loop ends a task more than once, the count is of tasks.
         self.ended: dict[str, TaskStatus] = {}
         self.cost_usd = 0.0  # agent spend of this run so far
@@ -78,14 +85,20 @@ class RunView:
         elif isinstance(event, TaskStarted):
             self.running[event.task] = (event.at, event.attempt)
             self.waiting.pop(event.task, None)
+            self.notes.pop(event.task, None)
+        elif isinstance(event, AgentNote):
+            if event.task in self.running:
+                self.notes[event.task] = event.text
         elif isinstance(event, AttemptFinished):
             self.running.pop(event.task, None)
+            self.notes.pop(event.task, None)
             self.cost_usd += event.attempt.cost_usd or 0.0
             if event.retry_in_s is not None:
                 self.waiting[event.task] = event.at + event.retry_in_s
         elif isinstance(event, TaskFinished):
             self.running.pop(event.record.name, None)
             self.waiting.pop(event.record.name, None)
+            self.notes.pop(event.record.name, None)
             self.ended[event.record.name] = event.record.status
 
     @property
@@ -143,6 +156,8 @@ class PlainProgress:
                 f"▶ {event.task}" + (f" (attempt {event.attempt})" if event.attempt > 1 else ""),
                 event.at,
             )
+        elif isinstance(event, AgentNote):
+            self._line(f"… {event.task}: {event.text}", event.at)
         elif isinstance(event, AttemptFinished) and event.retry_in_s is not None:
             self._line(
                 f"↻ {event.task} attempt {event.attempt.number} failed: {event.attempt.reason}; "
@@ -178,7 +193,7 @@ class PlainProgress:
         parts = []
         if view.running:
             running = [
-                f"{name} ({_duration(now - since)})"
+                f"{name} ({_duration(now - since)}{_note(view, name)})"
                 for name, (since, _) in sorted(view.running.items())
             ]
             parts.append(f"running: {_listed(running)}")
@@ -250,10 +265,11 @@ class LiveProgress:
             shown = running[:shown_running]
             names = [Text(f"▶ {one_line(name)}", style="cyan") for name, _ in shown]
             column = min(max(n.cell_len for n in names), max(width - 24, 12))
-            for text, (_, (since, attempt)) in zip(names, shown, strict=True):
+            for text, (name, (since, attempt)) in zip(names, shown, strict=True):
                 text.truncate(column, overflow="ellipsis", pad=True)
                 extra = f" attempt {attempt}" if attempt > 1 else ""
-                lines.append(Text.assemble(text, f"  {_duration(now - since)}{extra}"))
+                note = one_line(_note(view, name))
+                lines.append(Text.assemble(text, f"  {_duration(now - since)}{extra}{note}"))
         if len(running) > shown_running:
             more = len(running) - shown_running
             said = f"… and {more} more running" if shown_running else f"{more} running"

@@ -277,6 +277,7 @@ async def _execute(
         redactor=Redactor.from_environ(
             os.environ, s.agent_env, *(t.agent_env for t in workflow.tasks)
         ),
+        emit=ledger.emit,
     )
     names = [t.name for t in workflow.tasks]
     # Graph mode knows up front what an earlier pass answers; sequential mode only as it goes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -23,6 +23,8 @@ class AgentRequest:
     # Seconds this call may run: what is left of the task's `timeout` for the agent phase,
     # which rate-limit retries share; None = no limit.
     timeout: float | None = None
+    # Progress worth telling while the call runs (one line, shown on the console), if wanted.
+    note: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -133,7 +133,7 @@ class ClaudeAgent:
     ) -> Outcome:
         from claude_agent_sdk import query
 
-        outcome = Outcome(transcript or Transcript(request.log), resume=resume)
+        outcome = Outcome(transcript or Transcript(request.log, request.note), resume=resume)
         pidfile = tmp / "pid"
         pidfile.unlink(missing_ok=True)  # a query before this one (a failed resume) left its own
         options = self._options(request, resume, tmp, pidfile, outcome.transcript)
@@ -316,8 +316,9 @@ class _Session:
 class Transcript:
     """The message stream as readable text: to the task log, and a bounded tail for feedback."""
 
-    def __init__(self, log: BinaryIO) -> None:
+    def __init__(self, log: BinaryIO, note: Callable[[str], None] | None = None) -> None:
         self.log = log
+        self.note = note  # what the console should hear of (see AgentRequest.note)
         self.tail: deque[str] = deque()
         self.tail_chars = 0
         self.last_stderr = ""
@@ -376,6 +377,11 @@ class Transcript:
                 f"Claude API request failed ({retry.what()}); Claude Code retries{delay} "
                 f"({retry.progress()})"
             )
+            if self.note is not None:
+                self.note(
+                    f"Claude Code is retrying a failed Claude API request ({retry.what()}; "
+                    f"retry {retry.progress()})"
+                )
         # A ResultMessage is shown by Outcome.see, once it has been checked.
 
 
