@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from prompter.cli import main
 
@@ -144,3 +147,21 @@ class Harness:
         if not self.agent_log.exists():
             return []
         return [json.loads(line) for line in self.agent_log.read_text().splitlines()]
+
+
+def fail_journal_writes(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bool]) -> None:
+    """The state journal's n-th write (from 1) fails as on a full disk when `fails(n)`;
+    `monkeypatch.undo()` (or the test's end) makes writes work again."""
+    from prompter import state as state_module
+
+    real = state_module._write_all
+    writes = [0]
+
+    def write(fd: int, data: bytes) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
+            writes[0] += 1
+            if fails(writes[0]):
+                raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(state_module, "_write_all", write)

@@ -35,9 +35,9 @@ from prompter.progress import LiveProgress, PlainProgress
 from prompter.state import AttemptRecord, TaskRecord, TaskStatus
 
 from .engine import prompter_cli
+from .test_cli_edges import init_env as cli_init_env
 
 STAMP = r"^\[\d\d:\d\d:\d\d\] "
-FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
 # A file name an agent chose: a colour, a screen clear, a right-to-left override.
 HOSTILE_FILE = "x\x1b[31mRED\x1b[2J\u202eevil"
 
@@ -380,14 +380,7 @@ depends_on = []
 
 
 def init_env(repo: Path, answer_text: str) -> dict[str, str]:
-    (repo / "plan.json").write_text(json.dumps({"init": [{"result": answer_text}]}))
-    return {
-        "PATH": "/usr/bin:/bin",
-        "PROMPTER_CLAUDE_CLI": str(FAKE_CLAUDE),
-        "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
-        "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
-        "FAKE_CLAUDE_DEFAULT_KEY": "init",
-    }
+    return cli_init_env(repo, [{"result": answer_text}])
 
 
 def test_init_ctrl_d_at_the_question_writes_nothing_and_is_no_internal_error(

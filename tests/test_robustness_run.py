@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Harness
+from .engine import Harness, fail_journal_writes
 
 
 @pytest.fixture
@@ -204,19 +204,7 @@ def test_after_journal_writes_fail_the_run_still_reports_and_records_its_end(
     # Journal writes fail from the 4th on (a full disk that frees up again by the end): the
     # run stops with exit 2, but the snapshot at the end takes every record, the run's end
     # included, and what the run has to tell (its warnings) is still told.
-    from prompter import state as state_module
-
-    real = state_module._write_all
-    journal_writes = [0]
-
-    def failing(fd: int, data: bytes) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
-            journal_writes[0] += 1
-            if journal_writes[0] >= 4:
-                raise OSError(28, "No space left on device")
-        real(fd, data)
-
-    monkeypatch.setattr(state_module, "_write_all", failing)
+    fail_journal_writes(monkeypatch, lambda n: n >= 4)
     h.settings["cpu_budget"] = 1
     h.task("a", depends_on=[], cpu_required=4)  # a demand above the budget: a run warning
     h.task("b", depends_on=["a"])
@@ -226,6 +214,6 @@ def test_after_journal_writes_fail_the_run_still_reports_and_records_its_end(
     assert "prompter: warning: task `a`: cpu_required = 4 exceeds the budget of 1" in err
     assert "prompter: the state could not be written: " in err
     assert "every record was saved at the end" in err
-    monkeypatch.setattr(state_module, "_write_all", real)
+    monkeypatch.undo()
     (last,) = h.status()["runs"]
     assert last["status"] is not None and last["finished_at"]  # not "did not finish"

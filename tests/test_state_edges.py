@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Harness, prompter_cli
+from .engine import Harness, fail_journal_writes, prompter_cli
 
 
 @pytest.fixture
@@ -197,21 +197,7 @@ def test_a_run_whose_state_could_not_be_written_does_not_report_passed(
 ) -> None:
     # Every task passed, then the journal line of the run's end could not be written: exit 2,
     # and the action's `status` output (RunResult.status) said `passed` for the failed step.
-    import os
-
-    from prompter import state as state_module
-
-    real = state_module._write_all
-    journal_writes = [0]
-
-    def failing(fd: int, data: bytes) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".journal"):
-            journal_writes[0] += 1
-            if journal_writes[0] == 4:  # run start, a started, a passed, run end
-                raise OSError(28, "No space left on device")
-        real(fd, data)
-
-    monkeypatch.setattr(state_module, "_write_all", failing)
+    fail_journal_writes(monkeypatch, lambda n: n == 4)  # run start, a started, a passed, run end
     h.task("a", depends_on=[])
     result = _run_result(h)
     assert result.records["a"].status.value == "passed"

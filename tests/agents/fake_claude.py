@@ -67,6 +67,23 @@ def emit(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def api_retry(n: int, status: int | None, error: str, session_id: str) -> None:
+    """Claude Code's note that it retries a failed API request (the n-th of 10)."""
+    emit(
+        {
+            "type": "system",
+            "subtype": "api_retry",
+            "attempt": n,
+            "max_retries": 10,
+            "retry_delay_ms": 500 * 2**n,
+            "error_status": status,
+            "error": error,
+            "session_id": session_id,
+            "uuid": str(uuid.uuid4()),
+        }
+    )
+
+
 def fail(text: str) -> None:
     sys.stderr.write(f"fake claude: {text}\n")
     sys.exit(64)
@@ -221,19 +238,7 @@ def main() -> int:
     if step.get("ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for n, (status, error) in enumerate(step.get("api_retry", ()), 1):
-        emit(
-            {
-                "type": "system",
-                "subtype": "api_retry",
-                "attempt": n,
-                "max_retries": 10,
-                "retry_delay_ms": 500 * 2**n,
-                "error_status": status,
-                "error": error,
-                "session_id": session_id,
-                "uuid": str(uuid.uuid4()),
-            }
-        )
+        api_retry(n, status, error, session_id)
     if "crash" in step:
         sys.stderr.write("Error: something inside Claude Code broke\n    at fake (fake.js:1)\n")
         return int(step["crash"])
@@ -342,19 +347,7 @@ def main() -> int:
     if step.get("unreachable"):
         offline = "API Error: Can't reach the API server — check your internet or DNS (ENOTFOUND)"
         for n in range(1, 11):
-            emit(
-                {
-                    "type": "system",
-                    "subtype": "api_retry",
-                    "attempt": n,
-                    "max_retries": 10,
-                    "retry_delay_ms": 500 * 2**n,
-                    "error_status": None,
-                    "error": "unknown",
-                    "session_id": session_id,
-                    "uuid": str(uuid.uuid4()),
-                }
-            )
+            api_retry(n, None, "unknown", session_id)
         emit(
             {
                 "type": "assistant",
