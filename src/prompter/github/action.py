@@ -175,9 +175,12 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         _export_credentials(inputs)
         workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
         _trust(workspace, console)
+        # The step's annotations go out at the end, ranked, within the runner's budget for it.
+        notes = Annotations(console, MORE_HINT)
         try:
-            return _run(inputs, env, workspace, console, outputs)
+            return _run(inputs, env, workspace, console, outputs, notes)
         finally:
+            notes.flush()
             _give_back(workspace, console)
     finally:
         if env.get("GITHUB_OUTPUT"):
@@ -234,24 +237,9 @@ def _run(
     workspace: Path,
     console: Console,
     outputs: dict[str, str],
-) -> int:
-    """Run the workflow and publish its results; fills `outputs` as it goes. Annotations go
-    out at the end, ranked, within the runner's budget for the step."""
-    notes = Annotations(console, MORE_HINT)
-    try:
-        return _run_noted(inputs, env, workspace, console, outputs, notes)
-    finally:
-        notes.flush()
-
-
-def _run_noted(
-    inputs: Inputs,
-    env: Mapping[str, str],
-    workspace: Path,
-    console: Console,
-    outputs: dict[str, str],
     notes: Annotations,
 ) -> int:
+    """Run the workflow and publish its results; fills `outputs` and `notes` as it goes."""
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
     from ..run import RunError, RunOptions, run_workflow
