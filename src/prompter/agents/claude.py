@@ -371,18 +371,20 @@ class Transcript:
         elif isinstance(message, RateLimitEvent):
             info = message.rate_limit_info
             self.line(f"rate limit: {info.status} ({info.rate_limit_type or 'unknown window'})")
-        elif (retry := ApiRetry.of(message)) is not None:
-            delay = f" in {retry.delay_s:.1f} s" if retry.delay_s is not None else ""
-            self.line(
-                f"Claude API request failed ({retry.what()}); Claude Code retries{delay} "
-                f"({retry.progress()})"
+        # A ResultMessage is shown by Outcome.see, once it has been checked; an API retry too.
+
+    def retrying(self, retry: ApiRetry) -> None:
+        """Claude Code retries a failed API request: to the log, and to the console."""
+        delay = f" in {retry.delay_s:.1f} s" if retry.delay_s is not None else ""
+        self.line(
+            f"Claude API request failed ({retry.what()}); Claude Code retries{delay} "
+            f"({retry.progress()})"
+        )
+        if self.note is not None:
+            self.note(
+                f"Claude Code is retrying a failed Claude API request ({retry.what()}; "
+                f"retry {retry.progress()})"
             )
-            if self.note is not None:
-                self.note(
-                    f"Claude Code is retrying a failed Claude API request ({retry.what()}; "
-                    f"retry {retry.progress()})"
-                )
-        # A ResultMessage is shown by Outcome.see, once it has been checked.
 
 
 @dataclass(frozen=True)
@@ -584,6 +586,7 @@ class Outcome:
             self.limit_resets_at = _resets_at(message) or self.limit_resets_at
         elif (retry := ApiRetry.of(message)) is not None:
             self.api_retry = retry
+            self.transcript.retrying(retry)
         elif isinstance(message, SystemMessage) and message.subtype == "init":
             self.started_session = True
             session = message.data.get("session_id")
