@@ -72,6 +72,10 @@ def run_step(tmp_path: Path, ws: Path, inputs: dict[str, str], **extra_env: str)
         "RUNNER_TEMP": str(tmp_path / "runner_temp"),
         "FAKE_AGENT_PLAN": str(tmp_path / "plan.json"),
         "FAKE_AGENT_LOG": str(tmp_path / "agent.jsonl"),
+        # The fake agent runs on this venv's python, which lives where only root can reach it
+        # (pyenv under /root): agents run as root here. The default (`owner`, never root) is
+        # tested in the action's container (test_container_security.py) and by test_identity.
+        "INPUT_AGENT_USER": "root",
         **{f"INPUT_{k.upper()}": v for k, v in inputs.items()},
         **extra_env,
     }
@@ -131,7 +135,8 @@ def test_a_failing_run_as_the_runner_sees_it(tmp_path: Path) -> None:
     assert step.stdout.count(SECRET) == 1
     # Nothing the agent or the verify command printed became a command.
     assert not step.of("set-env")
-    assert [c.data for c in step.of("add-mask")] == [SECRET]
+    # Only what prompter masked: the key, and the runner's token (held from the start).
+    assert sorted(c.data for c in step.of("add-mask")) == sorted([SECRET, service.token])
     assert all("injected" not in c.data for c in step.of("error"))
     assert all("from verify" not in c.data for c in step.of("warning"))
     assert INJECTED in step.stdout  # shown, as text, inside a fenced group
@@ -261,7 +266,12 @@ def test_secrets_split_by_escapes_stay_masked_and_runner_credentials_stay_out(
     assert step.code == 0, step.stdout + step.stderr
     assert service.problems == []  # the upload still had the credentials
     assert step.outputs["artifact_id"] == "4242"
-    assert token not in step.stdout and "ansi: ***" in step.stdout
+    # Only in the runner's mask commands (which the runner consumes), before anything else.
+    masks = [c.data for c in step.of("add-mask")]
+    assert token in masks and service.token in masks and "oidc-request-token-123" in masks
+    shown = [line for line in step.stdout.splitlines() if not line.startswith("::add-mask::")]
+    assert step.stdout.startswith("::add-mask::")
+    assert token not in "\n".join(shown) and "ansi: ***" in step.stdout
     log = (step.workspace / ".prompter" / "logs" / "leak.log").read_text("utf-8")
     assert "runtime=none oidc=none" in log
 

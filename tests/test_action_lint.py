@@ -31,6 +31,7 @@ INPUTS = {
     "upload_artifact": "true",
     "artifact_name": "prompter-report",
     "github_token": "${{ github.token }}",
+    "agent_user": "owner",
 }
 OUTPUTS = [
     "status",

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
+from . import identity
 from .diagnostics import BIDI_REORDERING
 
 __all__ = [
@@ -283,9 +284,10 @@ class _Child:
         # read end is non-blocking: the child's stdout must stay a blocking pipe.
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         popen = None
+        user = identity.children()
         try:
             os.set_blocking(read_end, False)
-            if _posix_spawn_fits(argv[0], cwd, env):
+            if user is None and _posix_spawn_fits(argv[0], cwd, env):
                 pid = _posix_spawn(argv, env, write_end)
             else:
                 popen = subprocess.Popen(
@@ -294,8 +296,8 @@ class _Child:
                     stdout=write_end,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
-                    env=env,
                     start_new_session=True,
+                    **_as_user(user, env),
                 )
                 pid = popen.pid
         except BaseException:
@@ -377,6 +379,18 @@ async def _stop_child(child: _Child, capture: _Capture, grace_s: float) -> bool:
     await child.follow(capture)
     child.reap()
     return still_running
+
+
+def _as_user(user: identity.Identity | None, env: Mapping[str, str] | None) -> dict[str, Any]:
+    """Popen's arguments for a child started as `user` (posix_spawn cannot change uid)."""
+    if user is None:
+        return {"env": env}
+    return {
+        "env": user.environ(env),
+        "user": user.uid,
+        "group": user.gid,
+        "extra_groups": [],  # none of root's supplementary groups
+    }
 
 
 @functools.cache
@@ -494,8 +508,8 @@ async def _run_anyio(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
-                env=None if env is None else dict(env),
                 start_new_session=True,
+                **_as_user(identity.children(), None if env is None else dict(env)),
             )
     except (OSError, ValueError) as exc:
         return _spawn_error(exc, argv, cwd)

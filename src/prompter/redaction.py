@@ -20,6 +20,20 @@ _SECRET_NAME = re.compile(
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
+# Secrets held for this process's lifetime, whatever becomes of the environment: the action
+# takes the runner's tokens out of it (no child may inherit them) and keeps them masked here.
+_held: set[str] = set()
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of `env` that are secrets by their variable's name."""
+    return [value for name, value in env.items() if _SECRET_NAME.search(name)]
+
+
+def hold(secrets: Iterable[str]) -> None:
+    """Mask these in everything written from now on, also once they are gone from os.environ."""
+    _held.update(s for s in secrets if s)
+
 
 class Redactor:
     """Masks known secret values in text and bytes.
@@ -45,9 +59,7 @@ class Redactor:
     @classmethod
     def from_environ(cls, *environs: Mapping[str, str]) -> Redactor:
         """The secrets of one or more environments (prompter's, and what agent_env adds)."""
-        return cls(
-            value for env in environs for name, value in env.items() if _SECRET_NAME.search(name)
-        )
+        return cls([*_held, *(value for env in environs for value in secret_values(env))])
 
     def __bool__(self) -> bool:
         return bool(self._text)

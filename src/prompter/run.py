@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from . import processes
+from . import identity, processes
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .budget import CostBudget
@@ -64,6 +64,8 @@ class RunOptions:
     dry_run: bool = False
     keep_worktrees: bool = False  # keep the run's worktrees (one per slot) for inspection
     tasks_from: str = "--task"  # where `tasks` came from, as messages about them name it
+    # As root: agent code runs as root too, instead of as the work tree's owner (identity.py).
+    agents_as_root: bool = False
 
     @property
     def state_path(self) -> Path:
@@ -439,6 +441,8 @@ def run_workflow(
             f"{workflow.path}: working_directory {workflow.settings.working_directory!r} "
             f"is not a directory ({workflow.workdir})"
         )
+    # As root, agents, verify commands and git run as the tree's owner from here on.
+    identity.settle(workflow.workdir, keep_root=options.agents_as_root)
     store = StateStore(options.state_path)
     if options.dry_run:
         state = store.load()

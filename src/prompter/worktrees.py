@@ -23,6 +23,7 @@ from pathlib import Path
 
 import anyio
 
+from . import identity
 from .attempts import AttemptContext, AttemptRunner, Feedback
 from .config import Task
 from .state import AttemptRecord
@@ -106,8 +107,20 @@ async def git_bytes(
     full_env = {**os.environ, **AUTHOR, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     config = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
     config += ["-c", "core.quotePath=false"]  # file names as they are, not octal escapes
+    # As the tree's owner when prompter is root: what git writes (worktrees, objects) is theirs,
+    # and whatever an agent planted in .git runs with no more rights than the agent had.
+    user = identity.children()
+    if user is not None:
+        full_env = user.environ(full_env)
     result = await anyio.run_process(
-        ["git", *config, *args], cwd=repo, env=full_env, check=False, input=input
+        ["git", *config, *args],
+        cwd=repo,
+        env=full_env,
+        check=False,
+        input=input,
+        user=None if user is None else user.uid,
+        group=None if user is None else user.gid,
+        extra_groups=None if user is None else [],
     )
     if result.returncode not in ok:
         detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
@@ -232,7 +245,7 @@ class Integration:
                 path = self.root / f"wt-{self._made}"
                 if path.exists():
                     await self._remove(path)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                identity.make_dirs(path.parent)  # git, as the tree's owner, writes in it
                 args = ("worktree", "add", "--detach", "--no-checkout", "--quiet", str(path))
                 await git(self.repo, *args, tip)
             # Writing the files is the slow part; it touches only this worktree: no lock.
@@ -242,15 +255,19 @@ class Integration:
             source = self.repo / item
             target = path / item
             if source.is_dir():
+                identity.make_dirs(target.parent)
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+                identity.own(target)
             elif source.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
+                identity.make_dirs(target.parent)
                 shutil.copy2(source, target, follow_symlinks=False)
+                identity.own(target)
         for item in self.link:
             source, target = self.repo / item, path / item
             if source.exists() and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
+                identity.make_dirs(target.parent)
                 target.symlink_to(source, target_is_directory=source.is_dir())
+                identity.own(target)
         return path
 
     async def _reuse(self, tip: str) -> Path | None:
@@ -649,7 +666,7 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
         done = False  # True: the worktree has served its purpose and goes now
         try:
             workdir = tree / subdir
-            workdir.mkdir(parents=True, exist_ok=True)  # git keeps no empty folders
+            identity.make_dirs(workdir)  # git keeps no empty folders
             record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
             if not record.ok:
                 trees[task.name] = tree

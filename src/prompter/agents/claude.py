@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
 
+from .. import identity
 from ..config import Settings, Task
 from ..processes import readable, stop_session, tracked_group
 from ..state import RESULT_TEXT_CHARS, AgentUsage
@@ -86,18 +87,15 @@ class RunAs:
 
 
 def run_as(workdir: Path) -> RunAs:
-    """As root, run the CLI as the work tree's owner (Claude Code refuses bypassPermissions as
-    root, and files it creates should belong to the owner); a root-owned tree needs IS_SANDBOX."""
+    """As root, the CLI runs as the run's user, the work tree's owner (identity.py; Claude Code
+    refuses bypassPermissions as root, and files it creates should be the owner's); a root-owned
+    tree needs IS_SANDBOX."""
     if os.geteuid() != 0:
         return RunAs({})
-    st = workdir.stat()
-    if st.st_uid == 0:
+    user = identity.current(workdir)
+    if user is None:
         return RunAs({"IS_SANDBOX": "1"})
-    # Its own HOME: Claude Code keeps settings and sessions there (resume needs them), and
-    # root's HOME is not writable for that user. One per run, so sessions last the run.
-    home = Path(tempfile.mkdtemp(prefix=f"prompter-claude-home-{st.st_uid}-"))
-    os.chown(home, st.st_uid, st.st_gid)
-    return RunAs({"HOME": str(home)}, f"{st.st_uid}:{st.st_gid}")
+    return RunAs(user.environ({}), f"{user.uid}:{user.gid}")
 
 
 class ClaudeAgent:

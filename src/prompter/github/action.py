@@ -8,13 +8,15 @@ as an artifact. Files the run creates in the workspace are handed to the workspa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import stat
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +49,11 @@ RUN, TASKS, LINT = 0, 1, 2
 MORE_HINT = "listed in the job log; see also the job summary and the report artifact"
 
 
+# Who agent code runs as: the workspace's owner (a root-owned workspace is lent to LENT_UID),
+# or root, which leaves the runner's tokens within its reach (for images whose tools need root).
+AGENT_USERS = ("owner", "root")
+
+
 class InputError(Exception):
     """A bad input; the message names it."""
 
@@ -67,6 +74,7 @@ class Inputs:
     upload_artifact: bool
     artifact_name: str
     github_token: str
+    agent_user: str = "owner"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
@@ -111,7 +119,11 @@ class Inputs:
                 'input `artifact_name` cannot contain " : < > | * ? \\ / or a line break, '
                 f"not {artifact_name!r}"
             )
+        agent_user = get("agent_user").lower() or "owner"
+        if agent_user not in AGENT_USERS:
+            raise InputError(f"input `agent_user` must be owner or root, not {agent_user!r}")
         return cls(
+            agent_user=agent_user,
             workflow=get("workflow", "prompter.toml") or "prompter.toml",
             tasks=tuple(n.strip() for n in names if n.strip()),
             max_parallel=int(parallel) if parallel else None,
@@ -142,11 +154,36 @@ RUNNER_CREDENTIALS = (
 )
 
 
+# The runner's file commands: what a process writes there becomes the environment, PATH,
+# outputs or summary of the job's later steps, which hold the job's secrets.
+FILE_COMMANDS = (
+    "GITHUB_ENV",
+    "GITHUB_PATH",
+    "GITHUB_OUTPUT",
+    "GITHUB_STATE",
+    "GITHUB_STEP_SUMMARY",
+)
+# Who agent code runs as when the workspace is root's (a job container running as root, or a
+# rootless `docker run`): never root. The uid distroless images call "nonroot".
+LENT_UID = 65532
+
+
 def main() -> None:
+    from ..identity import no_new_privileges
+    from ..redaction import hold, secret_values
+
     env = dict(os.environ)
-    for name in RUNNER_CREDENTIALS:  # kept in `env` for the upload, gone for every child
-        os.environ.pop(name, None)
     console = Console()
+    # Masked before anything runs or prints, for the process's lifetime, whatever happens to
+    # the environment next: a leak path nobody thought of still prints ***.
+    held = secret_values(env)
+    hold(held)
+    for secret in held:
+        console.mask(secret)
+    for name in (*RUNNER_CREDENTIALS, *FILE_COMMANDS):  # kept in `env`, gone for every child
+        os.environ.pop(name, None)
+    # No child gains privileges through a setuid program or file capabilities (no sudo).
+    no_new_privileges()
     try:
         code = run_action(env, console)
     except Exception as exc:  # noqa: BLE001 (a bug: say so once; its text issues no command)
@@ -177,11 +214,14 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         _trust(workspace, console)
         # The step's annotations go out at the end, ranked, within the runner's budget for it.
         notes = Annotations(console, MORE_HINT)
-        try:
-            return _run(inputs, env, workspace, console, outputs, notes)
-        finally:
-            notes.flush()
-            _give_back(workspace, console)
+        as_root = inputs.agent_user == "root"
+        with _file_commands_locked(env, workspace, console, as_root):
+            lent = not as_root and _lend(workspace, console)
+            try:
+                return _run(inputs, env, workspace, console, outputs, notes)
+            finally:
+                notes.flush()
+                _give_back(workspace, console, lent)
     finally:
         if env.get("GITHUB_OUTPUT"):
             try:
@@ -271,7 +311,12 @@ def _run(
         tasks_from="input `tasks`",
         fresh=inputs.fresh,
         dry_run=inputs.dry_run,
+        agents_as_root=inputs.agent_user == "root",
     )
+    if os.geteuid() == 0 and options.report_dir.exists():
+        # State and logs of an earlier run, given back to the workspace's owner then, are
+        # prompter's alone while agents run: agent code must not rewrite the record.
+        _hand_over(options.report_dir, None, 0, 0)
     progress = ActionProgress(console, options.report_dir / "logs")
     try:
         result = run_workflow(
@@ -474,31 +519,128 @@ def _upload(
     return uploaded.artifact_id
 
 
-def _give_back(workspace: Path, console: Console) -> None:
+def _lend(workspace: Path, console: Console) -> bool:
+    """As root on a root-owned workspace, hand it to LENT_UID for the run, so that agent code
+    can work in it without being root; `_give_back` returns it. True if lent."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        if workspace.stat().st_uid != 0:
+            _ensure_account(workspace.stat().st_uid, workspace.stat().st_gid)
+            return False
+    except OSError:
+        return False
+    started = time.monotonic()
+    changed = _hand_over(workspace, 0, LENT_UID, LENT_UID)
+    _ensure_account(LENT_UID, LENT_UID)
+    console.info(
+        f"the workspace is root's: agents and verify commands run as uid {LENT_UID}, which "
+        f"has it for the run ({changed} file(s), {time.monotonic() - started:.1f} s)"
+    )
+    return True
+
+
+def _ensure_account(uid: int, gid: int) -> None:
+    """A passwd and group entry for the user agent code runs as: git, ssh and most tools look
+    their user up, and the runner's uid has none in this image."""
+    import grp
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        with contextlib.suppress(OSError), open("/etc/passwd", "a", encoding="utf-8") as f:
+            f.write(f"prompter-agent:x:{uid}:{gid}:prompter agent:/nonexistent:/bin/sh\n")
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        with contextlib.suppress(OSError), open("/etc/group", "a", encoding="utf-8") as f:
+            f.write(f"prompter-agent:x:{gid}:\n")
+
+
+@contextlib.contextmanager
+def _file_commands_locked(
+    env: Mapping[str, str], workspace: Path, console: Console, as_root: bool
+) -> Iterator[None]:
+    """While agents run, only root may reach the runner's file-command files: the folder that
+    holds them becomes root's alone (a file alone could be replaced: its folder is the
+    runner user's). A folder that is not theirs alone (the workspace, /tmp) keeps its rights;
+    the files in it are locked instead. Everything is given back as it was. Agents running as
+    root (`agent_user: root`) could undo it: nothing to do then."""
+    if os.geteuid() != 0 or as_root:
+        yield
+        return
+    paths = {Path(env[name]) for name in FILE_COMMANDS if env.get(name)}
+    targets: set[Path] = set()
+    for path in paths:
+        folder = path.parent
+        try:
+            shared = workspace.is_relative_to(folder.resolve()) or folder.resolve().is_relative_to(
+                workspace
+            )
+            sticky = bool(folder.stat().st_mode & stat.S_ISVTX)
+        except OSError:
+            continue
+        targets.add(path if shared or sticky else folder)
+    saved: list[tuple[Path, os.stat_result]] = []
+    for target in sorted(targets):
+        try:
+            st = target.stat()
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o700 if target.is_dir() else 0o600)
+            saved.append((target, st))
+        except OSError as exc:
+            console.annotation("warning", f"cannot protect {target} from agents: {exc}")
+    try:
+        yield
+    finally:
+        for target, st in saved:
+            with contextlib.suppress(OSError):
+                os.chown(target, st.st_uid, st.st_gid)
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+
+
+def _hand_over(top: Path, from_uid: int | None, to_uid: int, to_gid: int) -> int:
+    """Everything under `top` (itself included) owned by `from_uid` (None: by anyone else)
+    becomes `to_uid`'s."""
+    changed = 0
+    for path in (str(top), *_walk(top)):
+        try:
+            uid = os.lstat(path).st_uid
+            if uid == from_uid or (from_uid is None and uid != to_uid):
+                os.lchown(path, to_uid, to_gid)
+                changed += 1
+        except OSError:
+            continue
+    return changed
+
+
+def _walk(top: Path) -> Iterator[str]:
+    for root, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            yield os.path.join(root, name)
+
+
+def _give_back(workspace: Path, console: Console, lent: bool = False) -> None:
     """As root in a container, whatever the run created belongs to root; the runner's later
-    steps run as the workspace's owner and must be able to change it (git included)."""
+    steps run as the workspace's owner and must be able to change it (git included). A lent
+    workspace goes back to root."""
     if os.geteuid() != 0:
         return
     try:
         owner = workspace.stat()
     except OSError:
         return
-    if owner.st_uid == 0:
-        return
     started = time.monotonic()
-    changed = 0
-    for root, dirs, files in os.walk(workspace):
-        for name in (*dirs, *files):
-            path = os.path.join(root, name)
-            try:
-                st = os.lstat(path)
-                if st.st_uid == 0:
-                    os.lchown(path, owner.st_uid, owner.st_gid)
-                    changed += 1
-            except OSError:
-                continue
+    if lent:
+        changed = _hand_over(workspace, LENT_UID, 0, 0)
+        owner_uid = 0
+    elif owner.st_uid == 0:
+        return
+    else:
+        changed = _hand_over(workspace, 0, owner.st_uid, owner.st_gid)
+        owner_uid = owner.st_uid
     if changed:
         console.info(
-            f"{changed} file(s) created as root handed to uid {owner.st_uid} "
-            f"({time.monotonic() - started:.1f} s)"
+            f"{changed} file(s) handed to uid {owner_uid} ({time.monotonic() - started:.1f} s)"
         )

@@ -112,6 +112,7 @@ class Console:
         # Annotations printed so far, per type: the runner keeps the first ANNOTATIONS_PER_TYPE
         # of the whole step, whoever printed them.
         self.annotated: Counter[str] = Counter()
+        self.masked: set[str] = set()  # told to the runner already
 
     def emit(self, line: str) -> None:
         self.stream.write(line + "\n")
@@ -122,7 +123,8 @@ class Console:
 
     def mask(self, value: str) -> None:
         for part in value.splitlines():  # the runner masks line by line
-            if part.strip():
+            if part.strip() and part not in self.masked:
+                self.masked.add(part)
                 self.emit(command("add-mask", part))
 
     def annotation(

@@ -1,0 +1,125 @@
+"""As root, agent code runs as the work tree's owner, never as root (issue 14, item 1).
+
+The same rule as in the action's container, on this machine: `prompter run` as root (CI runs
+the suite as root) on a repository owned by another uid. The agent and the verify command print
+their uid and try prompter's environment through /proc; git (worktrees, commits the agent
+makes) works as that owner, and the work lands.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prompter import identity
+
+OWNER = 1001
+
+WORKFLOW = """\
+[settings]
+agent = "command"
+agent_command = ["sh", "-c", '''
+id -u > "uid-$PROMPTER_TASK.txt"
+if cat /proc/$PPID/environ > /dev/null 2>&1; then echo read > "parent-$PROMPTER_TASK.txt"
+else echo denied > "parent-$PROMPTER_TASK.txt"; fi
+git add "uid-$PROMPTER_TASK.txt" && git commit -qm "the agent's own commit" && echo committed
+''']
+max_parallel_tasks = 2
+
+[[tasks]]
+name = "one"
+prompt = "go"
+verify_command = "test $(id -u) = {owner} && ! cat /proc/$PPID/environ && test -n \\"$HOME\\""
+depends_on = []
+
+[[tasks]]
+name = "two"
+prompt = "go"
+verify_command = "test $(id -u) = {owner}"
+depends_on = ["one"]
+"""
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test runs prompter as root (CI does: .ci/run)", pytrace=False)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder other users can pass through (pytest's own are root's alone, and another
+    pytest process may make them so again at any time)."""
+    folder = Path(tempfile.mkdtemp(prefix="prompter-identity-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def owned_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=u", "-c", "user.email=u@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (repo / "prompter.toml").write_text(WORKFLOW.replace("{owner}", str(OWNER)), "utf-8")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    subprocess.run([*git, "config", "user.name", "agent"], check=True)
+    subprocess.run([*git, "config", "user.email", "agent@example.com"], check=True)
+    for root, dirs, files in os.walk(repo):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), OWNER, OWNER)
+    os.lchown(repo, OWNER, OWNER)
+    return repo
+
+
+def test_as_root_agents_verify_and_git_run_as_the_trees_owner(shared_tmp: Path) -> None:
+    needs_root()
+    repo = owned_repo(shared_tmp)
+    env = {**os.environ, "PROMPTER_CANARY_TOKEN": "canary-secret-3f9a1c"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "prompter", "run", "--progress", "plain", "prompter.toml"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for task in ("one", "two"):
+        assert (repo / f"uid-{task}.txt").read_text() == f"{OWNER}\n"
+        assert (repo / f"parent-{task}.txt").read_text() == "denied\n"
+    log = (repo / ".prompter" / "logs" / "one.log").read_text()
+    assert "committed" in log, log
+    # Every object, worktree and folder git or prompter made in the repository is the owner's
+    # (the report folder is prompter's own, so agents cannot rewrite the record).
+    wrong = [
+        str(p.relative_to(repo))
+        for p in [repo, *repo.rglob("*")]
+        if p.lstat().st_uid != OWNER
+        and ".prompter" not in p.relative_to(repo).parts
+        and p.relative_to(repo).parts[:2] != (".git", "prompter")
+    ]
+    assert not wrong, wrong[:20]
+
+
+def test_the_owner_decides_and_root_trees_stay_root(tmp_path: Path) -> None:
+    needs_root()
+    theirs, roots = tmp_path / "theirs", tmp_path / "roots"
+    theirs.mkdir()
+    roots.mkdir()
+    os.chown(theirs, OWNER, OWNER + 1)
+    user = identity.for_tree(theirs)
+    assert user is not None and (user.uid, user.gid) == (OWNER, OWNER + 1)
+    assert user.home is None or Path(user.home).stat().st_uid == OWNER
+    # Root's tree, as root: agents run as root, as before (the action lends such a workspace
+    # to an unprivileged uid first; see test_container_security.py).
+    assert identity.for_tree(roots) is None
+    assert identity.for_tree(tmp_path / "missing") is None
