@@ -152,3 +152,30 @@ def test_agent_code_cannot_reach_the_runners_tokens(tmp_path: Path) -> None:
     # The runner reads these after the step, as uid 1001: prompter gives them back.
     assert files.stat().st_uid == OWNER
     assert all(p.stat().st_uid == OWNER for p in files.iterdir())
+
+
+LENT = """\
+[settings]
+agent = "command"
+agent_command = ["sh", "-c", "id -u > agent-uid.txt"]
+
+[[tasks]]
+name = "lent"
+prompt = "go"
+verify_command = "test $(id -u) = 65532 && test -w . && ! cat /proc/1/environ"
+depends_on = []
+"""
+
+
+def test_a_root_owned_workspace_is_lent_for_the_run_and_given_back(tmp_path: Path) -> None:
+    """`docker run -v "$PWD:/github/workspace"` with rootless Docker or podman, or a job
+    container running as root: the workspace is root's. Agent code still runs unprivileged."""
+    image = action_image()
+    ws = checkout(tmp_path)
+    (ws / "prompter.toml").write_text(LENT, "utf-8")
+    env = {"WORKFLOW": "prompter.toml", "UPLOAD_ARTIFACT": "false"}
+    proc = run_container(image, env, {ws: "/github/workspace"})
+    assert proc.returncode == 0, report(proc)
+    assert (ws / "agent-uid.txt").read_text() == "65532\n"
+    not_roots = [str(p) for p in [ws, *ws.rglob("*")] if p.lstat().st_uid != 0]
+    assert not not_roots, not_roots[:20]
