@@ -3,10 +3,19 @@ inside the repository, and each task's log in a file of its own (issue 14, item 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prompter.attempts import log_name
+from prompter.cli import main
+from prompter.worktrees import Integration, Unconfined
+
+from .test_worktrees import git_harness, sh
+from .test_worktrees_edges import shell_task
 
 # Names as a workflow may hold them, and ones made to look like another name's log file.
 _names = st.one_of(
@@ -38,3 +47,120 @@ def test_the_reported_pair_gets_two_log_files() -> None:
     taken = log_name("a/b")
     assert log_name(taken.removesuffix(".log")) != taken  # `a_b-c14cddc0` named as a task
     assert log_name("build") == "build.log" and log_name("lint-2") == "lint-2.log"
+
+
+# -- worktree_copy / worktree_link: nothing outside the repository or the worktree ------------
+
+
+def _repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    sh(path, "init", "-q")
+    sh(path, "config", "user.email", "u@example.com")
+    sh(path, "config", "user.name", "User")
+    (path / ".gitignore").write_text(".env\nnode_modules\n")
+    (path / "notes.txt").write_text("the user's notes\n")
+    sh(path, "add", "-A")
+    sh(path, "commit", "-qm", "initial")
+    return path
+
+
+def test_an_absolute_link_path_deletes_nothing_outside_the_repository(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data").write_text("precious\n")
+    (outside / "shortcut").symlink_to(outside / "data")
+    line = Integration(repo, "abs")
+
+    async def go() -> str:
+        await line.start()
+        worktree = await line.checkout("t", 1)
+        line.link = (str(outside / "shortcut"),)  # as `worktree_link = ["/abs/path"]` gives
+        (worktree / "new.txt").write_text("work\n")
+        assert await line.commit("t", worktree) is not None
+        try:
+            await line.checkout("u", 1)
+        except Unconfined as exc:
+            return str(exc)
+        finally:
+            await line.cleanup()
+        return "no error"
+
+    error = anyio.run(go)
+    assert (outside / "shortcut").is_symlink()  # the task's commit deleted it
+    assert error.startswith('worktree_link[0] = "/') and "is an absolute path" in error
+
+
+def test_a_copy_path_with_dot_dots_writes_nothing_in_the_users_tree(tmp_path: Path) -> None:
+    # The worktree is <repo>/.git/prompter/<run>/wt-1: four `..` from it are the user's tree.
+    repo = _repo(tmp_path / "d1" / "d2" / "d3" / "repo")
+    (tmp_path / "notes.txt").write_text("not the user's notes\n")
+    line = Integration(repo, "dots", include=("../../../../notes.txt",))
+
+    async def go() -> str:
+        await line.start()
+        try:
+            await line.checkout("t", 1)
+        except Unconfined as exc:
+            return str(exc)
+        finally:
+            await line.cleanup()
+        return "no error"
+
+    error = anyio.run(go)
+    assert "has a `..` component" in error
+    assert (repo / "notes.txt").read_text() == "the user's notes\n"
+
+
+def _line_of(text: str, key: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(key))
+
+
+def test_a_link_through_a_symlink_out_of_the_repository_is_refused_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "repo").mkdir()
+    h = git_harness(tmp_path / "repo")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (h.root / "node_modules").symlink_to(outside)  # valid text: only the disk says where it goes
+    (h.root / ".gitignore").write_text((h.root / ".gitignore").read_text() + "node_modules\n")
+    h.settings.update(isolation="worktree", worktree_link=["node_modules"])
+    shell_task(h, "t", "echo x > ../node_modules/planted")
+    workflow = h.write()
+    assert main(["validate", str(workflow)]) == 0
+    capsys.readouterr()
+    assert h.run() == 2
+    err = capsys.readouterr().err
+    line = _line_of(workflow.read_text(), "worktree_link")
+    assert err == (
+        f'prompter: {workflow}:{line}: worktree_link[0] = "node_modules" leads through a symlink '
+        f"to {outside.resolve()}, outside the repository\n"
+    )
+    assert list(outside.iterdir()) == [] and not h.calls()
+
+
+def test_a_symlink_a_task_committed_does_not_take_a_copy_out_of_the_worktree(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "repo").mkdir()
+    h = git_harness(tmp_path / "repo")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (h.root / "cfg").mkdir()
+    (h.root / "cfg" / ".env").write_text("SECRET=1\n")
+    (h.root / ".gitignore").write_text((h.root / ".gitignore").read_text() + ".env\n")
+    h.settings.update(worktree_copy=["cfg/.env"])
+    # The first task's agent replaces the folder with a symlink out of the repository; it lands.
+    shell_task(h, "a", f"cd .. && rm -rf cfg && ln -s {outside} cfg")
+    shell_task(h, "b", "true", depends_on=["a"])
+    assert h.run() == 1
+    status = h.tasks_status()
+    assert status["a"][0] == "passed"
+    assert status["b"] == (
+        "failed",
+        'worktree could not be created: worktree_copy[0] = "cfg/.env" would be placed through a '
+        f"symlink in the task's worktree, at {outside.resolve()}/.env",
+    )
+    assert list(outside.iterdir()) == []  # no copy of the secret there
+    assert (h.root / "cfg" / ".env").read_text() == "SECRET=1\n"

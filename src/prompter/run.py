@@ -30,6 +30,7 @@ from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
+from .source import SourceMap
 from .state import (
     TERMINAL,
     RunRecord,
@@ -41,7 +42,18 @@ from .state import (
     fingerprints,
     make_dir,
 )
-from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel, worktrees_unfit
+from .worktrees import (
+    GitError,
+    Integration,
+    Landing,
+    Unconfined,
+    confined_source,
+    git_dir,
+    isolated,
+    recover,
+    toplevel,
+    worktrees_unfit,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REPORT_DIR = ".prompter"
@@ -415,6 +427,7 @@ async def _integration(
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
+        _confine(workflow, repo, await git_dir(repo))
         for recovered in await recover(repo):
             if warning := recovered.landing.warning():
                 warnings.append(
@@ -424,6 +437,22 @@ async def _integration(
     except GitError as exc:
         raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None
     return line
+
+
+def _confine(workflow: Workflow, repo: Path, common: Path) -> None:
+    """Refuse (exit 2, at the entry's line) a `worktree_copy` / `worktree_link` entry that leads
+    out of the repository through a symlink: checked here, before anything is created, and
+    again at each checkout (see `worktrees.confined_source`)."""
+    problems = []
+    for key in ("worktree_copy", "worktree_link"):
+        for index, item in enumerate(getattr(workflow.settings, key)):
+            try:
+                confined_source(repo, common, key, index, item)
+            except Unconfined as exc:
+                line = SourceMap(workflow.text).locate(("settings", key, index))[0]
+                problems.append(f"{workflow.path}:{line}: {exc}")
+    if problems:
+        raise RunError("\n".join(problems))
 
 
 def run_workflow(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 import anyio
 
 from .attempts import AttemptContext, AttemptRunner, Feedback
-from .config import Task
+from .config import Task, worktree_path_problem
 from .state import AttemptRecord
 
 REF_ROOT = "refs/prompter"
@@ -41,6 +42,15 @@ AUTHOR = {
 
 class GitError(Exception):
     """A git command failed; the message says which and why, in one line."""
+
+
+class Unconfined(Exception):
+    """A `worktree_copy` / `worktree_link` path that leads out of the repository (or into git's
+    own data), or whose place in a task's worktree leads out of it; nothing was written."""
+
+    def __init__(self, key: str, index: int, item: str, problem: str) -> None:
+        super().__init__(f"{key}[{index}] = {json.dumps(item, ensure_ascii=False)} {problem}")
+        self.key, self.index = key, index
 
 
 @dataclass(frozen=True)
@@ -238,20 +248,33 @@ class Integration:
             # Writing the files is the slow part; it touches only this worktree: no lock.
             await git(path, "reset", "-q", "--hard")
         self._checked_out[path] = tip
-        for item in self.include:
-            source = self.repo / item
-            target = path / item
+        for index, source, target in self._placed(path, "worktree_copy", self.include):
             if source.is_dir():
+                _check_tree(path, target, "worktree_copy", index, self.include[index])
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             elif source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target, follow_symlinks=False)
-        for item in self.link:
-            source, target = self.repo / item, path / item
-            if source.exists() and not target.exists():
+        for _, source, target in self._placed(path, "worktree_link", self.link):
+            if source.exists() and not os.path.lexists(target):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source, target_is_directory=source.is_dir())
         return path
+
+    def _placed(
+        self, worktree: Path, key: str, items: Sequence[str]
+    ) -> list[tuple[int, Path, Path]]:
+        """(index, source in the repository, target in the worktree) of each entry, both
+        resolved and confined: all checked before anything is written (raises `Unconfined`)."""
+        assert self.git_dir is not None, "start() first"
+        return [
+            (
+                index,
+                confined_source(self.repo, self.git_dir, key, index, item),
+                _confined_target(worktree, key, index, item),
+            )
+            for index, item in enumerate(items)
+        ]
 
     async def _reuse(self, tip: str) -> Path | None:
         """A worktree from the pool, cleaned of the last task's leftovers (ignored files
@@ -273,8 +296,11 @@ class Integration:
         """The task's changes as one commit on the tip its worktree was checked out at; None if
         it changed nothing. Commits the agent made itself are part of it: what counts is the
         files, not the worktree's HEAD."""
-        for item in self.link:  # our symlinks are not the task's work
-            target = worktree / item
+        for index, item in enumerate(self.link):  # our symlinks are not the task's work
+            try:  # where the agent left a symlink on the way out of the worktree: not there
+                target = _confined_target(worktree, "worktree_link", index, item)
+            except Unconfined:
+                continue
             if target.is_symlink():
                 target.unlink()
         start = self._checked_out[worktree]
@@ -386,6 +412,66 @@ class Integration:
         if self._alive is not None and self.git_dir is not None:
             _unlock_run(self.git_dir, self.run_id, self._alive)
             self._alive = None
+
+
+def confined_source(repo: Path, git_dir: Path, key: str, index: int, item: str) -> Path:
+    """Where `worktree_copy` / `worktree_link` entry `item` is in the user's repository, every
+    symlink resolved; raises `Unconfined` when that is outside the repository, the repository
+    itself or in git's own data. Checked at each use: a path may change during a run."""
+    if problem := worktree_path_problem(item):
+        raise Unconfined(key, index, item, problem)
+    root = repo.resolve()
+    source = Path(os.path.realpath(root / item))
+    if source == root or not source.is_relative_to(root):
+        where = "the repository itself" if source == root else f"{source}, outside the repository"
+        raise Unconfined(key, index, item, f"leads through a symlink to {where}")
+    if source.is_relative_to(git_dir.resolve()):
+        raise Unconfined(
+            key, index, item, f"leads through a symlink into git's own data ({source})"
+        )
+    return source
+
+
+def _confined_target(worktree: Path, key: str, index: int, item: str) -> Path:
+    """Where entry `item` goes in a task's worktree; raises `Unconfined` when a symlink in the
+    worktree (something a task committed) would take it, or a write to it, out of there."""
+    if problem := worktree_path_problem(item):
+        raise Unconfined(key, index, item, problem)
+    root = worktree.resolve()
+    lexical = root / item
+    target = Path(os.path.realpath(lexical.parent)) / lexical.name
+    if not target.parent.is_relative_to(root):
+        raise Unconfined(
+            key,
+            index,
+            item,
+            f"would be placed through a symlink in the task's worktree, at {target}",
+        )
+    if target.is_symlink():
+        reached = Path(os.path.realpath(target))
+        if not reached.is_relative_to(root):
+            raise Unconfined(
+                key, index, item, f"is a symlink in the task's worktree to {reached}, outside it"
+            )
+    return target
+
+
+def _check_tree(worktree: Path, target: Path, key: str, index: int, item: str) -> None:
+    """Raise `Unconfined` when a folder copy into `target` would write through a symlink the
+    worktree already has there (a task's committed work) to outside the worktree."""
+    if not target.is_dir() or target.is_symlink():
+        return
+    root = worktree.resolve()
+    for folder, dirs, files in os.walk(target):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+                raise Unconfined(
+                    key,
+                    index,
+                    item,
+                    f"would be copied through the symlink {path}, out of the worktree",
+                )
 
 
 async def _refs(repo: Path) -> dict[str, str]:
@@ -644,7 +730,7 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
         if tree is None or not tree.exists():
             try:
                 tree = await line.checkout(task.name, number)
-            except (GitError, OSError) as exc:
+            except (GitError, OSError, Unconfined) as exc:
                 return _failed(number, started, f"worktree could not be created: {exc}")
         done = False  # True: the worktree has served its purpose and goes now
         try:
