@@ -21,12 +21,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .attempts import AttemptContext, AttemptRunner, Feedback
 from .config import Task, worktree_path_problem
 from .state import AttemptRecord
+
+if TYPE_CHECKING:
+    from .refguard import RefGuard
 
 REF_ROOT = "refs/prompter"
 # The run's version of files the user changed during the run (not landed); outside REF_ROOT, so
@@ -174,6 +178,7 @@ class Integration:
         None  # the common git directory (a linked worktree has its own .git file)
     )
     changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
+    guard: RefGuard | None = None  # the user's refs as at the start (set by `start`)
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _pool: list[Path] = field(default_factory=list)  # worktrees a task has finished with
     _checked_out: dict[Path, str] = field(default_factory=dict)  # worktree -> the tip it got
@@ -192,7 +197,11 @@ class Integration:
 
     async def start(self) -> str:
         """Commit the working tree as it is (private index) as the base of the line."""
+        from .refguard import RefGuard  # it runs git through this module
+
         self.git_dir = await git_dir(self.repo)
+        self.guard = RefGuard(self.repo, self.run_id)
+        await self.guard.start()
         self._alive = _lock_run(self.git_dir, self.run_id)
         assert self._alive is not None, "run ids are unique"
         # Linked worktrees share refs and the git directory: the run's work lands only here.
@@ -708,6 +717,32 @@ def _failed(number: int, started: float, reason: str) -> AttemptRecord:
     return AttemptRecord(number=number, started_at=started, finished_at=time.time(), reason=reason)
 
 
+async def _refs_changed(line: Integration) -> str | None:
+    """What the attempt changed of the user's refs, now undone (see `refguard`), or None."""
+    if line.guard is None:
+        return None
+    try:
+        return await line.guard.check(line.root)
+    except GitError as exc:
+        return f"the repository's refs changed during the attempt and {exc}"
+
+
+def _refs_failure(record: AttemptRecord, refs: str) -> AttemptRecord:
+    """The attempt, failed for what it did to the user's refs. A passed one is told as an
+    agent failure (no verify duration: the feedback then quotes this text, not the check)."""
+    if not record.ok:
+        return record.model_copy(update={"reason": f"{record.reason}; and {refs}"})
+    tail = (
+        f"prompter: {refs}. The repository's branches, tags and HEAD belong to the user: "
+        "leave them as they are. Your files are what counts: commits in your own worktree "
+        "(detached HEAD) are fine, but no `git branch`, `git tag`, `git checkout -b`, "
+        "`git switch` or `git update-ref`."
+    )
+    return record.model_copy(
+        update={"ok": False, "reason": refs, "output_tail": tail, "verify_duration_s": None}
+    )
+
+
 def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRunner:
     """An attempt runner that runs each task in its own worktree and merges what passes.
 
@@ -737,6 +772,9 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
             workdir = tree / subdir
             workdir.mkdir(parents=True, exist_ok=True)  # git keeps no empty folders
             record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
+            if refs := await _refs_changed(line):
+                trees[task.name] = tree
+                return _refs_failure(record, refs)
             if not record.ok:
                 trees[task.name] = tree
                 return record
