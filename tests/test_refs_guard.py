@@ -3,6 +3,8 @@ tags of the repository is undone after its attempt, which fails naming it."""
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -135,5 +137,39 @@ def test_a_ref_the_user_moves_during_the_run_is_put_back_and_kept(tmp_path: Path
     assert first is not None and f"moved {branch}" in first and second is None
     assert sh(h.root, "rev-parse", "HEAD").strip() == head
     short = branch.removeprefix("refs/")
-    kept = sh(h.root, "log", "-1", "--format=%s", f"refs/prompter-undone/r1/{short}")
+    kept = sh(h.root, "log", "-1", "--format=%s", f"refs/prompter-undone/r1/1/{short}")
     assert kept.strip() == "user's commit during the run"
+
+
+def test_a_ref_undone_twice_keeps_both_values(tmp_path: Path) -> None:
+    h, branch, _ = repo_harness(tmp_path)
+    guard = RefGuard(h.root, "r2")
+
+    async def go() -> None:
+        await guard.start()
+        for n in (1, 2):
+            sh(h.root, "commit", "-qm", f"commit {n}", "--allow-empty")
+            assert await guard.check() == f"moved {branch}"
+
+    anyio.run(go)
+    short = branch.removeprefix("refs/")
+    for n in (1, 2):
+        kept = sh(h.root, "log", "-1", "--format=%s", f"refs/prompter-undone/r2/{n}/{short}")
+        assert kept.strip() == f"commit {n}"
+
+
+def test_a_branch_made_by_an_attempt_cut_short_is_undone_at_the_end(tmp_path: Path) -> None:
+    h, _, _ = repo_harness(tmp_path)
+    shell_task(h, "t", "git branch late && sleep 60")
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not sh(h.root, "branch", "--list", "late") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert sh(h.root, "branch", "--list", "late") == ""
+    assert (
+        "prompter: warning: the repository's refs changed during the run: created "
+        "refs/heads/late; undone (their values are kept under refs/prompter-undone/"
+    ) in err

@@ -8,14 +8,15 @@ started in) at the start; after each attempt one `git for-each-ref` and one `git
 compare them with it, and what differs is put back in one `git update-ref --stdin` transaction
 that expects each ref to be as it was just seen (a ref moved again meanwhile is not
 overwritten: the transaction fails and says so). The value a ref had before it was put back is
-kept under `refs/prompter-undone/<run>/…` (a branch the user created or moved from their
+kept under `refs/prompter-undone/<run>/<n>/…` (a branch the user created or moved from their
 terminal during the run is undone too — a check cannot tell who changed a ref — and nothing of
 it is lost). A task worktree that has such a branch checked out is detached at its commit first,
 so the agent's commits stay its `HEAD`.
 
 Attribution: attempts run concurrently and the check sees every change since the snapshot; a
 change is undone and blamed on the attempt whose check finds it first, which is the attempt
-that made it unless another attempt ended while it was running.
+that made it unless another attempt ended while it was running. A last check at the end of
+the run (also an interrupted one) catches what no attempt's check saw.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class RefGuard:
     run_id: str
     snapshot: Refs | None = None
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _undos: int = 0  # checks that undid something: each keeps what it undid under its number
 
     async def start(self) -> None:
         self.snapshot = await read_refs(self.repo)
 
     async def check(self, worktrees: Path | None = None) -> str | None:
-        """Undo what changed since the snapshot; what it was (for the attempt's failure), or
+        """Undo what changed since the snapshot; what it was ("moved refs/heads/main, …"), or
         None when nothing did. Task worktrees under `worktrees` that have a branch checked
         out that is put back are detached first."""
         assert self.snapshot is not None, "start() first"
@@ -72,12 +74,19 @@ class RefGuard:
                 await self._restore(changed, was.refs, now.refs)
             return _describe(changed, was, now)
 
+    @property
+    def undone_root(self) -> str:
+        """Where the values of undone refs are kept (a number per check that undid any)."""
+        return f"{UNDONE_ROOT}/{self.run_id}"
+
     async def _restore(self, names: list[str], was: dict[str, str], now: dict[str, str]) -> None:
+        self._undos += 1
+        kept = f"{self.undone_root}/{self._undos}"
         lines = []
         for name in names:
             old, new = was.get(name), now.get(name)
             if new is not None:  # kept: it may be the user's own
-                lines.append(f"update {UNDONE_ROOT}/{self.run_id}/{_short(name)} {new}")
+                lines.append(f"update {kept}/{_short(name)} {new}")
             if old is None:
                 lines.append(f"delete {name} {new}")
             elif new is None:
@@ -143,8 +152,4 @@ def _describe(changed: list[str], was: Refs, now: Refs) -> str:
             what.append(f"deleted {name}")
         else:
             what.append(f"moved {name}")
-    shown = ", ".join(what[:5]) + (f" and {len(what) - 5} more" if len(what) > 5 else "")
-    return (
-        f"it changed the repository's refs, which are the user's: {shown}; undone "
-        "(commit in the task's own worktree only, without branches or tags)"
-    )
+    return ", ".join(what[:5]) + (f" and {len(what) - 5} more" if len(what) > 5 else "")

@@ -346,6 +346,7 @@ async def _execute(
     finally:
         if line is not None:
             with anyio.CancelScope(shield=True):
+                await _last_refs_check(line, warnings)
                 if signals:  # the user's tree stays as it was; the next run lands it
                     await line.park()
                 else:
@@ -392,6 +393,23 @@ async def _execute(
         tuple(warnings),
         recorder.error,
     )
+
+
+async def _last_refs_check(line: Integration, warnings: list[str]) -> None:
+    """What no attempt's check saw (an attempt cut short by a signal or an error) is undone
+    too, and said as a warning."""
+    if line.guard is None:
+        return
+    try:
+        what = await line.guard.check(line.root)
+    except GitError as exc:
+        warnings.append(f"the repository's refs changed during the run and {exc}")
+        return
+    if what is not None:
+        warnings.append(
+            f"the repository's refs changed during the run: {what}; undone (their values are "
+            f"kept under {line.guard.undone_root}/)"
+        )
 
 
 def _leaf(exc: BaseException) -> str:

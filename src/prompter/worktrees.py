@@ -722,9 +722,15 @@ async def _refs_changed(line: Integration) -> str | None:
     if line.guard is None:
         return None
     try:
-        return await line.guard.check(line.root)
+        what = await line.guard.check(line.root)
     except GitError as exc:
         return f"the repository's refs changed during the attempt and {exc}"
+    if what is None:
+        return None
+    return (
+        f"it changed the repository's refs, which are the user's: {what}; undone "
+        "(commit in the task's own worktree only, without branches or tags)"
+    )
 
 
 def _refs_failure(record: AttemptRecord, refs: str) -> AttemptRecord:
