@@ -257,14 +257,22 @@ class Integration:
             # Writing the files is the slow part; it touches only this worktree: no lock.
             await git(path, "reset", "-q", "--hard")
         self._checked_out[path] = tip
-        for index, source, target in self._placed(path, "worktree_copy", self.include):
+        try:
+            copies = self._placed(path, "worktree_copy", self.include)
+            links = self._placed(path, "worktree_link", self.link)
+            for index, source, target in copies:
+                if source.is_dir():
+                    _check_tree(path, target, "worktree_copy", index, self.include[index])
+        except Unconfined:
+            self._pool.append(path)  # clean still: the next checkout takes it
+            raise
+        for _, source, target in copies:
             if source.is_dir():
-                _check_tree(path, target, "worktree_copy", index, self.include[index])
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             elif source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target, follow_symlinks=False)
-        for _, source, target in self._placed(path, "worktree_link", self.link):
+        for _, source, target in links:
             if source.exists() and not os.path.lexists(target):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source, target_is_directory=source.is_dir())
@@ -737,7 +745,7 @@ def _refs_failure(record: AttemptRecord, refs: str) -> AttemptRecord:
     """The attempt, failed for what it did to the user's refs. A passed one is told as an
     agent failure (no verify duration: the feedback then quotes this text, not the check)."""
     if not record.ok:
-        return record.model_copy(update={"reason": f"{record.reason}; and {refs}"})
+        return record.model_copy(update={"reason": f"{record.reason or 'failed'}; and {refs}"})
     tail = (
         f"prompter: {refs}. The repository's branches, tags and HEAD belong to the user: "
         "leave them as they are. Your files are what counts: commits in your own worktree "
