@@ -39,6 +39,7 @@ def test_what_an_agent_does_to_the_users_refs_is_undone_and_fails_the_attempt(
     tmp_path: Path,
 ) -> None:
     h, branch, old = repo_harness(tmp_path)
+    sh(h.root, "pack-refs", "--all")  # the branches in packed-refs, as after a `git gc`
     before = refs(h.root)
     head = sh(h.root, "rev-parse", "HEAD").strip()
     script = (
