@@ -3,6 +3,7 @@ inside the repository, and each task's log in a file of its own (issue 14, item 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from prompter.attempts import log_name
 from prompter.cli import main
+from prompter.config import worktree_path_problem
 from prompter.worktrees import Integration, Unconfined
 
 from .test_worktrees import git_harness, sh
@@ -164,3 +166,33 @@ def test_a_symlink_a_task_committed_does_not_take_a_copy_out_of_the_worktree(
     )
     assert list(outside.iterdir()) == []  # no copy of the secret there
     assert (h.root / "cfg" / ".env").read_text() == "SECRET=1\n"
+
+
+def test_a_link_into_git_s_own_data_is_refused(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    (repo / "gitdata").symlink_to(".git")  # the text is fine; the disk leads into .git
+    line = Integration(repo, "gitdir", link=("gitdata",))
+
+    async def go() -> str:
+        await line.start()
+        try:
+            tree = await line.checkout("t", 1)
+            return "linked" if (tree / "gitdata").is_symlink() else "not linked"
+        except Unconfined as exc:
+            return str(exc)
+        finally:
+            await line.cleanup()
+
+    error = anyio.run(go)
+    assert error.startswith('worktree_link[0] = "gitdata" leads through a symlink into git')
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", ".", "..", "", ".git", ".GIT", "b.git", "~"]), max_size=6))
+def test_an_accepted_entry_stays_inside_the_repository(parts: list[str]) -> None:
+    item = "/".join(parts)
+    for text in (item, "/" + item):
+        if worktree_path_problem(text) is None:
+            normal = os.path.normpath(text)
+            assert not os.path.isabs(normal) and normal != "." and not normal.startswith("..")
+            assert ".git" not in normal.casefold().split("/")
