@@ -196,3 +196,21 @@ def test_an_accepted_entry_stays_inside_the_repository(parts: list[str]) -> None
             normal = os.path.normpath(text)
             assert not os.path.isabs(normal) and normal != "." and not normal.startswith("..")
             assert ".git" not in normal.casefold().split("/")
+
+
+def test_a_working_directory_a_task_made_a_symlink_out_is_not_run_in(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    h = git_harness(tmp_path / "repo")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    h.settings["isolation"] = "worktree"
+    # The first task replaces the working directory with a symlink out of the repository.
+    shell_task(h, "a", f"cd .. && rm -rf work && ln -s {outside} work")
+    shell_task(h, "b", "echo b > b.txt", depends_on=["a"])
+    assert h.run() == 1
+    assert h.tasks_status()["b"] == (
+        "failed",
+        f"the working directory work is, in the task's worktree, a symlink to "
+        f"{outside.resolve()}, outside it (a task committed it): not run there",
+    )
+    assert list(outside.iterdir()) == []

@@ -725,6 +725,13 @@ def _failed(number: int, started: float, reason: str) -> AttemptRecord:
     return AttemptRecord(number=number, started_at=started, finished_at=time.time(), reason=reason)
 
 
+def _leads_out(tree: Path, subdir: Path) -> Path | None:
+    """Where `subdir` of the worktree really is, when a symlink takes it out of the worktree."""
+    root = tree.resolve()
+    real = Path(os.path.realpath(root / subdir))
+    return None if real.is_relative_to(root) else real
+
+
 async def _refs_changed(line: Integration) -> str | None:
     """What the attempt changed of the user's refs, now undone (see `refguard`), or None."""
     if line.guard is None:
@@ -784,6 +791,13 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
         done = False  # True: the worktree has served its purpose and goes now
         try:
             workdir = tree / subdir
+            if outside := _leads_out(tree, subdir):
+                trees[task.name] = tree
+                reason = (
+                    f"the working directory {subdir.as_posix()} is, in the task's worktree, a "
+                    f"symlink to {outside}, outside it (a task committed it): not run there"
+                )
+                return _failed(number, started, reason)
             workdir.mkdir(parents=True, exist_ok=True)  # git keeps no empty folders
             record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
             if refs := await _refs_changed(line):
