@@ -174,3 +174,14 @@ def test_a_branch_made_by_an_attempt_cut_short_is_undone_at_the_end(tmp_path: Pa
         "prompter: warning: the repository's refs changed during the run: created "
         "refs/heads/late; undone (their values are kept under refs/prompter-undone/"
     ) in err
+
+
+def test_a_branch_deleted_while_the_agent_has_it_checked_out_comes_back(tmp_path: Path) -> None:
+    h, _, old = repo_harness(tmp_path)
+    shell_task(h, "t", "git checkout -q doomed && git update-ref -d refs/heads/doomed")
+    assert h.run() == 1
+    assert h.tasks_status()["t"][1] == (
+        "it changed the repository's refs, which are the user's: deleted refs/heads/doomed; "
+        "undone (commit in the task's own worktree only, without branches or tags)"
+    )
+    assert sh(h.root, "rev-parse", "refs/heads/doomed").strip() == old

@@ -109,8 +109,10 @@ class RefGuard:
             elif line.startswith("branch ") and path is not None:
                 branch = line.removeprefix("branch ")
                 if branch in names and path.is_relative_to(root):
-                    _, commit = await git(path, "rev-parse", "HEAD")
-                    await git(path, "update-ref", "--no-deref", "HEAD", commit.strip())
+                    verify = ("rev-parse", "-q", "--verify", "HEAD")
+                    code, commit = await git(path, *verify, ok=(0, 1, 128))
+                    if code == 0:  # else the branch is gone: nothing to keep the HEAD at
+                        await git(path, "update-ref", "--no-deref", "HEAD", commit.strip())
 
 
 async def read_refs(repo: Path) -> Refs:
