@@ -3,10 +3,11 @@
 A repository of --files files (default 5,000, ~40 MiB of text in nested folders, one commit
 plus some uncommitted changes). Per task, as `isolation = "worktree"` does it: a worktree from
 the pool cleaned and moved to the integration tip (the first one is created), the task's edit
-(one file), commit, `merge-tree` merge into the tip, and the worktree back into the pool. Side
-by side in the same rounds: creating a worktree from scratch (`git worktree add` + remove) and
-the naive isolation, a full copy of the tree (`cp -a`). Gate: the median per-task cost
-(worktree reused) is under 0.5 s; creation is paid once per parallel slot.
+(one file), the check of the user's refs, commit, `merge-tree` merge into the tip, and the
+worktree back into the pool. Side by side in the same rounds: creating a worktree from scratch
+(`git worktree add` + remove) and the naive isolation, a full copy of the tree (`cp -a`).
+Gate: the median per-task cost (worktree reused) is under 0.5 s; creation is paid once per
+parallel slot.
 Usage: python bench/bench_worktree.py [--files N] [--tasks T] [--json]
 """
 
@@ -55,6 +56,7 @@ async def isolated_tasks(repo: Path, tasks: int) -> tuple[list[float], float]:
         t0 = time.perf_counter()
         tree = await line.checkout(f"task{t}", 1)
         (tree / f"pkg{t % 50}" / f"new{t}.py").write_text(f"task {t}\n")
+        assert line.guard is not None and await line.guard.check(line.root) is None
         commit = await line.commit(f"task{t}", tree)
         assert commit is not None
         outcome = await line.merge(f"task{t}", commit)

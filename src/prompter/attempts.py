@@ -91,16 +91,21 @@ def backoff_delay(base: float, failed_attempts: int, rng: random.Random | None =
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HASH_DIGITS = 16
+# A name used as it is: lower case (one file also where case folds), not hidden, short, and
+# not ending the way a hashed name does (so no task name is another one's hashed log name).
+_PLAIN = re.compile(rf"(?![.])[a-z0-9._-]{{1,80}}(?<!-[0-9a-f]{{{_HASH_DIGITS}}})")
 
 
 def log_name(task_name: str) -> str:
     """A file name for the task's log: readable, and distinct for distinct task names, also on
-    a case-insensitive file system (macOS, Windows): a name that had to change or has capitals
-    gets a hash of itself."""
+    a case-insensitive file system (macOS, Windows). A plain name is used as it is; any other
+    gets `-` and 16 hex digits of its hash, which no plain name ends with."""
+    if _PLAIN.fullmatch(task_name):
+        return task_name + ".log"
     safe = _UNSAFE.sub("_", task_name)[:80].lstrip(".") or "task"
-    if safe != task_name or safe != safe.lower():
-        safe += "-" + hashlib.sha256(task_name.encode()).hexdigest()[:8]
-    return safe + ".log"
+    digest = hashlib.sha256(task_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{safe}-{digest[:_HASH_DIGITS]}.log"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Positions come from `SourceMap`, built only if some message needs one.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -709,6 +710,11 @@ class _Loader:
             )
         if settings.agent_command and not settings.agent_command[0]:
             self.report(("settings", "agent_command"), _EMPTY_PROGRAM)
+        for key in ("worktree_copy", "worktree_link"):
+            for i, item in enumerate(getattr(settings, key)):
+                if problem := worktree_path_problem(item):
+                    shown = json.dumps(item, ensure_ascii=False)
+                    self.report(("settings", key, i), f"{key}[{i}] = {shown} {problem}")
         for i, task in enumerate(tasks):  # by file index: a task that did not validate is None
             if task is None:
                 continue
@@ -799,6 +805,25 @@ def _file_kind(mode: int) -> str:
         (stat.S_ISSOCK, "a socket"),
     )
     return next((kind for test, kind in kinds if test(mode)), "another kind of file")
+
+
+def worktree_path_problem(item: str) -> str | None:
+    """Why a `worktree_copy` / `worktree_link` entry is not a path inside the repository (the
+    rest of a message that starts with the entry), or None. Only the text is judged here; what
+    the path leads to on disk is checked when a run starts (`worktrees.confined_source`)."""
+    inside = "name a path inside the repository, relative to its root"
+    if not item:
+        return f"is empty: {inside}"
+    if item.startswith("/"):
+        return f"is an absolute path: {inside}"
+    parts = [part for part in item.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return f"has a `..` component, which can lead out of the repository: {inside}"
+    if not parts:
+        return f"is the repository itself: {inside}"
+    if any(part.casefold() == ".git" for part in parts):
+        return "is git's own data (`.git`), which a task's worktree must not copy or share"
+    return None
 
 
 _EMPTY_PROGRAM = (

@@ -30,6 +30,7 @@ from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
+from .source import SourceMap
 from .state import (
     TERMINAL,
     RunRecord,
@@ -41,7 +42,18 @@ from .state import (
     fingerprints,
     make_dir,
 )
-from .worktrees import GitError, Integration, Landing, isolated, recover, toplevel, worktrees_unfit
+from .worktrees import (
+    GitError,
+    Integration,
+    Landing,
+    Unconfined,
+    confined_source,
+    git_dir,
+    isolated,
+    recover,
+    toplevel,
+    worktrees_unfit,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REPORT_DIR = ".prompter"
@@ -336,6 +348,7 @@ async def _execute(
     finally:
         if line is not None:
             with anyio.CancelScope(shield=True):
+                await _last_refs_check(line, warnings)
                 if signals:  # the user's tree stays as it was; the next run lands it
                     await line.park()
                 else:
@@ -384,6 +397,23 @@ async def _execute(
     )
 
 
+async def _last_refs_check(line: Integration, warnings: list[str]) -> None:
+    """What no attempt's check saw (an attempt cut short by a signal or an error) is undone
+    too, and said as a warning."""
+    if line.guard is None:
+        return
+    try:
+        what = await line.guard.check(line.root)
+    except GitError as exc:
+        warnings.append(f"the repository's refs changed during the run and {exc}")
+        return
+    if what is not None:
+        warnings.append(
+            f"the repository's refs changed during the run: {what}; undone (their values are "
+            f"kept under {line.guard.undone_root}/)"
+        )
+
+
 def _leaf(exc: BaseException) -> str:
     """`Type: message` of the error inside a group of one (anyio wraps what a task raised)."""
     exc = innermost(exc)
@@ -417,6 +447,7 @@ async def _integration(
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
+        _confine(workflow, repo, await git_dir(repo))
         for recovered in await recover(repo):
             if warning := recovered.landing.warning():
                 warnings.append(
@@ -426,6 +457,22 @@ async def _integration(
     except GitError as exc:
         raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None
     return line
+
+
+def _confine(workflow: Workflow, repo: Path, common: Path) -> None:
+    """Refuse (exit 2, at the entry's line) a `worktree_copy` / `worktree_link` entry that leads
+    out of the repository through a symlink: checked here, before anything is created, and
+    again at each checkout (see `worktrees.confined_source`)."""
+    problems = []
+    for key in ("worktree_copy", "worktree_link"):
+        for index, item in enumerate(getattr(workflow.settings, key)):
+            try:
+                confined_source(repo, common, key, index, item)
+            except Unconfined as exc:
+                line = SourceMap(workflow.text).locate(("settings", key, index))[0]
+                problems.append(f"{workflow.path}:{line}: {exc}")
+    if problems:
+        raise RunError("\n".join(problems))
 
 
 def run_workflow(

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from . import identity
 from .attempts import AttemptContext, AttemptRunner, Feedback
-from .config import Task
+from .config import Task, worktree_path_problem
 from .state import AttemptRecord
+
+if TYPE_CHECKING:
+    from .refguard import RefGuard
 
 REF_ROOT = "refs/prompter"
 # The run's version of files the user changed during the run (not landed); outside REF_ROOT, so
@@ -42,6 +47,15 @@ AUTHOR = {
 
 class GitError(Exception):
     """A git command failed; the message says which and why, in one line."""
+
+
+class Unconfined(Exception):
+    """A `worktree_copy` / `worktree_link` path that leads out of the repository (or into git's
+    own data), or whose place in a task's worktree leads out of it; nothing was written."""
+
+    def __init__(self, key: str, index: int, item: str, problem: str) -> None:
+        super().__init__(f"{key}[{index}] = {json.dumps(item, ensure_ascii=False)} {problem}")
+        self.key, self.index = key, index
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,7 @@ class Integration:
         None  # the common git directory (a linked worktree has its own .git file)
     )
     changed_by: dict[str, str] = field(default_factory=dict)  # path -> last task merging it
+    guard: RefGuard | None = None  # the user's refs as at the start (set by `start`)
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _pool: list[Path] = field(default_factory=list)  # worktrees a task has finished with
     _checked_out: dict[Path, str] = field(default_factory=dict)  # worktree -> the tip it got
@@ -195,7 +210,11 @@ class Integration:
 
     async def start(self) -> str:
         """Commit the working tree as it is (private index) as the base of the line."""
+        from .refguard import RefGuard  # it runs git through this module
+
         self.git_dir = await git_dir(self.repo)
+        self.guard = RefGuard(self.repo, self.run_id)
+        await self.guard.start()
         self._alive = _lock_run(self.git_dir, self.run_id)
         assert self._alive is not None, "run ids are unique"
         # Linked worktrees share refs and the git directory: the run's work lands only here.
@@ -251,9 +270,16 @@ class Integration:
             # Writing the files is the slow part; it touches only this worktree: no lock.
             await git(path, "reset", "-q", "--hard")
         self._checked_out[path] = tip
-        for item in self.include:
-            source = self.repo / item
-            target = path / item
+        try:
+            copies = self._placed(path, "worktree_copy", self.include)
+            links = self._placed(path, "worktree_link", self.link)
+            for index, source, target in copies:
+                if source.is_dir():
+                    _check_tree(path, target, "worktree_copy", index, self.include[index])
+        except Unconfined:
+            self._pool.append(path)  # clean still: the next checkout takes it
+            raise
+        for _, source, target in copies:
             if source.is_dir():
                 identity.make_dirs(target.parent)
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
@@ -262,13 +288,27 @@ class Integration:
                 identity.make_dirs(target.parent)
                 shutil.copy2(source, target, follow_symlinks=False)
                 identity.own(target)
-        for item in self.link:
-            source, target = self.repo / item, path / item
-            if source.exists() and not target.exists():
+        for _, source, target in links:
+            if source.exists() and not os.path.lexists(target):
                 identity.make_dirs(target.parent)
                 target.symlink_to(source, target_is_directory=source.is_dir())
                 identity.own(target)
         return path
+
+    def _placed(
+        self, worktree: Path, key: str, items: Sequence[str]
+    ) -> list[tuple[int, Path, Path]]:
+        """(index, source in the repository, target in the worktree) of each entry, both
+        resolved and confined: all checked before anything is written (raises `Unconfined`)."""
+        assert self.git_dir is not None, "start() first"
+        return [
+            (
+                index,
+                confined_source(self.repo, self.git_dir, key, index, item),
+                _confined_target(worktree, key, index, item),
+            )
+            for index, item in enumerate(items)
+        ]
 
     async def _reuse(self, tip: str) -> Path | None:
         """A worktree from the pool, cleaned of the last task's leftovers (ignored files
@@ -290,8 +330,11 @@ class Integration:
         """The task's changes as one commit on the tip its worktree was checked out at; None if
         it changed nothing. Commits the agent made itself are part of it: what counts is the
         files, not the worktree's HEAD."""
-        for item in self.link:  # our symlinks are not the task's work
-            target = worktree / item
+        for index, item in enumerate(self.link):  # our symlinks are not the task's work
+            try:  # where the agent left a symlink on the way out of the worktree: not there
+                target = _confined_target(worktree, "worktree_link", index, item)
+            except Unconfined:
+                continue
             if target.is_symlink():
                 target.unlink()
         start = self._checked_out[worktree]
@@ -403,6 +446,66 @@ class Integration:
         if self._alive is not None and self.git_dir is not None:
             _unlock_run(self.git_dir, self.run_id, self._alive)
             self._alive = None
+
+
+def confined_source(repo: Path, git_dir: Path, key: str, index: int, item: str) -> Path:
+    """Where `worktree_copy` / `worktree_link` entry `item` is in the user's repository, every
+    symlink resolved; raises `Unconfined` when that is outside the repository, the repository
+    itself or in git's own data. Checked at each use: a path may change during a run."""
+    if problem := worktree_path_problem(item):
+        raise Unconfined(key, index, item, problem)
+    root = repo.resolve()
+    source = Path(os.path.realpath(root / item))
+    if source == root or not source.is_relative_to(root):
+        where = "the repository itself" if source == root else f"{source}, outside the repository"
+        raise Unconfined(key, index, item, f"leads through a symlink to {where}")
+    if source.is_relative_to(git_dir.resolve()):
+        raise Unconfined(
+            key, index, item, f"leads through a symlink into git's own data ({source})"
+        )
+    return source
+
+
+def _confined_target(worktree: Path, key: str, index: int, item: str) -> Path:
+    """Where entry `item` goes in a task's worktree; raises `Unconfined` when a symlink in the
+    worktree (something a task committed) would take it, or a write to it, out of there."""
+    if problem := worktree_path_problem(item):
+        raise Unconfined(key, index, item, problem)
+    root = worktree.resolve()
+    lexical = root / item
+    target = Path(os.path.realpath(lexical.parent)) / lexical.name
+    if not target.parent.is_relative_to(root):
+        raise Unconfined(
+            key,
+            index,
+            item,
+            f"would be placed through a symlink in the task's worktree, at {target}",
+        )
+    if target.is_symlink():
+        reached = Path(os.path.realpath(target))
+        if not reached.is_relative_to(root):
+            raise Unconfined(
+                key, index, item, f"is a symlink in the task's worktree to {reached}, outside it"
+            )
+    return target
+
+
+def _check_tree(worktree: Path, target: Path, key: str, index: int, item: str) -> None:
+    """Raise `Unconfined` when a folder copy into `target` would write through a symlink the
+    worktree already has there (a task's committed work) to outside the worktree."""
+    if not target.is_dir() or target.is_symlink():
+        return
+    root = worktree.resolve()
+    for folder, dirs, files in os.walk(target):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+                raise Unconfined(
+                    key,
+                    index,
+                    item,
+                    f"would be copied through the symlink {path}, out of the worktree",
+                )
 
 
 async def _refs(repo: Path) -> dict[str, str]:
@@ -639,6 +742,45 @@ def _failed(number: int, started: float, reason: str) -> AttemptRecord:
     return AttemptRecord(number=number, started_at=started, finished_at=time.time(), reason=reason)
 
 
+def _leads_out(tree: Path, subdir: Path) -> Path | None:
+    """Where `subdir` of the worktree really is, when a symlink takes it out of the worktree."""
+    root = tree.resolve()
+    real = Path(os.path.realpath(root / subdir))
+    return None if real.is_relative_to(root) else real
+
+
+async def _refs_changed(line: Integration) -> str | None:
+    """What the attempt changed of the user's refs, now undone (see `refguard`), or None."""
+    if line.guard is None:
+        return None
+    try:
+        what = await line.guard.check(line.root)
+    except GitError as exc:
+        return f"the repository's refs changed during the attempt and {exc}"
+    if what is None:
+        return None
+    return (
+        f"it changed the repository's refs, which are the user's: {what}; undone "
+        "(commit in the task's own worktree only, without branches or tags)"
+    )
+
+
+def _refs_failure(record: AttemptRecord, refs: str) -> AttemptRecord:
+    """The attempt, failed for what it did to the user's refs. A passed one is told as an
+    agent failure (no verify duration: the feedback then quotes this text, not the check)."""
+    if not record.ok:
+        return record.model_copy(update={"reason": f"{record.reason or 'failed'}; and {refs}"})
+    tail = (
+        f"prompter: {refs}. The repository's branches, tags and HEAD belong to the user: "
+        "leave them as they are. Your files are what counts: commits in your own worktree "
+        "(detached HEAD) are fine, but no `git branch`, `git tag`, `git checkout -b`, "
+        "`git switch` or `git update-ref`."
+    )
+    return record.model_copy(
+        update={"ok": False, "reason": refs, "output_tail": tail, "verify_duration_s": None}
+    )
+
+
 def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRunner:
     """An attempt runner that runs each task in its own worktree and merges what passes.
 
@@ -661,13 +803,23 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
         if tree is None or not tree.exists():
             try:
                 tree = await line.checkout(task.name, number)
-            except (GitError, OSError) as exc:
+            except (GitError, OSError, Unconfined) as exc:
                 return _failed(number, started, f"worktree could not be created: {exc}")
         done = False  # True: the worktree has served its purpose and goes now
         try:
             workdir = tree / subdir
+            if outside := _leads_out(tree, subdir):
+                trees[task.name] = tree
+                reason = (
+                    f"the working directory {subdir.as_posix()} is, in the task's worktree, a "
+                    f"symlink to {outside}, outside it (a task committed it): not run there"
+                )
+                return _failed(number, started, reason)
             identity.make_dirs(workdir)  # git keeps no empty folders
             record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
+            if refs := await _refs_changed(line):
+                trees[task.name] = tree
+                return _refs_failure(record, refs)
             if not record.ok:
                 trees[task.name] = tree
                 return record
