@@ -20,7 +20,7 @@ import anyio
 
 from . import processes
 from .agents import Agent, AgentUnavailable, agent_for
-from .attempts import AttemptContext, AttemptRunner, run_attempt
+from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
@@ -28,6 +28,7 @@ from .events import Listener, RunFinished, RunStarted
 from .ledger import Ledger
 from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
+from .regular import refusal
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .state import (
@@ -446,7 +447,7 @@ def run_workflow(
         _agents(workflow, selection)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
         return RunResult("dry-run", "passed", EXIT_OK, None)
-    _check_logs_dir(options.report_dir / "logs")
+    _check_logs_dir(options.report_dir / "logs", workflow)
     with store as state:
         prints = fingerprints(workflow)
         selection = select(workflow, state, options, prints)
@@ -481,9 +482,10 @@ def _close(store: StateStore) -> str | None:
     return None
 
 
-def _check_logs_dir(logs: Path) -> None:
+def _check_logs_dir(logs: Path, workflow: Workflow) -> None:
     """Create the logs directory and make sure files can be created in it: better now, with
-    exit 2, than at the first task, after the run has started."""
+    exit 2, than at the first task, after the run has started. A FIFO, socket or device where a
+    task's log goes is found now too (a directory there fails that task when it starts)."""
     try:
         make_dir(logs)
     except NotADirectoryError as exc:
@@ -492,3 +494,20 @@ def _check_logs_dir(logs: Path) -> None:
         raise RunError(f"{logs}: cannot create the logs directory: {exc.strerror or exc}") from None
     if not os.access(logs, os.W_OK | os.X_OK):
         raise RunError(f"{logs}: not writable (task logs go there)")
+    names = {log_name(t.name): t.name for t in workflow.tasks}
+    try:
+        with os.scandir(logs) as entries:  # one listing, not a stat per task
+            for entry in entries:
+                task = names.get(entry.name)
+                if task is None or entry.is_file() or entry.is_dir():
+                    continue
+                try:
+                    mode = os.stat(entry.path).st_mode
+                except OSError:  # gone, or a dangling link: the task's own open() will tell
+                    continue
+                raise RunError(
+                    f"{entry.path}: {refusal(entry.path, mode).strerror} (the log of task "
+                    f"`{task}` goes there); move it away"
+                )
+    except OSError as exc:
+        raise RunError(f"{logs}: cannot list the logs directory: {exc.strerror or exc}") from None
