@@ -7,6 +7,8 @@ Each case runs the real `prompter` in a subprocess with a timeout: a hang fails 
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import signal
 import socket
@@ -14,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,3 +282,63 @@ def test_the_action_reads_no_log_that_is_a_fifo(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout == "(log not readable: is a FIFO, not a regular file)\n"
+
+
+# -- a signal, whatever the run is stuck on -------------------------------------------------------
+
+
+def stuck_run(h: Harness) -> subprocess.Popen[str]:
+    """A run whose console is a pipe nobody reads: once its 64 KiB are full, the event loop
+    blocks in write(), where the loop's own signal handling cannot run."""
+    h.tasks.clear()
+    h.settings.update(agent_command=["true"], max_parallel_tasks=4)
+    for i in range(300):
+        h.task(f"t{i:03d}-{'x' * 150}", depends_on=[])
+    proc = h.spawn()  # stdout is a pipe: never read here
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while unread(proc.stdout.fileno()) < 60_000:
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never got stuck"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the next line does not fit
+    assert proc.poll() is None
+    return proc
+
+
+def unread(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_run_stuck_on_its_console_within_the_deadline(
+    h: Harness, signum: int
+) -> None:
+    from prompter.run import STOP_WITHIN_S
+
+    proc = stuck_run(h)
+    try:
+        start = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(timeout=STOP_WITHIN_S + LIMIT_S)
+        assert time.monotonic() - start >= STOP_WITHIN_S - 0.5  # the orderly stop had its time
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 128 + signum
+
+
+def test_a_second_signal_ends_a_stuck_run_at_once(h: Harness) -> None:
+    proc = stuck_run(h)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=LIMIT_S)
+        assert time.monotonic() - start < 1.5
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 143

@@ -6,14 +6,17 @@ connects them to the state store, the console and the process's signals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import anyio
@@ -204,13 +207,60 @@ def describe_dry_run(
 
 
 async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRunner) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, _backstop():
         async for signum in signals:
             if stop:  # a second signal: no more grace
                 processes.terminate_all(signal.SIGKILL)
                 os._exit(128 + signum)
             stop.append(signum)
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
+
+
+STOP_WITHIN_S = 5.0
+
+
+def _give_up(signum: int) -> None:
+    """What a second signal does: kill every child, exit at once (the state is as SIGKILL
+    leaves it: every record written so far, loadable)."""
+    processes.terminate_all(signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _backstop() -> Iterator[None]:
+    """A deadline behind the orderly stop on a signal, which is the event loop's work: should
+    the loop be stuck in a system call (a write to a console pipe nobody reads), it never gets
+    to the signal, and Ctrl-C or SIGTERM would go unanswered for good.
+
+    Python runs a signal's handler in the main thread even then: the stuck call is interrupted,
+    the handler runs, the call is retried. Put over the event loop's handler (which only wakes
+    the loop), this one also starts a timer: a run not stopped STOP_WITHIN_S after the signal
+    exits as on a second signal, and a second signal does at once, loop or no loop.
+    """
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in sigs}
+    timers: list[threading.Timer] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if timers:
+            _give_up(signum)
+        timer = threading.Timer(STOP_WITHIN_S, _give_up, (signum,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+        chained = previous[signum]
+        if callable(chained):
+            chained(signum, frame)
+
+    for sig in sigs:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for signum, held in previous.items():
+            signal.signal(signum, held)
 
 
 class _Recorder:
