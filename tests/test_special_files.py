@@ -94,6 +94,7 @@ def ran(h: Harness) -> None:
 
 COMMANDS = {
     "status": ("status",),
+    "status --json": ("status", "--json"),
     "report": ("report",),
     "run": ("run", "--progress", "none", "wf.toml"),
     "plan": ("plan", "wf.toml"),
@@ -120,6 +121,19 @@ def test_a_special_state_file_is_refused_with_exit_2(
     assert h.calls() == []
 
 
+@pytest.mark.parametrize("command", ["status", "report", "run"])
+def test_a_device_as_the_state_is_refused_with_exit_2(h: Harness, command: str) -> None:
+    path = h.root / ".prompter" / "state.json"
+    path.parent.mkdir()
+    path.symlink_to(os.devnull)  # the link is followed: what counts is what it leads to
+    done = prompter(h, *COMMANDS[command])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "prompter: .prompter/state.json: is a character device, not a prompter state file\n"
+    )
+    assert path.is_symlink()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", ["state.json", "state.json.journal"])
 def test_plan_warns_about_a_special_state_file_and_plans(
@@ -139,7 +153,7 @@ def test_plan_warns_about_a_special_state_file_and_plans(
 
 
 @pytest.mark.parametrize("kind", ["fifo", "socket"])
-@pytest.mark.parametrize("command", ["status", "run"])
+@pytest.mark.parametrize("command", ["status", "status --json", "run"])
 def test_a_special_lock_file_is_refused_with_exit_2(
     h: Harness, sockets: list[socket.socket], command: str, kind: str
 ) -> None:

@@ -316,7 +316,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = StateStore(_state_path(args))
     try:
         state = store.load()
-        holder = None if args.json else store.holder()
+        holder = store.holder()  # also finds a lock file that is no file
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
