@@ -98,6 +98,7 @@ COMMANDS = {
     "report": ("report",),
     "run": ("run", "--progress", "none", "wf.toml"),
     "plan": ("plan", "wf.toml"),
+    "clear-state": ("clear-state",),
 }
 
 
@@ -106,7 +107,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", ["state.json", "state.json.journal"])
-@pytest.mark.parametrize("command", ["status", "report", "run"])
+@pytest.mark.parametrize("command", ["status", "report", "run", "clear-state"])
 def test_a_special_state_file_is_refused_with_exit_2(
     h: Harness, sockets: list[socket.socket], command: str, name: str, kind: str
 ) -> None:
