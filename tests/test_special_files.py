@@ -303,7 +303,7 @@ def test_the_action_reads_no_log_that_is_a_fifo(tmp_path: Path) -> None:
 
 
 def stuck_run(h: Harness) -> subprocess.Popen[str]:
-    """A run whose console is a pipe nobody reads: once its 64 KiB are full, the event loop
+    """A run whose console is a pipe nobody reads: once it is full (64 KiB), the event loop
     blocks in write(), where the loop's own signal handling cannot run."""
     h.tasks.clear()
     h.settings.update(agent_command=["true"], max_parallel_tasks=4)
@@ -311,13 +311,17 @@ def stuck_run(h: Harness) -> subprocess.Popen[str]:
         h.task(f"t{i:03d}-{'x' * 150}", depends_on=[])
     proc = h.spawn()  # stdout is a pipe: never read here
     assert proc.stdout is not None
+    full = fcntl.fcntl(proc.stdout.fileno(), F_GETPIPE_SZ) - 4096  # a line more does not fit
     deadline = time.monotonic() + 60
-    while unread(proc.stdout.fileno()) < 60_000:
+    while unread(proc.stdout.fileno()) < full:
         assert time.monotonic() < deadline and proc.poll() is None, "the run never got stuck"
         time.sleep(0.05)
     time.sleep(0.5)  # the next line does not fit
     assert proc.poll() is None
     return proc
+
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 def unread(fd: int) -> int:
