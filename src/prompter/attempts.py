@@ -26,6 +26,7 @@ from .config import Task
 from .events import AgentNote, Event
 from .processes import ProcessResult, run_process
 from .redaction import RedactingWriter, Redactor
+from .regular import open_regular
 from .state import AttemptRecord
 
 FEEDBACK_CHARS = 6_000  # verify output carried into the next prompt (argv limits: keep it modest)
@@ -124,12 +125,16 @@ class AttemptContext:
 
 
 def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
+    """The task's log, to append to. A FIFO, socket or device in its place is refused at once
+    (NotARegularFile): opened as it is on the event loop, a FIFO would block the whole run."""
     path = logs_dir / log_name(task_name)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
     try:
-        return path.open("ab")
+        fd = open_regular(path, flags)
     except FileNotFoundError:  # the first log of this report directory
         logs_dir.mkdir(parents=True, exist_ok=True)
-        return path.open("ab")
+        fd = open_regular(path, flags)
+    return os.fdopen(fd, "ab")
 
 
 class _LogFile:

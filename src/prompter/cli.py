@@ -316,6 +316,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = StateStore(_state_path(args))
     try:
         state = store.load()
+        holder = store.holder()  # also finds a lock file that is no file
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -323,7 +324,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
-        sys.stdout.write(status_text(state, workflow, _state_path(args), store.holder()))
+        sys.stdout.write(status_text(state, workflow, _state_path(args), holder))
     return EXIT_OK
 
 

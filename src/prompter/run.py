@@ -6,21 +6,24 @@ connects them to the state store, the console and the process's signals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import anyio
 
 from . import identity, processes
 from .agents import Agent, AgentUnavailable, agent_for
-from .attempts import AttemptContext, AttemptRunner, run_attempt
+from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
@@ -28,6 +31,7 @@ from .events import Listener, RunFinished, RunStarted
 from .ledger import Ledger
 from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
+from .regular import refusal
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .source import SourceMap
@@ -217,13 +221,60 @@ def describe_dry_run(
 
 
 async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRunner) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, _backstop():
         async for signum in signals:
             if stop:  # a second signal: no more grace
                 processes.terminate_all(signal.SIGKILL)
                 os._exit(128 + signum)
             stop.append(signum)
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
+
+
+STOP_WITHIN_S = 5.0
+
+
+def _give_up(signum: int) -> None:
+    """What a second signal does: kill every child, exit at once (the state is as SIGKILL
+    leaves it: every record written so far, loadable)."""
+    processes.terminate_all(signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _backstop() -> Iterator[None]:
+    """A deadline behind the orderly stop on a signal, which is the event loop's work: should
+    the loop be stuck in a system call (a write to a console pipe nobody reads), it never gets
+    to the signal, and Ctrl-C or SIGTERM would go unanswered for good.
+
+    Python runs a signal's handler in the main thread even then: the stuck call is interrupted,
+    the handler runs, the call is retried. Put over the event loop's handler (which only wakes
+    the loop), this one also starts a timer: a run not stopped STOP_WITHIN_S after the signal
+    exits as on a second signal, and a second signal does at once, loop or no loop.
+    """
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in sigs}
+    timers: list[threading.Timer] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if timers:
+            _give_up(signum)
+        timer = threading.Timer(STOP_WITHIN_S, _give_up, (signum,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+        chained = previous[signum]
+        if callable(chained):
+            chained(signum, frame)
+
+    for sig in sigs:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for signum, held in previous.items():
+            signal.signal(signum, held)
 
 
 class _Recorder:
@@ -497,7 +548,7 @@ def run_workflow(
         _agents(workflow, selection)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
         return RunResult("dry-run", "passed", EXIT_OK, None)
-    _check_logs_dir(options.report_dir / "logs")
+    _check_logs_dir(options.report_dir / "logs", workflow)
     with store as state:
         prints = fingerprints(workflow)
         selection = select(workflow, state, options, prints)
@@ -532,9 +583,10 @@ def _close(store: StateStore) -> str | None:
     return None
 
 
-def _check_logs_dir(logs: Path) -> None:
+def _check_logs_dir(logs: Path, workflow: Workflow) -> None:
     """Create the logs directory and make sure files can be created in it: better now, with
-    exit 2, than at the first task, after the run has started."""
+    exit 2, than at the first task, after the run has started. A FIFO, socket or device where a
+    task's log goes is found now too (a directory there fails that task when it starts)."""
     try:
         make_dir(logs)
     except NotADirectoryError as exc:
@@ -543,3 +595,20 @@ def _check_logs_dir(logs: Path) -> None:
         raise RunError(f"{logs}: cannot create the logs directory: {exc.strerror or exc}") from None
     if not os.access(logs, os.W_OK | os.X_OK):
         raise RunError(f"{logs}: not writable (task logs go there)")
+    names = {log_name(t.name): t.name for t in workflow.tasks}
+    try:
+        with os.scandir(logs) as entries:  # one listing, not a stat per task
+            for entry in entries:
+                task = names.get(entry.name)
+                if task is None or entry.is_file() or entry.is_dir():
+                    continue
+                try:
+                    mode = os.stat(entry.path).st_mode
+                except OSError:  # gone, or a dangling link: the task's own open() will tell
+                    continue
+                raise RunError(
+                    f"{entry.path}: {refusal(entry.path, mode).strerror} (the log of task "
+                    f"`{task}` goes there); move it away"
+                )
+    except OSError as exc:
+        raise RunError(f"{logs}: cannot list the logs directory: {exc.strerror or exc}") from None

@@ -50,6 +50,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticSerializationError
 
 from .config import Workflow
+from .regular import NotARegularFile, open_regular, read_regular
 
 _T = TypeVar("_T")
 
@@ -452,9 +453,11 @@ class StateStore:
 
     def _read(self, path: Path) -> bytes | None:
         try:
-            return path.read_bytes()
+            return read_regular(path)  # a FIFO would block: refused, as a directory is
         except FileNotFoundError:
             return None
+        except NotARegularFile as exc:
+            raise StateError(f"{path}: is {exc.kind}, not a prompter state file") from None
         except IsADirectoryError:
             raise StateError(f"{path}: is a directory, not a prompter state file") from None
         except NotADirectoryError:  # a report directory that is a file, say
@@ -478,6 +481,11 @@ class StateStore:
                 f"{self.path}: not a prompter state file ({_one_line(exc)}); {_MOVE_AWAY}"
             ) from None
         if state.version > STATE_VERSION:
+            if not _plausible(state.version):
+                raise StateError(
+                    f"{self.path}: not a prompter state file (its version is no state "
+                    f"version); {_MOVE_AWAY}"
+                )
             raise self._too_new(state.version)
         for name, record in state.tasks.items():
             if record.name != name:
@@ -524,7 +532,9 @@ class StateStore:
             state, good, unterminated = self._load()
             self._check_writable()
             fd = _guard(
-                lambda: os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+                lambda: open_regular(
+                    self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+                ),
                 self.journal_path,
             )
             self._journal_fd = fd
@@ -593,7 +603,7 @@ class StateStore:
         data = self._state.model_dump_json(indent=1, exclude_none=True).encode("utf-8") + b"\n"
 
         def write_temp() -> None:
-            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = open_regular(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 _write_all(fd, data)
                 os.fsync(fd)
@@ -678,12 +688,15 @@ class StateStore:
 
     def holder(self) -> int | None:
         """The pid of a live run holding the lock (0 if unknown), or None. Creates nothing.
+        A lock "file" that is a FIFO, a socket, a device or a directory is a StateError.
 
         Probes with a shared lock for an instant; a run starting in that instant waits for it
         (see `_lock`) instead of taking it for another run.
         """
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
+            fd = open_regular(self.lock_path, os.O_RDONLY)
+        except NotARegularFile as exc:  # no run can take it: say so now, not at the next run
+            raise StateError(f"{self.lock_path}: {exc.strerror}; move it away") from None
         except OSError:
             return None
         try:
@@ -718,7 +731,9 @@ class StateStore:
             raise StateError(f"{exc.filename}: not a directory") from None
         except OSError as exc:
             raise StateError(f"{directory}: {exc.strerror or exc}") from None
-        fd = _guard(lambda: os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path)
+        fd = _guard(
+            lambda: open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path
+        )
         try:
             _flock_soon(fd)
         except BlockingIOError:
@@ -799,6 +814,8 @@ def _guard(action: Callable[[], _T], path: Path) -> _T:
     """Run one file operation; an OSError becomes a StateError naming the file."""
     try:
         return action()
+    except NotARegularFile as exc:  # a FIFO, say: nothing prompter can use; the user's to move
+        raise StateError(f"{path}: {exc.strerror}; move it away") from None
     except OSError as exc:
         raise StateError(f"{path}: {exc.strerror or exc}") from None
 
@@ -875,9 +892,16 @@ def _put_run(state: State, run: RunRecord) -> None:
 
 
 def _version_of(data: bytes) -> int | None:
+    """The state version a snapshot that failed validation says it has, if it is one (read
+    only on that path: a normal load parses once)."""
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, an int past 4300 digits, deep nesting
         return None
     version = doc.get("version") if isinstance(doc, dict) else None
-    return version if isinstance(version, int) else None
+    return version if isinstance(version, int) and _plausible(version) else None
+
+
+def _plausible(version: int) -> bool:
+    """Whether a version above ours may be a newer prompter's rather than damage."""
+    return version < 1_000_000

@@ -415,9 +415,10 @@ class ActionProgress:
 
 def _log_tail(log: Path, offset: int) -> str:
     from ..processes import readable
+    from ..regular import open_regular
 
     try:
-        with log.open("rb") as f:
+        with open(open_regular(log, os.O_RDONLY), "rb") as f:  # a FIFO there must not block
             size = f.seek(0, os.SEEK_END)
             start = max(offset, size - LOG_TAIL_BYTES)
             f.seek(start)

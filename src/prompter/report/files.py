@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from ..config import Workflow
+from ..regular import open_regular, refusal
 from ..state import State, make_dir
 from .facts import analyse, one_line
 
@@ -74,13 +76,27 @@ def _write(path: Path, text: str) -> None:
     """Write the whole file or leave the old one: a temporary file renamed over it."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(text, "utf-8")
+        _refuse_special(path)
+        fd = open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(temp, path)
     except OSError as exc:  # the report is what the user asked for, not our temporary file
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
+
+
+def _refuse_special(path: Path) -> None:
+    """A FIFO, socket or device where a report goes is the user's, not a report to replace.
+    (A directory is refused by the rename itself.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise refusal(path, mode)
 
 
 def write_reports(
