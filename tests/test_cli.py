@@ -146,7 +146,9 @@ def test_clear_state_deletes_nothing_that_is_not_a_state(tmp_path: Path) -> None
         done = prompter_in(tmp_path, *args)
         assert done.returncode == 2, (args, done.stderr)
         name = args[-1]
-        assert done.stderr.startswith(f"prompter: {name}: not a prompter state file ("), args
+        assert done.stderr.startswith(
+            f"prompter: {name}: corrupt state, not a prompter state file ("
+        ), args
         assert done.stderr.endswith(
             "; nothing deleted (clear-state deletes a prompter state only)\n"
         )
@@ -271,5 +273,7 @@ def test_plan_uses_the_durations_the_last_run_measured(tmp_path: Path) -> None:
     broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "wf.toml")
     assert broken.returncode == 0
     assert json.loads(broken.stdout) == before
-    assert broken.stderr.startswith(f"prompter: warning: {Path('kept/state.json')}: not a prompter")
+    assert broken.stderr.startswith(
+        f"prompter: warning: {Path('kept/state.json')}: corrupt state, not a prompter"
+    )
     assert broken.stderr.endswith("; planned without measured durations\n")

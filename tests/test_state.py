@@ -487,7 +487,7 @@ def test_clear_deletes_nothing_that_is_not_a_state(tmp_path: Path, content: byte
     with pytest.raises(StateError) as caught:
         StateStore(victim).clear()
     message = str(caught.value)
-    assert message.startswith(f"{victim}: not a prompter state file (")
+    assert message.startswith(f"{victim}: corrupt state, not a prompter state file (")
     assert message.endswith("; nothing deleted (clear-state deletes a prompter state only)")
     assert victim.read_bytes() == content and journal.read_bytes() == b"someone else's file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml", "victim.toml.journal"]
@@ -497,7 +497,9 @@ def test_clear_deletes_a_journal_only_when_it_is_one(path: Path) -> None:
     path.parent.mkdir(parents=True)
     journal = path.with_name("state.json.journal")
     journal.write_text("my notes\n")
-    with pytest.raises(StateError, match=r"state.json.journal: not a prompter journal; nothing"):
+    with pytest.raises(
+        StateError, match=r"state.json.journal: corrupt state, not a prompter journal; nothing"
+    ):
         StateStore(path).clear()
     assert journal.read_text() == "my notes\n"
     # A first run that never compacted: its journal is its whole state, and goes.

@@ -108,7 +108,7 @@ def check(h: Harness, command: str, path: Path, content: bytes, start: str, end:
 def test_a_damaged_snapshot_is_exit_2_naming_it(h: Harness, case: str, command: str) -> None:
     path = h.root / ".prompter" / "state.json"
     path.write_bytes(SNAPSHOTS[case])
-    start = ".prompter/state.json: not a prompter state file ("
+    start = ".prompter/state.json: corrupt state, not a prompter state file ("
     check(h, command, path, SNAPSHOTS[case], start, "); move it away to start without history")
 
 

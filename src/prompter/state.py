@@ -329,6 +329,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 _SYNC_INTERVAL_S = 0.05
+_CORRUPT = "corrupt state, not a prompter state file"  # content, not the kind of file
 _MOVE_AWAY = "move it away to start without history"
 
 
@@ -477,28 +478,23 @@ class StateStore:
             version = _version_of(data)
             if version is not None and version > STATE_VERSION:
                 raise self._too_new(version) from None
-            raise StateError(
-                f"{self.path}: not a prompter state file ({_one_line(exc)}); {_MOVE_AWAY}"
-            ) from None
+            raise StateError(f"{self.path}: {_CORRUPT} ({_one_line(exc)}); {_MOVE_AWAY}") from None
         if state.version > STATE_VERSION:
             if not _plausible(state.version):
                 raise StateError(
-                    f"{self.path}: not a prompter state file (its version is no state "
-                    f"version); {_MOVE_AWAY}"
+                    f"{self.path}: {_CORRUPT} (its version is no state version); {_MOVE_AWAY}"
                 )
             raise self._too_new(state.version)
         for name, record in state.tasks.items():
             if record.name != name:
                 raise StateError(
-                    f"{self.path}: not a prompter state file (tasks.{name} holds the record of "
+                    f"{self.path}: {_CORRUPT} (tasks.{name} holds the record of "
                     f"`{record.name}`); {_MOVE_AWAY}"
                 )
         if "version" not in state.model_fields_set:
             # Every snapshot prompter writes has it; without this, any JSON object (a
             # package.json given as --state-file) would load as an empty state and be replaced.
-            raise StateError(
-                f'{self.path}: not a prompter state file (no "version" key); {_MOVE_AWAY}'
-            )
+            raise StateError(f'{self.path}: {_CORRUPT} (no "version" key); {_MOVE_AWAY}')
         return state
 
     def _too_new(self, version: int) -> StateError:
@@ -675,16 +671,15 @@ class StateStore:
         snapshot = self._read(self.path)
         if snapshot is not None:
             if not _SNAPSHOT_START.match(snapshot):
-                raise StateError(
-                    f"{self.path}: not a prompter state file (it does not begin like one); "
-                    f"{refusal}"
-                )
+                raise StateError(f"{self.path}: {_CORRUPT} (it does not begin like one); {refusal}")
             return  # beside a real snapshot, the journal is that state's journal
         journal = self._read(self.journal_path)
         # A journal without a snapshot (a first run that never compacted) is the whole state;
         # its first line may be torn, never its beginning.
         if journal and not journal.startswith(_JOURNAL_STARTS):
-            raise StateError(f"{self.journal_path}: not a prompter journal; {refusal}")
+            raise StateError(
+                f"{self.journal_path}: corrupt state, not a prompter journal; {refusal}"
+            )
 
     def holder(self) -> int | None:
         """The pid of a live run holding the lock (0 if unknown), or None. Creates nothing.
