@@ -26,6 +26,7 @@ from prompter import processes
 from prompter.processes import run_process
 
 from .engine import Harness
+from .test_claude import ClaudeHarness
 
 pytestmark = pytest.mark.skipif(
     not processes._sweep_supported(), reason="needs Linux with pidfds (the subreaper sweep)"
@@ -402,3 +403,33 @@ def test_prompter_is_a_subreaper_only_during_a_run() -> None:
 
     assert anyio.run(run) == 1
     assert subreaper() == 0
+
+
+def test_daemons_of_claude_code_tools_die_with_the_query(tmp_path: Path, marker: str) -> None:
+    """The Claude CLI (the fake one, through the real SDK) runs a command that starts daemons:
+    in a query that answers (`after` checks, while `hangs` may still run, that they are gone),
+    and in one that times out."""
+    h = ClaudeHarness(tmp_path)
+    pids = tmp_path / "pids"
+    bash = [spawn_daemons(marker, tag) + f'echo "$pids" >> {pids}' for tag in "12"]
+    h.claude("answers", [{"bash": bash[0]}], depends_on=[])
+    h.claude("hangs", [{"bash": bash[1], "stall": True}], timeout=3, max_attempts=1, depends_on=[])
+    h.task(
+        "after",
+        agent="command",
+        agent_command=["/bin/sh", "-c", checker(tmp_path, marker + "1")],
+        depends_on=["answers"],
+    )
+    try:
+        proc = h.spawn()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out + err  # `hangs` timed out
+        status = h.tasks_status()
+        assert status["answers"] == ("passed", None)
+        assert status["hangs"] == ("failed", "agent timed out after 3 s")
+        assert status["after"] == ("passed", None)
+        assert len(pids.read_text().split()) == 6
+        assert [pid for pid in map(int, pids.read_text().split()) if not _gone_soon(pid)] == []
+        assert marked(marker) == []
+    finally:
+        kill_marked(marker)

@@ -9,18 +9,18 @@ child ends. While a run owns its descendants (`owning_descendants`, Linux), prom
 subreaper (PR_SET_CHILD_SUBREAPER): every orphan below it becomes its child instead of init's.
 Each child is an `Enclosure`: a random token in its environment (PROMPTER_PROCESS_TOKEN) and its
 session (== the leader's pid). When it ends, with its leader dead but not yet reaped (so the
-session id cannot be reused), a sweep looks at prompter's own children (/proc/self/task/*/
-children: cheap, no walk when nothing was left) and only if one is outside prompter's session
-and not a running leader, walks /proc once. It kills, with pidfds (no pid-reuse race): every
-process in the child's session; every adopted orphan whose environment carries the child's
-token; and everything below those. An adopted orphan that carries no live token (its
-environment scrubbed, or a zombie, whose environment is gone) is a stray of some earlier child:
-a zombie is reaped at once, a live one killed once no other enclosure runs, and at the run's
-end in any case. A live orphan with another running child's token is never touched. Every
-process killed that is prompter's child is reaped by its pidfd (waitid P_PIDFD): never a pid
-another waiter (Popen, asyncio's child watcher, the Claude SDK) owns, and never waitpid(-1).
-The emergency exit (`terminate_all`) SIGKILLs all of it too. Without pidfds or prctl (old
-kernels, macOS) only the process groups are reached.
+session id cannot be reused), a sweep reads prompter's children (/proc/<pid>/task/<pid>/
+children; orphans join the main thread): when none is outside prompter's session other than a
+running leader, nothing escaped and that is all. Otherwise it walks /proc once and kills, with
+pidfds (no pid-reuse race): every process in the child's session; every adopted orphan whose
+environment carries the child's token; and everything below those. An adopted orphan that
+carries no live token (its environment scrubbed, or a zombie, whose environment is gone) is a
+stray of some child: a zombie is reaped at once, a live one killed once no other enclosure
+runs, and at the run's end in any case. A live orphan with another running child's token is
+never touched. Every process killed that is prompter's child is reaped by its pidfd (waitid
+P_PIDFD): never a pid another waiter (Popen, asyncio's child watcher, the Claude SDK) owns, and
+never waitpid(-1). The emergency exit (`terminate_all`) SIGKILLs all of it too. Without pidfds
+or prctl (old kernels, macOS) only the process groups are reached.
 """
 
 from __future__ import annotations
