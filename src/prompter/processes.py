@@ -321,11 +321,13 @@ async def _sweep(own: Enclosure | None) -> None:
         pidfds = []
         try:
             for pid, proc in targets.items():
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # gone already
                     pidfd = os.pidfd_open(pid)
+                    if not _same(pid, proc):  # gone, and its pid given to a new process
+                        os.close(pidfd)
+                        continue
                     pidfds.append(pidfd)
-                    if _same(pid, proc):  # the pidfd is of the process we looked at
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             with anyio.move_on_after(_REAP_WAIT_S):
                 for pidfd in pidfds:
                     await anyio.wait_readable(pidfd)
