@@ -16,6 +16,7 @@ import random
 import select
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,12 +235,17 @@ async def test_orphans_that_exit_by_themselves_are_reaped(tmp_path: Path, layer:
 async def test_a_stray_without_a_token_is_killed_when_nothing_else_runs(
     tmp_path: Path, marker: str, layer: str
 ) -> None:
-    script = f"env -i /usr/bin/setsid -f /bin/sleep {marker}8; exit 0"
+    # It reports once it is in its own session, so the group's clean-up cannot have caught it.
+    script = (
+        "mkfifo f; env -i /usr/bin/setsid -f /bin/sh -c "
+        f"'echo $$ > f; exec /usr/bin/sleep {marker}8' sh; read p < f; echo $p"
+    )
     try:
         async with processes.owning_descendants():
             with anyio.fail_after(20):
                 result = await run_process(sh(script), cwd=tmp_path)
-            assert result.ok
+            assert result.ok, result.output
+            assert _gone_soon(int(result.output))
             assert marked(marker) == []
             assert zombie_children(os.getpid()) == []
     finally:
@@ -384,8 +390,8 @@ def test_concurrent_cli_tasks_keep_each_others_daemons(tmp_path: Path, marker: s
 def test_a_run_stopped_by_sigterm_leaves_no_daemon(
     tmp_path: Path, marker: str, second: bool
 ) -> None:
-    """SIGTERM (and, with `second`, a second one: the emergency exit, with an agent that
-    ignores SIGTERM) while agents with daemons run."""
+    """SIGTERM (and, with `second`, then SIGINT: the emergency exit, with agents that ignore
+    SIGTERM) while agents with daemons run."""
     h = Harness(tmp_path)
     ready = tmp_path / "ready"
     os.mkfifo(ready)
@@ -399,11 +405,12 @@ def test_a_run_stopped_by_sigterm_leaves_no_daemon(
         while len(daemons) < 6:  # each open returns once a writer has written and closed it
             with open(ready) as f:
                 daemons += f.read().split()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # with `second`, the agents ignore it: a 2 s grace …
         if second:
-            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)  # … unless told again: the emergency exit, 130
         out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 143, out + err
+        assert proc.returncode == (130 if second else 143), out + err
         # After the emergency exit's SIGKILL the kernel may need a moment to finish them.
         assert [pid for pid in map(int, daemons) if not _gone_soon(pid)] == []
         assert [pid for pid, _ in marked(marker) if not _gone_soon(pid)] == []
