@@ -114,6 +114,8 @@ def test_agent_gets_placeholders_environment_and_working_directory(h: Harness) -
     (call,) = h.calls()
     assert call["attempt"] == 1 and call["prompt"] == "do a"
     assert call["cwd"] == str(h.work.resolve())
+    # What it leaves running is found again by this token (processes.Enclosure).
+    assert re.fullmatch("[0-9a-f]{16}", call["env"].pop("PROMPTER_PROCESS_TOKEN"))
     assert call["env"] == {
         "PROMPTER_PROMPT": "do a",
         "PROMPTER_TASK": "a",

@@ -385,26 +385,30 @@ async def _execute(
     )
     signals: list[int] = []
     landing = Landing()
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, signals, engine)
-            tg.start_soon(recorder.stop_on_failure, engine)
-            for job in background:
-                tg.start_soon(job)
-            await engine.run()
-            tg.cancel_scope.cancel()
-    except Exception as exc:
-        _close_running(ledger, f"prompter stopped by an internal error ({_leaf(exc)})")
-        raise
-    finally:
-        if line is not None:
-            with anyio.CancelScope(shield=True):
-                await _last_refs_check(line, warnings)
-                if signals:  # the user's tree stays as it was; the next run lands it
-                    await line.park()
-                else:
-                    landing = await line.apply()
-                    await line.cleanup(keep_worktrees=options.keep_worktrees)
+    # Prompter becomes the subreaper of all it starts: a daemon an agent or a check starts
+    # (setsid, a double fork) is found and killed when its command ends, or at the latest
+    # here, at the end of the run.
+    async with processes.owning_descendants():
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, signals, engine)
+                tg.start_soon(recorder.stop_on_failure, engine)
+                for job in background:
+                    tg.start_soon(job)
+                await engine.run()
+                tg.cancel_scope.cancel()
+        except Exception as exc:
+            _close_running(ledger, f"prompter stopped by an internal error ({_leaf(exc)})")
+            raise
+        finally:
+            if line is not None:
+                with anyio.CancelScope(shield=True):
+                    await _last_refs_check(line, warnings)
+                    if signals:  # the user's tree stays as it was; the next run lands it
+                        await line.park()
+                    else:
+                        landing = await line.apply()
+                        await line.cleanup(keep_worktrees=options.keep_worktrees)
     if warning := landing.warning():
         warnings.append(warning)
 

@@ -14,6 +14,7 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "error": 500|429|529|401   an error result (`is_error`, `api_error_status`), exit 1
     "crash": code          stderr noise, exit `code` without a result
     "hang": true           start a `sleep` child, then never answer
+    "bash": command        first run `/bin/sh -c command` and wait for it (the Bash tool)
     "stall": true          say nothing more and never answer (after "api_retry": the API
                            stays unreachable)
     "unreachable": true    the API cannot be reached, as the real CLI 2.1.332 reports it
@@ -237,6 +238,8 @@ def main() -> int:
 
     if step.get("ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "bash" in step:  # as the Bash tool runs a command: a shell, waited for
+        subprocess.run(["/bin/sh", "-c", step["bash"]], check=True, stdin=subprocess.DEVNULL)
     for n, (status, error) in enumerate(step.get("api_retry", ()), 1):
         api_retry(n, status, error, session_id)
     if "crash" in step:

@@ -26,7 +26,7 @@ import anyio
 
 from .. import identity
 from ..config import Settings, Task
-from ..processes import readable, stop_session, tracked_group
+from ..processes import TOKEN_VAR, Enclosure, readable, stop_session, tracked_group
 from ..state import RESULT_TEXT_CHARS, AgentUsage
 from . import AgentRequest, AgentResult, AgentUnavailable
 
@@ -134,9 +134,17 @@ class ClaudeAgent:
         outcome = Outcome(transcript or Transcript(request.log, request.note), resume=resume)
         pidfile = tmp / "pid"
         pidfile.unlink(missing_ok=True)  # a query before this one (a failed resume) left its own
-        options = self._options(request, resume, tmp, pidfile, outcome.transcript)
+        # What the CLI's tools leave behind (daemons) is found by a token in their environment
+        # and the CLI's session; the SDK spawns the CLI, so its pid is known only later.
+        enclosure = Enclosure(foreign=True)
+        try:
+            options = self._options(request, resume, tmp, pidfile, outcome.transcript, enclosure)
+            messages = query(prompt=request.prompt, options=options)
+        except BaseException:
+            enclosure.forget()
+            raise
         started = anyio.current_time()
-        session = _Session(query(prompt=request.prompt, options=options), outcome, pidfile)
+        session = _Session(messages, outcome, pidfile, enclosure)
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.follow)
             try:
@@ -162,6 +170,7 @@ class ClaudeAgent:
         tmp: Path,
         pidfile: Path,
         transcript: Transcript,
+        enclosure: Enclosure,
     ) -> ClaudeAgentOptions:
         from claude_agent_sdk import ClaudeAgentOptions
         from claude_agent_sdk.types import SystemPromptPreset
@@ -177,6 +186,7 @@ class ClaudeAgent:
             **self.user.env,
             "PROMPTER_CLAUDE_REAL": str(self.cli),
             "PROMPTER_CLAUDE_PIDFILE": str(pidfile),
+            TOKEN_VAR: enclosure.token,
         }
         if self.user.uid_gid:
             env["PROMPTER_CLAUDE_AS"] = self.user.uid_gid
@@ -227,10 +237,17 @@ class _Session:
     would close stdin and give a CLI that ignores it 5 s, then SIGTERM and 5 s more.
     """
 
-    def __init__(self, messages: AsyncIterator[Message], outcome: Outcome, pidfile: Path) -> None:
+    def __init__(
+        self,
+        messages: AsyncIterator[Message],
+        outcome: Outcome,
+        pidfile: Path,
+        enclosure: Enclosure,
+    ) -> None:
         self._messages = messages
         self._outcome = outcome
         self._pidfile = pidfile
+        self._enclosure = enclosure
         self._leader: int | None = None
         self._scope = anyio.CancelScope(shield=True)
         self.answered = anyio.Event()  # a result message came, or the stream ended without one
@@ -288,6 +305,7 @@ class _Session:
             self._leader = _read_pid(self._pidfile)
             if self._leader is not None:
                 self._outcome.stack.enter_context(tracked_group(self._leader))
+                self._enclosure.track(self._leader)
 
     async def close(self) -> None:
         """Stop the CLI's process group (SIGTERM, grace, SIGKILL) unless the stream ended by
@@ -308,7 +326,11 @@ class _Session:
         if leader is not None:
             # Normally the CLI has exited: this only sweeps what it left behind.
             await stop_session(leader)
-        self._outcome.stack.close()
+        try:
+            # What left the group too (daemons), while the CLI still counts as running.
+            await self._enclosure.close()
+        finally:
+            self._outcome.stack.close()
 
 
 class Transcript:
