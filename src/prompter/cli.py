@@ -625,6 +625,10 @@ _interrupts: list[int] = []
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if _interrupts:  # a second Ctrl-C: no more grace (as during a run)
+        # Children exist only once the processes module is loaded (no import in a handler).
+        running = sys.modules.get("prompter.processes")
+        if running is not None:
+            running.emergency_exit(EXIT_SIGINT)
         os._exit(EXIT_SIGINT)
     _interrupts.append(signum)
     raise KeyboardInterrupt

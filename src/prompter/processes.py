@@ -33,10 +33,10 @@ import select
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
@@ -47,6 +47,8 @@ from .diagnostics import BIDI_REORDERING
 __all__ = [
     "Enclosure",
     "ProcessResult",
+    "emergency_exit",
+    "on_emergency_exit",
     "owning_descendants",
     "readable",
     "run_process",
@@ -128,6 +130,27 @@ def terminate_all(sig: int = signal.SIGKILL) -> None:
         for pid in _leftovers(None, kill_strays=True, everything=True):
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
+
+
+# Done right before an emergency exit, after the children are killed: what must not stay as
+# the run left it (the action's locks on the runner's files). Each quick and synchronous.
+_last_words: list[Callable[[], None]] = []
+
+
+def on_emergency_exit(action: Callable[[], None]) -> Callable[[], None]:
+    """Have `action` done by `emergency_exit`; returns a function that takes it back."""
+    _last_words.append(action)
+    return lambda: _last_words.remove(action) if action in _last_words else None
+
+
+def emergency_exit(code: int) -> NoReturn:
+    """Kill every child (daemons included), do the registered last words, exit at once: no
+    clean-up of this process, which may be stuck (a second signal, the stop deadline)."""
+    terminate_all(signal.SIGKILL)
+    for action in reversed(_last_words):
+        with contextlib.suppress(Exception):
+            action()
+    os._exit(code)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

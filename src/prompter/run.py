@@ -224,8 +224,7 @@ async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRun
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, _backstop():
         async for signum in signals:
             if stop:  # a second signal: no more grace
-                processes.terminate_all(signal.SIGKILL)
-                os._exit(128 + signum)
+                processes.emergency_exit(128 + signum)
             stop.append(signum)
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
 
@@ -236,8 +235,7 @@ STOP_WITHIN_S = 5.0
 def _give_up(signum: int) -> None:
     """What a second signal does: kill every child, exit at once (the state is as SIGKILL
     leaves it: every record written so far, loadable)."""
-    processes.terminate_all(signal.SIGKILL)
-    os._exit(128 + signum)
+    processes.emergency_exit(128 + signum)
 
 
 @contextlib.contextmanager

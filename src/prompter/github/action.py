@@ -568,6 +568,8 @@ def _file_commands_locked(
     runner user's). A folder that is not theirs alone (the workspace, /tmp) keeps its rights;
     the files in it are locked instead. Everything is given back as it was. Agents running as
     root (`agent_user: root`) could undo it: nothing to do then."""
+    from ..processes import on_emergency_exit
+
     if os.geteuid() != 0 or as_root:
         yield
         return
@@ -592,13 +594,21 @@ def _file_commands_locked(
             saved.append((target, st))
         except OSError as exc:
             console.annotation("warning", f"cannot protect {target} from agents: {exc}")
-    try:
-        yield
-    finally:
+
+    def give_back() -> None:
         for target, st in saved:
             with contextlib.suppress(OSError):
                 os.chown(target, st.st_uid, st.st_gid)
                 os.chmod(target, stat.S_IMODE(st.st_mode))
+
+    # Also when a second signal (or a stuck stop) ends the process at once: the runner reads
+    # these files after the step, as the runner user.
+    take_back = on_emergency_exit(give_back)
+    try:
+        yield
+    finally:
+        take_back()
+        give_back()
 
 
 def _hand_over(top: Path, from_uid: int | None, to_uid: int, to_gid: int) -> int:
