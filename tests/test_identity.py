@@ -32,11 +32,12 @@ else echo denied > "parent-$PROMPTER_TASK.txt"; fi
 git add "uid-$PROMPTER_TASK.txt" && git commit -qm "the agent's own commit" && echo committed
 ''']
 max_parallel_tasks = 2
+worktree_copy = ["local.env"]  # copied into each worktree: the owner's to change there
 
 [[tasks]]
 name = "one"
 prompt = "go"
-verify_command = "test $(id -u) = {owner} && ! cat /proc/$PPID/environ && test -n \\"$HOME\\""
+verify_command = "test $(id -u) = {owner} && ! cat /proc/$PPID/environ && test -O local.env"
 depends_on = []
 
 [[tasks]]
@@ -68,6 +69,8 @@ def owned_repo(tmp_path: Path) -> Path:
     git = ["git", "-C", str(repo), "-c", "user.name=u", "-c", "user.email=u@example.com"]
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     (repo / "prompter.toml").write_text(WORKFLOW.replace("{owner}", str(OWNER)), "utf-8")
+    (repo / ".gitignore").write_text("local.env\n.prompter/\n", "utf-8")
+    (repo / "local.env").write_text("KEY=1\n", "utf-8")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
     subprocess.run([*git, "config", "user.name", "agent"], check=True)
@@ -123,3 +126,26 @@ def test_the_owner_decides_and_root_trees_stay_root(tmp_path: Path) -> None:
     # to an unprivileged uid first; see test_container_security.py).
     assert identity.for_tree(roots) is None
     assert identity.for_tree(tmp_path / "missing") is None
+
+
+def test_writes_acting_as_the_user_cannot_be_turned_into_roots(shared_tmp: Path) -> None:
+    """A worktree is the owner's: a symlink swapped in there must not make prompter (root)
+    write where only root may."""
+    needs_root()
+    tree = shared_tmp / "tree"
+    tree.mkdir()
+    os.chown(tree, OWNER, OWNER)
+    roots = shared_tmp / "roots"
+    roots.mkdir(mode=0o700)
+    (tree / "link").symlink_to(roots)
+    try:
+        assert identity.settle(tree) is not None
+        with identity.acting_as_user(), pytest.raises(PermissionError):
+            (tree / "link" / "planted").write_text("x")
+        with identity.acting_as_user():
+            (tree / "mine").write_text("x")
+        assert os.geteuid() == 0  # and root again after
+    finally:  # as the process was: nothing decided
+        identity._children, identity._settled = None, False
+    assert not (roots / "planted").exists()
+    assert (tree / "mine").stat().st_uid == OWNER

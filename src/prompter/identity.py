@@ -19,18 +19,18 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "Identity",
+    "acting_as_user",
     "children",
     "current",
     "for_tree",
     "make_dirs",
     "no_new_privileges",
-    "own",
     "settle",
 ]
 
@@ -112,21 +112,32 @@ def make_dirs(path: Path) -> None:
             break
         missing.append(folder)
     path.mkdir(parents=True, exist_ok=True)
-    for folder in reversed(missing):
-        own(folder)
+    user = _children
+    if user is not None:
+        for folder in reversed(missing):
+            os.lchown(folder, user.uid, user.gid)
 
 
-def own(path: Path) -> None:
-    """Hand `path` (and, for a folder, all below it; links themselves, not what they point at)
-    to the run's user, when prompter is root and that user is not."""
+@contextlib.contextmanager
+def acting_as_user() -> Iterator[None]:
+    """File operations in the block are the run's user's, not root's (effective ids): what
+    prompter writes into a tree agent code can change at the same time (a worktree) cannot be
+    turned, by a symlink swapped in at the right moment, into a write as root elsewhere.
+    Synchronous blocks only: the effective ids are the whole process's while it lasts."""
     user = _children
     if user is None:
+        yield
         return
-    os.lchown(path, user.uid, user.gid)
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, files in os.walk(path):
-            for name in (*dirs, *files):
-                os.lchown(os.path.join(root, name), user.uid, user.gid)
+    groups = os.getgroups()
+    os.setgroups([])
+    os.setegid(user.gid)
+    os.seteuid(user.uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
 
 
 def no_new_privileges() -> bool:

@@ -279,20 +279,19 @@ class Integration:
         except Unconfined:
             self._pool.append(path)  # clean still: the next checkout takes it
             raise
-        for _, source, target in copies:
-            if source.is_dir():
-                identity.make_dirs(target.parent)
-                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
-                identity.own(target)
-            elif source.exists():
-                identity.make_dirs(target.parent)
-                shutil.copy2(source, target, follow_symlinks=False)
-                identity.own(target)
-        for _, source, target in links:
-            if source.exists() and not os.path.lexists(target):
-                identity.make_dirs(target.parent)
-                target.symlink_to(source, target_is_directory=source.is_dir())
-                identity.own(target)
+        # As the tree's owner: agents of other tasks may be changing this worktree meanwhile.
+        with identity.acting_as_user():
+            for _, source, target in copies:
+                if source.is_dir():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+                elif source.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target, follow_symlinks=False)
+            for _, source, target in links:
+                if source.exists() and not os.path.lexists(target):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(source, target_is_directory=source.is_dir())
         return path
 
     def _placed(
@@ -815,7 +814,8 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
                     f"symlink to {outside}, outside it (a task committed it): not run there"
                 )
                 return _failed(number, started, reason)
-            identity.make_dirs(workdir)  # git keeps no empty folders
+            with identity.acting_as_user():
+                workdir.mkdir(parents=True, exist_ok=True)  # git keeps no empty folders
             record = await inner(replace(ctx, workdir=workdir), task, number, feedback, resume)
             if refs := await _refs_changed(line):
                 trees[task.name] = tree
