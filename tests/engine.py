@@ -99,6 +99,13 @@ class Harness:
             os.environ.clear()
             os.environ.update(old_env)
 
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """The real CLI in a process of its own, from the harness root; a hang (past `timeout`)
+        fails the test, and so does a traceback or an internal error."""
+        done = prompter_cli(*args, cwd=self.root, timeout=timeout, env={**os.environ, **self.env()})
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+        return done
+
     def spawn(self, *args: str, **popen: Any) -> subprocess.Popen[str]:
         """`prompter run` as a real process (for signals)."""
         self.write()

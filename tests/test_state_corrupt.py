@@ -7,9 +7,7 @@ left as it was.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,17 +71,7 @@ def h(tmp_path: Path) -> Harness:
 
 
 def prompter(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "prompter", *args],
-        cwd=h.root,
-        env={**os.environ, **h.env()},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
-    return done
+    return h.cli(*args)
 
 
 def check(h: Harness, command: str, path: Path, content: bytes, start: str, end: str) -> None:
