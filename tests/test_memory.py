@@ -1,0 +1,101 @@
+"""Big workflows in bounded memory: a real `prompter` process on a file of F MB peaks under
+64 MB + 6 x F of RSS (issue 14, item 4). `bench/bench_memory.py` measures the same at 5, 20 and
+50 MB; here one size, with bounds a regression crosses by far: the backtracking scanner that
+these tests were written against took 2.3 GB for 20 MB."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MB = 2**20
+SIZE_MB = 20
+BUDGET_MB = 64 + 6 * SIZE_MB
+# CPU seconds, a guard against a hang or a quadratic scan rather than a speed test: a 20 MB
+# file takes 2-3 s here; the backtracking scanner took 10 s.
+CPU_LIMIT_S = 20.0
+# Fails fast, with MemoryError, instead of taking the machine's memory (the bug took 2.3 GB).
+ADDRESS_SPACE = 2**31
+
+LINE = 'Lorem ipsum dolor sit amet, "quoted", consectetur adipiscing elit \\ sed do eiusmod.\n'
+
+
+@dataclass
+class Peak:
+    code: int
+    rss_mb: float
+    cpu_s: float
+    stderr: str
+
+
+def _limit_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+def peak(*args: str, cwd: Path, timeout: float = 120) -> Peak:
+    """Run `python -m prompter ARGS` to its end: exit code, peak RSS and CPU time (wait4)."""
+    err_path = cwd / "stderr.txt"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prompter", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=cwd,
+            preexec_fn=_limit_address_space,  # noqa: PLW1509 (as engine.prompter_cli's callers)
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            os.kill(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            pytest.fail(f"prompter {' '.join(args)} did not finish in {timeout} s")
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Peak(
+        proc.returncode,
+        usage.ru_maxrss / 1024,  # KiB on Linux
+        usage.ru_utime + usage.ru_stime,
+        err_path.read_text(errors="replace"),
+    )
+
+
+def big_workflow(path: Path, prompt: str, size_mb: int = SIZE_MB) -> Path:
+    """One task whose prompt takes the file to `size_mb` MB, and a setting that warns (so the
+    positions of the file's keys are needed: the warning is located)."""
+    head = '[settings]\nmax_retries = 3\n\n[[tasks]]\nname = "big"\nverify_command = "true"\n'
+    n = size_mb * MB
+    if prompt == "one line":  # a basic string: escapes, quotes, no newline
+        body = LINE.rstrip("\n").replace("\\", "\\\\").replace('"', '\\"') + " "
+        text = f'{head}prompt = "{(body * (n // len(body)))}"\n'
+    else:  # a multi-line basic string
+        text = f'{head}prompt = """\n{LINE.replace(chr(92), chr(92) * 2) * (n // len(LINE))}"""\n'
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def check(done: Peak) -> None:
+    assert done.rss_mb < BUDGET_MB, f"peak RSS {done.rss_mb:.0f} MB, budget {BUDGET_MB} MB"
+    assert done.cpu_s < CPU_LIMIT_S, f"{done.cpu_s:.1f} s of CPU"
+
+
+@pytest.mark.parametrize("prompt", ["one line", "multi-line"])
+def test_validate_a_20_mb_prompt_with_a_warning_stays_within_the_memory_budget(
+    tmp_path: Path, prompt: str
+) -> None:
+    wf = big_workflow(tmp_path / "wf.toml", prompt)
+    done = peak("validate", str(wf), cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    assert f"{wf}:2:1: warning: max_retries has no effect" in done.stderr  # located
+    check(done)
