@@ -99,3 +99,13 @@ def test_validate_a_20_mb_prompt_with_a_warning_stays_within_the_memory_budget(
     assert done.code == 0, done.stderr
     assert f"{wf}:2:1: warning: max_retries has no effect" in done.stderr  # located
     check(done)
+
+
+def test_graph_json_of_a_20_mb_multiline_prompt_stays_within_the_memory_budget(
+    tmp_path: Path,
+) -> None:
+    # `Workflow.task_lines` (reports, annotations, `graph`) passes over multi-line strings.
+    wf = big_workflow(tmp_path / "wf.toml", "multi-line")
+    done = peak("graph", "--format", "json", str(wf), cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    check(done)

@@ -294,11 +294,14 @@ class Workflow:
 
 _LONG_DECIMAL = re.compile(r"(?<![\w.])[+-]?[0-9](?:_?[0-9]){4000,}")
 _TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
+# The string bodies are possessive (`*+`, `++`): each character can be consumed only one way, and
+# without them Python's `re` kept a state per character of a long string to backtrack into (a
+# 5 MB multi-line prompt: 650 MB for `graph --format json`).
 _TASK_HEADER_OR_STRING = re.compile(
     r"""(?P<h>^[ \t]*\[\[[ \t]*tasks[ \t]*\]\])"""
-    r'''|"""(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'''  # multi-line basic string
+    r'''|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+""""{0,2}'''  # multi-line basic string
     r"""|'''[\s\S]*?''''{0,2}"""  # multi-line literal string
-    r"""|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\#[^\n]*""",  # string, literal string, comment
+    r"""|"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|'[^'\n]*+'|\#[^\n]*+""",  # string, literal, comment
     re.M,
 )
 
