@@ -11,10 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from prompter.source import SourceMap
 
 MB = 2**20
 SIZE_MB = 20
@@ -109,3 +112,23 @@ def test_graph_json_of_a_20_mb_multiline_prompt_stays_within_the_memory_budget(
     done = peak("graph", "--format", "json", str(wf), cwd=tmp_path)
     assert done.code == 0, done.stderr
     check(done)
+
+
+@pytest.mark.parametrize("prompt", ["one line", "multi-line"])
+def test_the_source_map_keeps_no_copy_of_the_text(tmp_path: Path, prompt: str) -> None:
+    # Python allocations, counted exactly: a copy of the text, a list of its lines or a string
+    # token taken out of it would each be megabytes; the map itself is a few small dicts.
+    text = big_workflow(tmp_path / "wf.toml", prompt, size_mb=5).read_text()
+    tracemalloc.start()
+    try:
+        source = SourceMap(text)
+        assert source.locate(("tasks", 0, "prompt")) == (7, 1)
+        assert source.locate(("settings", "max_retries")) == (2, 1)
+        assert source.line_count == text.count("\n")
+        assert source.line_text(2) == "max_retries = 3"
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < MB // 4, (
+        f"{peak_bytes / MB:.1f} MB allocated for a {len(text) / MB:.0f} MB text"
+    )

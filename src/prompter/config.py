@@ -426,7 +426,7 @@ class _Loader:
                 line, col = int(m.group(1)), int(m.group(2))
                 message = message[: m.start()]
             else:
-                line, col = len(self.source.lines) or 1, None
+                line, col = self.source.line_count, None
                 message = re.sub(r"\s*\(at end of document\)$", " at end of file", message)
             excerpt = source_excerpt(self.source.line_text(line), col)
             raise self.fail(f"invalid TOML: {message}", line, col, excerpt) from None
