@@ -5,6 +5,7 @@ these tests were written against took 2.3 GB for 20 MB."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from prompter.config import load_workflow
 from prompter.source import SourceMap
+from prompter.state import fingerprints
 
 MB = 2**20
 SIZE_MB = 20
@@ -132,3 +135,33 @@ def test_the_source_map_keeps_no_copy_of_the_text(tmp_path: Path, prompt: str) -
     assert peak_bytes < MB // 4, (
         f"{peak_bytes / MB:.1f} MB allocated for a {len(text) / MB:.0f} MB text"
     )
+
+
+def test_fingerprints_hash_a_long_prompt_without_copying_it_and_as_before(
+    tmp_path: Path,
+) -> None:
+    # The values of the earlier, whole-JSON hashing: a state written by an earlier version must
+    # keep its passed tasks (a changed fingerprint re-runs them).
+    prompt = 'Ünïcode 😀 "quoted" \\ back\ttab \u2028 ' * 3000
+    path = tmp_path / "wf.toml"
+    path.write_text(
+        '[settings]\nagent_env = { MODE = "é" }\n\n'
+        '[[tasks]]\nname = "big"\nverify_command = "true"\ntimeout = 60\n'
+        f"prompt = {json.dumps(prompt, ensure_ascii=False)}\n\n"
+        '[[tasks]]\nname = "small"\nprompt = "p"\nverify_command = "true"\n'
+        'depends_on = ["big"]\n',
+        encoding="utf-8",
+    )
+    assert fingerprints(load_workflow(path)) == {
+        "big": "5010043c1957744e58c99c024aa0ec8bb4488813899878e882e5301b91ea3f46",
+        "small": "b8a03f547052d319270c3d908b3a05ef5e36919585e31ea0e0296db83127e9e8",
+    }
+    # A 5 MB prompt: hashed in pieces, with nothing of its size allocated.
+    workflow = load_workflow(big_workflow(tmp_path / "big.toml", "one line", size_mb=5))
+    tracemalloc.start()
+    try:
+        fingerprints(workflow)
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < MB // 2, f"{peak_bytes / MB:.1f} MB allocated for a 5 MB prompt"
