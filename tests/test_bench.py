@@ -85,3 +85,18 @@ def test_startup() -> None:
 def test_worktree() -> None:
     out = bench("bench_worktree.py", "--files", "40", "--tasks", "2")
     assert out["median_s"]["prompter task, worktree reused"] > 0
+
+
+def test_memory(tmp_path: Path) -> None:
+    out = bench(
+        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line", "--out", str(tmp_path)
+    )  # fmt: skip
+    sizes = out["results"]["one-line"]
+    assert set(sizes) == {"0.2", "0.4"}
+    for commands in sizes.values():
+        assert set(commands) == {
+            "validate, no warning", "validate", "plan", "run --dry-run", "run small", "run",
+        }  # fmt: skip
+        for m in commands.values():
+            assert 0 < m["peak_rss_mb"] < 1000 and m["budget_mb"] > 64
+    assert set(out["growth"]["one-line"]) >= {"validate", "run"}

@@ -31,6 +31,22 @@ CPU_LIMIT_S = 20.0
 # Fails fast, with MemoryError, instead of taking the machine's memory (the bug took 2.3 GB).
 ADDRESS_SPACE = 2**31
 
+# prompter's CLI as the `prompter` script runs it, leaving the process's own peak RSS (VmHWM, in
+# KiB) in a file at exit. Not wait4's ru_maxrss: Linux counts a child's from its parent's peak,
+# and pytest's may be hundreds of MB.
+WRAPPER = """\
+import atexit, sys
+def peak():
+    with open("/proc/self/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(out, "w") as f:
+        f.write(kib)
+atexit.register(peak)
+out, sys.argv = sys.argv[1], ["prompter", *sys.argv[2:]]
+from prompter.cli import run
+run()
+"""
+
 LINE = 'Lorem ipsum dolor sit amet, "quoted", consectetur adipiscing elit \\ sed do eiusmod.\n'
 
 
@@ -47,11 +63,12 @@ def _limit_address_space() -> None:
 
 
 def peak(*args: str, cwd: Path, timeout: float = 120) -> Peak:
-    """Run `python -m prompter ARGS` to its end: exit code, peak RSS and CPU time (wait4)."""
-    err_path = cwd / "stderr.txt"
+    """Run prompter ARGS to its end: exit code, peak RSS (its own) and CPU time (wait4)."""
+    err_path, peak_path = cwd / "stderr.txt", cwd / "peak.txt"
+    peak_path.unlink(missing_ok=True)
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prompter", *args],
+            [sys.executable, "-c", WRAPPER, str(peak_path), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -71,7 +88,7 @@ def peak(*args: str, cwd: Path, timeout: float = 120) -> Peak:
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Peak(
         proc.returncode,
-        usage.ru_maxrss / 1024,  # KiB on Linux
+        int(peak_path.read_text()) / 1024 if peak_path.exists() else float("inf"),
         usage.ru_utime + usage.ru_stime,
         err_path.read_text(errors="replace"),
     )
