@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from prompter.agents.claude import PROMPT_PIECE_CHARS
 from prompter.config import load_workflow
 from prompter.source import SourceMap
 from prompter.state import fingerprints
@@ -182,3 +183,33 @@ def test_fingerprints_hash_a_long_prompt_without_copying_it_and_as_before(
     finally:
         tracemalloc.stop()
     assert peak_bytes < MB // 2, f"{peak_bytes / MB:.1f} MB allocated for a 5 MB prompt"
+
+
+def test_a_claude_prompt_of_many_mb_reaches_the_cli_whole(tmp_path: Path) -> None:
+    # Over PROMPT_PIECE_CHARS, the prompt's stream-json line goes to the CLI's stdin in pieces
+    # (bench_memory measures what that saves): the fake Claude Code CLI must still get exactly
+    # the prompt, multi-byte characters at the pieces' edges included.
+    unit = 'é😀 ascii "q" \\ \u2028 '
+    prompt = unit * (3 * PROMPT_PIECE_CHARS // len(unit) + 7)
+    assert len(prompt) > 3 * PROMPT_PIECE_CHARS
+    fake = Path(__file__).parent / "agents" / "fake_claude.py"
+    wf = tmp_path / "wf.toml"
+    wf.write_text(
+        f'[settings]\nisolation = "shared"\nclaude_cli_path = {json.dumps(str(fake))}\n\n'
+        '[[tasks]]\nname = "big"\nagent = "claude"\nverify_command = "true"\n'
+        f"prompt = {json.dumps(prompt, ensure_ascii=False)}\n",
+        encoding="utf-8",
+    )
+    state = tmp_path / "claude-state"
+    done = subprocess.run(
+        [sys.executable, "-m", "prompter", "run", "--fresh", "--progress", "none", str(wf)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FAKE_CLAUDE_STATE": str(state)},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    assert [call["prompt"] == prompt for call in calls] == [True]
