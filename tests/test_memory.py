@@ -1,7 +1,9 @@
 """Big workflows in bounded memory: a real `prompter` process on a file of F MB peaks under
 64 MB + 6 x F of RSS (issue 14, item 4). `bench/bench_memory.py` measures the same at 5, 20 and
 50 MB; here one size, with bounds a regression crosses by far: the backtracking scanner that
-these tests were written against took 2.3 GB for 20 MB."""
+these tests were written against took 2.3 GB for 20 MB. The parts that kept copies of a big
+prompt (the source map's lines, the fingerprints' JSON) are checked with tracemalloc, which
+counts Python's allocations exactly."""
 
 from __future__ import annotations
 
@@ -213,3 +215,16 @@ def test_a_claude_prompt_of_many_mb_reaches_the_cli_whole(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
     assert [call["prompt"] == prompt for call in calls] == [True]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n", "a", "a\n", "a\n\n", "a\r\n", "a\r\nb\r\n", "\r", "a\rb\n", "x\u2028y\n\nz", "\n\n"],
+)
+def test_the_source_maps_lines_are_the_texts_lines_split_at_newline_only(text: str) -> None:
+    # What the map used to keep as a list: split at "\n" only, no empty line after a final
+    # "\n", a "\r" before a "\n" (or at the end) left out.
+    lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
+    source = SourceMap(text)
+    assert source.line_count == len(lines)
+    assert [source.line_text(n) for n in range(len(lines) + 2)] == ["", *lines, ""]
