@@ -32,7 +32,7 @@ Exit status: 0 every peak within budget and time linear (the largest size's seco
 most --max-growth times the smallest's), 1 over either, 2 a command failed or a check did not
 hold.
 
-    .venv/bin/python bench/bench_memory.py                 # 5, 20, 50 MB; ~4 min
+    .venv/bin/python bench/bench_memory.py                 # 5, 20, 50 MB, 3 rounds; ~6 min
     .venv/bin/python bench/bench_memory.py --sizes 1,4 --shapes multi-line --json
 """
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="5,20,50", help="file sizes in MB (default 5,20,50)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="one-line, multi-line")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--max-growth", type=float, default=1.5, help="s/MB largest / smallest")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work dir (bench/out)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for prompter")

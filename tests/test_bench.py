@@ -89,7 +89,8 @@ def test_worktree() -> None:
 
 def test_memory(tmp_path: Path) -> None:
     out = bench(
-        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line", "--out", str(tmp_path)
+        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line", "--rounds", "1",
+        "--out", str(tmp_path),
     )  # fmt: skip
     sizes = out["results"]["one-line"]
     assert set(sizes) == {"0.2", "0.4"}
