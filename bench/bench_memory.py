@@ -6,14 +6,16 @@ stays under 64 MB + 6 x F (a 50 MB prompt with warnings: under 364 MB), and time
 in F.
 
 For each size (default 5, 20 and 50 MB) and each shape of the prompt (a one-line basic string
-with escapes, and a multi-line basic string of 80-character lines), a graph-mode workflow is
+with escapes, and a multi-line basic string of 91-character lines), a graph-mode workflow is
 generated: task `big` (the claude agent, run by the fake Claude Code CLI of
 tests/agents/fake_claude.py, with the prompt that makes the file F MB) and task `small` (a
 `command` agent `true`, verify `true`; a command agent's prompt is limited to 120 KiB, so the
 big prompt can only be a claude task's). `[settings]` has `max_retries = 3`, which draws a
 located warning: a warning needs the positions of the file's keys, which is what the reported
 bug (2.3 GB for a 20 MB prompt) was about. A copy without that line measures the happy path.
-Per workflow, each command a fresh process:
+`--shapes many-tasks` adds bench_validate.py's workflow of many small Claude tasks
+(~2,500 per MB), on which only the first four commands run. Per workflow, each command a fresh
+process:
 
     validate (no warning) | validate | plan | run --dry-run | run --task small --only | run
 
@@ -76,8 +78,31 @@ run()
 LINE = (
     'Lorem ipsum dolor sit amet, "quoted", consectetur adipiscing elit \\ sed do eiusmod tempor.\n'
 )
-SHAPES = ("one-line", "multi-line")
+SHAPES = ("one-line", "multi-line", "many-tasks")
+DEFAULT_SHAPES = ("one-line", "multi-line")
 COMMANDS = ("validate, no warning", "validate", "plan", "run --dry-run", "run small", "run")
+# Of bench_validate.py's generated workflows, one task takes ~417 bytes.
+TASK_BYTES = 417
+
+
+def commands_for(shape: str) -> tuple[str, ...]:
+    """What runs on a shape: a workflow of thousands of Claude tasks is not run for real."""
+    return COMMANDS[:4] if shape == "many-tasks" else COMMANDS
+
+
+def many_tasks(work: Path, size: float) -> tuple[Path, Path]:
+    """bench_validate.py's graph-mode workflow of F MB (~2,500 tasks per MB), and a copy of it
+    with `max_retries = 3` in `[settings]`, which warns."""
+    from bench_validate import generate
+
+    plain = work / "plain.toml"
+    generate(plain, max(1, int(size * MB) // TASK_BYTES), seed=1)
+    text = plain.read_text(encoding="utf-8").replace(
+        "[settings]\n", "[settings]\nmax_retries = 3\n", 1
+    )
+    path = work / "wf.toml"
+    path.write_text(text, encoding="utf-8")
+    return path, plain
 
 
 def prompt_toml(shape: str, chars: int) -> tuple[str, int]:
@@ -134,7 +159,9 @@ def check_run(work: Path, state: Path, length: int, only_small: bool) -> list[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="5,20,50", help="file sizes in MB (default 5,20,50)")
-    parser.add_argument("--shapes", default=",".join(SHAPES), help="one-line, multi-line")
+    parser.add_argument(
+        "--shapes", default=",".join(DEFAULT_SHAPES), help="one-line, multi-line, many-tasks"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--max-growth", type=float, default=1.5, help="s/MB largest / smallest")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work dir (bench/out)")
@@ -192,19 +219,25 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for shape, size in cases:
             work = Path(tempfile.mkdtemp(prefix="wf-", dir=out))
-            text, length = workflow_text(
-                "one-line" if shape == "tiny" else shape, int(size * MB), True, fake
-            )
-            plain_text, _ = workflow_text(
-                "one-line" if shape == "tiny" else shape, int(size * MB), False, fake
-            )
-            path, plain = work / "wf.toml", work / "plain.toml"
-            path.write_text(text, encoding="utf-8")
-            plain.write_text(plain_text, encoding="utf-8")
-            del text, plain_text
+            length = 0
+            if shape == "many-tasks":
+                path, plain = many_tasks(work, size)
+            else:
+                text, length = workflow_text(
+                    "one-line" if shape == "tiny" else shape, int(size * MB), True, fake
+                )
+                plain_text, _ = workflow_text(
+                    "one-line" if shape == "tiny" else shape, int(size * MB), False, fake
+                )
+                path, plain = work / "wf.toml", work / "plain.toml"
+                path.write_text(text, encoding="utf-8")
+                plain.write_text(plain_text, encoding="utf-8")
+                del text, plain_text
             size_mb = path.stat().st_size / MB
             workflows[(shape, size)] = {"bytes": path.stat().st_size, "prompt_chars": length}
             for name, cmd in argvs(path, plain).items():
+                if name not in commands_for(shape):
+                    continue
                 done, own = measure(args.python, cmd, work, state)
                 if done.code != 0:
                     problems.append(
@@ -249,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     over: list[str] = []
     for shape in ["tiny", *shapes]:
         for size in [0.0] if shape == "tiny" else sizes:
-            for name in COMMANDS:
+            for name in commands_for(shape):
                 m = summary(shape, size, name)
                 table.setdefault(shape, {}).setdefault(f"{size:g}", {})[name] = m
                 if m["peak_rss_mb"] > m["budget_mb"]:
@@ -261,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(sizes) > 1:
         lo, hi = f"{sizes[0]:g}", f"{sizes[-1]:g}"
         for shape in shapes:
-            for name in COMMANDS:
+            for name in commands_for(shape):
                 a, b = table[shape][lo][name], table[shape][hi][name]
                 g = b["s_per_mb"] / a["s_per_mb"] if a["s_per_mb"] > 0 else float("inf")
                 growth.setdefault(shape, {})[name] = g
@@ -297,7 +330,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['rounds']} round(s), Python {result['python']}. The workflows draw a "
         "located warning (`max_retries`), except in the first row of each size.",
         "",
-        "| prompt | file (MB) | command | peak RSS (MiB) | budget (MiB) "
+        "| workflow | file (MB) | command | peak RSS (MiB) | budget (MiB) "
         "| wall (s) | CPU (s) | CPU s/MB above tiny |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
@@ -319,11 +352,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"linear; the gate: at most {result['max_growth']:g}), and the plain wall-time ratio "
             f"({hi / lo:g} if there were no fixed costs):",
             "",
-            "| prompt | command | CPU s/MB ratio | wall ratio |",
+            "| workflow | command | CPU s/MB ratio | wall ratio |",
             "|---|---|---:|---:|",
         ]
         for shape, g in result["growth"].items():
-            for name in COMMANDS:
+            for name in commands_for(shape):
                 rows.append(
                     f"| {shape} | `{name}` | {g[name]:.2f} | {g[name + ' (wall ratio)']:.2f} |"
                 )

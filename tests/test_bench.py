@@ -89,15 +89,16 @@ def test_worktree() -> None:
 
 def test_memory(tmp_path: Path) -> None:
     out = bench(
-        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line", "--rounds", "1",
-        "--out", str(tmp_path),
+        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line,many-tasks",
+        "--rounds", "1", "--out", str(tmp_path),
     )  # fmt: skip
-    sizes = out["results"]["one-line"]
-    assert set(sizes) == {"0.2", "0.4"}
-    for commands in sizes.values():
-        assert set(commands) == {
-            "validate, no warning", "validate", "plan", "run --dry-run", "run small", "run",
-        }  # fmt: skip
-        for m in commands.values():
-            assert 0 < m["peak_rss_mb"] < 1000 and m["budget_mb"] > 64
+    loads = {"validate, no warning", "validate", "plan", "run --dry-run"}
+    expected = {"one-line": loads | {"run small", "run"}, "many-tasks": loads}
+    for shape, commands in expected.items():
+        sizes = out["results"][shape]
+        assert set(sizes) == {"0.2", "0.4"}
+        for measured in sizes.values():
+            assert set(measured) == commands
+            for m in measured.values():
+                assert 0 < m["peak_rss_mb"] < 1000 and m["budget_mb"] > 64
     assert set(out["growth"]["one-line"]) >= {"validate", "run"}
