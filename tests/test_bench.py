@@ -85,3 +85,20 @@ def test_startup() -> None:
 def test_worktree() -> None:
     out = bench("bench_worktree.py", "--files", "40", "--tasks", "2")
     assert out["median_s"]["prompter task, worktree reused"] > 0
+
+
+def test_memory(tmp_path: Path) -> None:
+    out = bench(
+        "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line,many-tasks",
+        "--rounds", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    loads = {"validate, no warning", "validate", "plan", "run --dry-run"}
+    expected = {"one-line": loads | {"run small", "run"}, "many-tasks": loads}
+    for shape, commands in expected.items():
+        sizes = out["results"][shape]
+        assert set(sizes) == {"0.2", "0.4"}
+        for measured in sizes.values():
+            assert set(measured) == commands
+            for m in measured.values():
+                assert 0 < m["peak_rss_mb"] < 1000 and m["budget_mb"] > 64
+    assert set(out["growth"]["one-line"]) >= {"validate", "run"}

@@ -37,7 +37,9 @@ def _load(path: str) -> Workflow:
     import gc
 
     from .config import load_workflow
+    from .heap import return_big_blocks
 
+    return_big_blocks()  # a big prompt is copied a few times: each copy is returned when freed
     # A big workflow is hundreds of thousands of long-lived objects: the collector would scan
     # them again and again while they are built (~20% of load time), and they never die.
     gc.disable()

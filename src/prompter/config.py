@@ -295,11 +295,14 @@ class Workflow:
 
 _LONG_DECIMAL = re.compile(r"(?<![\w.])[+-]?[0-9](?:_?[0-9]){4000,}")
 _TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
+# The string bodies are possessive (`*+`, `++`): each character can be consumed only one way, and
+# without them Python's `re` kept a state per character of a long string to backtrack into (a
+# 5 MB multi-line prompt: 650 MB for `graph --format json`).
 _TASK_HEADER_OR_STRING = re.compile(
     r"""(?P<h>^[ \t]*\[\[[ \t]*tasks[ \t]*\]\])"""
-    r'''|"""(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'''  # multi-line basic string
+    r'''|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+""""{0,2}'''  # multi-line basic string
     r"""|'''[\s\S]*?''''{0,2}"""  # multi-line literal string
-    r"""|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\#[^\n]*""",  # string, literal string, comment
+    r"""|"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|'[^'\n]*+'|\#[^\n]*+""",  # string, literal, comment
     re.M,
 )
 
@@ -424,7 +427,7 @@ class _Loader:
                 line, col = int(m.group(1)), int(m.group(2))
                 message = message[: m.start()]
             else:
-                line, col = len(self.source.lines) or 1, None
+                line, col = self.source.line_count, None
                 message = re.sub(r"\s*\(at end of document\)$", " at end of file", message)
             excerpt = source_excerpt(self.source.line_text(line), col)
             raise self.fail(f"invalid TOML: {message}", line, col, excerpt) from None

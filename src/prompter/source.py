@@ -9,17 +9,25 @@ It runs only when a message needs a position: the happy path never pays for it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 Loc = tuple[str | int, ...]
 
-_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')'
+# A basic string, `"(?:[^"\\\n]|\\.)*"`, written so that it cannot backtrack. Python's `re`
+# saves a state for every repetition of a group it may return to: ~100 bytes per character of a
+# long string (a one-line 20 MB prompt took 2.3 GB and 10 s). Unrolled (a run of plain
+# characters, then one escape at a time) and possessive (`*+`), it matches the same strings in
+# constant memory and linear time: each character can be consumed in only one way, so giving
+# one back could never lead to a match.
+_BASIC = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
+_LITERAL = r"'[^'\n]*+'"
+_KEY_PART = rf"(?:[A-Za-z0-9_-]++|{_BASIC}|{_LITERAL})"
 _DOTTED = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
 _HEADER = re.compile(rf"[ \t]*(\[\[?)[ \t]*({_DOTTED})[ \t]*\]")
 _KEY = re.compile(rf"[ \t]*({_DOTTED})[ \t]*=")
 _PART = re.compile(_KEY_PART)
 # Tokens that matter for finding where a multi-line string starts: strings and comments.
-_TOKEN = re.compile(r'"""|\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#')
+# (Named groups: `m.group(0)` of a string token would copy the string.)
+_TOKEN = re.compile(rf"(?P<open>\"\"\"|''')|{_BASIC}|{_LITERAL}|(?P<comment>#)")
 _CLOSER = {'"""': re.compile(r'(?<!\\)"""'), "'''": re.compile("'''")}
 
 
@@ -36,19 +44,27 @@ def _parts(dotted: str) -> list[str]:
 
 
 class SourceMap:
-    """Positions of table headers and keys, addressed like pydantic error locations."""
+    """Positions of table headers and keys, addressed like pydantic error locations.
+
+    It works on the text in place: no copy of it, no list of its lines (for a file of short
+    lines that list alone took three times the file's size), and the scan, done at the first
+    `locate`, jumps over a multi-line string with one search instead of visiting its lines.
+    """
 
     def __init__(self, text: str) -> None:
+        self.text = text
         # Only "\n" ends a line in TOML (and for tomllib's positions): not `str.splitlines`, which
-        # also splits at U+2028, U+2029, U+0085 and others that a string or comment may hold.
-        self.lines: Sequence[str] = [
-            line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")
-        ]
-        self._pos: dict[Loc, tuple[int, int]] = {}
-        self._scan()
+        # also splits at U+2028, U+2029, U+0085 and others that a string or comment may hold. A
+        # final "\n" ends the last line rather than starting an empty one; a "\r" before a "\n"
+        # is not part of the line.
+        self._end = len(text) - text.endswith("\n")
+        self.line_count = text.count("\n", 0, self._end) + 1
+        self._pos: dict[Loc, tuple[int, int]] | None = None
 
     def locate(self, loc: Loc) -> tuple[int, int | None]:
         """(line, col) of the most specific known prefix of `loc`; (1, None) if none is known."""
+        if self._pos is None:
+            self._pos = self._scan()
         for end in range(len(loc), 0, -1):
             hit = self._pos.get(tuple(loc[:end]))
             if hit is not None:
@@ -56,9 +72,25 @@ class SourceMap:
         return 1, None
 
     def line_text(self, line: int) -> str:
-        return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        if not 0 < line <= self.line_count:
+            return ""
+        start = 0
+        for _ in range(line - 1):
+            start = self.text.index("\n", start) + 1
+        return self.text[start : self._line_stop(start)[1]]
 
-    def _scan(self) -> None:
+    def _line_stop(self, start: int) -> tuple[int, int]:
+        """(offset of the "\n" that ends the line starting at `start`, or -1 for the last line;
+        where its text ends, before that "\n" and a "\r" just before it)."""
+        newline = self.text.find("\n", start, self._end)
+        stop = self._end if newline == -1 else newline
+        if stop > start and self.text[stop - 1] == "\r":
+            stop -= 1
+        return newline, stop
+
+    def _scan(self) -> dict[Loc, tuple[int, int]]:
+        text = self.text
+        found: dict[Loc, tuple[int, int]] = {}
         arrays: dict[Loc, int] = {}  # array-of-tables path -> number of elements so far
         table: Loc = ()
         closer: re.Pattern[str] | None = None  # set while inside a multi-line string
@@ -72,50 +104,60 @@ class SourceMap:
                     out.append(count - 1)
             return tuple(out)
 
-        for number, line in enumerate(self.lines, start=1):
-            start = 0
+        number, pos = 1, 0  # the line, and the offset where it starts
+        while True:
             if closer is not None:
-                m = closer.search(line)
+                # Inside a multi-line string: on to its end, which cannot span lines.
+                m = closer.search(text, pos, self._end)
                 if m is None:
-                    continue
+                    break
+                number += text.count("\n", pos, m.start())
+                pos = text.rfind("\n", 0, m.start()) + 1
                 start, closer = m.end(), None
+                newline, stop = self._line_stop(pos)
             else:
-                header = _HEADER.match(line)
-                key = None if header else _KEY.match(line)
+                newline, stop = self._line_stop(pos)
+                start = pos
+                header = _HEADER.match(text, pos, stop)
+                key = None if header else _KEY.match(text, pos, stop)
                 if header:
                     parts = _parts(header.group(2))
-                    col = header.start(1) + 1
+                    col = header.start(1) - pos + 1
                     if header.group(1) == "[[":
                         path = (*resolve(parts[:-1]), parts[-1])
                         arrays[path] = arrays.get(path, 0) + 1
-                        self._pos.setdefault(path, (number, col))
+                        found.setdefault(path, (number, col))
                         table = (*path, arrays[path] - 1)
                     else:
                         table = resolve(parts)
-                    self._pos[table] = (number, col)
+                    found[table] = (number, col)
                     start = header.end()
                 elif key:
-                    col = len(line) - len(line.lstrip(" \t")) + 1
+                    col = key.start(1) - pos + 1
                     loc = table
                     for part in _parts(key.group(1)):
                         loc = (*loc, part)
-                        self._pos.setdefault(loc, (number, col))
+                        found.setdefault(loc, (number, col))
                     start = key.end()
-            if '"' in line or "'" in line:
-                closer = self._open_multiline(line, start)
+            closer = _open_multiline(text, start, stop)
+            if newline == -1:
+                break
+            number, pos = number + 1, newline + 1
+        return found
 
-    @staticmethod
-    def _open_multiline(line: str, pos: int) -> re.Pattern[str] | None:
-        """The closer to wait for if `line` leaves a multi-line string open after `pos`."""
-        while True:
-            m = _TOKEN.search(line, pos)
-            if m is None or m.group(0) == "#":
-                return None
-            token = m.group(0)
-            if token in _CLOSER:
-                end = _CLOSER[token].search(line, m.end())
-                if end is None:
-                    return _CLOSER[token]
-                pos = end.end()
-            else:
-                pos = m.end()
+
+def _open_multiline(text: str, pos: int, stop: int) -> re.Pattern[str] | None:
+    """The closer to wait for if the line ending at `stop` leaves a multi-line string open
+    after `pos`."""
+    while True:
+        m = _TOKEN.search(text, pos, stop)
+        if m is None or m["comment"]:
+            return None
+        opener = m["open"]
+        if opener:
+            end = _CLOSER[opener].search(text, m.end(), stop)
+            if end is None:
+                return _CLOSER[opener]
+            pos = end.end()
+        else:
+            pos = m.end()

@@ -296,9 +296,38 @@ def fingerprints(workflow: Workflow) -> dict[str, str]:
         definition["working_directory"] = workflow.settings.working_directory  # as written
         if deps[i]:  # roots hash alike in both modes: adding `depends_on = []` re-runs nothing
             definition["deps"] = sorted(out[d] for d in deps[i])
-        canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-        out[i] = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        out[i] = _sha256_of_json(definition)
     return {task.name: out[i] for i, task in enumerate(tasks)}
+
+
+_HASHED_IN_PIECES = 1 << 16  # characters: a longer string value is escaped and hashed piecewise
+
+
+def _sha256_of_json(definition: dict[str, Any]) -> str:
+    """sha256 of `json.dumps(definition, sort_keys=True, separators=(",", ":"))`, UTF-8 (ASCII:
+    `ensure_ascii`). A long string value (a prompt of many MB) is escaped and hashed a piece at
+    a time: made whole, the JSON, its parts and its bytes held about three copies of it."""
+    if all(not isinstance(v, str) or len(v) <= _HASHED_IN_PIECES for v in definition.values()):
+        canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # The same bytes: `{`, then `"key":value` joined by `,` in key order, then `}`. Escaping is
+    # per code point, so the escaped pieces of a string are the pieces of the escaped string.
+    digest = hashlib.sha256(b"{")
+    for n, key in enumerate(sorted(definition)):
+        value = definition[key]
+        digest.update(b',"' if n else b'"')
+        digest.update(json.encoder.encode_basestring_ascii(key)[1:].encode())
+        digest.update(b":")
+        if isinstance(value, str) and len(value) > _HASHED_IN_PIECES:
+            digest.update(b'"')
+            for start in range(0, len(value), _HASHED_IN_PIECES):
+                piece = value[start : start + _HASHED_IN_PIECES]
+                digest.update(json.encoder.encode_basestring_ascii(piece)[1:-1].encode())
+            digest.update(b'"')
+        else:
+            digest.update(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(b"}")
+    return digest.hexdigest()
 
 
 # -- the store ----------------------------------------------------------------------------------

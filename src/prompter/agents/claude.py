@@ -31,7 +31,7 @@ from ..state import RESULT_TEXT_CHARS, AgentUsage
 from . import AgentRequest, AgentResult, AgentUnavailable
 
 if TYPE_CHECKING:
-    from claude_agent_sdk import ClaudeAgentOptions, Message
+    from claude_agent_sdk import ClaudeAgentOptions, Message, Transport
 
 CLI_ENV = "PROMPTER_CLAUDE_CLI"
 AUTH_HINT = "set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
@@ -46,6 +46,9 @@ AFTER_RESULT_S = 10.0
 # default limit of 1 MiB failed such attempts. The line is buffered, so it stays bounded.
 STREAM_LINE_BYTES = 32 * 1024 * 1024
 LIMIT_HORIZON_S = 366 * 24 * 3600.0  # a reset time further out is taken as no reset time
+# A longer prompt goes to the CLI's stdin a piece of this many characters at a time (see
+# _transport).
+PROMPT_PIECE_CHARS = 1 << 20
 
 
 def find_cli(settings: Settings, base: Path) -> Path:
@@ -139,7 +142,8 @@ class ClaudeAgent:
         enclosure = Enclosure(foreign=True)
         try:
             options = self._options(request, resume, tmp, pidfile, outcome.transcript, enclosure)
-            messages = query(prompt=request.prompt, options=options)
+            transport = _transport(request.prompt, options)
+            messages = query(prompt=request.prompt, options=options, transport=transport)
         except BaseException:
             enclosure.forget()
             raise
@@ -205,6 +209,37 @@ class ClaudeAgent:
             stderr=transcript.stderr,
             max_buffer_size=STREAM_LINE_BYTES,
         )
+
+
+def _transport(prompt: str, options: ClaudeAgentOptions) -> Transport | None:
+    """For a prompt over PROMPT_PIECE_CHARS, the SDK's own transport, whose stdin encodes and
+    writes a piece of a line at a time; None (the SDK's default) for any other prompt.
+
+    The SDK writes the prompt's stream-json line with one `send`: the whole line encoded, then
+    held again in the pipe's write buffer while the CLI reads it — two more copies of a prompt
+    of many MB. Piece by piece, under the SDK's write lock, the CLI gets the same bytes."""
+    if len(prompt) <= PROMPT_PIECE_CHARS:
+        return None
+    from anyio.streams.text import TextSendStream
+
+    try:
+        from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+    except ImportError:  # an SDK that moved it: its default transport, whole lines
+        return None
+
+    class Pieces(TextSendStream):
+        async def send(self, item: str) -> None:
+            for start in range(0, len(item), PROMPT_PIECE_CHARS):
+                await super().send(item[start : start + PROMPT_PIECE_CHARS])
+
+    class PiecewiseStdin(SubprocessCLITransport):
+        async def connect(self) -> None:
+            await super().connect()
+            stdin = getattr(self, "_stdin_stream", None)
+            if type(stdin) is TextSendStream:  # else an SDK that changed: left as it is
+                self._stdin_stream = Pieces(stdin.transport_stream, errors=stdin.errors)
+
+    return PiecewiseStdin(prompt=prompt, options=options)
 
 
 def _launcher(tmp: Path) -> Path:

@@ -282,9 +282,11 @@ def _run(
     """Run the workflow and publish its results; fills `outputs` and `notes` as it goes."""
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
+    from ..heap import return_big_blocks
     from ..run import RunError, RunOptions, run_workflow
     from ..state import StateError
 
+    return_big_blocks()  # as `prompter run` does
     try:
         workflow = load_workflow(inputs.workflow)
     except WorkflowError as exc:
