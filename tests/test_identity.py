@@ -149,3 +149,26 @@ def test_writes_acting_as_the_user_cannot_be_turned_into_roots(shared_tmp: Path)
         identity._children, identity._settled = None, False
     assert not (roots / "planted").exists()
     assert (tree / "mine").stat().st_uid == OWNER
+
+
+def test_prompters_own_files_refuse_a_planted_symlink_while_agents_are_another_user(
+    shared_tmp: Path,
+) -> None:
+    needs_root()
+    from prompter.regular import NotARegularFile, open_regular
+
+    tree = shared_tmp / "tree"
+    (tree / ".prompter" / "logs").mkdir(parents=True)
+    os.chown(tree, OWNER, OWNER)
+    precious = shared_tmp / "precious"
+    precious.write_text("root's\n")
+    (tree / ".prompter" / "logs" / "task.log").symlink_to(precious)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        identity.settle(tree)
+        with pytest.raises(NotARegularFile, match="symbolic link"):
+            open_regular(tree / ".prompter" / "logs" / "task.log", flags)
+    finally:
+        identity._children, identity._settled = None, False
+    assert precious.read_text() == "root's\n"
+    os.close(open_regular(tree / ".prompter" / "logs" / "task.log", flags))  # as it was

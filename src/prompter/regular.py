@@ -5,7 +5,7 @@ ever, and in the thread whose signal handlers only set a flag during a run: Ctrl
 would go unanswered. A device or a socket is no place for a state or a report either. So
 `open_regular` opens with O_NONBLOCK, which makes a FIFO or a device answer at once, then checks
 the type of what it opened (fstat) and refuses anything but a regular file. A symlink is
-followed: what counts is the file it leads to.
+followed (what counts is the file it leads to), unless agent code runs as another user.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import errno
 import os
 import stat
 from pathlib import Path
+
+from . import identity
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -52,10 +54,19 @@ def refusal(path: str | Path, mode: int) -> NotARegularFile:
 
 def open_regular(path: str | Path, flags: int, mode: int = 0o666) -> int:
     """`os.open(path, flags, mode)` that never blocks and returns only a regular file's
-    descriptor; else NotARegularFile (IsADirectoryError for a directory) or the OSError."""
+    descriptor; else NotARegularFile (IsADirectoryError for a directory) or the OSError.
+
+    While agent code runs as another user than prompter (root in the action's container), a
+    symlink is refused too: that user may plant one where prompter writes as root."""
+    guarded = identity.children() is not None
+    if guarded:
+        flags |= os.O_NOFOLLOW
     try:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
+        if guarded and exc.errno == errno.ELOOP:
+            kind = "a symbolic link (refused: agent code could plant one)"
+            raise NotARegularFile(path, kind) from None
         # A FIFO opened for writing without a reader, and any socket: "No such device or
         # address". Say what the file is instead.
         if exc.errno == errno.ENXIO:
