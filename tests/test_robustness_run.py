@@ -68,19 +68,34 @@ def test_an_unusable_logs_directory_stops_the_run_before_anything_runs(
     assert blocker.read_text() == "my notes\n"
 
 
-def test_a_task_log_that_cannot_be_opened_fails_that_task_with_the_reason(h: Harness) -> None:
+def test_a_directory_where_a_task_log_goes_stops_the_run_before_anything_runs(
+    h: Harness,
+) -> None:
+    # Issue 14: a directory where prompter expects a regular file is exit 2 before work starts.
     two_tasks(h)
     h.task("c", depends_on=[])
     (h.root / ".prompter" / "logs" / "a.log").mkdir(parents=True)
     done = run(h)
+    assert done.returncode == 2, done.stderr
+    assert_clean(done)
+    assert ".prompter/logs/a.log: Is a directory (the log of task `a` goes there)" in done.stderr
+    assert h.calls() == []
+
+
+def test_a_task_log_that_cannot_be_opened_fails_that_task_with_the_reason(h: Harness) -> None:
+    """One that becomes a directory once the run has started: that task fails, the rest go on."""
+    log = h.root / ".prompter" / "logs" / "a.log"
+    h.task("c", depends_on=[], verify_command=f"mkdir '{log}'")  # as agent code could
+    h.task("a", depends_on=["c"], max_attempts=1)
+    h.task("b", depends_on=["a"])
+    done = run(h)
     assert done.returncode == 1, done.stderr
     assert_clean(done)
-    assert h.tasks_status() == {
-        "a": ("failed", "cannot open the task log .prompter/logs/a.log: Is a directory"),
-        "b": ("skipped", "dependency `a` failed"),
-        "c": ("passed", None),
-    }
-    assert [c["task"] for c in h.calls()] == ["c"]
+    status = h.tasks_status()
+    why = "cannot open the task log .prompter/logs/a.log: Is a directory"
+    assert status["a"] == ("failed", why)
+    assert status["b"] == ("skipped", "dependency `a` failed")
+    assert status["c"] == ("passed", None)
     assert (h.root / ".prompter" / "junit.xml").is_file()
 
 

@@ -587,8 +587,8 @@ def _close(store: StateStore) -> str | None:
 
 def _check_logs_dir(logs: Path, workflow: Workflow) -> None:
     """Create the logs directory and make sure files can be created in it: better now, with
-    exit 2, than at the first task, after the run has started. A FIFO, socket or device where a
-    task's log goes is found now too (a directory there fails that task when it starts)."""
+    exit 2, than at the first task, after the run has started. A directory, FIFO, socket or
+    device where a task's log goes is found now too (one that appears later fails that task)."""
     try:
         make_dir(logs)
     except NotADirectoryError as exc:
@@ -602,7 +602,7 @@ def _check_logs_dir(logs: Path, workflow: Workflow) -> None:
         with os.scandir(logs) as entries:  # one listing, not a stat per task
             for entry in entries:
                 task = names.get(entry.name)
-                if task is None or entry.is_file() or entry.is_dir():
+                if task is None or entry.is_file():
                     continue
                 try:
                     mode = os.stat(entry.path).st_mode
