@@ -528,10 +528,11 @@ def _lend(workspace: Path, console: Console) -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        if workspace.stat().st_uid != 0:
-            _ensure_account(workspace.stat().st_uid, workspace.stat().st_gid)
-            return False
+        owner = workspace.stat()
     except OSError:
+        return False
+    if owner.st_uid != 0:
+        _ensure_account(owner.st_uid, owner.st_gid)
         return False
     started = time.monotonic()
     changed = _hand_over(workspace, 0, LENT_UID, LENT_UID)
