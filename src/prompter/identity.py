@@ -3,8 +3,8 @@
 Agent code is untrusted. Run as root — the action's container — prompter starts every such
 process as the owner of the work tree: an unprivileged uid, which cannot read the environment
 or memory of prompter, tini or any other root process (`/proc/<pid>/environ` and ptrace need
-the same uid or CAP_SYS_PTRACE), nor a file only root may read (the report folder, which
-prompter writes as root). Git runs as that owner too, so the worktrees and objects of a run are
+the same uid or CAP_SYS_PTRACE), nor read a file only root may read, nor change what prompter
+writes as root (the report folder). Git runs as that owner too, so the worktrees and objects of a run are
 the owner's, and a hook or `core.fsmonitor` an agent planted in `.git` runs with no more rights
 than the agent had. Not root — a laptop — everything runs as you, as prompter does.
 
