@@ -525,21 +525,12 @@ class _Loader:
         table dropped from `raw` once its model is built: the parsed tables of a file of many
         small tasks (their dicts and key strings) took more memory than the models."""
         context = {"settings": settings or Settings()}
-        # Tasks that set the same keys share one set of their names (a set of five or more
-        # strings takes 728 bytes, more than the rest of the model but its dict). A frozen
-        # model's set is never changed; `model_copy` copies it.
-        shared: dict[frozenset[str], set[str]] = {}
+        shared = _Shared()
         tasks: list[Task | None] = []
         for start in range(0, len(raw), _CHUNK):
             chunk = raw[start : start + _CHUNK]
             raw[start : start + _CHUNK] = [None] * len(chunk)
-            for task in self._validate_chunk(chunk, start, context):
-                if task is not None:
-                    own = task.__pydantic_fields_set__
-                    object.__setattr__(
-                        task, "__pydantic_fields_set__", shared.setdefault(frozenset(own), own)
-                    )
-                tasks.append(task)
+            tasks += (shared(task) for task in self._validate_chunk(chunk, start, context))
             del chunk
         return tasks
 
@@ -868,6 +859,43 @@ _EMPTY_PROGRAM = (
     "the program to run, agent_command[0], is empty: name an executable, "
     'e.g. agent_command = ["my-agent", "{prompt}"]'
 )
+
+
+class _Shared:
+    """Tasks' equal parts made one object: a file of small tasks holds thousands of models.
+
+    - Tasks that set the same keys share one set of their names (a set of five or more strings
+      takes 728 bytes, more than the rest of the model but its dict). A frozen model's set is
+      never changed (`model_copy` copies it).
+    - Equal lists of strings of the keys inherited from `[settings]` (`allowed_tools` is `[]`
+      in nearly every task) and empty `agent_env` tables: one object each, not one per task
+      (~70 bytes each). Prompter never changes a task's list or table in place: a frozen model's
+      values are read only.
+    """
+
+    def __init__(self) -> None:
+        self.fields_sets: dict[frozenset[str], set[str]] = {}
+        self.lists: dict[tuple[str, ...], list[str]] = {}
+        self.empty_env: dict[str, str] = {}
+
+    def __call__(self, task: Task | None) -> Task | None:
+        if task is None:
+            return None
+        own = task.__pydantic_fields_set__
+        object.__setattr__(
+            task, "__pydantic_fields_set__", self.fields_sets.setdefault(frozenset(own), own)
+        )
+        values = task.__dict__
+        for key in _SHARED_LISTS:
+            value = values[key]
+            if value is not None:
+                values[key] = self.lists.setdefault(tuple(value), value)
+        if not values["agent_env"]:
+            values["agent_env"] = self.empty_env
+        return task
+
+
+_SHARED_LISTS = ("allowed_tools", "disallowed_tools", "agent_command")
 
 
 def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:
