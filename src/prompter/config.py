@@ -470,6 +470,7 @@ class _Loader:
         elif not raw_tasks:
             self.report(("tasks",), "no tasks: `tasks` is empty")
         else:
+            _share_names(raw_tasks)
             refs = [_task_ref(i, raw) for i, raw in enumerate(raw_tasks)]
             tasks = self.validate_tasks(raw_tasks, settings)  # empties raw_tasks
         mode: Mode = "graph" if any(r.has_depends_key for r in refs) else "sequential"
@@ -610,7 +611,7 @@ class _Loader:
         return DependencyGraph([[] for _ in refs])
 
     def check_graph(self, refs: list[_TaskRef], index: dict[str, int]) -> DependencyGraph:
-        deps: list[list[int]] = []
+        deps: list[tuple[int, ...]] = []  # tuples, as the graph keeps them: no copy
         for ref in refs:
             here = ("tasks", ref.index)
             mine: list[int] = []
@@ -634,7 +635,7 @@ class _Loader:
                     )
                 else:
                     mine.append(target)
-            deps.append(mine)
+            deps.append(tuple(mine))
             if ref.on_success is not None and ref.on_success != "next":
                 self.report(
                     (*here, "on_success"),
@@ -896,6 +897,21 @@ class _Shared:
 
 
 _SHARED_LISTS = ("allowed_tools", "disallowed_tools", "agent_command")
+
+
+def _share_names(raw_tasks: list[dict[str, Any]]) -> None:
+    """Make each task name in `name` and `depends_on` one string object: tomllib makes one per
+    occurrence, and a file of small tasks names each about twice (~80 bytes a copy)."""
+    names: dict[str, str] = {}
+    for raw in raw_tasks:
+        name = raw.get("name")
+        if type(name) is str:
+            raw["name"] = names.setdefault(name, name)
+        deps = raw.get("depends_on")
+        if type(deps) is list:
+            for i, dep in enumerate(deps):
+                if type(dep) is str:
+                    deps[i] = names.setdefault(dep, dep)
 
 
 def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:
