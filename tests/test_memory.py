@@ -255,3 +255,115 @@ def test_a_freed_block_of_many_mb_goes_back_to_the_system() -> None:
         [sys.executable, "-c", FREED_BLOCK_STAYS], capture_output=True, text=True, check=True
     )
     assert float(done.stdout) < 5, f"{float(done.stdout):.1f} MB still resident"
+
+
+MANY_TASKS_MB = 10
+
+
+def many_tasks_workflow(path: Path, size_mb: float = MANY_TASKS_MB) -> tuple[Path, int]:
+    """A graph-mode file of `size_mb` MB of small tasks (~3,000 per MB, a little smaller than
+    bench_validate.py's: a prompt of ~190 characters, a verify command, up to two dependencies),
+    with `max_retries = 3` in `[settings]`, which draws a located warning. Deterministic."""
+    words = [
+        "refactor",
+        "the",
+        "parser",
+        "so",
+        "that",
+        "errors",
+        "name",
+        "the",
+        "file",
+        "and",
+        "the",
+        "line",
+        "they",
+        "are",
+    ]
+    parts = [
+        '[settings]\nmax_retries = 3\nmax_parallel_tasks = 8\nagent = "claude"\n'
+        "verify_timeout = 600\n\n"
+    ]
+    size, n = len(parts[0]), 0
+    while size < size_mb * MB:
+        prompt = " ".join(words[(n + k) % len(words)] for k in range(36))[:250]
+        deps = ", ".join(f'"task_{d:06d}"' for d in range(max(0, n - 3), n) if (n * 7 + d) % 3)
+        task = (
+            f'[[tasks]]\nname = "task_{n:06d}"\nprompt = "{prompt}."\n'
+            f'verify_command = "pytest -q tests/test_{n % 97}.py -k task_{n:06d}"\n'
+            f"depends_on = [{deps}]\n" + ("priority = 2\n" if n % 5 == 0 else "") + "\n"
+        )
+        parts.append(task)
+        size += len(task)
+        n += 1
+    path.write_text("".join(parts), encoding="utf-8")
+    return path, n
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_a_10_mb_file_of_small_tasks_with_a_warning_stays_within_the_memory_budget(
+    tmp_path: Path, command: str
+) -> None:
+    # Thousands of models rather than one big string: the positions of every key that locating
+    # the warning made the source map keep (~3 MiB per MB), the parsed tables alive beside the
+    # models, a set of field names per task. 64 + 6 x 10 = 124 MB; it took 178.
+    wf, n = many_tasks_workflow(tmp_path / "wf.toml")
+    size_mb = wf.stat().st_size / MB
+    done = peak(command, str(wf), cwd=tmp_path)
+    assert done.code == 0, done.stderr[-2000:]
+    assert f"{wf}:2:1: warning: max_retries has no effect" in done.stderr
+    budget = 64 + 6 * size_mb
+    assert done.rss_mb < budget, f"peak RSS {done.rss_mb:.0f} MB, budget {budget:.0f} MB"
+    assert done.cpu_s < CPU_LIMIT_S, f"{done.cpu_s:.1f} s of CPU"
+    assert n > 20_000
+
+
+def test_the_source_map_keeps_the_positions_of_the_tables_only(tmp_path: Path) -> None:
+    # Locating one key of a file of many small tasks: the map keeps where each table starts
+    # (a few bytes per task), not the position of every key of the file (~3 MiB per MB).
+    text = many_tasks_workflow(tmp_path / "wf.toml", size_mb=5)[0].read_text()
+    tracemalloc.start()
+    try:
+        source = SourceMap(text)
+        assert source.locate(("settings", "max_retries")) == (2, 1)
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        line = text[: text.index('name = "task_004321"')].count("\n") + 1
+        assert source.locate(("tasks", 4321, "name")) == (line, 1)
+        assert source.locate(("tasks", 4321)) == (line - 1, 1)
+        assert source.locate(("tasks", 4321, "depends_on", 2)) == (line + 3, 1)
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 2 * MB, f"{peak_bytes / MB:.1f} MB for a {len(text) / MB:.0f} MB text"
+
+
+FIND_CLI = """
+import sys
+from pathlib import Path
+from prompter.agents.claude import find_cli
+from prompter.config import Settings
+print(find_cli(Settings(), Path(".")))
+print("claude_agent_sdk" in sys.modules)
+"""
+
+
+def test_finding_the_bundled_claude_cli_does_not_import_the_sdk(tmp_path: Path) -> None:
+    # `run --dry-run` of a Claude workflow checks that the CLI is there: the SDK's import
+    # (~35 MB of modules) waits for a run that starts an agent.
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTER_CLAUDE_CLI"}
+    done = subprocess.run(
+        [sys.executable, "-c", FIND_CLI],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"no Claude Code CLI here: {done.stderr.strip()[-200:]}")
+    found, imported = done.stdout.split()
+    import claude_agent_sdk
+
+    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    if bundled.is_file():
+        assert found == str(bundled)
+    assert imported == "False"

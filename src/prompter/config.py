@@ -246,6 +246,7 @@ class Task(_Schema):
 
 
 _TASKS = TypeAdapter(list[Task])
+_CHUNK = 1024  # tasks validated in one call
 TOP_LEVEL_KEYS = ("settings", "tasks")
 
 
@@ -333,7 +334,7 @@ def format_diagnostics(diagnostics: Sequence[Diagnostic]) -> str:
     return "\n".join(d.format() for d in diagnostics)
 
 
-@dataclass
+@dataclass(slots=True)
 class _TaskRef:
     """What phase 4 needs of a task, taken from the raw table whether or not it validated."""
 
@@ -461,6 +462,7 @@ class _Loader:
         settings = self.validate_settings(doc.get("settings", {}))
         raw_tasks = doc.get("tasks")
         tasks: list[Task | None] = []
+        refs: list[_TaskRef] = []
         if raw_tasks is None:
             self.report((), "no tasks: add at least one [[tasks]] table", line=1)
         elif not isinstance(raw_tasks, list) or not all(isinstance(t, dict) for t in raw_tasks):
@@ -468,8 +470,9 @@ class _Loader:
         elif not raw_tasks:
             self.report(("tasks",), "no tasks: `tasks` is empty")
         else:
-            tasks = self.validate_tasks(raw_tasks, settings)
-        refs = [_task_ref(i, raw) for i, raw in enumerate(raw_tasks or ())] if tasks else []
+            _share_names(raw_tasks)
+            refs = [_task_ref(i, raw) for i, raw in enumerate(raw_tasks)]
+            tasks = self.validate_tasks(raw_tasks, settings)  # empties raw_tasks
         mode: Mode = "graph" if any(r.has_depends_key for r in refs) else "sequential"
         graph = self.check_meaning(refs, settings, mode)
         if settings is not None and tasks:
@@ -517,20 +520,44 @@ class _Loader:
             return None
 
     def validate_tasks(
-        self, raw: list[dict[str, Any]], settings: Settings | None
+        self, raw: list[dict[str, Any] | None], settings: Settings | None
     ) -> list[Task | None]:
+        """The tasks, None for each one that did not validate. Validated a chunk at a time, each
+        table dropped from `raw` once its model is built: the parsed tables of a file of many
+        small tasks (their dicts and key strings) took more memory than the models."""
         context = {"settings": settings or Settings()}
-        try:  # one call for the whole list: pydantic-core loops in Rust
-            return list(_TASKS.validate_python(raw, context=context))
+        shared = _Shared()
+        tasks: list[Task | None] = []
+        for start in range(0, len(raw), _CHUNK):
+            chunk = raw[start : start + _CHUNK]
+            raw[start : start + _CHUNK] = [None] * len(chunk)
+            tasks += (shared(task) for task in self._validate_chunk(chunk, start, context))
+            del chunk
+        return tasks
+
+    def _validate_chunk(
+        self, chunk: list[Any], start: int, context: dict[str, Any]
+    ) -> list[Task | None]:
+        try:  # one call for the whole chunk: pydantic-core loops in Rust
+            return list(_TASKS.validate_python(chunk, context=context))
         except ValidationError as exc:
-            self.report_validation(exc, ("tasks",), Task)
+            self.report_validation(exc, ("tasks",), Task, start)
             bad = {e["loc"][0] for e in exc.errors(include_url=False)}
         return [
-            None if i in bad else Task.model_validate(t, context=context) for i, t in enumerate(raw)
+            None if i in bad else Task.model_validate(t, context=context)
+            for i, t in enumerate(chunk)
         ]
 
-    def report_validation(self, exc: ValidationError, prefix: Loc, model: type[BaseModel]) -> None:
-        for error in exc.errors(include_url=False):
+    def report_validation(
+        self, exc: ValidationError, prefix: Loc, model: type[BaseModel], start: int = 0
+    ) -> None:
+        """Report each error of `exc`; `start`: the index of the chunk's first task."""
+        for found in exc.errors(include_url=False):
+            error = found
+            if start:  # the index in the chunk -> in the file
+                index, *rest = found["loc"]
+                assert isinstance(index, int)
+                error = {**found, "loc": (index + start, *rest)}
             loc = prefix + tuple(error["loc"])
             if loc not in self.huge_integers:
                 self.report(loc, _explain(error, model))
@@ -584,7 +611,7 @@ class _Loader:
         return DependencyGraph([[] for _ in refs])
 
     def check_graph(self, refs: list[_TaskRef], index: dict[str, int]) -> DependencyGraph:
-        deps: list[list[int]] = []
+        deps: list[tuple[int, ...]] = []  # tuples, as the graph keeps them: no copy
         for ref in refs:
             here = ("tasks", ref.index)
             mine: list[int] = []
@@ -608,7 +635,7 @@ class _Loader:
                     )
                 else:
                     mine.append(target)
-            deps.append(mine)
+            deps.append(tuple(mine))
             if ref.on_success is not None and ref.on_success != "next":
                 self.report(
                     (*here, "on_success"),
@@ -833,6 +860,58 @@ _EMPTY_PROGRAM = (
     "the program to run, agent_command[0], is empty: name an executable, "
     'e.g. agent_command = ["my-agent", "{prompt}"]'
 )
+
+
+class _Shared:
+    """Tasks' equal parts made one object: a file of small tasks holds thousands of models.
+
+    - Tasks that set the same keys share one set of their names (a set of five or more strings
+      takes 728 bytes, more than the rest of the model but its dict). A frozen model's set is
+      never changed (`model_copy` copies it).
+    - Equal lists of strings of the keys inherited from `[settings]` (`allowed_tools` is `[]`
+      in nearly every task) and empty `agent_env` tables: one object each, not one per task
+      (~70 bytes each). Prompter never changes a task's list or table in place: a frozen model's
+      values are read only.
+    """
+
+    def __init__(self) -> None:
+        self.fields_sets: dict[frozenset[str], set[str]] = {}
+        self.lists: dict[tuple[str, ...], list[str]] = {}
+        self.empty_env: dict[str, str] = {}
+
+    def __call__(self, task: Task | None) -> Task | None:
+        if task is None:
+            return None
+        own = task.__pydantic_fields_set__
+        object.__setattr__(
+            task, "__pydantic_fields_set__", self.fields_sets.setdefault(frozenset(own), own)
+        )
+        values = task.__dict__
+        for key in _SHARED_LISTS:
+            value = values[key]
+            if value is not None:
+                values[key] = self.lists.setdefault(tuple(value), value)
+        if not values["agent_env"]:
+            values["agent_env"] = self.empty_env
+        return task
+
+
+_SHARED_LISTS = ("allowed_tools", "disallowed_tools", "agent_command")
+
+
+def _share_names(raw_tasks: list[dict[str, Any]]) -> None:
+    """Make each task name in `name` and `depends_on` one string object: tomllib makes one per
+    occurrence, and a file of small tasks names each about twice (~80 bytes a copy)."""
+    names: dict[str, str] = {}
+    for raw in raw_tasks:
+        name = raw.get("name")
+        if type(name) is str:
+            raw["name"] = names.setdefault(name, name)
+        deps = raw.get("depends_on")
+        if type(deps) is list:
+            for i, dep in enumerate(deps):
+                if type(dep) is str:
+                    deps[i] = names.setdefault(dep, dep)
 
 
 def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:

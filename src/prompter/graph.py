@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 MAX_CYCLES_REPORTED = 50
 
@@ -34,11 +35,13 @@ class DependencyGraph:
 
     @cached_property
     def dependents(self) -> tuple[tuple[int, ...], ...]:
-        out: list[list[int]] = [[] for _ in self.deps]
+        out: list[Any] = [[] for _ in self.deps]
         for task, deps in enumerate(self.deps):
             for dep in deps:
                 out[dep].append(task)
-        return tuple(tuple(d) for d in out)
+        for task, dependents in enumerate(out):  # each list freed as soon as it is copied
+            out[task] = tuple(dependents)
+        return tuple(out)
 
     @property
     def edge_count(self) -> int:

@@ -164,9 +164,10 @@ def select(
                 "transitions decide what runs after it"
             )
         return Selection(run=(start,), reused=frozenset(reused - set(named)), start=start)
-    if not named:
-        chosen = set(range(len(workflow.tasks))) - reused
-    elif options.only:
+    if not named:  # every task that did not pass, in file order (no set of thousands of ints)
+        run = tuple(i for i in range(len(workflow.tasks)) if i not in reused)
+        return Selection(run=run, reused=frozenset(reused))
+    if options.only:
         chosen = set(named)
     else:  # the named tasks, plus whatever they need that has not passed yet
         chosen = set(named)
@@ -196,8 +197,11 @@ def describe_dry_run(
 ) -> None:
     names = [t.name for t in workflow.tasks]
     if workflow.mode == "graph":
-        chosen = set(selection.run)
-        order = [i for i in workflow.graph.order if i in chosen]
+        if len(selection.run) == len(workflow.tasks):  # all of them: no set of their indices
+            order: Sequence[int] = workflow.graph.order
+        else:
+            chosen = set(selection.run)
+            order = [i for i in workflow.graph.order if i in chosen]
         out.write(f"dry run: would run {len(order)} task(s) in graph mode:\n")
         for i in order:
             deps = [names[d] for d in workflow.graph.deps[i]]

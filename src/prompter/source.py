@@ -9,6 +9,9 @@ It runs only when a message needs a position: the happy path never pays for it.
 from __future__ import annotations
 
 import re
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 Loc = tuple[str | int, ...]
 
@@ -43,6 +46,21 @@ def _parts(dotted: str) -> list[str]:
     return out
 
 
+@dataclass
+class _Index:
+    """Where each table of the text starts, compactly: one entry per header ("segment"), the
+    text before the first header being segment 0. The positions of keys are found by scanning
+    only the segments a diagnostic asks about (`SourceMap._keys`), not kept for the whole file:
+    a dict of every key's position took ~3 MiB per MB of a file of small tasks."""
+
+    line: array[int] = field(default_factory=lambda: array("q", [1]))
+    offset: array[int] = field(default_factory=lambda: array("q", [0]))
+    col: array[int] = field(default_factory=lambda: array("q", [0]))
+    arrays: dict[Loc, array[int]] = field(default_factory=dict)  # [[path]] -> its segments
+    tables: dict[Loc, list[int]] = field(default_factory=dict)  # [table] -> its segments
+    keys: dict[int, dict[Loc, tuple[int, int]]] = field(default_factory=dict)  # scanned ones
+
+
 class SourceMap:
     """Positions of table headers and keys, addressed like pydantic error locations.
 
@@ -59,14 +77,14 @@ class SourceMap:
         # is not part of the line.
         self._end = len(text) - text.endswith("\n")
         self.line_count = text.count("\n", 0, self._end) + 1
-        self._pos: dict[Loc, tuple[int, int]] | None = None
+        self._index: _Index | None = None
 
     def locate(self, loc: Loc) -> tuple[int, int | None]:
         """(line, col) of the most specific known prefix of `loc`; (1, None) if none is known."""
-        if self._pos is None:
-            self._pos = self._scan()
+        if self._index is None:
+            self._index = self._scan_headers()
         for end in range(len(loc), 0, -1):
-            hit = self._pos.get(tuple(loc[:end]))
+            hit = self._position(tuple(loc[:end]))
             if hit is not None:
                 return hit
         return 1, None
@@ -88,29 +106,17 @@ class SourceMap:
             stop -= 1
         return newline, stop
 
-    def _scan(self) -> dict[Loc, tuple[int, int]]:
+    def _lines(self, pos: int, number: int) -> Iterator[tuple[int, int, re.Match[str] | None]]:
+        """(line, offset of its start, the header match or None) of each line from `pos` (a
+        line's start, outside a multi-line string) that starts with a table header or a key."""
         text = self.text
-        found: dict[Loc, tuple[int, int]] = {}
-        arrays: dict[Loc, int] = {}  # array-of-tables path -> number of elements so far
-        table: Loc = ()
         closer: re.Pattern[str] | None = None  # set while inside a multi-line string
-
-        def resolve(parts: list[str]) -> Loc:
-            out: list[str | int] = []
-            for p in parts:
-                out.append(p)
-                count = arrays.get(tuple(out))
-                if count:
-                    out.append(count - 1)
-            return tuple(out)
-
-        number, pos = 1, 0  # the line, and the offset where it starts
         while True:
             if closer is not None:
                 # Inside a multi-line string: on to its end, which cannot span lines.
                 m = closer.search(text, pos, self._end)
                 if m is None:
-                    break
+                    return
                 number += text.count("\n", pos, m.start())
                 pos = text.rfind("\n", 0, m.start()) + 1
                 start, closer = m.end(), None
@@ -119,30 +125,105 @@ class SourceMap:
                 newline, stop = self._line_stop(pos)
                 start = pos
                 header = _HEADER.match(text, pos, stop)
-                key = None if header else _KEY.match(text, pos, stop)
                 if header:
-                    parts = _parts(header.group(2))
-                    col = header.start(1) - pos + 1
-                    if header.group(1) == "[[":
-                        path = (*resolve(parts[:-1]), parts[-1])
-                        arrays[path] = arrays.get(path, 0) + 1
-                        found.setdefault(path, (number, col))
-                        table = (*path, arrays[path] - 1)
-                    else:
-                        table = resolve(parts)
-                    found[table] = (number, col)
+                    yield number, pos, header
                     start = header.end()
-                elif key:
-                    col = key.start(1) - pos + 1
-                    loc = table
-                    for part in _parts(key.group(1)):
-                        loc = (*loc, part)
-                        found.setdefault(loc, (number, col))
-                    start = key.end()
+                else:
+                    key = _KEY.match(text, pos, stop)
+                    if key:
+                        yield number, pos, None
+                        start = key.end()
             closer = _open_multiline(text, start, stop)
             if newline == -1:
-                break
+                return
             number, pos = number + 1, newline + 1
+
+    def _scan_headers(self) -> _Index:
+        """One pass over the text that keeps only where each table starts (its "segment")."""
+        index = _Index()
+        table: Loc = ()
+
+        def resolve(parts: list[str]) -> Loc:
+            out: list[str | int] = []
+            for p in parts:
+                out.append(p)
+                segments = index.arrays.get(tuple(out))
+                if segments:
+                    out.append(len(segments) - 1)
+            return tuple(out)
+
+        for number, pos, header in self._lines(0, 1):
+            if header is None:
+                continue
+            parts = _parts(header.group(2))
+            segment = len(index.line)  # 0 is the text before the first header
+            index.line.append(number)
+            index.offset.append(pos)
+            index.col.append(header.start(1) - pos + 1)
+            if header.group(1) == "[[":
+                path = (*resolve(parts[:-1]), parts[-1])
+                index.arrays.setdefault(path, array("q")).append(segment)
+            else:
+                table = resolve(parts)
+                index.tables.setdefault(table, []).append(segment)
+        return index
+
+    def _segments(self, table: Loc) -> list[int]:
+        """The segments whose table is `table`, in file order."""
+        assert self._index is not None
+        found = list(self._index.tables.get(table, ()))
+        if table and isinstance(table[-1], int):
+            elements = self._index.arrays.get(table[:-1])
+            if elements is not None and 0 <= table[-1] < len(elements):
+                found.append(elements[table[-1]])
+        return sorted(found)
+
+    def _position(self, loc: Loc) -> tuple[int, int] | None:
+        """What the whole-file scan of earlier versions found for `loc`, in the same order of
+        precedence: a header sets its table's position (a later one overwrites), `[[path]]`
+        and a key set theirs only if nothing has yet (the first one wins)."""
+        index = self._index
+        assert index is not None
+        # (segment, what it sets) in file order: "table" its header's table, "path" the first
+        # position of an array of tables, "keys" a key of its body.
+        events: list[tuple[int, int, str, Loc]] = []
+        events += [(s, 0, "table", loc) for s in self._segments(loc)]
+        events += [(s, 0, "path", loc) for s in index.arrays.get(loc, ())[:1]]
+        for end in range(len(loc)):
+            table = loc[:end]
+            segments = [0, *self._segments(table)] if end == 0 else self._segments(table)
+            events += [(s, 1, "keys", table) for s in segments]
+        hit: tuple[int, int] | None = None
+        for segment, _, kind, table in sorted(events, key=lambda e: (e[0], e[1])):
+            if kind == "table" or (hit is None and kind == "path"):
+                hit = (index.line[segment], index.col[segment])
+            elif hit is None:
+                hit = self._keys(segment, table).get(loc)
+        return hit
+
+    def _keys(self, segment: int, table: Loc) -> dict[Loc, tuple[int, int]]:
+        """Positions of the keys in a segment's body (its table is `table`), scanned once."""
+        assert self._index is not None
+        cached = self._index.keys.get(segment)
+        if cached is not None:
+            return cached
+        found: dict[Loc, tuple[int, int]] = {}
+        pos, number = self._index.offset[segment], self._index.line[segment]
+        first = segment != 0  # a segment's first line is its header
+        for line, start, header in self._lines(pos, number):
+            if header is not None:
+                if first:
+                    first = False
+                    continue
+                break
+            key = _KEY.match(self.text, start, self._line_stop(start)[1])
+            assert key is not None
+            col = key.start(1) - start + 1
+            loc = table
+            for part in _parts(key.group(1)):
+                loc = (*loc, part)
+                found.setdefault(loc, (line, col))
+        self._index.keys[segment] = found
         return found
 
 

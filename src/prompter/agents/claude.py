@@ -8,6 +8,7 @@ started — and, when prompter runs as root on someone else's work tree, runs as
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -63,13 +64,17 @@ def find_cli(settings: Settings, base: Path) -> Path:
                 f"Claude Code CLI not found: {source} = {path} is not an executable file"
             )
         return path.absolute()
+    # Where the package is, without importing it: its import (with mcp, httpx, starlette...)
+    # takes ~35 MB, which `run --dry-run` has no use for; a run imports it to start the agent.
     try:
-        import claude_agent_sdk
-    except ImportError:
+        spec = importlib.util.find_spec("claude_agent_sdk")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
         raise AgentUnavailable(
             'agent = "claude" needs the claude-agent-sdk package: pip install prompter-action'
-        ) from None
-    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+        )
+    bundled = Path(spec.origin).parent / "_bundled" / "claude"
     if bundled.is_file():
         return bundled
     on_path = shutil.which("claude")
