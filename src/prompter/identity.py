@@ -4,9 +4,9 @@ Agent code is untrusted. Run as root — the action's container — prompter sta
 process as the owner of the work tree: an unprivileged uid, which cannot read the environment
 or memory of prompter, tini or any other root process (`/proc/<pid>/environ` and ptrace need
 the same uid or CAP_SYS_PTRACE), nor read a file only root may read, nor change what prompter
-writes as root (the report folder). Git runs as that owner too, so the worktrees and objects of a run are
-the owner's, and a hook or `core.fsmonitor` an agent planted in `.git` runs with no more rights
-than the agent had. Not root — a laptop — everything runs as you, as prompter does.
+writes as root (the report folder). Git runs as that owner too, so the worktrees and objects of
+a run are the owner's, and a hook or `core.fsmonitor` an agent planted in `.git` runs with no
+more rights than the agent had. Not root — a laptop — everything runs as you, as prompter does.
 
 One decision per process (`settle`), read where children are started (`children`).
 """
