@@ -43,6 +43,8 @@ OUTPUTS = [
     "summary_path",
     "state_path",
     "artifact_id",
+    "changed_files",
+    "patch_path",
 ]
 
 

@@ -203,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             else:
                 print("worktrees: no file changed in your working tree")
+        print(one_line(result.changes.line()))
     return result.exit_code
 
 

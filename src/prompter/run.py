@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from . import identity, processes
+from . import changes, identity, processes
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
@@ -105,6 +105,7 @@ class RunResult:
     # What made the run exit 2 after it ran (the state could not be written); its results,
     # landing and warnings are still reported.
     error: str | None = None
+    changes: changes.Changes = field(default_factory=changes.Changes)  # changes.patch
 
 
 @dataclass(frozen=True)
@@ -321,11 +322,15 @@ async def _execute(
     background: Sequence[Job],
 ) -> RunResult:
     run_id = new_run_id()
+    own = (options.report_dir, store.path, store.journal_path, store.lock_path, store.temp_path)
+    start = await changes.begin(workflow.workdir, state.runs, bool(selection.reused), own)
     run = RunRecord(
         run_id=run_id,
         workflow=str(workflow.path),
         workflow_at=str(workflow.path.absolute()),
         started_at=time.time(),
+        base_commit=start.base.commit if start.base else None,
+        base_tree=start.base.tree if start.base else None,
     )
     store.begin_run(run)
     recorder = _Recorder(store)
@@ -352,6 +357,8 @@ async def _execute(
     reused = tuple(names[i] for i in sorted(selection.reused)) if workflow.mode == "graph" else ()
     slots = limits.slots if workflow.mode == "graph" else 1
     warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
+    if start.warning:
+        warnings.append(start.warning)
     line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
     runner: AttemptRunner = run_attempt
     if line is not None:
@@ -413,6 +420,9 @@ async def _execute(
                         await line.cleanup(keep_worktrees=options.keep_worktrees)
     if warning := landing.warning():
         warnings.append(warning)
+    delivered = await changes.finish(start, options.report_dir)
+    if delivered.warning:
+        warnings.append(delivered.warning)
 
     records = ledger.records
     failed = any(r.status is not TaskStatus.PASSED for r in records.values())
@@ -430,7 +440,12 @@ async def _execute(
         status, code = ("failed", EXIT_FAILED) if failed else ("passed", EXIT_OK)
         reason = engine.stop_reason
     try:  # also after a failed write: the store keeps the line for close() to try again
-        ended = {"finished_at": time.time(), "status": status, "reason": reason}
+        ended = {
+            "finished_at": time.time(),
+            "status": status,
+            "reason": reason,
+            "changed_files": len(delivered.files) if delivered.patch else None,
+        }
         store.end_run(run.model_copy(update=ended))
     except StateError as exc:
         recorder.error = recorder.error or exc
@@ -451,6 +466,7 @@ async def _execute(
         isolation,
         tuple(warnings),
         recorder.error,
+        changes=delivered,
     )
 
 
@@ -555,6 +571,7 @@ def run_workflow(
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
         return RunResult("dry-run", "passed", EXIT_OK, None)
     _check_logs_dir(options.report_dir / "logs", workflow)
+    hidden = changes.ignore_report_dir(options.report_dir, workflow.workdir)
     with store as state:
         prints = fingerprints(workflow)
         selection = select(workflow, state, options, prints)
@@ -576,6 +593,8 @@ def run_workflow(
         result.warnings += (
             f"the state was not compacted ({closed}); its journal holds this run's records",
         )
+    if hidden:
+        result.warnings += (hidden,)
     return result
 
 

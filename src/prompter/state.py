@@ -168,6 +168,11 @@ class RunRecord(_Record):
     status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running
     # Why it ended early or failed as a whole (a stop, max_iterations, a budget, a signal).
     reason: Text | None = None
+    # What changes.patch is taken from (see changes.py): HEAD and the working tree's git tree
+    # at the start (of the run this one resumed, if so); None outside git.
+    base_commit: Text | None = None
+    base_tree: Text | None = None
+    changed_files: int | None = None  # how many paths changes.patch changes; None: no patch
 
 
 class State(_Record):

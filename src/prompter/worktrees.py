@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -116,8 +117,10 @@ async def git_bytes(
     env: dict[str, str] | None = None,
     ok: Sequence[int] = (0,),
     input: bytes | None = None,
+    stdout: int | None = None,
 ) -> tuple[int, bytes]:
-    """`git`, with stdout as bytes: file names need not be UTF-8."""
+    """`git`, with stdout as bytes: file names need not be UTF-8. With `stdout` (a file
+    descriptor prompter opened), the output goes there instead, and b"" is returned."""
     full_env = {**os.environ, **AUTHOR, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     config = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
     config += ["-c", "core.quotePath=false"]  # file names as they are, not octal escapes
@@ -132,6 +135,7 @@ async def git_bytes(
         env=full_env,
         check=False,
         input=input,
+        stdout=subprocess.PIPE if stdout is None else stdout,
         user=None if user is None else user.uid,
         group=None if user is None else user.gid,
         extra_groups=None if user is None else [],
@@ -139,7 +143,7 @@ async def git_bytes(
     if result.returncode not in ok:
         detail = " ".join(result.stderr.decode("utf-8", "replace").split())[:300]
         raise GitError(f"git {args[0]} failed ({result.returncode}): {detail}")
-    return result.returncode, result.stdout
+    return result.returncode, result.stdout or b""
 
 
 def shown(path: str) -> str:

@@ -31,6 +31,7 @@ from .commands import (
 )
 
 if TYPE_CHECKING:
+    from ..changes import Changes
     from ..config import Workflow
     from ..events import Event
     from ..state import TaskRecord
@@ -195,7 +196,12 @@ def main() -> None:
 
 
 def run_action(env: Mapping[str, str], console: Console) -> int:
-    outputs: dict[str, str] = {"status": "invalid", "artifact_id": ""}
+    outputs: dict[str, str] = {
+        "status": "invalid",
+        "artifact_id": "",
+        "changed_files": "",
+        "patch_path": "",
+    }
     try:
         try:
             inputs = Inputs.from_env(env)
@@ -341,6 +347,8 @@ def _run(
     _publish_reports(options.state_path, workflow, options.report_dir, env, notes)
     outputs["junit_path"] = relative(options.report_dir / "junit.xml")
     outputs["summary_path"] = relative(options.report_dir / "summary.md")
+    outputs.update(_delivered(result.changes, workspace, relative))
+    console.info(result.changes.line())
     _annotate(result.records, workflow, relative, notes)
     for note in result.warnings:
         notes.add(Annotation("warning", note, title="prompter"), RUN)
@@ -367,6 +375,22 @@ def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[
         "failed": str(failed),
         "skipped": str(statuses.count(TaskStatus.SKIPPED)),
         "total_cost_usd": f"{cost:.4f}",
+    }
+
+
+def _delivered(changes: Changes, workspace: Path, relative: Relative) -> dict[str, str]:
+    """`changed_files` (workspace-relative, one per line, hostile names quoted as git quotes
+    them) and `patch_path` (empty when no patch was written)."""
+    from ..changes import quote_path
+
+    names = []
+    if changes.repo is not None:
+        root = changes.repo.resolve()
+        for name in changes.files:  # the file itself is not resolved: it may be a symlink
+            names.append(quote_path(os.path.relpath(os.path.join(root, name), workspace)))
+    return {
+        "changed_files": "\n".join(names),
+        "patch_path": relative(changes.patch) if changes.patch is not None else "",
     }
 
 
