@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -178,6 +179,8 @@ def test_the_cli_says_where_the_patch_is_and_the_state_counts_the_files(tmp_path
     (run,) = h.status()["runs"]
     assert run["changed_files"] == 2 and run["base_commit"] == head
     assert run["base_tree"] != git(h.root, "rev-parse", "HEAD^{tree}").strip()  # user's work
+    shown = h.cli("status")
+    assert shown.stdout.rstrip().endswith("(passed); changes.patch: 2 file(s)"), shown.stdout
 
 
 def test_outside_git_there_is_no_patch_and_the_run_says_so(tmp_path: Path) -> None:
@@ -244,11 +247,14 @@ def test_a_resumed_run_continues_the_patch_of_the_run_it_resumes(tmp_path: Path)
     assert b"work/a.txt" in patch.read_bytes() and b"b.txt" not in patch.read_bytes()
     # The second run reruns `b` only; its patch holds both tasks' work, from the same start.
     h.plan["b"] = [[write("b.txt", "B\n")]]
-    assert h.run() == 0
+    done = h.cli("run", "--progress", "plain", str(h.write()))
+    assert done.returncode == 0, done.stdout + done.stderr
     text = patch.read_bytes()
     assert b"work/a.txt" in text and b"work/b.txt" in text
     first, second = h.status()["runs"]
     assert second["base_tree"] == first["base_tree"] and second["base_commit"] == start
+    said = f"(2 file(s) changed since {start[:12]}, the start of run {first['run_id']})"
+    assert said in done.stdout
     clone = clean_clone(h.root, start, tmp_path / "clone")
     git(clone, "apply", str(patch))
     assert (clone / "work" / "a.txt").read_text() == "A\n"
@@ -355,3 +361,22 @@ def test_a_tracked_file_that_git_would_ignore_is_in_the_patch_too(tmp_path: Path
     h.task("a", [[write("build/kept.txt", "changed\n")]])
     assert h.run() == 0
     assert b"work/build/kept.txt" in (tmp_path / ".prompter" / "changes.patch").read_bytes()
+
+
+def test_a_recorded_start_that_is_no_object_id_is_not_given_to_git(tmp_path: Path) -> None:
+    """The state may come from an artifact: its `base_tree` is data, never an option."""
+    h = repository(tmp_path)
+    h.task("a", [[write("a.txt", "A\n")]], depends_on=[])
+    h.task("b", [[["exit", "1"]]], depends_on=[], max_attempts=1)
+    assert h.run() == 1
+    state_file = tmp_path / ".prompter" / "state.json"
+    planted = tmp_path / "planted"
+    state = json.loads(state_file.read_text())
+    state["runs"][0]["base_tree"] = f"--output={planted}"
+    state_file.write_text(json.dumps(state))
+    h.plan["b"] = [[write("b.txt", "B\n")]]
+    done = h.cli("run", "--progress", "plain", str(h.write()))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is not in this repository" in done.stderr and not planted.exists()
+    text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
+    assert b"work/b.txt" in text and b"a.txt" not in text

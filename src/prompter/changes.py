@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 import unicodedata
@@ -34,6 +35,7 @@ from .state import RunRecord
 from .worktrees import GitError, git, git_bytes, git_dir, toplevel
 
 PATCH_NAME = "changes.patch"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 (a state is data)
 IGNORE_ALL = "*\n"
 # What prompter itself keeps in a report folder; one holding anything else is not given a
 # `.gitignore` that would hide it from git.
@@ -88,11 +90,14 @@ class Changes:
     base_commit: str | None = None
     note: str | None = None  # why there is no patch (outside git, nothing changed)
     warning: str | None = None  # something failed: no patch
+    resumed_from: str | None = None  # the run whose start the patch is taken from
 
     def line(self) -> str:
         """One line for the console after a run."""
         if self.patch is not None:
             since = f" since {self.base_commit[:12]}" if self.base_commit else ""
+            if self.resumed_from:
+                since += f", the start of run {self.resumed_from}"
             return f"changes: {self.patch} ({len(self.files)} file(s) changed{since})"
         return f"changes: {self.note or self.warning or 'none'}"
 
@@ -105,21 +110,21 @@ async def begin(
     repo = await toplevel(workdir)
     if repo is None:
         return Start(None, "not in a git repository: no changes.patch")
-    exclude = _inside(repo, own)
     try:
+        exclude = _inside(repo, own)
         head = await _head(repo)
         earlier = next((r for r in reversed(runs) if r.base_tree), None)
         warning = None
         if resumed and earlier is not None and earlier.base_commit == head:
             assert earlier.base_tree is not None
-            if await _has_tree(repo, earlier.base_tree):
+            if _OBJECT_ID.fullmatch(earlier.base_tree) and await _has_tree(repo, earlier.base_tree):
                 return Start(Base(repo, head, earlier.base_tree, exclude, earlier.run_id))
             warning = (
                 f"the start of run {earlier.run_id} is not in this repository (a fresh clone?): "
                 "changes.patch covers this run only"
             )
         tree = await snapshot(repo, exclude)
-    except (GitError, OSError) as exc:
+    except (GitError, OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
         return Start(None, warning=f"changes.patch will not be written: {_why(exc)}")
     return Start(Base(repo, head, tree, exclude), warning=warning)
 
@@ -142,7 +147,7 @@ async def finish(start: Start, report_dir: Path) -> Changes:
     except (GitError, OSError) as exc:
         _remove_stale(target)
         return Changes(repo=base.repo, warning=f"changes.patch not written: {_why(exc)}")
-    return Changes(target, files, base.repo, base.commit)
+    return Changes(target, files, base.repo, base.commit, resumed_from=base.resumed_from)
 
 
 async def snapshot(repo: Path, exclude: Sequence[str]) -> str:
@@ -175,6 +180,8 @@ def ignore_report_dir(report_dir: Path, workdir: Path) -> str | None:
         with open(fd, "w", encoding="utf-8") as f:
             f.write(IGNORE_ALL)
     except FileExistsError:
+        return None
+    except RuntimeError:  # a symlink loop on the way: no folder of prompter's
         return None
     except OSError as exc:
         return f"{gitignore}: not written ({exc.strerror or exc}): git may show the report folder"

@@ -91,5 +91,8 @@ def status_text(
             said = "running now" + (f", pid {live_pid}" if live_pid else "")
         elif last.reason:  # "interrupted by SIGTERM" says it all; "failed: max_iterations …"
             said = last.reason if last.reason.startswith(said) else f"{said}: {last.reason}"
-        lines.append(one_line(f"last run: {last.run_id} ({said})"))
+        delivered = ""
+        if last.changed_files is not None:  # the run wrote a changes.patch (see changes.py)
+            delivered = f"; changes.patch: {last.changed_files} file(s)"
+        lines.append(one_line(f"last run: {last.run_id} ({said}){delivered}"))
     return "\n".join(line.rstrip() for line in lines) + "\n"
