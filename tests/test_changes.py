@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +381,42 @@ def test_a_recorded_start_that_is_no_object_id_is_not_given_to_git(tmp_path: Pat
     assert "is not in this repository" in done.stderr and not planted.exists()
     text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
     assert b"work/b.txt" in text and b"a.txt" not in text
+
+
+def test_what_the_user_edits_during_a_worktree_run_is_not_taken_for_the_tasks_work(
+    tmp_path: Path,
+) -> None:
+    h = repository(tmp_path)
+    del h.settings["agent_command"]  # the harness's own agent, which logs its calls
+    h.task("a", [{"write": {"app.py": "the task's\n", "a.txt": "A"}, "sleep": 1.5}], depends_on=[])
+    h.task("b", [{"write": {"b.txt": "B"}}], depends_on=[])
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not any(c["task"] == "b" for c in h.calls()):  # the run is going, `a` still sleeps
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    (h.work / "app.py").write_text("the user's, written during the run\n")
+    (h.work / "run.sh").write_text("#!/bin/sh\necho the user's\n")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "kept your version of 1 file(s)" in err  # app.py: the user's stays
+    text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
+    assert b"work/a.txt" in text and b"work/b.txt" in text
+    assert b"app.py" not in text and b"run.sh" not in text
+
+
+@pytest.mark.parametrize("isolation", ["worktree", "shared"])
+def test_a_state_file_kept_in_the_repository_is_not_in_the_patch(
+    tmp_path: Path, isolation: str
+) -> None:
+    h = repository(tmp_path)
+    h.settings["isolation"] = isolation
+    h.task("a", [[write("a.txt", "A\n")]], depends_on=[])
+    h.task("b", [[write("b.txt", "B\n")]], depends_on=[])
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "st.json.journal").write_text("")  # there at the start already
+    assert h.run("--state-file", "kept/st.json") == 0
+    assert (tmp_path / "kept" / "st.json").exists()
+    text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
+    assert b"work/a.txt" in text and b"work/b.txt" in text
+    assert b"st.json" not in text

@@ -81,6 +81,17 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Landed:
+    """Worktree isolation: what the run wrote into the working tree. The end of the patch is
+    then `base` with `paths` as at `tip` — not the tree as it is, so that what the user edits
+    during the run (a file landing kept as theirs included) is not taken for the tasks' work."""
+
+    base: str  # the integration line's base commit: the working tree when it started
+    tip: str  # its tip: every passed task's work
+    paths: tuple[str, ...]  # what landed (file-system strings)
+
+
+@dataclass(frozen=True)
 class Changes:
     """What `finish` found and wrote."""
 
@@ -129,16 +140,20 @@ async def begin(
     return Start(Base(repo, head, tree, exclude), warning=warning)
 
 
-async def finish(start: Start, report_dir: Path) -> Changes:
-    """Snapshot the working tree again and write the difference to REPORT_DIR/changes.patch
-    (removing an old one when there is no difference, or no repository)."""
+async def finish(start: Start, report_dir: Path, landed: Landed | None = None) -> Changes:
+    """Take the end (a snapshot of the working tree, or with worktree isolation what landed)
+    and write the difference to REPORT_DIR/changes.patch (removing an old one when there is
+    no difference, or no repository)."""
     target = report_dir / PATCH_NAME
     base = start.base
     if base is None:
         _remove_stale(target)
         return Changes(note=start.note or "no changes.patch")
     try:
-        end = await snapshot(base.repo, base.exclude)
+        if landed is None:
+            end = await snapshot(base.repo, base.exclude)
+        else:
+            end = await _landed_tree(base.repo, landed, base.exclude)
         files = await _changed(base.repo, base.tree, end)
         if not files:
             _remove_stale(target)
@@ -160,6 +175,33 @@ async def snapshot(repo: Path, exclude: Sequence[str]) -> str:
             await git(repo, "read-tree", "HEAD", env=env)
         skip = [f":(exclude,literal){path}" for path in await _not_ignored(repo, exclude)]
         await git(repo, "add", "-A", "--", ".", *skip, env=env)
+        _, tree = await git(repo, "write-tree", env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    return tree.strip()
+
+
+async def _landed_tree(repo: Path, landed: Landed, exclude: Sequence[str]) -> str:
+    """`landed.base`'s tree with the landed paths as at `landed.tip` and without `exclude`,
+    through a private index."""
+    index = await git_dir(repo) / f"prompter-changes-index-{secrets.token_hex(6)}"
+    env = {"GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
+    try:
+        await git(repo, "read-tree", landed.base, env=env)
+        if landed.paths:  # deletions too: a path the tip lacks leaves the index
+            names = b"".join(os.fsencode(p) + b"\0" for p in landed.paths)
+            restore = ("restore", "--staged", f"--source={landed.tip}")
+            await git(
+                repo,
+                *restore,
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+                input=names,
+                env=env,
+            )
+        if exclude:  # the line's base leaves out the report folder, not a state kept elsewhere
+            remove = ("rm", "--cached", "-r", "-q", "-f", "--ignore-unmatch", "--")
+            await git(repo, *remove, *exclude, env=env)
         _, tree = await git(repo, "write-tree", env=env)
     finally:
         index.unlink(missing_ok=True)

@@ -420,7 +420,8 @@ async def _execute(
                         await line.cleanup(keep_worktrees=options.keep_worktrees)
     if warning := landing.warning():
         warnings.append(warning)
-    delivered = await changes.finish(start, options.report_dir)
+    landed = None if line is None else changes.Landed(line.base, line.tip, landing.paths)
+    delivered = await changes.finish(start, options.report_dir, landed)
     if delivered.warning:
         warnings.append(delivered.warning)
 

@@ -74,6 +74,7 @@ class Landing:
     # Changed by the user while the run was going: their version stays; the run's is at `ref`.
     kept: tuple[str, ...] = ()
     ref: str | None = None
+    paths: tuple[str, ...] = ()  # `landed` as file-system strings (os.fsdecode), for git
 
     def warning(self) -> str | None:
         """What to tell the user about `kept`, or None."""
@@ -565,7 +566,7 @@ async def _land(repo: Path, run: str, base: str, tip: str) -> Landing:
         kept_ref = f"{KEPT_ROOT}/{run}"
         await git(repo, "update-ref", kept_ref, tip)
     await git(repo, "update-ref", "-d", f"{ref}/applying")
-    return Landing(tuple(map(shown, landed)), tuple(map(shown, kept)), kept_ref)
+    return Landing(tuple(map(shown, landed)), tuple(map(shown, kept)), kept_ref, tuple(landed))
 
 
 def _delete(repo: Path, path: str) -> None:
