@@ -1,11 +1,13 @@
 """What a run delivered: `REPORT_DIR/changes.patch`, the difference between the working tree at
 the start and at the end, as a binary-safe git patch.
 
-Both ends are snapshots of the whole working tree taken with a private index
+The start is a snapshot of the whole working tree taken with a private index
 (`GIT_INDEX_FILE`, `git add -A`, `git write-tree`): HEAD plus uncommitted and untracked (not
 ignored) files, without prompter's own files (the report folder, the state). The user's index,
-HEAD and files are never touched. Because the start is a snapshot too, uncommitted work the user
-had before the run is in both ends and not in the patch. The patch is
+HEAD and files are never touched. The end is, with worktree isolation, the integration line's
+base with the paths that landed as its tip has them (what the user edits during the run is not
+the tasks' work), and in a shared tree a second snapshot. Uncommitted work the user had before
+the run is in both ends and not in the patch. The patch is
 `git diff-tree -p --binary -M` of the two trees: new files, deletions, renames, mode changes,
 symlinks and binary files, applicable with `git apply` at the repository's root on a tree equal
 to the start's (a clean checkout of the starting commit).
