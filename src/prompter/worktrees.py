@@ -74,7 +74,8 @@ class Landing:
     # Changed by the user while the run was going: their version stays; the run's is at `ref`.
     kept: tuple[str, ...] = ()
     ref: str | None = None
-    paths: tuple[str, ...] = ()  # `landed` as file-system strings (os.fsdecode), for git
+    # `landed` as file-system strings (os.fsdecode), for git; the same files as `landed`
+    paths: tuple[str, ...] = field(default=(), compare=False)
 
     def warning(self) -> str | None:
         """What to tell the user about `kept`, or None."""
