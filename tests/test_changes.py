@@ -420,3 +420,17 @@ def test_a_state_file_kept_in_the_repository_is_not_in_the_patch(
     text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
     assert b"work/a.txt" in text and b"work/b.txt" in text
     assert b"st.json" not in text
+
+
+def test_a_run_that_cannot_start_leaves_no_earlier_patch_behind(tmp_path: Path) -> None:
+    h = repository(tmp_path)
+    h.task("a", [[write("a.txt", "A\n")]], depends_on=[])
+    h.task("b", [[write("b.txt", "B\n")]], depends_on=[])
+    assert h.run() == 0
+    patch = tmp_path / ".prompter" / "changes.patch"
+    assert patch.exists()
+    # Worktrees required where they cannot work: the next run stops before any task runs.
+    (tmp_path / ".gitmodules").write_text("")
+    h.settings["isolation"] = "worktree"
+    assert h.run("--fresh") == 2
+    assert not patch.exists()

@@ -142,6 +142,12 @@ async def begin(
     return Start(Base(repo, head, tree, exclude), warning=warning)
 
 
+def forget(report_dir: Path) -> None:
+    """A run starts: the last run's patch goes, so that a run that never gets to write its
+    own (a start that fails, a kill) leaves none to be taken for it."""
+    _remove_stale(report_dir / PATCH_NAME)
+
+
 async def finish(start: Start, report_dir: Path, landed: Landed | None = None) -> Changes:
     """Take the end (a snapshot of the working tree, or with worktree isolation what landed)
     and write the difference to REPORT_DIR/changes.patch (removing an old one when there is

@@ -322,6 +322,7 @@ async def _execute(
     background: Sequence[Job],
 ) -> RunResult:
     run_id = new_run_id()
+    changes.forget(options.report_dir)
     own = (options.report_dir, store.path, store.journal_path, store.lock_path, store.temp_path)
     start = await changes.begin(workflow.workdir, state.runs, bool(selection.reused), own)
     run = RunRecord(
