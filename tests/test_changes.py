@@ -39,6 +39,9 @@ for op, *args in steps[min(attempt, len(steps)) - 1]:
         os.chmod(args[0], int(args[1], 8))
     elif op == "symlink":
         os.symlink(args[0], args[1])
+    elif op == "git-init":  # a repository of its own, without a commit
+        import subprocess
+        subprocess.run(["git", "init", "-q", args[0]], check=True)
     elif op == "exit":
         sys.exit(int(args[0]))
 """
@@ -434,3 +437,14 @@ def test_a_run_that_cannot_start_leaves_no_earlier_patch_behind(tmp_path: Path) 
     h.settings["isolation"] = "worktree"
     assert h.run("--fresh") == 2
     assert not patch.exists()
+
+
+def test_a_tree_git_cannot_snapshot_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    h = repository(tmp_path)
+    h.settings["isolation"] = "shared"
+    h.task("a", [[["git-init", "sub"], write("sub/x", "x\n")]])
+    done = h.cli("run", "--progress", "plain", str(h.write()))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "prompter: warning: changes.patch not written: git add failed" in done.stderr
+    assert "changes: changes.patch not written" in done.stdout
+    assert not (tmp_path / ".prompter" / "changes.patch").exists()
