@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -448,3 +449,29 @@ def test_a_tree_git_cannot_snapshot_is_a_warning_not_a_failure(tmp_path: Path) -
     assert "prompter: warning: changes.patch not written: git add failed" in done.stderr
     assert "changes: changes.patch not written" in done.stdout
     assert not (tmp_path / ".prompter" / "changes.patch").exists()
+
+
+def test_an_interrupted_runs_work_is_in_the_patch_of_the_run_that_lands_it(
+    tmp_path: Path,
+) -> None:
+    h = repository(tmp_path)
+    del h.settings["agent_command"]  # the harness's own agent, which logs its calls
+    h.task("quick", [{"write": {"quick.txt": "Q"}}], depends_on=[])
+    h.task("slow", [{"write": {"slow.txt": "S"}, "sleep": 30}], depends_on=[])
+    proc = h.spawn()
+    deadline = time.monotonic() + 30
+    while not any(c["task"] == "quick" for c in h.calls()) or h.status_or_none() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # quick has merged by now
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 143, err
+    # The tree is as it was (quick's work waits under a ref): nothing changed in it.
+    assert "changes: no file changed" in out.splitlines()
+    patch = tmp_path / ".prompter" / "changes.patch"
+    assert not patch.exists()
+    h.plan["slow"] = [{"write": {"slow.txt": "S"}}]
+    assert h.run() == 0
+    text = patch.read_bytes()
+    assert b"work/quick.txt" in text and b"work/slow.txt" in text
