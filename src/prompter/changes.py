@@ -16,7 +16,7 @@ A run that builds on earlier passes (it reuses at least one) continues the patch
 resumes: it diffs against the start recorded in the state (`base_commit`, `base_tree` of the
 last run), so the patch holds the work of all of them — as long as HEAD is still the commit
 that start was taken on (the patch then still applies to HEAD) and git still has its tree (a
-fresh clone may not: then this run's own start, with a note).
+fresh clone may not: then this run's own start, with a warning).
 """
 
 from __future__ import annotations
