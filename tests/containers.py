@@ -4,7 +4,7 @@
 No image registry is reachable on the CI machines, so the base image is built here: Debian
 bookworm (minbase + python3, python3-venv, ca-certificates) with debootstrap, tarred and imported
 into podman. That takes minutes, so the tarball and the imported image are cached between runs
-(keyed by a hash of the recipe below). Podman needs runc and a couple of ulimits; `.ci/run`
+(keyed by a hash of the recipe below). Podman needs runc and a couple of ulimits; `scripts/test`
 writes that configuration and exports CONTAINERS_CONF, and these helpers write the same file
 when the variable is not set.
 """
@@ -67,7 +67,7 @@ def require(tool: str) -> str:
     if path is None:
         pytest.fail(
             f"{tool} is not installed; the container tests need podman, runc and debootstrap "
-            "as root (.ci/run installs them: apt-get install podman runc debootstrap uidmap)",
+            "as root (scripts/test installs them: apt-get install podman runc debootstrap uidmap)",
             pytrace=False,
         )
     return path

@@ -12,8 +12,8 @@ The job runs in a container of the local base image, not with `-P ubuntu-latest=
 in act's host mode a Docker action gets host paths for GITHUB_OUTPUT that are not mounted into
 its container, so no action can write outputs there (act 0.2.89).
 
-These tests need root, podman, runc and debootstrap; .ci/run installs them. They fail, not skip,
-when something is missing. Timings of each stage are printed (pytest -s or -rA shows them).
+These tests need root, podman, runc and debootstrap; scripts/test installs them. They fail, not
+skip, when something is missing. Timings of each stage are printed (pytest -s or -rA shows them).
 """
 
 from __future__ import annotations

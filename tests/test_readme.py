@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,13 +64,49 @@ def test_quick_start_has_exactly_two_commands() -> None:
     assert len(blocks) == 2
     install, tests = (b.strip() for b in blocks)
     assert "prompter run --fresh examples/pipeline.toml" in install
-    assert "pytest" in tests
+    assert tests == "./scripts/test"
+    script = (Path(__file__).parents[1] / "scripts" / "test").read_text("utf-8")
+    assert "npm ci --prefix tests/render" in script
+    assert '.venv/bin/python -m pytest "$@"' in script
 
 
 def test_ci_runs_the_readme_test_command() -> None:
+    """The README's test command is scripts/test, and CI runs it as it stands there."""
     blocks = re.findall(r"```[a-z]*\n(.*?)```", section("Quick start"), re.S)
-    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text("utf-8")
-    assert blocks[1].strip() in ci
+    command = blocks[1].strip()
+    assert command == "./scripts/test"
+    repo = Path(__file__).parents[1]
+    assert os.access(repo / "scripts" / "test", os.X_OK)
+    ci = (repo / ".ci" / "run").read_text("utf-8").splitlines()
+    assert command in ci, "a line of .ci/run is the README's test command, verbatim"
+
+
+def test_the_test_script_names_what_is_missing_at_once(tmp_path: Path) -> None:
+    """Without the system tools the tests need (and no apt-get to install them), scripts/test
+    names each of them and stops at once: nothing installed, no venv made, no test run."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for name in ("bash", "dirname", "id"):
+        found = shutil.which(name)
+        assert found, name
+        (bare / name).symlink_to(found)
+    (bare / "python3").symlink_to(Path(sys.executable).resolve())  # has venv: not reported
+    script = Path(__file__).parents[1] / "scripts" / "test"
+    env = {"PATH": str(bare), "HOME": str(tmp_path), "PROMPTER_CHROMIUM": str(tmp_path / "no")}
+    for argv in ([str(script), "--check"], [str(script), "tests/test_readme.py"]):
+        started = time.monotonic()
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert time.monotonic() - started < 10
+        assert done.returncode == 1, done.stderr
+        missing = next(line for line in done.stderr.splitlines() if "missing:" in line)
+        for tool in ("PROMPTER_CHROMIUM", "git", "xmllint", "cmark-gfm", "node", "npm", "podman"):
+            assert tool in missing, (tool, done.stderr)
+        assert "python3" not in missing
+        assert "apt-get install --no-install-recommends" in done.stderr
+        assert "nothing was run" in done.stderr
+        assert done.stdout == ""
 
 
 def test_cli_reference_names_every_command_and_option() -> None:

@@ -15,9 +15,10 @@ from . import __version__
 TYPE_CHECKING = False  # not from typing: importing it costs start-up time outside run()
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from types import FrameType
+    from typing import Any
 
     from .config import Workflow
     from .planning import Plan
@@ -593,6 +594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(sys.argv[1:] if argv is None else argv)
         code: int = args.handler(args)
         sys.stdout.flush()
+        if _interrupts:
+            # A Ctrl-C whose KeyboardInterrupt Python could not raise (see _unraisable): the
+            # command went on, but it was interrupted all the same.
+            return EXIT_SIGINT
         return code
     except BrokenPipeError:  # `prompter graph … | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -637,6 +642,21 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(hook: Callable[[Any], object]) -> Callable[[Any], None]:
+    """Python's hook for an exception it cannot raise, wrapped: a Ctrl-C landing in a weakref
+    callback or a `__del__` (importlib drops a module lock in one while prompter imports) is
+    printed as "Exception ignored" with a traceback, and the program goes on. _on_sigint has
+    recorded it: the run answers it as soon as its own handlers are in place, and any other
+    command ends with 130 (see main). Nothing to print."""
+
+    def handle(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupts:
+            return
+        hook(unraisable)
+
+    return handle
+
+
 def _escape_what_the_console_cannot_show() -> None:
     """Task names, reasons and output are anyone's text: on a console whose encoding lacks a
     character (PYTHONIOENCODING=ascii, a Latin-1 or C locale) it is printed as an escape
@@ -657,6 +677,7 @@ def run() -> None:
         import signal
 
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+            sys.unraisablehook = _unraisable(sys.unraisablehook)
             signal.signal(signal.SIGINT, _on_sigint)
         _escape_what_the_console_cannot_show()
         if os.environ.get("GITHUB_ACTIONS") == "true":

@@ -227,11 +227,22 @@ def describe_dry_run(
 
 async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRunner) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, _backstop():
+        if _interrupted_before():
+            stop.append(signal.SIGINT)
+            engine.stop("interrupted by SIGINT")
         async for signum in signals:
             if stop:  # a second signal: no more grace
                 processes.emergency_exit(128 + signum)
             stop.append(signum)
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
+
+
+def _interrupted_before() -> bool:
+    """Whether the `prompter` command had a Ctrl-C before the run's handlers took over that did
+    not end it: one Python could not raise where it landed (a weakref callback while importing;
+    see cli._unraisable). The run stops at once, as on a Ctrl-C now."""
+    cli = sys.modules.get("prompter.cli")
+    return bool(getattr(cli, "_interrupts", None))
 
 
 STOP_WITHIN_S = 5.0

@@ -5,7 +5,8 @@ argv: fake_agent.py TASK ATTEMPT PROMPT
 FAKE_AGENT_PLAN: path of {"task": [step for attempt 1, step for attempt 2, ...]} (last repeats)
   step: {"sleep": s, "exit": code, "write": {"path": "content"}, "print": "text",
          "ignore_term": true}
-FAKE_AGENT_PIDS: a folder that gets a file TASK-ATTEMPT holding the pid, written at start.
+FAKE_AGENT_PIDS: a folder that gets a file TASK-ATTEMPT holding the pid, written at start, and
+  with ignore_term, TASK-ATTEMPT.term once a SIGTERM came (and was ignored).
 FAKE_AGENT_LOG: a file that gets one JSON line per call (task, attempt, pid, pgid, start, end,
   prompt, env), so tests can check concurrency, prompts and the environment.
 """
@@ -24,12 +25,17 @@ def main() -> int:
     steps = plan.get(task) or [{}]
     step = steps[min(attempt, len(steps)) - 1]
     start = time.time()
-    if os.environ.get("FAKE_AGENT_PIDS"):  # announce ourselves at once, for signal tests
-        pids = Path(os.environ["FAKE_AGENT_PIDS"])
+    pids = Path(os.environ["FAKE_AGENT_PIDS"]) if os.environ.get("FAKE_AGENT_PIDS") else None
+    if step.get("ignore_term"):  # before the pid is announced: a test may signal at once
+
+        def noted(signum: int, frame: object) -> None:  # ignored, but a test can see it came
+            if pids is not None:
+                (pids / f"{task}-{attempt}.term").touch()
+
+        signal.signal(signal.SIGTERM, noted)
+    if pids is not None:  # announce ourselves at once, for signal tests
         pids.mkdir(exist_ok=True)
         (pids / f"{task}-{attempt}").write_text(str(os.getpid()))
-    if step.get("ignore_term"):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "print" in step:
         sys.stdout.write(step["print"])
         sys.stdout.flush()
