@@ -40,7 +40,7 @@ def test_no_python3_fails_with_one_error_naming_setup_python(tmp_path: Path) -> 
 def test_an_old_python3_fails_naming_its_version(tmp_path: Path) -> None:
     fake = tmp_path / "python3"
     fake.write_text(
-        "#!/bin/sh\ncase \"$*\" in *platform*) echo 3.10.12 ;; *) exit 1 ;; esac\n", "utf-8"
+        '#!/bin/sh\ncase "$*" in *platform*) echo 3.10.12 ;; *) exit 1 ;; esac\n', "utf-8"
     )
     fake.chmod(0o755)
     proc = check(f"{tmp_path}:/usr/bin:/bin")
