@@ -5,6 +5,17 @@
 # checked afterwards. Agent code runs with no_new_privs (no setuid program lifts it), so this
 # guards what it could plant for the job's later steps, which are not under no_new_privs.
 set -euo pipefail
+case "$(printf '%s' "${DROP_SUDO:-true}" | tr '[:upper:]' '[:lower:]')" in
+  true | yes | 1 | "") ;;
+  false | no | 0)
+    echo "prompter-action: drop_sudo is false, sudo is left as it is"
+    exit 0
+    ;;
+  *)
+    echo "::error title=prompter-action (host)::input \`drop_sudo\` must be true or false, not '${DROP_SUDO}'"
+    exit 2
+    ;;
+esac
 user="$(id -un)"
 if [ "$(id -u)" = 0 ]; then
   echo "prompter-action: running as root, no sudo to drop (agents run as agent_user says)"

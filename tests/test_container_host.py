@@ -454,6 +454,10 @@ def test_state_recipe_reruns_only_what_did_not_pass(
     assert {"one", "two", "three"} <= set(ran), ran
     saved = "Cache saved with key: prompter-prompter.toml-refs/heads/main-7-1"
     assert saved in first.stdout, report(first)  # despite the failure
+    if uses == "./host":  # uploaded by (the stand-in of) actions/upload-artifact, though failed
+        assert (store / "artifacts" / "report-resume" / "state.json").is_file(), report(first)
+        # A re-run is a new run attempt: its artifacts are its own.
+        shutil.rmtree(store / "artifacts")
     (store / "allow-two").touch()
     before = len(ran)
 
@@ -467,6 +471,8 @@ def test_state_recipe_reruns_only_what_did_not_pass(
     again = starts(store)[before:]
     assert again and set(again) == {"two"}, f"agents started on the re-run: {again}"
     assert "Cache saved with key: prompter-prompter.toml-refs/heads/main-7-2" in second.stdout
+    if uses == "./host":
+        assert (store / "artifacts" / "report-resume" / "state.json").is_file(), report(second)
     work = "The passed tasks' work is in the workspace"
     if declares_patch_path():
         assert second.returncode == 0, report(second)
@@ -505,10 +511,11 @@ def test_readme_recipe_adds_node_to_the_action_image(tmp_path: Path) -> None:
 
 def test_drop_sudo_removes_passwordless_sudo(tmp_path: Path) -> None:
     """host/drop-sudo.sh as the job image's `runner` (passwordless sudo from /etc/sudoers.d
-    and the sudo group, as on GitHub's runners): afterwards `sudo -n` fails, and a second run
-    finds nothing to drop."""
+    and the sudo group, as on GitHub's runners): `drop_sudo: false` leaves it; afterwards
+    `sudo -n` fails, and a second run finds nothing to drop."""
     script = (
         "set -x; sudo -n true || exit 10; "
+        "DROP_SUDO=false bash /host/drop-sudo.sh && sudo -n true || exit 9; "
         "bash /host/drop-sudo.sh || exit 11; "
         "if sudo -n true; then exit 12; fi; "
         "if id -nG runner | tr ' ' '\\n' | grep -qx sudo; then exit 13; fi; "

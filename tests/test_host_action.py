@@ -47,3 +47,29 @@ def test_an_old_python3_fails_naming_its_version(tmp_path: Path) -> None:
     assert proc.returncode == 1
     errors = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
     assert len(errors) == 1 and "found: 3.10.12" in errors[0], proc.stdout
+
+
+DROP = REPO / "host" / "drop-sudo.sh"
+
+
+def drop(value: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/bash", str(DROP)],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DROP_SUDO": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_drop_sudo_input_is_true_or_false() -> None:
+    """The input's values (the dropping itself runs in test_container_host.py, as a user with
+    passwordless sudo)."""
+    proc = drop("maybe")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1 and "`drop_sudo` must be true or false" in errors[0], proc.stdout
+    for off in ("false", "No", "0"):
+        proc = drop(off)
+        assert proc.returncode == 0 and "sudo is left as it is" in proc.stdout, proc.stdout
