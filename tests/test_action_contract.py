@@ -183,6 +183,27 @@ def test_without_the_artifact_service_a_warning_and_the_files_stay(tmp_path: Pat
     assert (ws / ".prompter" / "state.json").exists()
 
 
+def test_the_host_action_defers_the_upload_to_its_next_step(tmp_path: Path) -> None:
+    """PROMPTER_DEFER_UPLOAD (host/action.yml sets it): no upload, no warning about the
+    artifact service; `upload_dir` names the report folder for actions/upload-artifact."""
+    ws = workspace(tmp_path, TASKS[:1], {})
+    step = run_step(tmp_path, ws, {"report_dir": "out/report"}, PROMPTER_DEFER_UPLOAD="true")
+    assert step.code == 0, step.stdout
+    assert step.outputs["upload_dir"] == "out/report" and step.outputs["artifact_id"] == ""
+    assert step.of("warning") == []
+    assert (ws / "out" / "report" / "junit.xml").is_file()
+    # Not asked to upload, or a dry run: nothing for the next step to upload.
+    for inputs in ({"upload_artifact": "false"}, {"dry_run": "true"}):
+        (tmp_path / "file_commands" / "set_output_1").unlink()
+        step = run_step(tmp_path, ws, inputs, PROMPTER_DEFER_UPLOAD="true")
+        assert step.code == 0, step.stdout
+        assert "upload_dir" not in step.outputs, (inputs, step.outputs)
+    # A bad artifact name is still refused before anything runs.
+    (tmp_path / "file_commands" / "set_output_1").unlink()
+    step = run_step(tmp_path, ws, {"artifact_name": "a/b"}, PROMPTER_DEFER_UPLOAD="true")
+    assert step.code == 2 and "upload_dir" not in step.outputs
+
+
 def test_plain_names_reproduce_a_run_with_docker_run(tmp_path: Path) -> None:
     """`docker run -e WORKFLOW=… -e MAX_PARALLEL=…`: no INPUT_ prefix."""
     ws = workspace(tmp_path, TASKS[:1], {})

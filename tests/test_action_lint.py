@@ -13,6 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ACTION = REPO / "action.yml"
+HOST_ACTION = REPO / "host" / "action.yml"
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
 # name -> default, as the issue specifies them; the README's action section documents the same.
@@ -64,6 +65,18 @@ def lint(*argv: str) -> None:
 
 def test_action_yml_matches_github_schema() -> None:
     lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION))
+
+
+def test_host_and_test_stand_in_actions_match_github_schema() -> None:
+    stand_ins = sorted((REPO / "tests" / "act").rglob("action.yml"))
+    assert len(stand_ins) == 3, stand_ins
+    lint(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-actions",
+        str(HOST_ACTION),
+        *map(str, stand_ins),
+    )
 
 
 def test_workflows_pass_actionlint() -> None:
@@ -135,3 +148,76 @@ def test_dockerfile_keeps_the_runner_contract() -> None:
         '"/opt/prompter/bin/prompter-action"]',
     ]
     assert entrypoint in lines
+
+
+# The host action (host/action.yml) has the root action's inputs and outputs, plus these inputs.
+HOST_ONLY_INPUTS = ["drop_sudo"]
+# Inputs whose description says what differs on the host.
+HOST_DESCRIBED = {"agent_user"}
+
+
+def test_host_action_has_the_same_inputs_and_outputs() -> None:
+    root = load_action()
+    host = yaml.safe_load(HOST_ACTION.read_text("utf-8"))
+    root_inputs, host_inputs = root["inputs"], host["inputs"]
+    assert isinstance(root_inputs, dict) and isinstance(host_inputs, dict)
+    assert list(host_inputs) == [*root_inputs, *HOST_ONLY_INPUTS]
+    for name, spec in root_inputs.items():
+        mine = host_inputs[name]
+        assert str(mine.get("default", "")) == str(spec.get("default", "")), name
+        assert mine.get("required", False) == spec.get("required", False), name
+        if name not in HOST_DESCRIBED:
+            assert mine["description"] == spec["description"], name
+    assert host_inputs["drop_sudo"]["default"] == "true"
+    root_outputs, host_outputs = root["outputs"], host["outputs"]
+    assert isinstance(root_outputs, dict) and isinstance(host_outputs, dict)
+    assert list(host_outputs) == list(root_outputs)
+    for name, spec in root_outputs.items():
+        assert host_outputs[name]["description"] == spec["description"], name
+        source = (
+            "steps.upload.outputs.artifact-id"
+            if name == "artifact_id"
+            else f"steps.run.outputs.{name}"
+        )
+        assert host_outputs[name]["value"] == f"${{{{ {source} }}}}", name
+
+
+def test_host_action_runs_the_entry_point_with_every_input() -> None:
+    """The same code path as the container: `prompter-action`, each input as INPUT_<NAME>, the
+    upload left to actions/upload-artifact (PROMPTER_DEFER_UPLOAD)."""
+    host = yaml.safe_load(HOST_ACTION.read_text("utf-8"))
+    runs = host["runs"]
+    assert runs["using"] == "composite"
+    steps = {step.get("id"): step for step in runs["steps"]}
+    run = steps["run"]
+    assert run["run"] == 'exec "$PROMPTER_BIN/prompter-action"'
+    expected = {
+        f"INPUT_{name.upper()}": f"${{{{ inputs.{name} }}}}"
+        for name in load_action()["inputs"]  # type: ignore[union-attr]
+    }
+    env = run["env"]
+    assert {k: v for k, v in env.items() if k.startswith("INPUT_")} == expected
+    assert env["PROMPTER_DEFER_UPLOAD"] == "true"
+    upload = steps["upload"]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["with"]["include-hidden-files"] is True
+    assert upload["with"]["name"] == "${{ inputs.artifact_name }}"
+    # The python check comes first, before anything is installed.
+    assert "check-python.sh" in runs["steps"][0]["run"]
+    for script in ("check-python.sh", "install.sh", "drop-sudo.sh"):
+        assert (HOST_ACTION.parent / script).is_file(), script
+
+
+def readme_dockerfile() -> str:
+    import re
+
+    readme = (REPO / "README.md").read_text("utf-8")
+    blocks = re.findall(r"```dockerfile\n(.*?)```", readme, re.S)
+    assert len(blocks) == 1, "the README has one Dockerfile recipe"
+    return str(blocks[0])
+
+
+def test_readme_dockerfile_recipe_passes_hadolint(tmp_path: Path) -> None:
+    recipe = tmp_path / "Dockerfile"
+    recipe.write_text(readme_dockerfile(), "utf-8")
+    lint(tool("hadolint"), str(recipe))

@@ -1,4 +1,5 @@
-"""`prompter-action`: the container action's entrypoint, and `docker run` reproduction of it.
+"""`prompter-action`: the entrypoint of the container action, of the host action
+(host/action.yml, on the runner itself) and of a `docker run` reproduction of either.
 
 Reads the inputs (`INPUT_<NAME>` as the runner passes them, with underscores or hyphens, else the
 plain `<NAME>` for `docker run -e`), runs the workflow, and publishes through the runner's
@@ -49,6 +50,10 @@ ARTIFACT_NAME_REFUSED = ('"', ":", "<", ">", "|", "*", "?", "\r", "\n", "\\", "/
 RUN, TASKS, LINT = 0, 1, 2
 MORE_HINT = "listed in the job log; see also the job summary and the report artifact"
 
+
+# Set by the host action (host/action.yml): the report folder is not uploaded here but by its
+# next step, actions/upload-artifact, to which the step output `upload_dir` names the folder.
+DEFER_UPLOAD = "PROMPTER_DEFER_UPLOAD"
 
 # Who agent code runs as: the workspace's owner (a root-owned workspace is lent to LENT_UID),
 # or root, which leaves the runner's tokens within its reach (for images whose tools need root).
@@ -354,7 +359,11 @@ def _run(
         notes.add(Annotation("warning", note, title="prompter"), RUN)
     if result.error is not None:
         notes.add(Annotation("error", result.error, title="prompter: state not saved"), RUN)
-    if inputs.upload_artifact:
+    if inputs.upload_artifact and env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
+        # The host action (host/action.yml) uploads with actions/upload-artifact next.
+        outputs["upload_dir"] = relative(options.report_dir)
+        console.info(f"the report folder {outputs['upload_dir']} is uploaded by the next step")
+    elif inputs.upload_artifact:
         uploaded = _upload(options.report_dir, inputs.artifact_name, env, console, notes)
         outputs["artifact_id"] = uploaded
     if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
