@@ -7,7 +7,7 @@ container lacks: node, git, sudo and a `runner` user with passwordless sudo. It 
 per machine and cached like the base image (keyed by its recipe).
 
 Remote actions: act must clone every `uses: owner/repo@ref`, and github.com is out of reach, so
-`--local-repository` points actions/upload-artifact@v7 and actions/cache@v5 at the stand-ins in
+`--local-repository` points actions/upload-artifact@v7 and actions/cache@v6 at the stand-ins in
 tests/act/ (small composite actions that check the inputs the real ones would refuse and keep
 artifacts and caches in /act-store, a host folder mounted into the job container; see
 tests/act/README.md). Not the real actions: they are node24 bundles for the Actions results and
@@ -163,7 +163,7 @@ def run_act(
             [act, "push", "-W", f".github/workflows/{workflow}", "-j", job,
              "-P", f"ubuntu-latest={image}", "--pull=false", "--container-daemon-socket", "-",
              "--local-repository", f"actions/upload-artifact@v7={stand_ins / 'upload-artifact'}",
-             "--local-repository", f"actions/cache@v5={stand_ins / 'cache'}",
+             "--local-repository", f"actions/cache@v6={stand_ins / 'cache'}",
              "--container-options",
              f"-v {store}:/act-store -v {tool_cache}:/toolcache",
              "--env", "RUNNER_TOOL_CACHE=/toolcache", "--env", "DEMO_AGENT_THINK_S=0.2",
@@ -391,7 +391,9 @@ def readme_state_recipe() -> list[dict[str, object]]:
     assert m, "README has no section 'State between CI runs'"
     blocks = re.findall(r"```yaml\n(.*?)```", m.group(1), re.S)
     assert len(blocks) == 1, blocks
-    steps = yaml.safe_load(blocks[0])["steps"]
+    jobs = yaml.safe_load(blocks[0])["jobs"]
+    assert len(jobs) == 1, jobs
+    steps = next(iter(jobs.values()))["steps"]
     assert isinstance(steps, list)
     return steps
 
