@@ -576,8 +576,23 @@ def _names_a_workflow(args: Sequence[str]) -> bool:
     )
 
 
+def _misspelled_command(first: str) -> str | None:
+    """The command `first` is a typo of (`stauts` -> `status`), when `first` names no file: a
+    bare workflow path is `run`, so a misspelled command would otherwise be "no such file"."""
+    import difflib
+
+    if first in COMMANDS or first.startswith("-") or any(c in first for c in "./\\"):
+        return None  # a path (`plan.toml` is no typo of `plan`)
+    if os.path.lexists(first):  # a workflow file without a suffix: `prompter FILE` runs it
+        return None
+    match = difflib.get_close_matches(first.lower(), COMMANDS, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
+    if argv and (command := _misspelled_command(argv[0])) is not None:
+        parser.error(f"argument COMMAND: invalid choice: {argv[0]!r} (did you mean {command}?)")
     args = compat_argv(argv)
     if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version", "--"):
         # Else argparse says "COMMAND is required", which hides the actual mistake.

@@ -1,0 +1,35 @@
+"""Issue 15 item 9: smaller things a new user hit, each through the real CLI where it shows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .engine import Harness, prompter_cli
+
+
+def test_a_misspelled_command_gets_a_suggestion_not_no_such_file(tmp_path: Path) -> None:
+    done = prompter_cli("stauts", "x.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "usage: prompter" in done.stderr
+    assert "invalid choice: 'stauts' (did you mean status?)" in done.stderr
+    assert "no such file" not in done.stderr
+    # A path is no typo: a missing plan.toml is still "no such file".
+    missing = prompter_cli("plan.toml", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert "did you mean" not in missing.stderr
+
+
+def test_a_workflow_file_named_like_a_typo_still_runs(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("a")
+    h.write()
+    shutil.copy(h.workflow, tmp_path / "stauts")
+    done = h.cli("stauts", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "dry run: sequential mode, from a" in done.stdout
