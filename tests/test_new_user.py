@@ -33,3 +33,12 @@ def test_a_workflow_file_named_like_a_typo_still_runs(tmp_path: Path) -> None:
     done = h.cli("stauts", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "dry run: sequential mode, from a" in done.stdout
+
+
+def test_an_unknown_dependency_in_other_case_suggests_the_task(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("a")
+    h.task("b", depends_on=["A"])
+    done = h.cli("validate", str(h.write()))
+    assert done.returncode == 2
+    assert "unknown dependency `A`; did you mean `a`?" in done.stderr
