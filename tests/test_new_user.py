@@ -42,3 +42,17 @@ def test_an_unknown_dependency_in_other_case_suggests_the_task(tmp_path: Path) -
     done = h.cli("validate", str(h.write()))
     assert done.returncode == 2
     assert "unknown dependency `A`; did you mean `a`?" in done.stderr
+
+
+def test_a_placeholder_typo_in_settings_warns_once_not_once_per_task(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.settings["agent_command"] = [sys.executable, "-c", "pass", "{promt}"]
+    for name in ("a", "b", "c"):
+        h.task(name)
+    h.task("own", agent_command=["true", "{promt}"])  # its own line: its own warning
+    done = h.cli("validate", str(h.write()))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "`{promt}`" in line]
+    assert len(warnings) == 2, done.stderr
+    assert "did you mean `{prompt}`?" in warnings[0]
+    assert "2 warnings" in done.stdout
