@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from .engine import Harness, prompter_cli
 
@@ -56,3 +52,35 @@ def test_a_placeholder_typo_in_settings_warns_once_not_once_per_task(tmp_path: P
     assert len(warnings) == 2, done.stderr
     assert "did you mean `{prompt}`?" in warnings[0]
     assert "2 warnings" in done.stdout
+
+
+def test_validate_counts_in_the_singular_and_says_the_real_width(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.settings["max_parallel_tasks"] = 4
+    h.task("a")
+    h.task("b", depends_on=["a"])
+    done = h.cli("validate", str(h.write()))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"{h.workflow}: valid (2 tasks, graph mode, 1 dependency, 2 waves, "
+        "up to 1 in parallel (4 slots))\n"
+    )
+    h.tasks.clear()
+    for name in "abcdef":
+        h.task(name)
+    h.task("g", depends_on=list("abcdef"))
+    done = h.cli("validate", str(h.write()))
+    assert "6 dependencies, 2 waves, up to 4 in parallel)" in done.stdout
+
+
+def test_counts_of_one_are_singular_in_the_run_and_plan_output(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("a")
+    h.task("b", depends_on=["a"])
+    dry = h.cli("run", str(h.write()), "--dry-run", "--task", "a", "--only")
+    assert "dry run: would run 1 task in graph mode" in dry.stdout, dry.stdout
+    run = h.cli("run", "--progress", "plain", str(h.workflow))
+    assert run.returncode == 0, run.stderr
+    assert ": wf.toml, graph mode, 2 tasks, " in run.stdout or "2 tasks, " in run.stdout
+    for line in (dry.stdout + run.stdout + run.stderr).splitlines():
+        assert "(s)" not in line and not line.startswith("1 tasks"), line

@@ -55,16 +55,22 @@ def _load(path: str) -> Workflow:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     workflow = _load(args.workflow)
-    n = len(workflow.tasks)
-    detail = f"{n} task{'s' * (n != 1)}, {workflow.mode} mode"
+    from .words import count
+
+    detail = f"{count(len(workflow.tasks), 'task')}, {workflow.mode} mode"
     if workflow.mode == "graph":
+        waves = workflow.graph.waves()
+        # What can run at once: the widest wave (what the plan starts together, one unit per
+        # task), capped by the slots; not the slots alone (a chain of two runs one at a time).
+        width = min(workflow.slots, max(map(len, waves), default=0))
         detail += (
-            f", {workflow.graph.edge_count} dependencies, {len(workflow.graph.waves())} waves, "
-            f"up to {workflow.slots} in parallel"
+            f", {count(workflow.graph.edge_count, 'dependency', 'dependencies')}, "
+            f"{count(len(waves), 'wave')}, up to {width} in parallel"
         )
-    warnings = len(workflow.warnings)
-    if warnings:
-        detail += f", {warnings} warning{'s' * (warnings != 1)}"
+        if width < workflow.slots:
+            detail += f" ({count(workflow.slots, 'slot')})"
+    if warnings := len(workflow.warnings):
+        detail += f", {count(warnings, 'warning')}"
     print(f"{args.workflow}: valid ({detail})")
     return EXIT_OK
 
@@ -111,12 +117,14 @@ def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
 
 
 def _plan_text(path: str, plan: Plan) -> str:
+    from .words import count
+
     u = plan.unit
 
     def amount(x: float) -> str:
         return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
 
-    lines = [f"{path}: {len(plan.names)} tasks, {plan.mode} mode"]
+    lines = [f"{path}: {count(len(plan.names), 'task')}, {plan.mode} mode"]
     if plan.mode == "graph":
         lines.append(f"order: {_names(plan, plan.order)}")
         lines.append(f"waves ({len(plan.waves)}):")
@@ -124,7 +132,7 @@ def _plan_text(path: str, plan: Plan) -> str:
             f"  {i + 1}. {_names(plan, wave)}" for i, wave in enumerate(plan.waves[:_LIST_LIMIT])
         ]
         if len(plan.waves) > _LIST_LIMIT:
-            lines.append(f"  … and {len(plan.waves) - _LIST_LIMIT} more waves")
+            lines.append(f"  … and {count(len(plan.waves) - _LIST_LIMIT, 'more wave')}")
     else:
         lines.append(f"order when every task passes: {_names(plan, plan.order, ' -> ')}")
     chain = _names(plan, plan.critical_path, " -> ")
@@ -179,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .events import one_line  # what follows can name files an agent chose
+    from .words import count
 
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     for warning in result.warnings:
@@ -193,7 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if n:
                 print(
                     one_line(
-                        f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}"
+                        f"worktrees: {count(n, 'file')} changed in your working tree, "
+                        f"uncommitted: {shown}"
                     )
                 )
             elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
@@ -232,11 +242,14 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .events import one_line
+    from .words import count
 
     for run in runs:
         if warning := run.landing.warning():  # it names files: one line, escapes escaped
             print(one_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
-    print(f"removed worktrees and refs of {len(runs)} run(s)" if runs else "nothing to clean")
+    print(
+        f"removed worktrees and refs of {count(len(runs), 'run')}" if runs else "nothing to clean"
+    )
     return EXIT_OK
 
 

@@ -46,6 +46,7 @@ from .state import (
     fingerprints,
     make_dir,
 )
+from .words import count
 from .worktrees import (
     GitError,
     Integration,
@@ -202,7 +203,7 @@ def describe_dry_run(
         else:
             chosen = set(selection.run)
             order = [i for i in workflow.graph.order if i in chosen]
-        out.write(f"dry run: would run {len(order)} task(s) in graph mode:\n")
+        out.write(f"dry run: would run {count(len(order), 'task')} in graph mode:\n")
         for i in order:
             deps = [names[d] for d in workflow.graph.deps[i]]
             out.write(f"  {names[i]}" + (f"  (after {', '.join(deps)})" if deps else "") + "\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Workflow
 from ..state import RunRecord, State, TaskRecord, TaskStatus, fingerprints
+from ..words import count, plural
 
 # CSI, OSC (ended by BEL or ST) and two-character escape sequences. An OSC that is never ended
 # (a literal `ESC ]` in a diff, a program killed mid-sequence) stops at the end of its line: it
@@ -140,7 +141,8 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     strays = [name for name in state.tasks if name not in index]
     if workflow and strays:
         out_notes.append(
-            f"{len(strays)} task(s) in the state are no longer in {workflow.path} "
+            f"{count(len(strays), 'task')} in the state {plural(len(strays), 'is', 'are')} "
+            f"no longer in {workflow.path} "
             f"(first: {one_line(strays[0], 80)}): reported without file, line or graph node"
         )
     views: list[TaskView] = []
@@ -188,7 +190,8 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     changed = sum(v.changed for v in views)
     if changed:
         out_notes.append(
-            f"{changed} task(s) changed in the workflow since they ran (marked \u201cchanged\u201d)"
+            f"{count(changed, 'task')} changed in the workflow since "
+            f"{plural(changed, 'it', 'they')} ran (marked \u201cchanged\u201d)"
         )
     return RunFacts(
         workflow=workflow,

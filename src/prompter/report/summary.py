@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..config import Workflow
 from ..state import State, TaskRecord, TaskStatus
+from ..words import count
 from . import mermaid
 from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line, utc_text
 
@@ -122,7 +123,7 @@ def _headline(facts: RunFacts) -> str:
         for s in order
         if facts.counts.get(s) or s in order[:3]
     )
-    parts = [f"**{counts}** ({len(facts.tasks)} tasks)"]
+    parts = [f"**{counts}** ({count(len(facts.tasks), 'task')})"]
     parts.append(f"wall time {duration_text(facts.wall_s)}")
     parts.append(f"sum of task times {duration_text(facts.work_s)}")
     speedup = facts.speedup
@@ -197,7 +198,7 @@ def _table(facts: RunFacts, rows: Sequence[TaskView], left_out: str | None) -> s
         names = ", ".join(md(n, 80) for n in facts.not_run[:20])
         more = len(facts.not_run) - 20
         out.append(
-            f"\nNot run (no record in the state): {len(facts.not_run)} task(s): {names}"
+            f"\nNot run (no record in the state): {count(len(facts.not_run), 'task')}: {names}"
             + (f", … {more} more" if more > 0 else "")
             + "\n"
         )
