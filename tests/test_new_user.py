@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -84,3 +85,43 @@ def test_counts_of_one_are_singular_in_the_run_and_plan_output(tmp_path: Path) -
     assert ": wf.toml, graph mode, 2 tasks, " in run.stdout or "2 tasks, " in run.stdout
     for line in (dry.stdout + run.stdout + run.stderr).splitlines():
         assert "(s)" not in line and not line.startswith("1 tasks"), line
+
+
+def _suites(junit: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    props = {p.get("name", ""): p.get("value", "") for p in suite.iter("property")}
+    return dict(root.attrib), dict(suite.attrib), props
+
+
+def test_junit_suite_time_is_the_runs_wall_time_not_the_sum(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.settings["max_parallel_tasks"] = 3
+    for name in "abc":  # three at once, 0.6 s each: about 0.6 s of wall time, 1.8 s of task time
+        h.task(name, verify_command="sleep 0.6")
+    h.task("d", depends_on=["a"])  # graph mode: a task with depends_on
+    assert h.cli("run", "--progress", "none", str(h.write())).returncode == 0
+    root, suite, props = _suites(tmp_path / ".prompter" / "junit.xml")
+    assert suite["time"] == root["time"] == props["wall_time_s"]
+    wall, summed = float(props["wall_time_s"]), float(props["task_time_s"])
+    assert summed >= 1.8 and wall < summed - 0.5, (wall, summed)
+
+
+def test_a_run_with_nothing_to_do_keeps_the_last_timeline_and_critical_path(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path)
+    h.task("a")
+    h.task("b", depends_on=["a"])
+    assert h.cli("run", "--progress", "none", str(h.write())).returncode == 0
+    first = json.loads(h.cli("status", "--json").stdout)["runs"]
+    again = h.cli("run", "--progress", "plain", str(h.workflow))
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    md = (tmp_path / ".prompter" / "summary.md").read_text("utf-8")
+    assert "Critical path: a → b (" in md
+    assert "```mermaid\ngantt" in md and "✓ a :crit" in md and "✓ b :crit" in md
+    assert "No attempts ran in this run" not in md
+    assert "Nothing ran in this run" in md and f"run {first[-1]['run_id']}, started" in md

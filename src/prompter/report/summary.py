@@ -131,6 +131,14 @@ def _headline(facts: RunFacts) -> str:
     parts.append(f"cost ${facts.cost_usd:.2f}")
     lines.append(" · ".join(parts))
     lines.append("")
+    if facts.timeline_run is not None:
+        earlier = facts.timeline_run
+        stamp = utc_text(earlier.started_at) or "?"
+        lines += [
+            "Nothing ran in this run. The critical path and the timeline are those of the "
+            f"last run that ran a task: run {md(earlier.run_id, 64)}, started {stamp}.",
+            "",
+        ]
     if facts.critical:
         shown = [md(n, 80) for n in facts.critical[:12]]
         more = len(facts.critical) - len(shown)
@@ -304,7 +312,7 @@ def _spans(facts: RunFacts) -> list[_Span]:
     out: list[_Span] = []
     for view in facts.tasks:
         record = view.record
-        if not view.current or record.started_at is None:
+        if not facts.timed(view) or record.started_at is None:
             continue
         n = len(record.attempts)
         on_path = view.name in critical
@@ -367,6 +375,10 @@ def _gantt_section(facts: RunFacts) -> str:
     last = max(s.end for s in spans)
     span = last - first
     axis = "%H:%M:%S.%L" if span < 10 else "%H:%M:%S" if span < 86_400 else "%m-%d %H:%M"
+    if facts.timeline_run is not None:
+        head += (
+            f"_Run {md(facts.timeline_run.run_id, 64)}'s attempts: nothing ran in this run._\n\n"
+        )
     explain = (
         f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
         "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
