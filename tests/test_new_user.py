@@ -125,3 +125,19 @@ def test_a_run_with_nothing_to_do_keeps_the_last_timeline_and_critical_path(
     assert "```mermaid\ngantt" in md and "✓ a :crit" in md and "✓ b :crit" in md
     assert "No attempts ran in this run" not in md
     assert "Nothing ran in this run" in md and f"run {first[-1]['run_id']}, started" in md
+
+
+def test_status_with_a_broken_workflow_still_shows_the_state(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.task("a")
+    h.task("b", depends_on=["a"])
+    assert h.cli("run", "--progress", "none", str(h.write())).returncode == 0
+    h.workflow.write_text(h.workflow.read_text() + "\n[[tasks]\nname = \n")  # a syntax error
+    done = h.cli("status", str(h.workflow))
+    assert done.returncode == 2
+    assert f"{h.workflow}:" in done.stderr and "error" in done.stderr
+    assert "prompter: note:" in done.stderr and "recorded state is shown" in done.stderr
+    assert "a" in done.stdout and "passed" in done.stdout and "b" in done.stdout
+    as_json = h.cli("status", "--json", str(h.workflow))
+    assert as_json.returncode == 2
+    assert set(json.loads(as_json.stdout)["tasks"]) == {"a", "b"}

@@ -335,12 +335,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    workflow = _load(args.workflow) if args.workflow else None
+    from .diagnostics import WorkflowError
+
+    workflow = None
+    broken = False
+    try:
+        workflow = _load(args.workflow) if args.workflow else None
+    except WorkflowError as exc:
+        # A syntax error made while editing must not hide what the runs recorded: the state
+        # alone is shown, the errors go above it, and the exit code says the file is invalid.
+        print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
+        n = len(exc.errors)
+        print(
+            f"prompter: note: {args.workflow} does not load ({n} error{'s' * (n != 1)}): the "
+            "recorded state is shown without it (no tasks not run yet, no changed marks)",
+            file=sys.stderr,
+        )
+        broken = True
     if args.json:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
         sys.stdout.write(status_text(state, workflow, _state_path(args), holder))
-    return EXIT_OK
+    return EXIT_INVALID if broken else EXIT_OK
 
 
 def cmd_clear_state(args: argparse.Namespace) -> int:
