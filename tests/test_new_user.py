@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,3 +142,65 @@ def test_status_with_a_broken_workflow_still_shows_the_state(tmp_path: Path) -> 
     as_json = h.cli("status", "--json", str(h.workflow))
     assert as_json.returncode == 2
     assert set(json.loads(as_json.stdout)["tasks"]) == {"a", "b"}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _interrupted_run_left_behind(repo: Path, files: int) -> None:
+    """A git repository where run `earlier` was interrupted after a task that wrote `files`
+    files passed: its work waits, parked, for the next run or `prompter clean` to land it."""
+    import anyio
+
+    from prompter.worktrees import Integration, Merged
+
+    if not (repo / ".git").exists():
+        _git(repo, "init", "-q")
+        _git(repo, "config", "user.email", "u@example.com")
+        _git(repo, "config", "user.name", "User")
+        (repo / "README").write_text("hi\n")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", "initial")
+    line = Integration(repo, "earlier")
+
+    async def go() -> None:
+        await line.start()
+        tree = await line.checkout("t", 1)
+        for i in range(files):
+            (tree / f"f{i:02}.txt").write_text(f"{i}\n")
+        commit = await line.commit("t", tree)
+        assert commit and isinstance(await line.merge("t", commit), Merged)
+        await line.park()
+
+    anyio.run(go)
+
+
+def test_clean_says_which_files_of_an_earlier_run_it_landed(tmp_path: Path) -> None:
+    _interrupted_run_left_behind(tmp_path, 23)
+    done = prompter_cli("clean", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "f22.txt").read_text() == "22\n"
+    shown = ", ".join(f"f{i:02}.txt" for i in range(20))
+    assert done.stdout == (
+        "landed the passed work of earlier run earlier: 23 files changed in your working tree, "
+        f"uncommitted: {shown}, … and 3 more\nremoved worktrees and refs of 1 run\n"
+    )
+
+
+def test_a_resumed_run_says_which_files_of_an_earlier_run_it_landed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.settings["isolation"] = "worktree"
+    h.task("a")
+    h.task("b", depends_on=["a"])
+    h.write()
+    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\n")
+    _interrupted_run_left_behind(tmp_path, 2)
+    done = h.cli("run", "--progress", "plain", str(h.workflow))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "worktrees: landed the passed work of earlier run earlier: 2 files changed in your "
+        "working tree, uncommitted: f00.txt, f01.txt\n"
+    ) in done.stdout

@@ -197,13 +197,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
         if result.isolation == "worktree":
+            for earlier, paths in result.recovered:
+                print(one_line(f"worktrees: {_landed_earlier(earlier, paths)}"))
             n = len(result.landed)
-            shown = ", ".join(result.landed[:_LIST_LIMIT]) + (" …" if n > _LIST_LIMIT else "")
             if n:
                 print(
                     one_line(
                         f"worktrees: {count(n, 'file')} changed in your working tree, "
-                        f"uncommitted: {shown}"
+                        f"uncommitted: {_files(result.landed)}"
                     )
                 )
             elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
@@ -214,6 +215,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 print("worktrees: no file changed in your working tree")
     return result.exit_code
+
+
+def _files(paths: Sequence[str]) -> str:
+    """`a, b, c`: the first `_LIST_LIMIT` paths, then how many more."""
+    more = len(paths) - _LIST_LIMIT
+    return ", ".join(paths[:_LIST_LIMIT]) + (f", … and {more} more" if more > 0 else "")
+
+
+def _landed_earlier(run_id: str, paths: Sequence[str]) -> str:
+    from .words import count
+
+    return (
+        f"landed the passed work of earlier run {run_id}: {count(len(paths), 'file')} changed "
+        f"in your working tree, uncommitted: {_files(paths)}"
+    )
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -245,7 +261,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from .words import count
 
     for run in runs:
-        if warning := run.landing.warning():  # it names files: one line, escapes escaped
+        if run.landing.landed:  # it names files: one line, escapes escaped
+            print(one_line(_landed_earlier(run.run_id, run.landing.landed)))
+        if warning := run.landing.warning():
             print(one_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
     print(
         f"removed worktrees and refs of {count(len(runs), 'run')}" if runs else "nothing to clean"

@@ -106,6 +106,9 @@ class RunResult:
     # What made the run exit 2 after it ran (the state could not be written); its results,
     # landing and warnings are still reported.
     error: str | None = None
+    # Worktree isolation: the passed work of earlier runs (interrupted, killed) that landed in
+    # the user's tree before this run started, as (run id, paths).
+    recovered: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,8 @@ async def _execute(
     reused = tuple(names[i] for i in sorted(selection.reused)) if workflow.mode == "graph" else ()
     slots = limits.slots if workflow.mode == "graph" else 1
     warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
-    line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
+    recovered: list[tuple[str, tuple[str, ...]]] = []
+    line = await _integration(workflow, run_id, slots, options.report_dir, warnings, recovered)
     runner: AttemptRunner = run_attempt
     if line is not None:
         subdir = workflow.workdir.relative_to(line.repo)
@@ -452,6 +456,7 @@ async def _execute(
         isolation,
         tuple(warnings),
         recorder.error,
+        recovered=tuple(recovered),
     )
 
 
@@ -479,10 +484,16 @@ def _leaf(exc: BaseException) -> str:
 
 
 async def _integration(
-    workflow: Workflow, run_id: str, slots: int, report_dir: Path, warnings: list[str]
+    workflow: Workflow,
+    run_id: str,
+    slots: int,
+    report_dir: Path,
+    warnings: list[str],
+    recovered: list[tuple[str, tuple[str, ...]]],
 ) -> Integration | None:
     """The integration line when tasks run in worktrees, else None (a shared tree). What the
-    recovery of earlier runs has to tell the user goes to `warnings`."""
+    recovery of earlier runs has to tell the user goes to `warnings`, and the files it landed
+    to `recovered`."""
     s = workflow.settings
     if s.isolation == "shared":
         return None
@@ -506,11 +517,11 @@ async def _integration(
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
         _confine(workflow, repo, await git_dir(repo))
-        for recovered in await recover(repo):
-            if warning := recovered.landing.warning():
-                warnings.append(
-                    f"landing the work of interrupted run {recovered.run_id}: {warning}"
-                )
+        for earlier in await recover(repo):
+            if earlier.landing.landed:
+                recovered.append((earlier.run_id, earlier.landing.landed))
+            if warning := earlier.landing.warning():
+                warnings.append(f"landing the work of interrupted run {earlier.run_id}: {warning}")
         await line.start()
     except GitError as exc:
         raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None
