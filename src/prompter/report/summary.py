@@ -2,8 +2,9 @@
 
 Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, critical
 path, cost); a table of tasks; a mermaid flowchart of the dependency graph coloured by outcome
-(with a legend); a mermaid gantt chart of the actual timeline (one bar per attempt, the critical
-path in red); `<details>` with each failure's output tail.
+and its legend (a small diagram of its own under it, out of the graph's layout); a mermaid gantt
+chart of the actual timeline (one bar per attempt, the critical path in red); `<details>` with
+each failure's output tail.
 
 GitHub drops a step summary over 1 MiB, so the document is fitted to `MAX_BYTES` by trimming,
 always in this order, and the end of the document says what was trimmed:
@@ -252,10 +253,14 @@ def _flowchart_section(facts: RunFacts) -> str:
         else "Sequential mode: solid arrows on success, dotted on failure."
     )
     reason: str
+    # The legend is a diagram of its own, under the graph: inside it, mermaid laid it out with
+    # the tasks, and arrows between them ran through it.
+    # (Top-down: unconnected nodes share the one rank, side by side; left-right stacks them.)
+    key = _block(mermaid.flowchart(legend, (), class_defs, direction="TD"))
     if len(workflow.tasks) <= MAX_NODES:
         try:
-            diagram = flowchart(workflow, None, css, class_defs, legend, thick)
-            return head + _block(diagram) + f"\n{explain}\n\n"
+            diagram = flowchart(workflow, None, css, class_defs, thick)
+            return head + _block(diagram) + "\nLegend:\n\n" + key + f"\n{explain}\n\n"
         except mermaid.TooLarge as exc:
             reason = str(exc)
     else:
@@ -264,13 +269,13 @@ def _flowchart_section(facts: RunFacts) -> str:
     subset = bad | workflow.graph.descendants(bad) if workflow.mode == "graph" else bad
     if bad and len(subset) <= MAX_NODES:
         try:
-            diagram = flowchart(workflow, subset, css, class_defs, legend, thick)
+            diagram = flowchart(workflow, subset, css, class_defs, thick)
             note = (
                 f"_Graph too large to draw ({reason}): showing the failed subgraph only "
                 f"({len(subset):,} of {len(workflow.tasks):,} tasks: what failed and what it "
                 "took down)._\n\n"
             )
-            return head + note + _block(diagram) + "\n"
+            return head + note + _block(diagram) + "\nLegend:\n\n" + key + "\n"
         except mermaid.TooLarge:
             pass
     # The text fallback: what failed and how much it took down with it.
