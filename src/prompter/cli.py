@@ -354,6 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .diagnostics import WorkflowError
+    from .words import count
 
     workflow = None
     broken = False
@@ -363,10 +364,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         # A syntax error made while editing must not hide what the runs recorded: the state
         # alone is shown, the errors go above it, and the exit code says the file is invalid.
         print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
-        n = len(exc.errors)
         print(
-            f"prompter: note: {args.workflow} does not load ({n} error{'s' * (n != 1)}): the "
-            "recorded state is shown without it (no tasks not run yet, no changed marks)",
+            f"prompter: note: {args.workflow} does not load ({count(len(exc.errors), 'error')}): "
+            "the recorded state is shown without it (no tasks not run yet, no changed marks)",
             file=sys.stderr,
         )
         broken = True
