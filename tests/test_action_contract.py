@@ -154,7 +154,7 @@ def test_a_failing_run_as_the_runner_sees_it(tmp_path: Path) -> None:
     assert error.data.startswith("verify_command exited 3 (expected 0)\n")
     assert "tail line" in error.data
     (warning,) = step.of("warning")
-    assert "1 task(s) skipped (dependency `bad` failed): after" in warning.data
+    assert "1 task skipped (dependency `bad` failed): after" in warning.data
     # The step summary is the report, within the limit.
     report = (ws / ".prompter" / "summary.md").read_text("utf-8")
     assert step.summary == report and 0 < len(step.summary.encode()) <= 1024 * 1024

@@ -179,13 +179,13 @@ def test_the_cli_says_where_the_patch_is_and_the_state_counts_the_files(tmp_path
     done = h.cli("run", "--progress", "plain", str(h.write()))
     assert done.returncode == 0, done.stderr
     head = git(h.root, "rev-parse", "HEAD").strip()
-    line = f"changes: .prompter/changes.patch (2 file(s) changed since {head[:12]})"
+    line = f"changes: .prompter/changes.patch (2 files changed since {head[:12]})"
     assert line in done.stdout.splitlines()
     (run,) = h.status()["runs"]
     assert run["changed_files"] == 2 and run["base_commit"] == head
     assert run["base_tree"] != git(h.root, "rev-parse", "HEAD^{tree}").strip()  # user's work
     shown = h.cli("status")
-    assert shown.stdout.rstrip().endswith("(passed); changes.patch: 2 file(s)"), shown.stdout
+    assert shown.stdout.rstrip().endswith("(passed); changes.patch: 2 files"), shown.stdout
 
 
 def test_outside_git_there_is_no_patch_and_the_run_says_so(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_a_resumed_run_continues_the_patch_of_the_run_it_resumes(tmp_path: Path)
     assert b"work/a.txt" in text and b"work/b.txt" in text
     first, second = h.status()["runs"]
     assert second["base_tree"] == first["base_tree"] and second["base_commit"] == start
-    said = f"(2 file(s) changed since {start[:12]}, the start of run {first['run_id']})"
+    said = f"(2 files changed since {start[:12]}, the start of run {first['run_id']})"
     assert said in done.stdout
     clone = clean_clone(h.root, start, tmp_path / "clone")
     git(clone, "apply", str(patch))
@@ -337,7 +337,7 @@ def test_the_action_outputs_changed_files_and_patch_path(tmp_path: Path, isolati
     expected = sorted(quote_path(n) for n in [*HOSTILE, "x"])
     assert sorted(names) == expected
     assert '"line\\nbreak.txt"' in names and '"carriage\\rreturn.txt"' in names
-    assert "changes: .prompter/changes.patch (6 file(s) changed" in step.stdout
+    assert "changes: .prompter/changes.patch (6 files changed" in step.stdout
     clone = clean_clone(ws, start, tmp_path / "clone")
     git(clone, "apply", str(ws / step.outputs["patch_path"]))
     for name, content in HOSTILE.items():
@@ -403,7 +403,7 @@ def test_what_the_user_edits_during_a_worktree_run_is_not_taken_for_the_tasks_wo
     (h.work / "run.sh").write_text("#!/bin/sh\necho the user's\n")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "kept your version of 1 file(s)" in err  # app.py: the user's stays
+    assert "kept your version of 1 file" in err  # app.py: the user's stays
     text = (tmp_path / ".prompter" / "changes.patch").read_bytes()
     assert b"work/a.txt" in text and b"work/b.txt" in text
     assert b"app.py" not in text and b"run.sh" not in text

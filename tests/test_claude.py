@@ -108,7 +108,7 @@ def test_success_records_cost_tokens_turns_and_session(h: ClaudeHarness) -> None
     assert attempt["result_text"] == "done" and attempt["is_error"] is False
     log = (h.root / ".prompter" / "logs" / "edit.log").read_text()
     assert "on it\n" in log and "→ Write: out.txt" in log
-    assert "result: success · 1 turn(s) · $0.2500 · 1200 in / 340 out" in log
+    assert "result: success · 1 turn · $0.2500 · 1200 in / 340 out" in log
     assert '{"type"' not in log  # readable text, not the raw stream
 
 

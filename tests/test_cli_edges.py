@@ -183,6 +183,6 @@ def test_the_landed_file_list_shows_an_agents_file_names_escaped(tmp_path: Path)
     done = prompter_cli("run", "--progress", "plain", "wf.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "\x1b" not in done.stdout + done.stderr
-    assert "worktrees: 1 file(s) changed in your working tree, uncommitted: a\\x1b[2Jb" in (
+    assert "worktrees: 1 file changed in your working tree, uncommitted: a\\x1b[2Jb" in (
         done.stdout
     ), done.stdout

@@ -67,7 +67,7 @@ def test_a_valid_proposal_is_shown_and_written_with_yes(tmp_path: Path) -> None:
     done = init(tmp_path, [{"result": answer(VALID), "cost": 0.12}], "--yes")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "prompter.toml").read_text() == VALID
-    assert "2 task(s), graph mode, 2 wave(s); Claude's cost $0.12" in done.stdout
+    assert "2 tasks, graph mode, 2 waves; Claude's cost $0.12" in done.stdout
     (call,) = calls(tmp_path)
     # Read-only: it may study the repository but not change it.
     assert set(call["flags"]["disallowedTools"].split(",")) >= {"Write", "Edit", "Bash"}

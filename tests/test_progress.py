@@ -40,7 +40,7 @@ def test_plain_lines_for_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixtur
         "reports: .prompter/junit.xml .prompter/summary.md"
     )
     text = "\n".join(re.sub(STAMP, "", line) for line in lines)
-    assert "graph mode, 4 task(s)" in text
+    assert "graph mode, 4 tasks" in text
     assert "▶ fix" in text and "▶ fix (attempt 2)" in text
     assert "↻ fix attempt 1 failed: verify_command exited 1 (expected 0); retrying in 0.0 s" in text
     assert re.search(r"✓ fix passed in [\d.]+ s, 2 attempts", text)

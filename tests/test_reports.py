@@ -213,9 +213,12 @@ def test_summary_of_an_ordinary_run(ran: Ran) -> None:
         ("docs", "❌ failed", "1"),
         ("slow", "❌ failed", "1"),
     ]
-    flow, gantt = blocks(text)
+    flow, legend, gantt = blocks(text)
     assert flow.startswith("flowchart TD") and "classDef failed" in flow
-    assert 'subgraph legend["Legend"]' in flow
+    # The legend is a diagram of its own: out of the graph's layout, no arrow runs through it.
+    assert "legend" not in flow.lower()
+    assert legend.startswith("flowchart TD") and "-->" not in legend
+    assert 'legend_failed["failed"]:::failed' in legend and "classDef failed" in legend
     assert gantt.startswith("gantt") and gantt.count(" :") == 9  # one bar per attempt
     assert ":crit" in gantt  # the critical path is marked
     details = re.findall(r"<details><summary>(.*?)</summary>", text)
@@ -289,9 +292,9 @@ def test_report_after_the_workflow_changed(ran: Ran, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     md = (copy / ".prompter" / "summary.md").read_text("utf-8")
     assert "✅ passed (changed since)" in md
-    assert "Not run (no record in the state): 1 task(s): new" in md
+    assert "Not run (no record in the state): 1 task: new" in md
     # lint and everything downstream of it: a fingerprint includes the dependencies
-    assert "5 task\\(s\\) changed in the workflow since they ran" in md
+    assert "5 tasks changed in the workflow since they ran" in md
 
 
 def test_report_errors_are_one_line_exit_2(tmp_path: Path) -> None:
@@ -563,8 +566,8 @@ def test_hostile_output_of_100_mb_yields_bounded_well_formed_xml(tmp_path: Path)
     assert len(md.encode("utf-8")) <= summary.MAX_BYTES
     tokens = markdown().parse(md)
     fences = [t for t in tokens if t.type == "fence"]
-    assert [t.info for t in fences] == ["mermaid", "mermaid"] + ["text"] * (len(HOSTILE) // 2)
-    for fence in fences[2:]:
+    assert [t.info for t in fences] == ["mermaid"] * 3 + ["text"] * (len(HOSTILE) // 2)
+    for fence in fences[3:]:
         assert fence.content.endswith(clean(HOSTILE_OUTPUT).rstrip() + "\n")
         assert fence.markup == "`" * 5  # longer than the 4-backtick run in the output
     html_tags = set()
@@ -792,10 +795,18 @@ def test_ordinary_summary_renders_with_a_screenshot(
     rendered: Rendered, capsys: pytest.CaptureFixture[str]
 ) -> None:
     verdicts = rendered.verdicts["ordinary"]
-    assert len(verdicts) == 2
+    assert len(verdicts) == 3
     assert_all_ok(verdicts, blocks(rendered.ordinary))
-    flow, gantt = verdicts
-    assert flow.nodes["t3"] == "integration" and flow.nodes["legend_failed"] == "failed"
+    flow, legend, gantt = verdicts
+    assert flow.nodes["t3"] == "integration"
+    # As drawn: the graph has no legend node (nothing of it for an edge to cross); the legend,
+    # a diagram of its own, has every class the graph uses and nothing else.
+    assert not [n for n in flow.nodes if n.startswith("legend")], flow.nodes
+    assert legend.nodes == {
+        "legend_passed": "passed",
+        "legend_failed": "failed",
+        "legend_skipped": "skipped",
+    }, legend.nodes
     for name in ("lint", "unit tests", "integration (1/2)", "deploy"):
         assert name in flow.text or name in gantt.text
     assert "✗ integration (2/2)" in gantt.text and "✓ build (2/2)" in gantt.text
@@ -810,10 +821,10 @@ def test_ordinary_summary_renders_with_a_screenshot(
 
 def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> None:
     diagrams = blocks(rendered.hostile)
-    assert len(diagrams) == 2
+    assert len(diagrams) == 3
     verdicts = rendered.verdicts["hostile"]
     assert_all_ok(verdicts, diagrams)
-    flow, gantt = verdicts
+    flow, _legend, gantt = verdicts
     for i, name in enumerate(rendered.names):
         assert flow.nodes.get(f"t{i}") == name, (name, flow.nodes.get(f"t{i}"))
     bars = 0
@@ -832,7 +843,7 @@ def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> 
 def test_700_task_run_falls_back_and_still_renders(rendered: Rendered) -> None:
     text = rendered.large
     diagrams = blocks(text)
-    assert len(diagrams) == 2
+    assert len(diagrams) == 3  # the failed subgraph, its legend, the timeline
     assert_all_ok(rendered.verdicts["large"], diagrams)
     assert "showing the failed subgraph only" in text
     assert "Timeline too large to draw" in text and "showing 300 of" in text
@@ -855,7 +866,7 @@ def test_diagrams_past_mermaid_limits_below_the_task_caps_fall_back_and_render(
     assert "Graph too large to draw (the diagram exceeds mermaid's limit of 50,000" in text
     assert "showing the failed subgraph only" in text
     assert "Timeline too large to draw (the diagram exceeds mermaid's limit of 50,000" in text
-    assert [d.split("\n")[0] for d in diagrams] == ["flowchart TD", "gantt"]
+    assert [d.split("\n")[0] for d in diagrams] == ["flowchart TD", "flowchart TD", "gantt"]
 
     text = rendered.extra["dense"]
     diagrams = blocks(text)
@@ -987,7 +998,7 @@ TRIM_STEPS = (
 def test_trimming_follows_the_fixed_order_and_says_what_it_trimmed(tmp_path: Path) -> None:
     workflow, state = grouped_run(tmp_path, 200, 4, {1}, "y" * 50_000 + "\n", every=2)
     full = summary.build_summary(state, workflow)
-    assert "Trimmed" not in full and len(blocks(full)) == 2
+    assert "Trimmed" not in full and len(blocks(full)) == 3  # graph, legend, timeline
     seen: list[int] = []
     for limit in (300_000, 100_000, 40_000, 25_000, 16_000, 12_000, 8_000, 6_000):
         text = summary.build_summary(state, workflow, max_bytes=limit)

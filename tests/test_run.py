@@ -204,7 +204,7 @@ def test_dry_run_writes_nothing(h: Harness, capsys: pytest.CaptureFixture[str]) 
     assert not (h.root / ".prompter").exists()
     assert h.calls() == []
     out = capsys.readouterr().out
-    assert "would run 2 task(s)" in out and "b  (after a)" in out
+    assert "would run 2 tasks" in out and "b  (after a)" in out
 
 
 def test_missing_working_directory_is_a_usage_error(

@@ -441,7 +441,7 @@ def test_a_file_the_user_edits_during_the_run_is_not_overwritten(tmp_path: Path)
     assert (h.work / "app.py").read_text() == "the user's, written during the run\n"
     assert (h.work / "a.txt").read_text() == "A" and (h.work / "b.txt").read_text() == "B"
     warning = next(line for line in err.splitlines() if line.startswith("prompter: warning:"))
-    assert "kept your version of 1 file(s)" in warning and "app.py" in warning
+    assert "kept your version of 1 file" in warning and "app.py" in warning
     ref = warning.rsplit("--source=", 1)[1].split()[0]
     path = (h.work / "app.py").relative_to(tmp_path).as_posix()  # named from the repository root
     assert path in warning

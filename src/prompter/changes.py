@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .regular import open_regular
 from .state import RunRecord
+from .words import count
 from .worktrees import GitError, git, git_bytes, git_dir, toplevel
 
 PATCH_NAME = "changes.patch"
@@ -111,7 +112,7 @@ class Changes:
             since = f" since {self.base_commit[:12]}" if self.base_commit else ""
             if self.resumed_from:
                 since += f", the start of run {self.resumed_from}"
-            return f"changes: {self.patch} ({len(self.files)} file(s) changed{since})"
+            return f"changes: {self.patch} ({count(len(self.files), 'file')} changed{since})"
         return f"changes: {self.note or self.warning or 'none'}"
 
 

@@ -56,16 +56,22 @@ def _load(path: str) -> Workflow:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     workflow = _load(args.workflow)
-    n = len(workflow.tasks)
-    detail = f"{n} task{'s' * (n != 1)}, {workflow.mode} mode"
+    from .words import count
+
+    detail = f"{count(len(workflow.tasks), 'task')}, {workflow.mode} mode"
     if workflow.mode == "graph":
+        waves = workflow.graph.waves()
+        # What can run at once: the widest wave (what the plan starts together, one unit per
+        # task), capped by the slots; not the slots alone (a chain of two runs one at a time).
+        width = min(workflow.slots, max(map(len, waves), default=0))
         detail += (
-            f", {workflow.graph.edge_count} dependencies, {len(workflow.graph.waves())} waves, "
-            f"up to {workflow.slots} in parallel"
+            f", {count(workflow.graph.edge_count, 'dependency', 'dependencies')}, "
+            f"{count(len(waves), 'wave')}, up to {width} in parallel"
         )
-    warnings = len(workflow.warnings)
-    if warnings:
-        detail += f", {warnings} warning{'s' * (warnings != 1)}"
+        if width < workflow.slots:
+            detail += f" ({count(workflow.slots, 'slot')})"
+    if warnings := len(workflow.warnings):
+        detail += f", {count(warnings, 'warning')}"
     print(f"{args.workflow}: valid ({detail})")
     return EXIT_OK
 
@@ -112,12 +118,14 @@ def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
 
 
 def _plan_text(path: str, plan: Plan) -> str:
+    from .words import count
+
     u = plan.unit
 
     def amount(x: float) -> str:
         return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
 
-    lines = [f"{path}: {len(plan.names)} tasks, {plan.mode} mode"]
+    lines = [f"{path}: {count(len(plan.names), 'task')}, {plan.mode} mode"]
     if plan.mode == "graph":
         lines.append(f"order: {_names(plan, plan.order)}")
         lines.append(f"waves ({len(plan.waves)}):")
@@ -125,7 +133,7 @@ def _plan_text(path: str, plan: Plan) -> str:
             f"  {i + 1}. {_names(plan, wave)}" for i, wave in enumerate(plan.waves[:_LIST_LIMIT])
         ]
         if len(plan.waves) > _LIST_LIMIT:
-            lines.append(f"  … and {len(plan.waves) - _LIST_LIMIT} more waves")
+            lines.append(f"  … and {count(len(plan.waves) - _LIST_LIMIT, 'more wave')}")
     else:
         lines.append(f"order when every task passes: {_names(plan, plan.order, ' -> ')}")
     chain = _names(plan, plan.critical_path, " -> ")
@@ -180,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .events import one_line  # what follows can name files an agent chose
+    from .words import count
 
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     for warning in result.warnings:
@@ -189,12 +198,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
         if result.isolation == "worktree":
+            for earlier, paths in result.recovered:
+                print(one_line(f"worktrees: {_landed_earlier(earlier, paths)}"))
             n = len(result.landed)
-            shown = ", ".join(result.landed[:_LIST_LIMIT]) + (" …" if n > _LIST_LIMIT else "")
             if n:
                 print(
                     one_line(
-                        f"worktrees: {n} file(s) changed in your working tree, uncommitted: {shown}"
+                        f"worktrees: {count(n, 'file')} changed in your working tree, "
+                        f"uncommitted: {_files(result.landed)}"
                     )
                 )
             elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
@@ -206,6 +217,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print("worktrees: no file changed in your working tree")
         print(one_line(result.changes.line()))
     return result.exit_code
+
+
+def _files(paths: Sequence[str]) -> str:
+    """`a, b, c`: the first `_LIST_LIMIT` paths, then how many more."""
+    more = len(paths) - _LIST_LIMIT
+    return ", ".join(paths[:_LIST_LIMIT]) + (f", … and {more} more" if more > 0 else "")
+
+
+def _landed_earlier(run_id: str, paths: Sequence[str]) -> str:
+    from .words import count
+
+    return (
+        f"landed the passed work of earlier run {run_id}: {count(len(paths), 'file')} changed "
+        f"in your working tree, uncommitted: {_files(paths)}"
+    )
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -234,11 +260,16 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .events import one_line
+    from .words import count
 
     for run in runs:
-        if warning := run.landing.warning():  # it names files: one line, escapes escaped
+        if run.landing.landed:  # it names files: one line, escapes escaped
+            print(one_line(_landed_earlier(run.run_id, run.landing.landed)))
+        if warning := run.landing.warning():
             print(one_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
-    print(f"removed worktrees and refs of {len(runs)} run(s)" if runs else "nothing to clean")
+    print(
+        f"removed worktrees and refs of {count(len(runs), 'run')}" if runs else "nothing to clean"
+    )
     return EXIT_OK
 
 
@@ -324,12 +355,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    workflow = _load(args.workflow) if args.workflow else None
+    from .diagnostics import WorkflowError
+    from .words import count
+
+    workflow = None
+    broken = False
+    try:
+        workflow = _load(args.workflow) if args.workflow else None
+    except WorkflowError as exc:
+        # A syntax error made while editing must not hide what the runs recorded: the state
+        # alone is shown, the errors go above it, and the exit code says the file is invalid.
+        print("\n".join(d.format() for d in exc.diagnostics), file=sys.stderr)
+        print(
+            f"prompter: note: {args.workflow} does not load ({count(len(exc.errors), 'error')}): "
+            "the recorded state is shown without it (no tasks not run yet, no changed marks)",
+            file=sys.stderr,
+        )
+        broken = True
     if args.json:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
         sys.stdout.write(status_text(state, workflow, _state_path(args), holder))
-    return EXIT_OK
+    return EXIT_INVALID if broken else EXIT_OK
 
 
 def cmd_clear_state(args: argparse.Namespace) -> int:
@@ -578,8 +625,23 @@ def _names_a_workflow(args: Sequence[str]) -> bool:
     )
 
 
+def _misspelled_command(first: str) -> str | None:
+    """The command `first` is a typo of (`stauts` -> `status`), when `first` names no file: a
+    bare workflow path is `run`, so a misspelled command would otherwise be "no such file"."""
+    import difflib
+
+    if first in COMMANDS or first.startswith("-") or any(c in first for c in "./\\"):
+        return None  # a path (`plan.toml` is no typo of `plan`)
+    if os.path.lexists(first):  # a workflow file without a suffix: `prompter FILE` runs it
+        return None
+    match = difflib.get_close_matches(first.lower(), COMMANDS, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
+    if argv and (command := _misspelled_command(argv[0])) is not None:
+        parser.error(f"argument COMMAND: invalid choice: {argv[0]!r} (did you mean {command}?)")
     args = compat_argv(argv)
     if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version", "--"):
         # Else argparse says "COMMAND is required", which hides the actual mistake.

@@ -745,6 +745,7 @@ class _Loader:
                 if problem := worktree_path_problem(item):
                     shown = json.dumps(item, ensure_ascii=False)
                     self.report(("settings", key, i), f"{key}[{i}] = {shown} {problem}")
+        settings_typos: set[str] = set()
         for i, task in enumerate(tasks):  # by file index: a task that did not validate is None
             if task is None:
                 continue
@@ -791,6 +792,10 @@ class _Loader:
             for key in ("agent_command",) if task.agent_command else ():
                 for typo in _unknown_placeholders(task.agent_command or ()):
                     where = ("tasks", i, key) if key in task.model_fields_set else ("settings", key)
+                    if where[0] == "settings":  # one line in the file: one warning, not one
+                        if typo in settings_typos:  # per task that inherits it
+                            continue
+                        settings_typos.add(typo)
                     self.report(
                         where,
                         f"agent_command has `{{{typo}}}`, which is not a placeholder"

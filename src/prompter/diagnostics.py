@@ -93,16 +93,25 @@ class Suggester:
     def __call__(self, word: str, candidates: Iterable[str]) -> str:
         if self.left == 0:
             return ""
+        # Compared without case: `A` for a task `a` is the likeliest typo of all, and difflib
+        # alone finds nothing alike in two one-letter names.
+        folded = word.casefold()
         pool = list(candidates)
         if len(pool) > 5000:  # difflib is quadratic-ish; a huge name pool gets a pre-filter
-            pool = [c for c in pool if c[:1] == word[:1]] or pool[:5000]
+            pool = [c for c in pool if c[:1].casefold() == folded[:1]] or pool[:5000]
         if self.left is not None:
             if len(pool) > self.left:
                 self.left = 0
                 return ""
             self.left -= len(pool)
-        matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
-        return f"; did you mean `{matches[0]}`?" if matches else ""
+        originals: dict[str, str] = {}
+        for candidate in pool:
+            originals.setdefault(candidate.casefold(), candidate)  # the first, in file order
+        match = originals.get(folded)
+        if match is None:
+            matches = difflib.get_close_matches(folded, originals, n=1, cutoff=0.6)
+            match = originals[matches[0]] if matches else None
+        return f"; did you mean `{match}`?" if match is not None else ""
 
 
 def source_excerpt(line_text: str, col: int | None) -> str:

@@ -25,6 +25,7 @@ from .agents import AgentRequest, AgentUnavailable
 from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
 from .diagnostics import WorkflowError
 from .state import make_dir
+from .words import count
 
 ROUNDS = 3  # proposals per `init`: the first, and up to two corrections
 READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies, never changes
@@ -244,8 +245,8 @@ def run_init(
     plan = make_plan(proposal.workflow)
     out.write(f"\n{target} (proposed, valid):\n\n{proposal.text}\n")
     out.write(
-        f"{len(plan.names)} task(s), {plan.mode} mode"
-        + (f", {len(plan.waves)} wave(s)" if plan.mode == "graph" else "")
+        f"{count(len(plan.names), 'task')}, {plan.mode} mode"
+        + (f", {count(len(plan.waves), 'wave')}" if plan.mode == "graph" else "")
         + f"; Claude's cost ${proposal.cost_usd:.2f}\n"
     )
     if not yes:

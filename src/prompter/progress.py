@@ -26,6 +26,7 @@ from .events import (
     one_line,
 )
 from .state import TaskStatus
+from .words import count
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -148,7 +149,7 @@ class PlainProgress:
             reused = f", {len(event.reused)} passed earlier" if event.reused else ""
             self._line(
                 f"run {event.run_id}: {event.workflow}, {event.mode} mode, "
-                f"{len(event.tasks)} task(s){reused}, {event.slots} at a time",
+                f"{count(len(event.tasks), 'task')}{reused}, {event.slots} at a time",
                 event.at,
             )
         elif isinstance(event, TaskStarted):

@@ -46,6 +46,7 @@ from .state import (
     fingerprints,
     make_dir,
 )
+from .words import count
 from .worktrees import (
     GitError,
     Integration,
@@ -106,6 +107,9 @@ class RunResult:
     # landing and warnings are still reported.
     error: str | None = None
     changes: changes.Changes = field(default_factory=changes.Changes)  # changes.patch
+    # Worktree isolation: the passed work of earlier runs (interrupted, killed) that landed in
+    # the user's tree before this run started, as (run id, paths).
+    recovered: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ def describe_dry_run(
         else:
             chosen = set(selection.run)
             order = [i for i in workflow.graph.order if i in chosen]
-        out.write(f"dry run: would run {len(order)} task(s) in graph mode:\n")
+        out.write(f"dry run: would run {count(len(order), 'task')} in graph mode:\n")
         for i in order:
             deps = [names[d] for d in workflow.graph.deps[i]]
             out.write(f"  {names[i]}" + (f"  (after {', '.join(deps)})" if deps else "") + "\n")
@@ -371,7 +375,8 @@ async def _execute(
     warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
     if start.warning:
         warnings.append(start.warning)
-    line = await _integration(workflow, run_id, slots, options.report_dir, warnings)
+    recovered: list[tuple[str, tuple[str, ...]]] = []
+    line = await _integration(workflow, run_id, slots, options.report_dir, warnings, recovered)
     runner: AttemptRunner = run_attempt
     if line is not None:
         subdir = workflow.workdir.relative_to(line.repo)
@@ -480,6 +485,7 @@ async def _execute(
         tuple(warnings),
         recorder.error,
         changes=delivered,
+        recovered=tuple(recovered),
     )
 
 
@@ -507,10 +513,16 @@ def _leaf(exc: BaseException) -> str:
 
 
 async def _integration(
-    workflow: Workflow, run_id: str, slots: int, report_dir: Path, warnings: list[str]
+    workflow: Workflow,
+    run_id: str,
+    slots: int,
+    report_dir: Path,
+    warnings: list[str],
+    recovered: list[tuple[str, tuple[str, ...]]],
 ) -> Integration | None:
     """The integration line when tasks run in worktrees, else None (a shared tree). What the
-    recovery of earlier runs has to tell the user goes to `warnings`."""
+    recovery of earlier runs has to tell the user goes to `warnings`, and the files it landed
+    to `recovered`."""
     s = workflow.settings
     if s.isolation == "shared":
         return None
@@ -534,11 +546,11 @@ async def _integration(
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
         _confine(workflow, repo, await git_dir(repo))
-        for recovered in await recover(repo):
-            if warning := recovered.landing.warning():
-                warnings.append(
-                    f"landing the work of interrupted run {recovered.run_id}: {warning}"
-                )
+        for earlier in await recover(repo):
+            if earlier.landing.landed:
+                recovered.append((earlier.run_id, earlier.landing.landed))
+            if warning := earlier.landing.warning():
+                warnings.append(f"landing the work of interrupted run {earlier.run_id}: {warning}")
         await line.start()
     except GitError as exc:
         raise RunError(f"{repo}: cannot set up worktrees: {exc}") from None

@@ -10,6 +10,7 @@ from rich.cells import cell_len
 from .config import Workflow
 from .events import one_line
 from .state import State, fingerprints
+from .words import count
 
 
 def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any]:
@@ -93,6 +94,6 @@ def status_text(
             said = last.reason if last.reason.startswith(said) else f"{said}: {last.reason}"
         delivered = ""
         if last.changed_files is not None:  # the run wrote a changes.patch (see changes.py)
-            delivered = f"; changes.patch: {last.changed_files} file(s)"
+            delivered = f"; changes.patch: {count(last.changed_files, 'file')}"
         lines.append(one_line(f"last run: {last.run_id} ({said}){delivered}"))
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -30,6 +30,7 @@ from . import identity
 from .attempts import AttemptContext, AttemptRunner, Feedback
 from .config import Task, worktree_path_problem
 from .state import AttemptRecord
+from .words import count
 
 if TYPE_CHECKING:
     from .refguard import RefGuard
@@ -83,7 +84,7 @@ class Landing:
             return None
         shown = ", ".join(self.kept[:10]) + (" …" if len(self.kept) > 10 else "")
         return (
-            f"kept your version of {len(self.kept)} file(s) you changed while the run was "
+            f"kept your version of {count(len(self.kept), 'file')} you changed while the run was "
             f"going: {shown}; the run's version: git restore --source={self.ref} -- FILE"
         )
 

@@ -29,6 +29,7 @@ from .. import identity
 from ..config import Settings, Task
 from ..processes import TOKEN_VAR, Enclosure, readable, stop_session, tracked_group
 from ..state import RESULT_TEXT_CHARS, AgentUsage
+from ..words import plural
 from . import AgentRequest, AgentResult, AgentUnavailable
 
 if TYPE_CHECKING:
@@ -571,7 +572,7 @@ def _describe_result(result: ResultView) -> str:
     usage = result.usage or {}
     parts = [
         f"result: {result.subtype}" + (" (error)" if result.is_error else ""),
-        f"{result.num_turns} turn(s)",
+        f"{result.num_turns} {plural(result.num_turns or 0, 'turn')}",
     ]
     if result.total_cost_usd is not None:
         parts.append(f"${result.total_cost_usd:.4f}")

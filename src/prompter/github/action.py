@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..words import count
 from .commands import (
     Annotation,
     Annotations,
@@ -527,7 +528,7 @@ def _annotate(
         notes.add(
             Annotation(
                 "warning",
-                f"{len(names)} task(s) skipped ({reason}): {shown}",
+                f"{count(len(names), 'task')} skipped ({reason}): {shown}",
                 title="prompter: tasks skipped",
                 file=file,
             ),
@@ -572,7 +573,7 @@ def _lend(workspace: Path, console: Console) -> bool:
     _ensure_account(LENT_UID, LENT_UID)
     console.info(
         f"the workspace is root's: agents and verify commands run as uid {LENT_UID}, which "
-        f"has it for the run ({changed} file(s), {time.monotonic() - started:.1f} s)"
+        f"has it for the run ({count(changed, 'file')}, {time.monotonic() - started:.1f} s)"
     )
     return True
 
@@ -689,5 +690,6 @@ def _give_back(workspace: Path, console: Console, lent: bool = False) -> None:
         owner_uid = owner.st_uid
     if changed:
         console.info(
-            f"{changed} file(s) handed to uid {owner_uid} ({time.monotonic() - started:.1f} s)"
+            f"{count(changed, 'file')} handed to uid {owner_uid} "
+            f"({time.monotonic() - started:.1f} s)"
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Workflow
 from ..state import RunRecord, State, TaskRecord, TaskStatus, fingerprints
+from ..words import count, plural
 
 # CSI, OSC (ended by BEL or ST) and two-character escape sequences. An OSC that is never ended
 # (a literal `ESC ]` in a diff, a program killed mid-sequence) stops at the end of its line: it
@@ -109,6 +110,16 @@ class RunFacts:
     critical: tuple[str, ...]  # the heaviest chain of dependent tasks, by measured durations
     critical_s: float
     notes: list[str] = field(default_factory=list)
+    # The latest run ran nothing (every task passed earlier): the earlier run whose timeline and
+    # critical path are shown instead, the latest one that ran a task still in the state.
+    timeline_run: RunRecord | None = None
+
+    def timed(self, view: TaskView) -> bool:
+        """Whether `view` is in the timeline and the critical path: the latest run's, or
+        `timeline_run`'s when the latest ran nothing."""
+        if self.timeline_run is None:
+            return view.current
+        return view.record.run_id == self.timeline_run.run_id
 
     @property
     def name(self) -> str:
@@ -140,7 +151,8 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     strays = [name for name in state.tasks if name not in index]
     if workflow and strays:
         out_notes.append(
-            f"{len(strays)} task(s) in the state are no longer in {workflow.path} "
+            f"{count(len(strays), 'task')} in the state {plural(len(strays), 'is', 'are')} "
+            f"no longer in {workflow.path} "
             f"(first: {one_line(strays[0], 80)}): reported without file, line or graph node"
         )
     views: list[TaskView] = []
@@ -174,11 +186,17 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
         start = _finite(run.started_at)
         if end is not None and start is not None and end >= start:
             wall = end - start
+    timed, timeline_run = current, None
+    if run is not None and not current:
+        ran = {v.record.run_id for v in views}
+        timeline_run = next((r for r in reversed(state.runs[:-1]) if r.run_id in ran), None)
+        if timeline_run is not None:
+            timed = [v for v in views if v.record.run_id == timeline_run.run_id]
     critical: tuple[str, ...] = ()
     critical_s = 0.0
     if workflow is not None and workflow.mode == "graph":
         weights = [0.0] * len(workflow.tasks)
-        for v in current:
+        for v in timed:
             if v.index is not None and v.status in (TaskStatus.PASSED, TaskStatus.FAILED):
                 weights[v.index] = v.duration_s or 0.0
         path = workflow.graph.critical_path(weights)
@@ -188,7 +206,8 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     changed = sum(v.changed for v in views)
     if changed:
         out_notes.append(
-            f"{changed} task(s) changed in the workflow since they ran (marked \u201cchanged\u201d)"
+            f"{count(changed, 'task')} changed in the workflow since "
+            f"{plural(changed, 'it', 'they')} ran (marked \u201cchanged\u201d)"
         )
     return RunFacts(
         workflow=workflow,
@@ -203,6 +222,7 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
         critical=critical,
         critical_s=critical_s,
         notes=out_notes,
+        timeline_run=timeline_run,
     )
 
 

@@ -69,7 +69,6 @@ def flowchart(
     tasks: Collection[int] | None = None,
     css: Mapping[int, str] | None = None,
     class_defs: Mapping[str, str] | None = None,
-    legend: Sequence[mermaid.Node] = (),
     thick: Collection[tuple[int, int]] = (),
 ) -> str:
     """The workflow's mermaid flowchart (or the part of it over `tasks`); raises `TooLarge`.
@@ -105,7 +104,6 @@ def flowchart(
             for link in edges
         ],
         class_defs,
-        legend=legend,
     )
 
 

@@ -2,9 +2,10 @@
 
 The shape GitHub's JUnit consumers read (dorny/test-reporter, mikepenz/action-junit-report,
 EnricoMi/publish-unit-test-result-action): one flat `<testsuites><testsuite>` level with
-accurate `tests/failures/errors/skipped/time`; every testcase has `classname` (the workflow's
-name), `name` (the task), `time`, and `file`/`line` (the workflow file relative to the
-repository root, the task's `[[tasks]]` line) when the workflow is known.
+accurate `tests/failures/errors/skipped/time` (`time`: the run's wall time, as parallel tasks
+overlap; the sum of task times is the suite property `task_time_s`); every testcase has
+`classname` (the workflow's name), `name` (the task), `time`, and `file`/`line` (the workflow
+file relative to the repository root, the task's `[[tasks]]` line) when the workflow is known.
 
 - failed its verify command      -> `<failure message="verify_command exited 1 (expected 0)">`
                                     with the tail of the output as text;
@@ -221,7 +222,9 @@ def build_junit(
         for key, value in _properties(view).items():
             ET.SubElement(props, "property", {"name": key, "value": value})
         case_element.insert(0, props)
-    element.set("time", _number(sum(durations)))
+    # The suite took the run's wall time: parallel tasks' times overlap, so their sum (property
+    # `task_time_s`) is not how long it took. Without a recorded start and end: that sum.
+    element.set("time", _number(facts.wall_s if facts.wall_s is not None else sum(durations)))
     root = ET.Element("testsuites")
     for key in ("tests", "failures", "errors", "skipped", "time"):
         root.set(key, element.get(key, "0"))

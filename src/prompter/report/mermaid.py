@@ -80,12 +80,8 @@ def flowchart(
     edges: Iterable[Edge],
     class_defs: Mapping[str, str] | None = None,
     direction: str = "TD",
-    legend: Sequence[Node] = (),
 ) -> str:
-    """A `flowchart` definition; raises `TooLarge` past mermaid's edge or size limit.
-
-    `legend` nodes (ids of their own) are drawn unconnected in a subgraph titled "Legend".
-    """
+    """A `flowchart` definition; raises `TooLarge` past mermaid's edge or size limit."""
     edge_list = list(edges)
     if len(edge_list) > MAX_EDGES:
         raise TooLarge(f"{len(edge_list)} edges exceed mermaid's limit of {MAX_EDGES}")
@@ -98,13 +94,6 @@ def flowchart(
         size += len(lines[-1])
         if size > MAX_TEXT:
             raise too_long
-    if legend:
-        lines.append(f"  subgraph legend[{label('Legend')}]")
-        lines.append("    direction LR")
-        for node in legend:
-            css = f":::{node.css_class}" if node.css_class else ""
-            lines.append(f"    {node.id}[{label(node.text)}]{css}")
-        lines.append("  end")
     for edge in edge_list:
         arrow = "-.->" if edge.dotted else ("==>" if edge.thick else "-->")
         middle = f"{arrow}|{label(edge.text)}|" if edge.text else arrow

@@ -2,8 +2,9 @@
 
 Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, critical
 path, cost); a table of tasks; a mermaid flowchart of the dependency graph coloured by outcome
-(with a legend); a mermaid gantt chart of the actual timeline (one bar per attempt, the critical
-path in red); `<details>` with each failure's output tail.
+and its legend (a small diagram of its own under it, out of the graph's layout); a mermaid gantt
+chart of the actual timeline (one bar per attempt, the critical path in red); `<details>` with
+each failure's output tail.
 
 GitHub drops a step summary over 1 MiB, so the document is fitted to `MAX_BYTES` by trimming,
 always in this order, and the end of the document says what was trimmed:
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 from ..config import Workflow
 from ..state import State, TaskRecord, TaskStatus
+from ..words import count
 from . import mermaid
 from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line, utc_text
 
@@ -122,7 +124,7 @@ def _headline(facts: RunFacts) -> str:
         for s in order
         if facts.counts.get(s) or s in order[:3]
     )
-    parts = [f"**{counts}** ({len(facts.tasks)} tasks)"]
+    parts = [f"**{counts}** ({count(len(facts.tasks), 'task')})"]
     parts.append(f"wall time {duration_text(facts.wall_s)}")
     parts.append(f"sum of task times {duration_text(facts.work_s)}")
     speedup = facts.speedup
@@ -130,6 +132,14 @@ def _headline(facts: RunFacts) -> str:
     parts.append(f"cost ${facts.cost_usd:.2f}")
     lines.append(" · ".join(parts))
     lines.append("")
+    if facts.timeline_run is not None:
+        earlier = facts.timeline_run
+        stamp = utc_text(earlier.started_at) or "?"
+        lines += [
+            "Nothing ran in this run. The critical path and the timeline are those of the "
+            f"last run that ran a task: run {md(earlier.run_id, 64)}, started {stamp}.",
+            "",
+        ]
     if facts.critical:
         shown = [md(n, 80) for n in facts.critical[:12]]
         more = len(facts.critical) - len(shown)
@@ -197,7 +207,7 @@ def _table(facts: RunFacts, rows: Sequence[TaskView], left_out: str | None) -> s
         names = ", ".join(md(n, 80) for n in facts.not_run[:20])
         more = len(facts.not_run) - 20
         out.append(
-            f"\nNot run (no record in the state): {len(facts.not_run)} task(s): {names}"
+            f"\nNot run (no record in the state): {count(len(facts.not_run), 'task')}: {names}"
             + (f", … {more} more" if more > 0 else "")
             + "\n"
         )
@@ -243,10 +253,14 @@ def _flowchart_section(facts: RunFacts) -> str:
         else "Sequential mode: solid arrows on success, dotted on failure."
     )
     reason: str
+    # The legend is a diagram of its own, under the graph: inside it, mermaid laid it out with
+    # the tasks, and arrows between them ran through it.
+    # (Top-down: unconnected nodes share the one rank, side by side; left-right stacks them.)
+    key = _block(mermaid.flowchart(legend, (), class_defs, direction="TD"))
     if len(workflow.tasks) <= MAX_NODES:
         try:
-            diagram = flowchart(workflow, None, css, class_defs, legend, thick)
-            return head + _block(diagram) + f"\n{explain}\n\n"
+            diagram = flowchart(workflow, None, css, class_defs, thick)
+            return head + _block(diagram) + "\nLegend:\n\n" + key + f"\n{explain}\n\n"
         except mermaid.TooLarge as exc:
             reason = str(exc)
     else:
@@ -255,13 +269,13 @@ def _flowchart_section(facts: RunFacts) -> str:
     subset = bad | workflow.graph.descendants(bad) if workflow.mode == "graph" else bad
     if bad and len(subset) <= MAX_NODES:
         try:
-            diagram = flowchart(workflow, subset, css, class_defs, legend, thick)
+            diagram = flowchart(workflow, subset, css, class_defs, thick)
             note = (
                 f"_Graph too large to draw ({reason}): showing the failed subgraph only "
                 f"({len(subset):,} of {len(workflow.tasks):,} tasks: what failed and what it "
                 "took down)._\n\n"
             )
-            return head + note + _block(diagram) + "\n"
+            return head + note + _block(diagram) + "\nLegend:\n\n" + key + "\n"
         except mermaid.TooLarge:
             pass
     # The text fallback: what failed and how much it took down with it.
@@ -303,7 +317,7 @@ def _spans(facts: RunFacts) -> list[_Span]:
     out: list[_Span] = []
     for view in facts.tasks:
         record = view.record
-        if not view.current or record.started_at is None:
+        if not facts.timed(view) or record.started_at is None:
             continue
         n = len(record.attempts)
         on_path = view.name in critical
@@ -366,6 +380,10 @@ def _gantt_section(facts: RunFacts) -> str:
     last = max(s.end for s in spans)
     span = last - first
     axis = "%H:%M:%S.%L" if span < 10 else "%H:%M:%S" if span < 86_400 else "%m-%d %H:%M"
+    if facts.timeline_run is not None:
+        head += (
+            f"_Run {md(facts.timeline_run.run_id, 64)}'s attempts: nothing ran in this run._\n\n"
+        )
     explain = (
         f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
         "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
