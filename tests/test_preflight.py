@@ -360,3 +360,47 @@ def test_127_as_the_success_code_is_a_pass_and_other_codes_still_retry(tmp_path:
     assert attempts == {"ok": 1, "flaky": 2}  # exit 1 is the agent's to fix: retried
     flaky = [c for c in h.calls() if c["task"] == "flaky"]
     assert "did not pass" in flaky[1]["prompt"]
+
+
+# -- in the GitHub Action ----------------------------------------------------------------------
+
+
+def claude_workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    (ws / "prompter.toml").write_text(
+        f"[settings]\nclaude_cli_path = {json.dumps(str(FAKE_CLAUDE))}\n\n"
+        '[[tasks]]\nname = "a"\nprompt = "do a"\nverify_command = "true"\n'
+    )
+    return ws
+
+
+def test_the_action_without_its_key_inputs_fails_the_step_naming_them(tmp_path: Path) -> None:
+    from .test_action_contract import run_step
+
+    ws = claude_workspace(tmp_path)
+    step = run_step(tmp_path, ws, {}, FAKE_CLAUDE_STATE=str(tmp_path / "claude-state"))
+    assert step.code == 2, step.stderr
+    (error,) = [c for c in step.of("error") if "no credentials" in c.data]
+    assert "`anthropic_api_key` / `claude_code_oauth_token`" in error.data
+    assert not (tmp_path / "claude-state" / "calls.jsonl").exists()
+    # With the input, the same step runs the agent.
+    again = run_step(
+        tmp_path,
+        ws,
+        {"anthropic_api_key": KEY},
+        FAKE_CLAUDE_STATE=str(tmp_path / "claude-state"),
+    )
+    assert again.code == 0, again.stderr
+    assert (tmp_path / "claude-state" / "calls.jsonl").exists()
+
+
+def test_the_actions_dry_run_warns_instead(tmp_path: Path) -> None:
+    from .test_action_contract import run_step
+
+    ws = claude_workspace(tmp_path)
+    step = run_step(tmp_path, ws, {"dry_run": "true"})
+    assert step.code == 0 and step.outputs["status"] == "dry-run", step.stderr
+    (warning,) = [c for c in step.of("warning") if "no credentials" in c.data]
+    assert "a run would stop here (exit 2)" in warning.data
