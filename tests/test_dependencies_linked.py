@@ -120,6 +120,7 @@ def test_turned_off_the_missing_python_is_an_environment_error_not_sent_to_the_a
         )
         assert ".venv/bin/python" in reason, reason
         assert 'worktree_link = ["work/.venv"]' in reason, reason  # from the repository root
+        assert "or set worktree_link_dependencies = true (the default)" in reason, reason
         assert len(tasks[name]["attempts"]) == 1  # no retry
         assert tasks[name]["attempts"][0]["environment_error"] is True
     # The agent ran once per task, and no prompt ever quoted the failure.
@@ -227,3 +228,32 @@ def test_a_task_that_deletes_the_link_leaves_the_users_venv_alone(tmp_path: Path
     assert (h.work / ".venv" / "bin" / "python").is_symlink()
     assert os.path.samefile(h.work / ".venv" / "bin" / "python", sys.executable)
     assert (h.work / "done.txt").read_text() == "done\n"
+
+
+def test_a_tool_missing_from_the_users_tree_too_gets_no_worktree_hint(tmp_path: Path) -> None:
+    h = repo_harness(tmp_path)
+    two_tasks(h, "tools/no-such-check --strict", max_attempts=2)
+    assert h.run() == 1
+    in_worktrees(h)
+    for record in h.status()["tasks"].values():
+        reason = record["reason"]
+        assert reason.startswith("verify_command could not run (exit 127: command not found)")
+        assert "tools/no-such-check" in reason and "worktree_" not in reason, reason
+        assert len(record["attempts"]) == 1
+
+
+def test_an_ignored_tool_folder_named_by_the_command_gets_the_hint(tmp_path: Path) -> None:
+    h = repo_harness(tmp_path, ignore="tools/\n")
+    (h.work / "tools").mkdir()
+    check = h.work / "tools" / "check"
+    check.write_text("#!/bin/sh\nexit 0\n")
+    check.chmod(0o755)
+    two_tasks(h, "tools/check --strict")
+    assert h.run() == 1
+    in_worktrees(h)
+    for record in h.status()["tasks"].values():
+        assert record["reason"].endswith(
+            '"work/tools" is in your working tree but not in the task\'s worktree (git ignores '
+            'it, so worktrees do not get it): list it in worktree_link = ["work/tools"] '
+            '(shared) or worktree_copy = ["work/tools"] (copied)'
+        ), record["reason"]

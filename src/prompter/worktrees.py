@@ -940,11 +940,15 @@ async def _missing_hint(
         ignored = [p for p in prefixes if p in found]
         if ignored:
             item = json.dumps(ignored[0], ensure_ascii=False)
-            return (
+            hint = (
                 f"{item} is in your working tree but not in the task's worktree (git ignores "
                 f"it, so worktrees do not get it): list it in worktree_link = [{item}] "
                 f"(shared) or worktree_copy = [{item}] (copied)"
             )
+            folder = ignored[0].rsplit("/", 1)[-1]
+            if folder in {f.rsplit("/", 1)[-1] for f in DEPENDENCY_FOLDERS}:
+                hint += f", or set {DEPENDENCIES_KEY} = true (the default), which links it"
+            return hint
     return None
 
 
