@@ -225,6 +225,14 @@ def test_a_login_under_claude_config_dir_counts(p: Project) -> None:
     assert done.returncode == 0 and "no credentials" not in done.stderr, done.stderr
 
 
+def test_an_api_key_an_older_claude_code_saved_at_its_login_counts(p: Project) -> None:
+    (p.home / ".claude.json").write_text(json.dumps({"primaryApiKey": ""}))
+    assert refused(p.run())
+    (p.home / ".claude.json").write_text(json.dumps({"primaryApiKey": KEY}))
+    done = p.run("--dry-run")
+    assert done.returncode == 0 and "no credentials" not in done.stderr, done.stderr
+
+
 def test_an_empty_or_broken_credentials_file_does_not_count(p: Project) -> None:
     login(p.home / ".claude", {})
     assert refused(p.run())

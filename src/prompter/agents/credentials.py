@@ -99,10 +99,10 @@ def _logged_in(env: Mapping[str, str]) -> str | None:
         login = _json_object(path)
         if login and any(login.values()):
             return str(path)
-    home = env.get("HOME") or str(Path.home())
-    for legacy in {d.parent / ".claude.json" for d in _config_dirs(env)} | {
-        Path(home) / ".claude.json"
-    }:
+    home = Path(env.get("HOME") or str(Path.home()))
+    # Claude Code's global config: in $CLAUDE_CONFIG_DIR when set, else ~/.claude.json.
+    configs = [Path(env["CLAUDE_CONFIG_DIR"]).expanduser()] if env.get("CLAUDE_CONFIG_DIR") else []
+    for legacy in [*(c / ".claude.json" for c in configs), home / ".claude.json"]:
         saved = _json_object(legacy)  # an API key an older Claude Code saved at its login
         if saved and isinstance(saved.get("primaryApiKey"), str) and saved["primaryApiKey"]:
             return f"primaryApiKey in {legacy}"
