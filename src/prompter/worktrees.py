@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import anyio
 
@@ -556,8 +557,6 @@ def _editable_installs(repo: Path, item: str) -> list[str]:
             continue
         if not (editable and isinstance(url, str) and url.startswith("file://")):
             continue
-        from urllib.parse import unquote, urlsplit
-
         where = Path(unquote(urlsplit(url).path))
         if where.resolve().is_relative_to(root):
             names.append(record.parent.name.split("-")[0])
