@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     fake.chmod(0o755)
     state = out / "claude-state"
     os.environ["FAKE_CLAUDE_STATE"] = str(state)
+    # A run checks that Claude Code has a credential before it starts; the fake CLI takes any.
+    os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-api03-fake-key-for-the-fake-cli")
     where = run(
         [
             args.python,

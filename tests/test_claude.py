@@ -23,6 +23,9 @@ from .engine import Harness
 
 FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
 SECRET = "sk-ant-api03-TESTSECRET-0123456789abcdef"
+# What a user sets for Claude Code (the fake CLI takes any): a run checks that some credential
+# is there before any agent starts.
+FAKE_KEY = "sk-ant-api03-fake-key-for-the-fake-cli"
 
 
 class ClaudeHarness(Harness):
@@ -50,6 +53,7 @@ class ClaudeHarness(Harness):
             **super().env(),
             "FAKE_CLAUDE_PLAN": str(self.root / "claude-plan.json"),
             "FAKE_CLAUDE_STATE": str(self.claude_state),
+            "ANTHROPIC_API_KEY": os.environ.get("ANTHROPIC_API_KEY", FAKE_KEY),
         }
 
     def claude_calls(self, key: str | None = None) -> list[dict[str, Any]]:

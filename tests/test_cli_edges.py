@@ -52,6 +52,7 @@ def init_env(repo: Path, steps: list[dict[str, object]]) -> dict[str, str]:
         "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
         "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
         "FAKE_CLAUDE_DEFAULT_KEY": "init",
+        "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
     }
 
 

@@ -45,6 +45,7 @@ def init(repo: Path, steps: list[dict[str, Any]], *args: str) -> subprocess.Comp
         "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
         "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
         "FAKE_CLAUDE_DEFAULT_KEY": "init",
+        "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
     }
     return subprocess.run(
         [sys.executable, "-m", "prompter", "init", *args],

@@ -208,7 +208,11 @@ def test_a_claude_prompt_of_many_mb_reaches_the_cli_whole(tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "FAKE_CLAUDE_STATE": str(state)},
+        env={
+            **os.environ,
+            "FAKE_CLAUDE_STATE": str(state),
+            "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
+        },
         timeout=120,
         check=False,
     )

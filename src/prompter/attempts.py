@@ -258,6 +258,32 @@ def _clock_in(seconds: float) -> str:
         return f"in {seconds / 3600:,.0f} h"
 
 
+# The shell's exit codes for a command it could not run (POSIX: 126 found but not executable,
+# 127 not found): the environment lacks something, which no agent's retry can supply.
+CANNOT_RUN = {126: "cannot execute", 127: "command not found"}
+# The shell's own line about it: dash `sh: 1: x: not found`, bash `bash: line 1: x: command not
+# found` or `sh: x: No such file or directory`, both `…: Permission denied`.
+_SHELL_SAYS = re.compile(
+    r"^[^\n]*?: ([^:\n]+): (?:command not found|not found|No such file or directory"
+    r"|Permission denied|cannot execute[^\n]*)$",
+    re.M,
+)
+
+
+def cannot_run(task: Task, result: ProcessResult) -> bool:
+    """Whether the verify command could not run at all (see `CANNOT_RUN`), unless that exit
+    code is what the task counts as success."""
+    if result.spawn_error:
+        return True
+    code = result.returncode
+    return not result.timed_out and code in CANNOT_RUN and code != task.verify_success_code
+
+
+def named_by_shell(output: str) -> list[str]:
+    """The commands or files the shell said it could not run, last first."""
+    return [m.group(1).strip() for m in reversed(list(_SHELL_SAYS.finditer(output[-8192:])))]
+
+
 def verify_reason(task: Task, result: ProcessResult) -> str | None:
     """Why the verify command failed, or None when it passed."""
     if result.spawn_error:
@@ -267,6 +293,10 @@ def verify_reason(task: Task, result: ProcessResult) -> str | None:
     code = result.returncode
     if code == task.verify_success_code:
         return None
+    if code is not None and cannot_run(task, result):
+        said = next((m.group(0) for m in reversed(list(_SHELL_SAYS.finditer(result.output)))), "")
+        detail = " ".join(said.split())[:300] or task.verify_command[:300]
+        return f"verify_command could not run (exit {code}: {CANNOT_RUN[code]}): {detail}"
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -357,13 +387,17 @@ async def _attempt(
         log=log,
     )
     reason = verify_reason(task, verify)
+    environment = reason is not None and cannot_run(task, verify)
     outcome = "passed" if reason is None else f"failed: {reason}"
+    if environment:
+        outcome += " (an environment error: not retried, not sent to the agent)"
     _header(log, f"attempt {number} {outcome}", flush=False)
     return record.model_copy(
         update={
             "finished_at": time.time(),
             "ok": reason is None,
             "reason": reason,
+            "environment_error": environment,
             "verify_exit_code": verify.returncode,
             "verify_duration_s": verify.duration_s,
             "output_tail": verify.output,

@@ -177,6 +177,11 @@ class Settings(_Schema):
         default_factory=list,
         description="Ignored paths symlinked into each worktree (shared, e.g. node_modules).",
     )
+    worktree_link_dependencies: bool = Field(
+        True,
+        description="Symlink git-ignored dependency folders (.venv, venv, node_modules, …) "
+        "that exist in the user's tree into each worktree.",
+    )
 
 
 class Task(_Schema):

@@ -108,6 +108,10 @@ async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO)
 
     workdir = Path.cwd()
     agent = ClaudeAgent(settings, workdir, workdir)
+    if agent.credentials({}, workdir) is None:  # say what to set, before anything is asked
+        from .agents.credentials import MISSING
+
+        raise InitError(MISSING.format(who=""), usage=True)
     task = Task.model_validate(
         {
             "name": "init",

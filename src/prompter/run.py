@@ -53,6 +53,7 @@ from .worktrees import (
     Landing,
     Unconfined,
     confined_source,
+    dependency_links,
     git_dir,
     isolated,
     recover,
@@ -185,16 +186,30 @@ def select(
     return Selection(run=tuple(sorted(chosen)), reused=frozenset(reused - chosen))
 
 
-def _agents(workflow: Workflow, selection: Selection) -> dict[str, Agent]:
+def _agents(
+    workflow: Workflow, selection: Selection, problems: list[str] | None = None
+) -> dict[str, Agent]:
+    """The agents the run needs, each checked before anything runs: exit 2 (RunError) when
+    one cannot work here. A Claude task without credentials is that too, unless `problems`
+    is given (a dry run): then the message goes there."""
     needed = {workflow.tasks[i].agent for i in selection.run}
     if workflow.mode == "sequential":  # jumps may reach any task
         needed = {t.agent for t in workflow.tasks}
     try:
         # Graph mode checks only the tasks this run starts; jumps may reach any task.
         tasks = selection.run if workflow.mode == "graph" else None
-        return {kind: agent_for(kind, workflow, tasks) for kind in sorted(needed)}
+        agents: dict[str, Agent] = {k: agent_for(k, workflow, tasks) for k in sorted(needed)}
     except AgentUnavailable as exc:
         raise RunError(str(exc)) from None
+    from .agents.claude import ClaudeAgent
+
+    claude = agents.get("claude")
+    if isinstance(claude, ClaudeAgent) and (why := claude.missing_credentials(workflow, tasks)):
+        message = f"{workflow.path}: {why}; nothing was run"
+        if problems is None:
+            raise RunError(message)
+        problems.append(f"a run would stop here (exit 2): {message}")
+    return agents
 
 
 def describe_dry_run(
@@ -335,6 +350,7 @@ async def _execute(
     state: State,
     listeners: Sequence[Listener],
     background: Sequence[Job],
+    agents: dict[str, Agent],
 ) -> RunResult:
     run_id = new_run_id()
     changes.forget(options.report_dir)
@@ -358,7 +374,7 @@ async def _execute(
         workdir=workflow.workdir,
         logs_dir=options.report_dir / "logs",
         check_interval=s.check_interval,
-        agents=_agents(workflow, selection),
+        agents=agents,
         # A limiter that cannot bind would only cost time on every attempt.
         agent_slots=anyio.CapacityLimiter(agent_limit) if agent_limit < limits.slots else None,
         budget=CostBudget(s.max_cost_usd),
@@ -545,7 +561,14 @@ async def _integration(
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
-        _confine(workflow, repo, await git_dir(repo))
+        common = await git_dir(repo)
+        _confine(workflow, repo, common)
+        if s.worktree_link_dependencies:
+            listed = (*s.worktree_copy, *s.worktree_link)
+            subdir = workflow.workdir.relative_to(repo)
+            found = await dependency_links(repo, subdir, listed, common)
+            line.deps = found.linked
+            warnings.extend(found.warnings)
         for earlier in await recover(repo):
             if earlier.landing.landed:
                 recovered.append((earlier.run_id, earlier.landing.landed))
@@ -592,16 +615,27 @@ def run_workflow(
     if options.dry_run:
         state = store.load()
         selection = select(workflow, state, options, fingerprints(workflow))
-        _agents(workflow, selection)
+        problems: list[str] = []  # what a dry run tells but does not stop at (credentials)
+        _agents(workflow, selection, problems)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
-        return RunResult("dry-run", "passed", EXIT_OK, None)
+        return RunResult("dry-run", "passed", EXIT_OK, None, warnings=tuple(problems))
     _check_logs_dir(options.report_dir / "logs", workflow)
     hidden = changes.ignore_report_dir(options.report_dir, workflow.workdir)
     with store as state:
         prints = fingerprints(workflow)
         selection = select(workflow, state, options, prints)
+        agents = _agents(workflow, selection)  # before the run is recorded: exit 2 leaves none
         result = anyio.run(
-            _execute, workflow, selection, prints, options, store, state, listeners, background
+            _execute,
+            workflow,
+            selection,
+            prints,
+            options,
+            store,
+            state,
+            listeners,
+            background,
+            agents,
         )
         closed = _close(store)
     if result.state_error is not None:

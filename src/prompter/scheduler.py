@@ -161,6 +161,8 @@ class GraphScheduler:
         elif attempt.fatal:
             self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
             self.stop(f"run stopped: {attempt.reason}")
+        elif attempt.environment_error:  # no agent can fix what is missing: no retry
+            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
         elif number < allowed and self.ctx.budget.exhausted:
             self._finished(i, TaskStatus.FAILED, _not_retried(attempt.reason, self.ctx), attempt)
         elif number < allowed and self.stop_reason is not None:

@@ -145,7 +145,12 @@ class SequentialRunner:
                 try:
                     attempt = await self.run_attempt(self.ctx, task, number, feedback, session)
                     retry_in = None
-                    if not attempt.ok and not attempt.fatal and tries < allowed:
+                    if (
+                        not attempt.ok
+                        and not attempt.fatal
+                        and not attempt.environment_error  # no agent can fix it: no retry
+                        and tries < allowed
+                    ):
                         retry_in = backoff_delay(
                             self.workflow.settings.retry_delay, tries, self.rng
                         )

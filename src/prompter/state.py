@@ -127,6 +127,9 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     verify_duration_s: float | None = None
     output_tail: Text = ""  # bounded by the caller
     fatal: bool = False  # the agent cannot work at all here (no CLI, no credentials): run stopped
+    # The verify command could not run (exit 126/127, no shell): the environment's fault, not
+    # the agent's; the task fails without another attempt and no agent is told of it.
+    environment_error: bool = False
     changed_files: list[Text] | None = None  # "path +added -deleted" (worktree isolation)
     conflict: Text | None = None  # why its changes could not be merged (worktrees)
 

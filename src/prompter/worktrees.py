@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import anyio
 
@@ -57,7 +59,7 @@ class Unconfined(Exception):
 
     def __init__(self, key: str, index: int, item: str, problem: str) -> None:
         super().__init__(f"{key}[{index}] = {json.dumps(item, ensure_ascii=False)} {problem}")
-        self.key, self.index = key, index
+        self.key, self.index, self.problem = key, index, problem
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,9 @@ class Integration:
     run_id: str
     include: tuple[str, ...] = ()  # ignored paths copied into each worktree (e.g. ".env")
     link: tuple[str, ...] = ()  # ignored paths symlinked into each worktree (e.g. node_modules)
+    # Dependency folders found in the user's tree (`dependency_links`), linked like `link`; one
+    # that cannot be placed in a worktree is left out there, not an error.
+    deps: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # never part of the base (prompter's own report folder)
     base: str = ""
     tip: str = ""
@@ -295,11 +300,25 @@ class Integration:
                 elif source.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, target, follow_symlinks=False)
-            for _, source, target in links:
+            for _, source, target in links + self._dependencies(path):
                 if source.exists() and not os.path.lexists(target):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.symlink_to(source, target_is_directory=source.is_dir())
         return path
+
+    def _dependencies(self, worktree: Path) -> list[tuple[int, Path, Path]]:
+        """Like `_placed` for the dependency folders, leaving out (not refusing) one that is no
+        longer confined: a default must never fail a task."""
+        assert self.git_dir is not None, "start() first"
+        placed = []
+        for index, item in enumerate(self.deps):
+            try:
+                source = confined_source(self.repo, self.git_dir, DEPENDENCIES_KEY, index, item)
+                target = _confined_target(worktree, DEPENDENCIES_KEY, index, item)
+            except Unconfined:
+                continue
+            placed.append((index, source, target))
+        return placed
 
     def _placed(
         self, worktree: Path, key: str, items: Sequence[str]
@@ -336,13 +355,18 @@ class Integration:
         """The task's changes as one commit on the tip its worktree was checked out at; None if
         it changed nothing. Commits the agent made itself are part of it: what counts is the
         files, not the worktree's HEAD."""
-        for index, item in enumerate(self.link):  # our symlinks are not the task's work
-            try:  # where the agent left a symlink on the way out of the worktree: not there
-                target = _confined_target(worktree, "worktree_link", index, item)
-            except Unconfined:
+        root = worktree.resolve()
+        for item in self.link + self.deps:  # our symlinks (into the user's tree): not the work
+            if worktree_path_problem(item):
                 continue
-            if target.is_symlink():
-                target.unlink()
+            lexical = root / item
+            parent = Path(os.path.realpath(lexical.parent))
+            if not parent.is_relative_to(root):  # an agent's symlink on the way out: not there
+                continue
+            # Removed also though it leads out of the worktree, as each of ours does: a `.venv/`
+            # or `node_modules/` pattern ignores folders, not a symlink, which `add` would take.
+            if (parent / lexical.name).is_symlink():
+                (parent / lexical.name).unlink()
         start = self._checked_out[worktree]
         try:
             await git(worktree, "add", "-A")
@@ -452,6 +476,107 @@ class Integration:
         if self._alive is not None and self.git_dir is not None:
             _unlock_run(self.git_dir, self.run_id, self._alive)
             self._alive = None
+
+
+DEPENDENCIES_KEY = "worktree_link_dependencies"
+# Top-level folders of installed dependencies, linked into each worktree when the user's tree
+# has them, git ignores them and git tracks nothing in them. Installed packages that a task's
+# tools read, not what a build writes (`target`, `build`, `dist`, `.tox`, `.gradle`: parallel
+# tasks would write there at once).
+DEPENDENCY_FOLDERS = (
+    ".venv",  # Python virtual environments (venv, uv, poetry's in-project setting)
+    "venv",
+    "__pypackages__",  # PEP 582 (pdm)
+    "node_modules",  # npm, yarn, pnpm
+    "vendor",  # Composer (PHP); a Go `vendor` folder is tracked, and so never linked
+    "vendor/bundle",  # Bundler (`bundle config set path vendor/bundle`), when `vendor` is not
+)
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    linked: tuple[str, ...]  # repository-relative folders to link into every worktree
+    warnings: tuple[str, ...] = ()
+
+
+async def dependency_links(
+    repo: Path, subdir: Path, listed: Sequence[str], common: Path
+) -> Dependencies:
+    """The dependency folders (`DEPENDENCY_FOLDERS`) of the repository root and of the
+    working directory (`subdir`, relative to the root) to link into each worktree: those that
+    are folders in the user's tree, inside the repository (symlinks resolved), ignored by git,
+    with nothing in them tracked, and not already in `listed` (`worktree_copy` /
+    `worktree_link`, which the user chose). Two git commands in all."""
+    places = [""] if subdir == Path(".") else ["", subdir.as_posix()]
+    found: list[str] = []
+    for place in places:
+        for name in DEPENDENCY_FOLDERS:
+            item = f"{place}/{name}" if place else name
+            if any(_overlaps(item, other) for other in (*listed, *found)):
+                continue
+            if (repo / item).is_dir():
+                found.append(item)
+    if not found:
+        return Dependencies(())
+    ignored = await _ignored(repo, found)
+    _, out = await git(repo, "ls-files", "-z", "--", *found)
+    tracked = [path for path in out.split("\0") if path]
+    linked: list[str] = []
+    warnings: list[str] = []
+    for item in found:
+        if item not in ignored or any(_overlaps(item, path) for path in tracked):
+            continue  # the user's work, in the base already, or git's: never linked
+        try:
+            confined_source(repo, common, DEPENDENCIES_KEY, 0, item)
+        except Unconfined as exc:
+            warnings.append(f"{item} is not linked into the worktrees: it {exc.problem}")
+            continue
+        linked.append(item)
+        warnings += _editable_installs(repo, item)
+    return Dependencies(tuple(linked), tuple(warnings))
+
+
+async def _ignored(repo: Path, paths: Sequence[str]) -> set[str]:
+    """Those of `paths` (repository-relative) that git ignores, in one command."""
+    names = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    args = ("check-ignore", "--stdin", "-z")
+    _, out = await git(repo, *args, ok=(0, 1), input=names)
+    return set(out.split("\0")) - {""}
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether one of two repository paths is the other or inside it."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _editable_installs(repo: Path, item: str) -> list[str]:
+    """A warning for a linked virtual environment with editable installs of the user's tree
+    (PEP 610's `direct_url.json`): in a task's worktree they still import the user's files."""
+    root = repo.resolve()
+    names = []
+    for record in (repo / item).glob("lib/python*/site-packages/*.dist-info/direct_url.json"):
+        try:
+            data = json.loads(record.read_text("utf-8"))
+            editable = data.get("dir_info", {}).get("editable") is True
+            url = data.get("url", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not (editable and isinstance(url, str) and url.startswith("file://")):
+            continue
+        where = Path(unquote(urlsplit(url).path))
+        if where.resolve().is_relative_to(root):
+            names.append(record.parent.name.split("-")[0])
+    if not names:
+        return []
+    shown = ", ".join(sorted(set(names)))
+    return [
+        f"{item}, linked into every task's worktree, has an editable install of {shown} that "
+        f"points at your working tree ({root}), not at the task's worktree: what imports it "
+        "there gets your files, not the task's changes (put the worktree's code first, e.g. "
+        "`PYTHONPATH=src` in verify_command, or set worktree_link_dependencies = false and "
+        "install in the task)"
+    ]
 
 
 def confined_source(repo: Path, git_dir: Path, key: str, index: int, item: str) -> Path:
@@ -787,6 +912,52 @@ def _refs_failure(record: AttemptRecord, refs: str) -> AttemptRecord:
     )
 
 
+async def _missing_hint(
+    line: Integration, tree: Path, subdir: Path, task: Task, record: AttemptRecord
+) -> str | None:
+    """For a verify command that could not run in a task's worktree: when what it missed — a
+    path the shell named, or that the command names — is in the user's tree but not in the
+    worktree because git ignores it (a `.venv`, `node_modules`), how to bring it there."""
+    from .attempts import named_by_shell
+
+    try:
+        words = shlex.split(task.verify_command)
+    except ValueError:
+        words = task.verify_command.split()
+    named = named_by_shell(record.output_tail) + words[:1] + [w for w in words[1:] if "/" in w]
+    root, user = tree.resolve(), line.repo.resolve()
+    for name in dict.fromkeys(named):
+        path = Path(name)
+        if path.is_absolute():
+            if not path.is_relative_to(root):
+                continue
+            rel = path.relative_to(root)
+        else:
+            rel = Path(os.path.normpath(subdir / path))
+        if not rel.parts or rel.parts[0] == ".." or rel.parts[0] == ".git":
+            continue
+        if not os.path.lexists(user / rel) or os.path.lexists(root / rel):
+            continue
+        prefixes = [Path(*rel.parts[: n + 1]).as_posix() for n in range(len(rel.parts))]
+        try:
+            found = await _ignored(line.repo, prefixes)
+        except GitError:
+            return None
+        ignored = [p for p in prefixes if p in found]
+        if ignored:
+            item = json.dumps(ignored[0], ensure_ascii=False)
+            hint = (
+                f"{item} is in your working tree but not in the task's worktree (git ignores "
+                f"it, so worktrees do not get it): list it in worktree_link = [{item}] "
+                f"(shared) or worktree_copy = [{item}] (copied)"
+            )
+            folder = ignored[0].rsplit("/", 1)[-1]
+            if folder in {f.rsplit("/", 1)[-1] for f in DEPENDENCY_FOLDERS}:
+                hint += f", or set {DEPENDENCIES_KEY} = true (the default), which links it"
+            return hint
+    return None
+
+
 def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRunner:
     """An attempt runner that runs each task in its own worktree and merges what passes.
 
@@ -829,6 +1000,10 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
                 return _refs_failure(record, refs)
             if not record.ok:
                 trees[task.name] = tree
+                if record.environment_error and (
+                    hint := await _missing_hint(line, tree, subdir, task, record)
+                ):
+                    return record.model_copy(update={"reason": f"{record.reason}; {hint}"})
                 return record
             done = True
             try:

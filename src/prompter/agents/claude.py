@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import anyio
 
 from .. import identity
-from ..config import Settings, Task
+from ..config import Settings, Task, Workflow
 from ..processes import TOKEN_VAR, Enclosure, readable, stop_session, tracked_group
 from ..state import RESULT_TEXT_CHARS, AgentUsage
 from ..words import plural
@@ -116,6 +116,37 @@ class ClaudeAgent:
         sdk_log = logging.getLogger("claude_agent_sdk")
         sdk_log.addHandler(logging.NullHandler())
         sdk_log.propagate = False
+
+    def missing_credentials(
+        self, workflow: Workflow, tasks: Collection[int] | None = None
+    ) -> str | None:
+        """What to tell the user when the Claude tasks among `tasks` (default: all) would start
+        Claude Code without any credentials (see credentials.py); None when each has some."""
+        from .credentials import MISSING
+
+        found: dict[tuple[tuple[str, str], ...], str | None] = {}  # by the task's agent_env
+        lacking = []
+        for i in range(len(workflow.tasks)) if tasks is None else tasks:
+            task = workflow.tasks[i]
+            if task.agent != "claude":
+                continue
+            key = tuple(sorted(task.agent_env.items()))
+            if key not in found:
+                found[key] = self.credentials(task.agent_env, workflow.workdir)
+            if found[key] is None:
+                lacking.append(task.name)
+        if not lacking:
+            return None
+        names = ", ".join(f"`{n}`" for n in lacking[:5]) + (" …" if len(lacking) > 5 else "")
+        return MISSING.format(who=f" (task {names})" if len(lacking) == 1 else f" (tasks {names})")
+
+    def credentials(self, task_env: Mapping[str, str], workdir: Path) -> str | None:
+        """Where the CLI, started for a task with `task_env` in `workdir`, finds credentials;
+        None: nowhere. Its environment is as `_options` makes it (over prompter's own)."""
+        from .credentials import credentials
+
+        env = {**os.environ, **self.settings.agent_env, **task_env, **self.user.env}
+        return credentials(env, workdir)
 
     async def run(self, request: AgentRequest) -> AgentResult:
         deadline = math.inf if request.timeout is None else anyio.current_time() + request.timeout

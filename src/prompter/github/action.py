@@ -344,6 +344,8 @@ def _run(
         notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
         return EXIT_USAGE
     if inputs.dry_run:
+        for note in result.warnings:  # what a real run would stop at (no credentials)
+            notes.add(Annotation("warning", note, title="prompter"), RUN)
         outputs["status"] = "dry-run"
         return EXIT_OK
     outputs.update(_counts(result.records, result.reused))

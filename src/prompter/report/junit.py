@@ -120,7 +120,8 @@ def _kind(view: TaskView) -> str:
     if status is TaskStatus.SKIPPED or not view.current:
         return "skipped"
     if status is TaskStatus.FAILED:
-        return "failure" if attempt_failed_in_verify(record) else "error"
+        environment = bool(record.attempts) and record.attempts[-1].environment_error
+        return "failure" if attempt_failed_in_verify(record) and not environment else "error"
     return "error"
 
 
@@ -131,6 +132,8 @@ def _error_type(record: TaskRecord) -> str:
         return "unfinished"
     if not record.attempts:
         return "failed"
+    if record.attempts[-1].environment_error:  # the check could not run (exit 126/127)
+        return "environment_error"
     reason = record.attempts[-1].reason or record.reason or ""
     return "agent_timeout" if "timed out" in reason else "agent_error"
 

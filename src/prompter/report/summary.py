@@ -175,6 +175,12 @@ def _row(view: TaskView) -> str:
         status += " (earlier run)"
     if view.changed:
         status += " (changed since)"
+    if (
+        record.status is TaskStatus.FAILED
+        and record.attempts
+        and record.attempts[-1].environment_error
+    ):
+        status += " (environment error)"
     cost = record.cost_usd
     cost_text = f"${cost:.2f}" if cost and math.isfinite(cost) else "-"
     # With worktree isolation, a task that passed says which files it changed.
