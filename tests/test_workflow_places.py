@@ -406,3 +406,18 @@ def test_the_report_folder_of_other_workflows_stays_out_of_a_worktree_base(
     done = run(repo, "run", "--progress", "none", "a.toml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert os.path.isfile(repo / ".prompter" / "b" / "state.json")
+
+
+def test_report_finds_the_workflow_of_a_moved_state_in_its_own_folder(tmp_path: Path) -> None:
+    # A state moved with its project (an artifact downloaded elsewhere): the workflow the run
+    # recorded is looked for relative to the run's folder, two levels above `.prompter/wf`.
+    proj = no_git_above(tmp_path / "proj")
+    workflow(proj / "wf.toml", ["a1"], tmp_path / "calls")
+    assert run(proj, "run", "--progress", "none", "wf.toml").returncode == 0
+    moved = tmp_path / "moved"
+    proj.rename(moved)
+    done = run(moved, "report", "--report-dir", ".prompter/wf")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "workflow wf.toml not found" note
+    suite = ET.parse(moved / ".prompter" / "wf" / "junit.xml").getroot()
+    assert [c.get("line") for c in suite.iter("testcase")] == ["8"]  # its [[tasks]] line

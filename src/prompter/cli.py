@@ -287,7 +287,6 @@ def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-
     from .report.files import Format, workflow_for, write_reports
     from .state import StateError, StateStore
 
