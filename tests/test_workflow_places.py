@@ -156,9 +156,7 @@ def test_plan_and_dry_run_show_the_resolved_working_directory(tmp_path: Path) ->
     assert f"dry run: tasks would run in {root}\n" in dry.stdout
 
 
-def test_a_missing_default_folder_cannot_happen_but_a_missing_explicit_one_is_named(
-    tmp_path: Path,
-) -> None:
+def test_a_missing_explicit_working_directory_is_named(tmp_path: Path) -> None:
     repo = git_repo(tmp_path / "repo")
     workflow(repo / "wf.toml", ["a"], tmp_path / "calls", 'working_directory = "gone"')
     done = run(repo, "run", "--progress", "none", "wf.toml")
