@@ -145,7 +145,7 @@ def measure(python: str, args: list[str], cwd: Path, env_state: Path) -> tuple[R
 def check_run(work: Path, state: Path, length: int, only_small: bool) -> list[str]:
     """The run passed its tasks, and the agent got the whole prompt (or, `small` alone, none)."""
     problems: list[str] = []
-    data = json.loads((work / ".prompter" / "state.json").read_text())
+    data = json.loads((work / ".prompter" / "wf" / "state.json").read_text())  # of wf.toml
     passed = sorted(name for name, t in data["tasks"].items() if t["status"] == "passed")
     if passed != (["small"] if only_small else ["big", "small"]):
         problems.append(f"tasks passed: {passed}")

@@ -56,7 +56,8 @@ class Harness:
     def __post_init__(self) -> None:
         self.work = self.root / "work"
         self.work.mkdir(exist_ok=True)
-        self.workflow = self.root / "wf.toml"
+        # prompter.toml: its state, logs and reports are `.prompter/` (places.default_report_dir)
+        self.workflow = self.root / "prompter.toml"
         self.agent_log = self.root / "agent.jsonl"
         self.plan_file = self.root / "plan.json"
 

@@ -214,6 +214,11 @@ def test_plain_names_reproduce_a_run_with_docker_run(tmp_path: Path) -> None:
     )
     assert step.code == 0, step.stdout
     assert step.outputs["status"] == "passed"
+    # No report_dir: the workflow's own report folder, as `prompter run flows/wf.toml` has it.
+    assert step.outputs["state_path"] == ".prompter/wf/state.json"
+    assert step.outputs["junit_path"] == ".prompter/wf/junit.xml"
+    assert step.outputs["summary_path"] == ".prompter/wf/summary.md"
+    assert (ws / step.outputs["junit_path"]).is_file()
 
 
 def test_hyphenated_input_names_work_too(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ INPUTS = {
     "max_parallel": "",
     "dry_run": "false",
     "fresh": "false",
-    "report_dir": ".prompter",
+    "report_dir": "",  # empty: prompter's default for the workflow (places.default_report_dir)
     "fail_on_task_failure": "true",
     "anthropic_api_key": "",
     "claude_code_oauth_token": "",

@@ -139,8 +139,8 @@ def test_clear_state_deletes_nothing_that_is_not_a_state(tmp_path: Path) -> None
     before = workflow.read_text()
     (tmp_path / "notes.txt").write_text("remember the milk\n")
     for args in (
-        ["clear-state", "--state-file", "wf.toml"],
-        ["--clear-state", "--state-file", "wf.toml"],  # 0.10's spelling, with a value kept
+        ["clear-state", "--state-file", "prompter.toml"],
+        ["--clear-state", "--state-file", "prompter.toml"],  # 0.10's spelling, with a value kept
         ["clear-state", "--state-file", "notes.txt"],
     ):
         done = prompter_in(tmp_path, *args)
@@ -157,12 +157,12 @@ def test_clear_state_deletes_nothing_that_is_not_a_state(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "notes.txt",
         "plan.json",
-        "wf.toml",
+        "prompter.toml",
         "work",
     ]
     # A real state still goes, also in 0.10's spelling with its config file argument.
     assert h.run() == 0
-    done = prompter_in(tmp_path, "--clear-state", "wf.toml")
+    done = prompter_in(tmp_path, "--clear-state", "prompter.toml")
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / ".prompter" / "state.json").exists() and workflow.exists()
 
@@ -249,28 +249,30 @@ def test_plan_uses_the_durations_the_last_run_measured(tmp_path: Path) -> None:
     h.task("short", depends_on=[])
     h.task("last", depends_on=["long", "short"])
     h.write()
-    before = json.loads(prompter_in(tmp_path, "plan", "--json", "wf.toml").stdout)
+    before = json.loads(prompter_in(tmp_path, "plan", "--json", "prompter.toml").stdout)
     assert before["estimate"]["unit"] == "units"
     assert before["critical_path"]["length"] == 2
     assert h.run() == 0
-    after = prompter_in(tmp_path, "plan", "--json", "wf.toml")
+    after = prompter_in(tmp_path, "plan", "--json", "prompter.toml")
     assert after.returncode == 0 and after.stderr == ""
     plan = json.loads(after.stdout)
     assert plan["estimate"]["unit"] == "s"
     assert plan["critical_path"]["tasks"] == ["long", "last"]
     assert plan["critical_path"]["length"] >= 0.5
-    text = prompter_in(tmp_path, "plan", "wf.toml").stdout
+    text = prompter_in(tmp_path, "plan", "prompter.toml").stdout
     assert "no measured durations" not in text
     assert re.search(r"^critical path: long -> last \(\d+\.\d s\)$", text, re.M), text
     # The state can be elsewhere; an unreadable one warns, and the plan goes on without it.
     (tmp_path / ".prompter").rename(tmp_path / "kept")
-    moved = prompter_in(tmp_path, "plan", "--json", "--state-file", "kept/state.json", "wf.toml")
+    moved = prompter_in(
+        tmp_path, "plan", "--json", "--state-file", "kept/state.json", "prompter.toml"
+    )
     assert json.loads(moved.stdout)["estimate"]["unit"] == "s"
-    assert json.loads(prompter_in(tmp_path, "plan", "--json", "wf.toml").stdout) == before
-    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "wf.toml")
+    assert json.loads(prompter_in(tmp_path, "plan", "--json", "prompter.toml").stdout) == before
+    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "prompter.toml")
     assert broken.returncode == 0
     (tmp_path / "kept" / "state.json").write_text("{not json")
-    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "wf.toml")
+    broken = prompter_in(tmp_path, "plan", "--json", "--report-dir", "kept", "prompter.toml")
     assert broken.returncode == 0
     assert json.loads(broken.stdout) == before
     assert broken.stderr.startswith(

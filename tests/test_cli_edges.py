@@ -35,10 +35,11 @@ def test_report_from_another_directory_reads_the_runs_workflow_not_a_namesake(
         "# another project\n\n\n\n" + ONE_TASK + '\n[[tasks]]\nname = "zzz"\nprompt = "y"\n'
         'verify_command = "true"\ndepends_on = ["a"]\n'
     )
-    done = prompter_cli("report", "--report-dir", str(proj / ".prompter"), cwd=other)
+    # wf.toml's reports are in .prompter/wf (places.default_report_dir)
+    done = prompter_cli("report", "--report-dir", str(proj / ".prompter" / "wf"), cwd=other)
     assert done.returncode == 0, done.stderr
-    junit = (proj / ".prompter" / "junit.xml").read_text()
-    summary = (proj / ".prompter" / "summary.md").read_text()
+    junit = (proj / ".prompter" / "wf" / "junit.xml").read_text()
+    summary = (proj / ".prompter" / "wf" / "summary.md").read_text()
     assert 'line="1"' in junit, junit  # the run's wf.toml has task `a` on line 1
     assert "changed_since" not in junit, junit  # nothing changed in the run's workflow
     assert "zzz" not in summary, summary  # a task of another project
@@ -139,7 +140,12 @@ def test_a_console_that_cannot_show_a_task_name_gets_escapes_not_an_internal_err
         assert "internal error" not in done.stderr
         if progress == "plain":
             assert "t\\xe2che_\\u2713" in done.stdout, done.stdout
-    for command in (["status"], ["status", "wf.toml"], ["plan", "wf.toml"], ["graph", "wf.toml"]):
+    for command in (
+        ["status", "--report-dir", ".prompter/wf"],
+        ["status", "wf.toml"],
+        ["plan", "wf.toml"],
+        ["graph", "wf.toml"],
+    ):
         done = prompter_cli(*command, cwd=tmp_path, env=env, encoding="ascii", errors="strict")
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert "t\\xe2che_\\u2713" in done.stdout, (command, done.stdout)

@@ -160,7 +160,7 @@ def test_a_reason_quoting_an_agents_file_name_never_reaches_the_console_raw(
     failed = [line for line in progress if "failed: merge conflict" in line]
     assert failed, done.stdout
     assert "\\x1b[31mRED\\x1b[2J\\u202eevil" in failed[0]  # shown, as escapes
-    status = prompter_cli("status", cwd=repo)
+    status = prompter_cli("status", "wf.toml", cwd=repo)
     assert "in x\\x1b[31mRED\\x1b[2J\\u202eevil" in status.stdout  # `a` or `b` lost the race
     for text in ["\n".join(progress), status.stdout]:
         assert "\x1b" not in text and "\u202e" not in text
@@ -192,7 +192,7 @@ def test_status_columns_line_up_for_wide_characters(tmp_path: Path) -> None:
         [{"name": "测试任务"}, {"name": "ab", "verify_command": "exit 3", "max_attempts": 1}],
     )
     assert prompter_cli("run", "--progress", "none", "wf.toml", cwd=tmp_path).returncode == 1
-    done = prompter_cli("status", cwd=tmp_path)
+    done = prompter_cli("status", "wf.toml", cwd=tmp_path)
     rows = done.stdout.splitlines()[:3]
     # The status column starts at the same place on the screen in every row.
     starts = {

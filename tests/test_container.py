@@ -324,7 +324,7 @@ def test_plain_docker_run_reproduces_a_ci_run(tmp_path: Path) -> None:
     env["DEMO_AGENT_THINK_S"] = "0.2"
     proc = run_container(image, env, {ws: "/github/workspace"})
     assert proc.returncode == 0, report(proc)
-    assert (ws / ".prompter" / "junit.xml").is_file(), sorted(os.listdir(ws))
+    assert (ws / ".prompter" / "pipeline" / "junit.xml").is_file(), sorted(os.listdir(ws))
     assert (ws / "examples/workspace/bundle.txt").read_text("utf-8") == "hello\ngoodbye\n"
 
 
@@ -387,7 +387,7 @@ def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: P
         text=True,
     )
     try:
-        started = ws / ".prompter" / "logs" / "add_greeting.log"
+        started = ws / ".prompter" / "pipeline" / "logs" / "add_greeting.log"
         deadline = time.monotonic() + 60
         while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -405,7 +405,7 @@ def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: P
             podman("rm", "--force", name, check=False)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-6000:]}"
     assert elapsed < 7.5, f"took {elapsed:.1f} s after SIGINT (the runner escalates at 7.5 s)"
-    state = (ws / ".prompter" / "state.json").read_text("utf-8")
+    state = (ws / ".prompter" / "pipeline" / "state.json").read_text("utf-8")
     assert "interrupted" in state, state[:3000]
     assert not (ws / "examples/workspace/bundle.txt").exists()
     assert not wrong_owner(ws), f"not owned by uid {OWNER} after SIGINT: {wrong_owner(ws)}"

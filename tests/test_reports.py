@@ -139,11 +139,11 @@ def test_junit_counts_messages_and_locations(ran: Ran) -> None:
     assert xmllint(path).returncode == 0, xmllint(path).stderr
     suite = suite_of(path)
     assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (8, 1, 2, 1)
-    assert suite.name == "wf"
+    assert suite.name == "prompter"
     cases = {case.name: case for case in suite}
     assert list(cases) == [t["name"] for t in ran.h.tasks]  # file order
     for case in cases.values():
-        assert case.classname == "wf"
+        assert case.classname == "prompter"
         assert case.time >= 0
     (failure,) = cases["integration"].result
     assert isinstance(failure, Failure)
@@ -170,7 +170,7 @@ def test_junit_counts_messages_and_locations(ran: Ran) -> None:
     assert root.get("tests") == "8" and root.get("skipped") == "1"
     workflow = load_workflow(ran.h.workflow)
     for i, element in enumerate(root.iter("testcase")):
-        assert element.get("file") == "flows/wf.toml"
+        assert element.get("file") == "flows/prompter.toml"
         assert element.get("line") == str(workflow.task_lines[i])
         assert element.get("time") is not None
     props = {
@@ -190,7 +190,7 @@ def test_summary_of_an_ordinary_run(ran: Ran) -> None:
     text = (ran.report_dir / "summary.md").read_text("utf-8")
     assert len(text.encode()) <= summary.MAX_BYTES
     first = text.splitlines()[0]
-    assert first == "## ❌ wf: failed"
+    assert first == "## ❌ prompter: failed"
     assert "**4 passed · 3 failed · 1 skipped** (8 tasks)" in text
     headline = text.split("### Tasks")[0]
     for word in ("wall time", "sum of task times", "speedup", "cost $0.00", "Critical path:"):
@@ -256,14 +256,16 @@ def test_prompter_report_rebuilds_the_same_files_from_state(ran: Ran, tmp_path: 
     assert done.returncode == 0 and done.stdout == "wrote .prompter/junit.xml\n"
     assert not (copy / ".prompter" / "summary.md").exists()
     root = ET.parse(copy / ".prompter" / "junit.xml").getroot()
-    assert {e.get("file") for e in root.iter("testcase")} == {"wf.toml"}  # not in git: its folder
+    assert {e.get("file") for e in root.iter("testcase")} == {
+        "prompter.toml"
+    }  # not in git: its folder
     done = prompter(copy, "report", "--format", "markdown")
     assert done.returncode == 0 and done.stdout == "wrote .prompter/summary.md\n"
 
 
 def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Path) -> None:
     copy = copy_of(ran, tmp_path)
-    (copy / "wf.toml").unlink()
+    (copy / "prompter.toml").unlink()
     done = prompter(copy, "report")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -277,7 +279,7 @@ def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Pa
     assert "not found" in text and "Not drawn: the workflow file is not available." in text
     assert len(blocks(text)) == 1  # the timeline needs only the state
 
-    (copy / "wf.toml").write_text("[[tasks]\nname = 'broken'\n")  # changed and now invalid
+    (copy / "prompter.toml").write_text("[[tasks]\nname = 'broken'\n")  # changed and now invalid
     done = prompter(copy, "report")
     assert done.returncode == 0, done.stderr
     assert "no longer loads" in done.stderr and "Traceback" not in done.stderr
@@ -285,7 +287,7 @@ def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Pa
 
 def test_report_after_the_workflow_changed(ran: Ran, tmp_path: Path) -> None:
     copy = copy_of(ran, tmp_path)
-    wf = copy / "wf.toml"
+    wf = copy / "prompter.toml"
     text = wf.read_text().replace('"do lint"', '"lint harder"')
     wf.write_text(text + '\n[[tasks]]\nname = "new"\nprompt = "p"\nverify_command = "true"\n')
     done = prompter(copy, "report")
@@ -374,7 +376,7 @@ def test_reports_after_an_interrupted_run(tmp_path: Path) -> None:
     assert isinstance(cases["after"].result[0], Skipped)
     assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (3, 0, 1, 1)
     text = (tmp_path / ".prompter" / "summary.md").read_text("utf-8")
-    assert text.startswith("## ⚠️ wf: interrupted\n")
+    assert text.startswith("## ⚠️ prompter: interrupted\n")
     assert re.search(r"^  ! slow \(interrupted\) :done, b1, \d+, \d+$", text, re.M)
 
 
@@ -1022,7 +1024,7 @@ def test_report_finds_a_relative_workflow_from_another_folder(tmp_path: Path) ->
     h.task("one", depends_on=[])
     h.write()
     done = subprocess.run(
-        [sys.executable, "-m", "prompter", "run", "--progress", "none", "wf.toml"],
+        [sys.executable, "-m", "prompter", "run", "--progress", "none", "prompter.toml"],
         cwd=h.root,
         env={**os.environ, **h.env()},
         capture_output=True,
@@ -1030,12 +1032,14 @@ def test_report_finds_a_relative_workflow_from_another_folder(tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert StateStore(h.root / ".prompter" / "state.json").load().runs[-1].workflow == "wf.toml"
+    assert (
+        StateStore(h.root / ".prompter" / "state.json").load().runs[-1].workflow == "prompter.toml"
+    )
     done = prompter(tmp_path, "report", "--report-dir", "project/.prompter")
     assert done.returncode == 0 and done.stderr == "", done.stderr
     root = ET.parse(h.root / ".prompter" / "junit.xml").getroot()
     assert [e.get("line") for e in root.iter("testcase")] == ["7"]  # its [[tasks]] header
-    assert [e.get("file") for e in root.iter("testcase")] == ["wf.toml"]
+    assert [e.get("file") for e in root.iter("testcase")] == ["prompter.toml"]
 
 
 def gfm(text: str) -> str:

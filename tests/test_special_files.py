@@ -87,8 +87,8 @@ COMMANDS = {
     "status": ("status",),
     "status --json": ("status", "--json"),
     "report": ("report",),
-    "run": ("run", "--progress", "none", "wf.toml"),
-    "plan": ("plan", "wf.toml"),
+    "run": ("run", "--progress", "none", "prompter.toml"),
+    "plan": ("plan", "prompter.toml"),
     "clear-state": ("clear-state",),
 }
 

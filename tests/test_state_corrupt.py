@@ -56,8 +56,8 @@ JOURNALS = {
 COMMANDS = {
     "status": ("status",),
     "report": ("report",),
-    "run": ("run", "--progress", "none", "wf.toml"),
-    "plan": ("plan", "wf.toml"),
+    "run": ("run", "--progress", "none", "prompter.toml"),
+    "plan": ("plan", "prompter.toml"),
 }
 
 

@@ -156,6 +156,7 @@ def _run_result(h: Harness, capsys: pytest.CaptureFixture[str] | None = None):  
     import os
 
     from prompter.config import load_workflow
+    from prompter.places import default_report_dir
     from prompter.progress import PlainProgress
     from prompter.run import RunOptions, run_workflow
 
@@ -164,7 +165,8 @@ def _run_result(h: Harness, capsys: pytest.CaptureFixture[str] | None = None):  
     os.chdir(h.root)
     os.environ.update(h.env())
     try:
-        return run_workflow(load_workflow(path), RunOptions(), listeners=[PlainProgress()])
+        options = RunOptions(report_dir=default_report_dir(path))
+        return run_workflow(load_workflow(path), options, listeners=[PlainProgress()])
     finally:
         os.chdir(old_cwd)
         os.environ.clear()

@@ -265,7 +265,7 @@ def git_harness(tmp_path: Path) -> Harness:
     sh(tmp_path, "init", "-q")
     sh(tmp_path, "config", "user.email", "u@example.com")
     sh(tmp_path, "config", "user.name", "User")
-    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nwf.toml\n")
+    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nprompter.toml\n")
     (h.work / "app.py").write_text("line 1\nline 2\nline 3\n")
     sh(tmp_path, "add", "-A")
     sh(tmp_path, "commit", "-qm", "initial")

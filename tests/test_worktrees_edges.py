@@ -60,7 +60,7 @@ def test_a_task_deleting_an_untracked_file_lands_the_deletion(tmp_path: Path) ->
 
 def test_landing_a_file_does_not_delete_a_directory_of_the_user(tmp_path: Path) -> None:
     h = git_harness(tmp_path)
-    ignore = ".prompter/\nagent.jsonl\nplan.json\nwf.toml\nbuild/\n"  # build/: folders only
+    ignore = ".prompter/\nagent.jsonl\nplan.json\nprompter.toml\nbuild/\n"  # build/: folders only
     (tmp_path / ".gitignore").write_text(ignore)
     (h.work / "build").mkdir()
     (h.work / "build" / "release.tar").write_text("the user's build output\n")
@@ -153,7 +153,7 @@ def test_a_task_moving_an_untracked_file_lands_the_move(tmp_path: Path) -> None:
 def test_a_deletion_lands_in_a_repository_without_commits(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     sh(tmp_path, "init", "-q")
-    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nwf.toml\n")
+    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nprompter.toml\n")
     (h.work / "app.py").write_text("x\n")
     h.settings["isolation"] = "worktree"
     shell_task(h, "a", "echo a > a.txt && rm app.py")

@@ -225,7 +225,7 @@ def ignore_report_dir(report_dir: Path, workdir: Path) -> str | None:
     try:
         if os.path.lexists(gitignore) or workdir.resolve().is_relative_to(report_dir.resolve()):
             return None
-        if any(not _own(name) for name in os.listdir(report_dir)):
+        if any(not _own(name, report_dir) for name in os.listdir(report_dir)):
             return None
         fd = open_regular(gitignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with open(fd, "w", encoding="utf-8") as f:
@@ -285,9 +285,19 @@ def _why(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _own(name: str) -> bool:
-    """One of the entries prompter keeps in a report folder (a temporary report included)."""
-    return name in OWN_ENTRIES or (name.startswith(".") and name.endswith(".tmp"))
+def _own(name: str, folder: Path | None = None) -> bool:
+    """One of the entries prompter keeps in a report folder (a temporary report included), or
+    the report folder of another workflow inside it (`.prompter/NAME/`, hidden by its own
+    `.gitignore`)."""
+    if name in OWN_ENTRIES or (name.startswith(".") and name.endswith(".tmp")):
+        return True
+    if folder is None:
+        return False
+    inner = folder / name / ".gitignore"
+    try:
+        return not inner.is_symlink() and inner.is_file() and inner.read_text("utf-8") == IGNORE_ALL
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _inside(repo: Path, paths: Sequence[Path]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .config import Workflow
     from .planning import Plan
     from .run import RunOptions
+    from .state import State
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -87,27 +88,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
     from .planning import make_plan
+    from .state import StateError
 
     workflow = _load(args.workflow)
-    plan = make_plan(workflow, max_parallel=args.max_parallel, durations=_durations(args, workflow))
+    try:
+        durations = _durations(args, workflow)
+    except StateError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    plan = make_plan(workflow, max_parallel=args.max_parallel, durations=durations)
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2))
+        print(json.dumps({**plan.to_json(), "working_directory": str(workflow.workdir)}, indent=2))
     else:
-        sys.stdout.write(_plan_text(args.workflow, plan))
+        sys.stdout.write(_plan_text(args.workflow, plan, workflow.workdir))
     return EXIT_OK
 
 
 def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
     """The last measured duration of each task of `workflow`, from the state `run` keeps; none
-    when there is no state, and a warning (planning goes on) when it cannot be read."""
-    from .state import StateError, StateStore
+    when there is no state, and a warning (planning goes on) when it cannot be read. A state of
+    another workflow is a StateError (exit 2): its durations are not this workflow's."""
+    from .state import StateError, StateStore, check_owner
 
     path = _state_path(args)
     try:
-        measured = StateStore(path).load().durations()
+        state = StateStore(path).load()
     except StateError as exc:
         print(f"prompter: warning: {exc}; planned without measured durations", file=sys.stderr)
         return {}
+    check_owner(state, workflow.identity, args.workflow, path)
+    measured = state.durations()
     return {t.name: measured[t.name] for t in workflow.tasks if t.name in measured}
 
 
@@ -117,7 +127,8 @@ def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
     return shown + (f"{sep}… and {more} more" if more > 0 else "")
 
 
-def _plan_text(path: str, plan: Plan) -> str:
+def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
+    from .events import one_line
     from .words import count
 
     u = plan.unit
@@ -126,6 +137,7 @@ def _plan_text(path: str, plan: Plan) -> str:
         return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
 
     lines = [f"{path}: {count(len(plan.names), 'task')}, {plan.mode} mode"]
+    lines.append(one_line(f"working directory: {workdir}"))
     if plan.mode == "graph":
         lines.append(f"order: {_names(plan, plan.order)}")
         lines.append(f"waves ({len(plan.waves)}):")
@@ -167,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress_mode = "plain"
     progress = None if args.dry_run else choose(progress_mode)
     options = RunOptions(
-        report_dir=Path(args.report_dir),
+        report_dir=_report_dir(args),
         state_file=Path(args.state_file) if args.state_file else None,
         max_parallel=args.max_parallel,
         no_parallel=args.no_parallel,
@@ -277,6 +289,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .init import InitError, run_init
+    from .places import default_report_dir
 
     try:
         run_init(
@@ -284,7 +297,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             yes=args.yes,
             force=args.force,
             model=args.model,
-            report_dir=Path(args.report_dir),
+            report_dir=Path(args.report_dir) if args.report_dir else default_report_dir(args.file),
         )
     except InitError as exc:
         print(f"prompter init: {exc}", file=sys.stderr)
@@ -306,21 +319,20 @@ def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .report.files import Format, workflow_for, write_reports
     from .state import StateError, StateStore
 
     path = _state_path(args)
     try:
         state = StateStore(path).load()
+        _check_owner(args, state, path)
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     if not state.tasks:
         print(f"prompter: no task state in {path}: nothing to report yet", file=sys.stderr)
         return EXIT_INVALID
-    report_dir = Path(args.report_dir)
+    report_dir = _report_dir(args)
     workflow, notes = workflow_for(state, report_dir)
     for note in notes:
         print(f"prompter: note: {note}", file=sys.stderr)
@@ -336,10 +348,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_dir(args: argparse.Namespace) -> Path:
+    """`--report-dir`, else the default for the workflow named (`places.default_report_dir`)."""
+    from pathlib import Path
+
+    from .places import default_report_dir
+
+    return Path(args.report_dir) if args.report_dir else default_report_dir(args.workflow)
+
+
 def _state_path(args: argparse.Namespace) -> Path:
     from pathlib import Path
 
-    return Path(args.state_file) if args.state_file else Path(args.report_dir) / "state.json"
+    return Path(args.state_file) if args.state_file else _report_dir(args) / "state.json"
+
+
+def _check_owner(args: argparse.Namespace, state: State, path: Path) -> None:
+    """With a WORKFLOW named: a StateError unless the state is that workflow's (or nobody's)."""
+    from .places import workflow_identity
+    from .state import check_owner
+
+    if args.workflow:
+        check_owner(state, workflow_identity(args.workflow), args.workflow, path)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -351,6 +381,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = StateStore(_state_path(args))
     try:
         state = store.load()
+        _check_owner(args, state, store.path)
         holder = store.holder()  # also finds a lock file that is no file
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
@@ -390,6 +421,13 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
         print(f"nothing to clear: no state at {path}")
         return EXIT_OK
     try:
+        if args.workflow:
+            try:
+                state = store.load()
+            except StateError:
+                pass  # damaged: whose it is cannot be told; clear() decides what it deletes
+            else:
+                _check_owner(args, state, path)
         store.clear()
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
@@ -510,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="rebuild junit.xml and summary.md from the state of the last run"
     )
+    report.add_argument(
+        "workflow", metavar="WORKFLOW", nargs="?", help="its reports (default report directory)"
+    )
     _state_args(report)
     report.add_argument(
         "--format",
@@ -517,11 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="which report to write (default: all)",
     )
-    report.set_defaults(handler=cmd_report, workflow=None)
+    report.set_defaults(handler=cmd_report)
 
     clear = commands.add_parser("clear-state", help="forget earlier runs' results")
+    clear.add_argument(
+        "workflow", metavar="WORKFLOW", nargs="?", help="its state (default report directory)"
+    )
     _state_args(clear)
-    clear.set_defaults(handler=cmd_clear_state, workflow=None)
+    clear.set_defaults(handler=cmd_clear_state)
 
     clean = commands.add_parser(
         "clean", help="remove worktrees and refs that earlier runs left (isolation = worktree)"
@@ -549,10 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--model", metavar="M", help="Claude model (default: Claude Code's)")
     init.add_argument(
         "--report-dir",
-        default=".prompter",
         type=_path,
         metavar="D",
-        help="where the transcript goes: D/logs/init.log (default: .prompter)",
+        help=f"where the transcript goes: D/logs/init.log (default: {_DEFAULT_DIR_HELP})",
     )
     init.set_defaults(handler=cmd_init, workflow=None)
     return parser
@@ -568,6 +611,7 @@ INIT_HELP = (
     "it (sending errors back, at most 3 rounds), shows it with its plan, and writes FILE only "
     "if it is valid and confirmed (--yes when unattended). An existing FILE needs --force."
 )
+_DEFAULT_DIR_HELP = ".prompter for prompter.toml, .prompter/NAME for NAME.toml"
 COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "clean", "init")
 
 
@@ -576,10 +620,9 @@ def _state_args(
 ) -> None:
     parser.add_argument(
         "--report-dir",
-        default=".prompter",
         type=_path,
         metavar="D",
-        help=f"{what} (default: .prompter)",
+        help=f"{what} (default: {_DEFAULT_DIR_HELP})",
     )
     parser.add_argument(
         "--state-file",
@@ -589,21 +632,12 @@ def _state_args(
     )
 
 
-_VALUED = frozenset({"--state-file", "--report-dir"})  # options of status/clear-state with a value
-
-
 def compat_argv(argv: Sequence[str]) -> list[str]:
     """Prompter 0.10's command line: `prompter FILE [--dry-run]`, `--status`, `--clear-state`."""
     args = list(argv)
     for flag, command in (("--status", "status"), ("--clear-state", "clear-state")):
         if flag in args and not (args and args[0] in COMMANDS):
-            args.remove(flag)
-            if command == "clear-state":  # 0.10 accepted a config file here; it is not needed
-                args = [
-                    a
-                    for i, a in enumerate(args)
-                    if not a.endswith(".toml") or (i > 0 and args[i - 1] in _VALUED)
-                ]
+            args.remove(flag)  # 0.10's config file, if given, names the workflow: its state
             return [command, *args]
     if args and args[0] not in COMMANDS and not args[0].startswith("-"):
         return ["run", *args]

@@ -47,6 +47,7 @@ from .diagnostics import (
     source_excerpt,
 )
 from .graph import CycleError, DependencyGraph
+from .places import default_working_directory, workflow_identity
 from .source import Loc, SourceMap
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -101,8 +102,13 @@ class Settings(_Schema):
         ge=0,
         description="Prompter 0.10 key, accepted and ignored (warns): use `max_attempts`.",
     )
-    working_directory: Text = Field(
-        ".", description="Where agents and verify commands run; relative to the workflow file."
+    working_directory: Text | None = Field(
+        None,
+        description=(
+            "Where agents and verify commands run; relative to the workflow file's folder. "
+            "Default: the root of the git repository holding the workflow file, else its folder "
+            "(`places.default_working_directory`)."
+        ),
     )
     allow_infinite_loops: bool = Field(
         False, description="Sequential mode: allow jumps and `repeat` to revisit a task."
@@ -271,9 +277,20 @@ class Workflow:
     def index(self) -> Mapping[str, int]:
         return {t.name: i for i, t in enumerate(self.tasks)}
 
-    @property
+    @cached_property
     def workdir(self) -> Path:
-        return (self.path.parent / self.settings.working_directory).resolve()
+        """Where agents and verify commands run, resolved: `working_directory` relative to the
+        workflow file's folder, or by default (`places.default_working_directory`) the root of
+        the git repository holding the file, else its folder."""
+        written = self.settings.working_directory
+        if written is None:
+            return default_working_directory(self.path)
+        return (self.path.parent / written).resolve()
+
+    @property
+    def identity(self) -> str:
+        """Which workflow a state belongs to (see `places.workflow_identity`)."""
+        return workflow_identity(self.path)
 
     @property
     def slots(self) -> int:

@@ -27,8 +27,9 @@ from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
-from .events import Listener, RunFinished, RunStarted
+from .events import Listener, RunFinished, RunStarted, one_line
 from .ledger import Ledger
+from .places import DEFAULT_REPORT_ROOT
 from .planning import happy_path, limits_for, task_weights
 from .redaction import Redactor
 from .regular import refusal
@@ -43,6 +44,7 @@ from .state import (
     StateStore,
     TaskRecord,
     TaskStatus,
+    check_owner,
     fingerprints,
     make_dir,
 )
@@ -62,7 +64,6 @@ from .worktrees import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_REPORT_DIR = ".prompter"
 Job = Callable[[], Coroutine[Any, Any, None]]  # a background task that lives as long as the run
 
 
@@ -72,7 +73,8 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class RunOptions:
-    report_dir: Path = Path(DEFAULT_REPORT_DIR)
+    # State, logs and reports; `places.default_report_dir(workflow.path)` unless the user chose.
+    report_dir: Path
     state_file: Path | None = None
     max_parallel: int | None = None
     no_parallel: bool = False
@@ -241,6 +243,7 @@ def describe_dry_run(
             out.write(f"  {names[i]}{why}\n")
         if note:
             out.write(f"  then {note}\n")
+    out.write(f"dry run: tasks would run in {one_line(str(workflow.workdir))}\n")
     out.write("dry run: nothing was run and no state was written\n")
 
 
@@ -360,6 +363,7 @@ async def _execute(
         run_id=run_id,
         workflow=str(workflow.path),
         workflow_at=str(workflow.path.absolute()),
+        workflow_id=workflow.identity,
         started_at=time.time(),
         base_commit=start.base.commit if start.base else None,
         base_tree=start.base.tree if start.base else None,
@@ -558,6 +562,9 @@ async def _integration(
         warnings.append(f"tasks share the working tree (no worktrees): {why}")
         return None
     own = report_dir.resolve()
+    shared = Path(DEFAULT_REPORT_ROOT).resolve()  # other workflows' folders: not work either
+    if own.is_relative_to(shared):
+        own = shared
     exclude = (own.relative_to(repo).as_posix(),) if own.is_relative_to(repo) else ()
     line = Integration(repo, run_id, tuple(s.worktree_copy), tuple(s.worktree_link), exclude)
     try:
@@ -605,21 +612,27 @@ def run_workflow(
 ) -> RunResult:
     """Run the workflow to the end (or until a signal), keeping state; see RunResult."""
     if not workflow.workdir.is_dir():
-        raise RunError(
-            f"{workflow.path}: working_directory {workflow.settings.working_directory!r} "
-            f"is not a directory ({workflow.workdir})"
-        )
+        written = workflow.settings.working_directory
+        what = "its working directory" if written is None else f"working_directory {written!r}"
+        raise RunError(f"{workflow.path}: {what} is not a directory ({workflow.workdir})")
     # As root, agents, verify commands and git run as the tree's owner from here on.
     identity.settle(workflow.workdir, keep_root=options.agents_as_root)
     store = StateStore(options.state_path)
     if options.dry_run:
         state = store.load()
+        check_owner(state, workflow.identity, str(workflow.path), options.state_path)
         selection = select(workflow, state, options, fingerprints(workflow))
         problems: list[str] = []  # what a dry run tells but does not stop at (credentials)
         _agents(workflow, selection, problems)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
         return RunResult("dry-run", "passed", EXIT_OK, None, warnings=tuple(problems))
     _check_logs_dir(options.report_dir / "logs", workflow)
+    state = store.open()
+    try:
+        check_owner(state, workflow.identity, str(workflow.path), options.state_path)
+    except StateError:
+        store.abandon()  # the other workflow's state stays exactly as it is
+        raise
     hidden = changes.ignore_report_dir(options.report_dir, workflow.workdir)
     with store as state:
         prints = fingerprints(workflow)

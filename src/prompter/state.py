@@ -166,6 +166,9 @@ class RunRecord(_Record):
     workflow: Text  # as given on the command line: what reports show
     # Where it was: `report` may run from another directory, where a namesake may lie.
     workflow_at: Text | None = None
+    # Which workflow the state belongs to (`places.workflow_identity`); None in states written
+    # before it was recorded, which are taken as they are.
+    workflow_id: Text | None = None
     started_at: float
     finished_at: float | None = None
     status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running
@@ -201,6 +204,24 @@ class State(_Record):
             ):
                 out[name] = duration
         return out
+
+    def owner(self) -> RunRecord | None:
+        """The latest run that recorded which workflow the state belongs to, if any."""
+        return next((r for r in reversed(self.runs) if r.workflow_id is not None), None)
+
+
+def check_owner(state: State, identity: str, workflow: str, path: Path) -> None:
+    """Refuse (a StateError) the state at `path` unless it belongs to the workflow `identity`
+    (given on the command line as `workflow`), or says nothing about whose it is (a state of an
+    older prompter, or one no run has used yet): a state of another workflow would mix two
+    workflows' records, and its tasks would look like ones no longer in this workflow."""
+    owner = state.owner()
+    if owner is None or owner.workflow_id == identity:
+        return
+    raise StateError(
+        f"{path}: the state of another workflow ({owner.workflow_id}), not of {workflow} "
+        f"({identity}); give each workflow its own --report-dir (or --state-file)"
+    )
 
 
 class _Entry(_Record):
@@ -294,6 +315,7 @@ def fingerprints(workflow: Workflow) -> dict[str, str]:
     tasks = workflow.tasks
     deps = workflow.graph.deps
     out = [""] * len(tasks)
+    workdir = _working_directory_as_written(workflow)
     for i in workflow.graph.order:
         task = tasks[i]
         definition: dict[str, Any] = {"v": FINGERPRINT_VERSION}
@@ -301,11 +323,24 @@ def fingerprints(workflow: Workflow) -> dict[str, str]:
             value = getattr(task, key)
             definition[key] = float(value) if key in _AS_FLOAT and value is not None else value
         definition["agent_env"] = {**workflow.settings.agent_env, **task.agent_env}
-        definition["working_directory"] = workflow.settings.working_directory  # as written
+        definition["working_directory"] = workdir
         if deps[i]:  # roots hash alike in both modes: adding `depends_on = []` re-runs nothing
             definition["deps"] = sorted(out[d] for d in deps[i])
         out[i] = _sha256_of_json(definition)
     return {task.name: out[i] for i, task in enumerate(tasks)}
+
+
+def _working_directory_as_written(workflow: Workflow) -> str:
+    """`working_directory` as written; without one, the default relative to the workflow file's
+    folder: `.` for a file at the root of its repository (or outside git), as before the default
+    became the repository's root, so that a pass there still stands; `..` for one a folder down
+    (where the tasks ran in the file's folder before, and so run again)."""
+    written = workflow.settings.working_directory
+    if written is not None:
+        return written
+    return Path(
+        os.path.relpath(workflow.workdir, workflow.path.absolute().parent.resolve())
+    ).as_posix()
 
 
 _HASHED_IN_PIECES = 1 << 16  # characters: a longer string value is escaped and hashed piecewise
@@ -674,6 +709,10 @@ class StateStore:
                 self.compact()
         finally:
             self._release()
+
+    def abandon(self) -> None:
+        """Release the lock without compacting: nothing was recorded (the state was refused)."""
+        self._release()
 
     def clear(self) -> None:
         """Forget all history (`clear-state`): the snapshot and the journal go, under the lock.

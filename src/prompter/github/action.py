@@ -72,7 +72,7 @@ class Inputs:
     max_parallel: int | None
     dry_run: bool
     fresh: bool
-    report_dir: str
+    report_dir: str  # empty: `places.default_report_dir(workflow)`
     fail_on_task_failure: bool
     anthropic_api_key: str
     claude_code_oauth_token: str
@@ -136,7 +136,7 @@ class Inputs:
             max_parallel=int(parallel) if parallel else None,
             dry_run=flag("dry_run", "false"),
             fresh=flag("fresh", "false"),
-            report_dir=get("report_dir", ".prompter") or ".prompter",
+            report_dir=get("report_dir"),  # empty: prompter's default for the workflow
             fail_on_task_failure=flag("fail_on_task_failure", "true"),
             anthropic_api_key=get("anthropic_api_key"),
             claude_code_oauth_token=get("claude_code_oauth_token"),
@@ -295,6 +295,7 @@ def _run(
     from ..config import format_diagnostics, load_workflow, with_settings
     from ..diagnostics import WorkflowError
     from ..heap import return_big_blocks
+    from ..places import default_report_dir
     from ..run import RunError, RunOptions, run_workflow
     from ..state import StateError
 
@@ -319,7 +320,9 @@ def _run(
     if updates:
         workflow = with_settings(workflow, **updates)
     options = RunOptions(
-        report_dir=Path(inputs.report_dir),
+        report_dir=Path(inputs.report_dir)
+        if inputs.report_dir
+        else default_report_dir(workflow.path),
         max_parallel=inputs.max_parallel,
         tasks=inputs.tasks,
         tasks_from="input `tasks`",

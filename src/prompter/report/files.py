@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import Workflow
+from ..places import DEFAULT_REPORT_ROOT
 from ..regular import open_regular, refusal
 from ..state import State, make_dir
 from .facts import analyse, one_line
@@ -59,8 +60,11 @@ def workflow_for(state: State, report_dir: Path | None = None) -> tuple[Workflow
     candidates = [Path(run.workflow_at)] if run.workflow_at else [recorded]
     if report_dir is not None and not recorded.is_absolute():
         # The run's folder, by default: a state moved as an artifact, or one from before
-        # `workflow_at`.
+        # `workflow_at`. The default folder of a workflow other than prompter.toml is one
+        # level further down (`.prompter/NAME`, see places.default_report_dir).
         candidates.append(report_dir.parent / recorded)
+        if report_dir.parent.name == DEFAULT_REPORT_ROOT:
+            candidates.append(report_dir.parent.parent / recorded)
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         return None, [f"workflow {one_line(str(recorded), 200)} not found: {lacking}"]
