@@ -32,9 +32,11 @@ def test_plain_lines_for_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     h.task("doomed", verify_command="exit 5", max_attempts=1, depends_on=[])
     h.task("never", depends_on=["doomed"])
     assert h.run() == 1
-    *lines, pointer = capsys.readouterr().out.splitlines()
+    *lines, pointer, delivered = capsys.readouterr().out.splitlines()
     assert all(re.match(STAMP, line) for line in lines)
-    # After the run, one unstamped line says where the state, the logs and the reports are.
+    # After the run, unstamped lines say where the state, the logs and the reports are, and what
+    # became of changes.patch.
+    assert delivered == "changes: not in a git repository: no changes.patch"
     assert pointer == (
         "state: .prompter/state.json  logs: .prompter/logs/  "
         "reports: .prompter/junit.xml .prompter/summary.md"
@@ -63,6 +65,8 @@ def test_heartbeat_names_running_tasks() -> None:
             await progress.heartbeat()
 
     anyio.run(beat)
+    # The slots are a limit, not a claim of how many run at once (a chain of two runs one).
+    assert out.getvalue().splitlines()[0].endswith("run r: w, graph mode, 2 tasks, 2 slots")
     beats = [line for line in out.getvalue().splitlines() if "running:" in line]
     assert len(beats) >= 2
     assert re.search(r"… running: a \([\d.]+ s\), b \(1m1[45]s\)$", beats[0])

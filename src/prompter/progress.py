@@ -149,7 +149,7 @@ class PlainProgress:
             reused = f", {len(event.reused)} passed earlier" if event.reused else ""
             self._line(
                 f"run {event.run_id}: {event.workflow}, {event.mode} mode, "
-                f"{count(len(event.tasks), 'task')}{reused}, {event.slots} at a time",
+                f"{count(len(event.tasks), 'task')}{reused}, {count(event.slots, 'slot')}",
                 event.at,
             )
         elif isinstance(event, TaskStarted):
