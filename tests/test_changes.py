@@ -79,7 +79,7 @@ def repository(tmp_path: Path) -> Harness:
     agent.write_text(AGENT)
     h.settings["agent_command"] = [sys.executable, str(agent), "{task}", "{attempt}"]
     git(tmp_path, "init", "-q")
-    (tmp_path / ".gitignore").write_text("agent.py\nagent.jsonl\nplan.json\nwf.toml\n")
+    (tmp_path / ".gitignore").write_text("agent.py\nagent.jsonl\nplan.json\nprompter.toml\n")
     (h.work / "app.py").write_text("line 1\nline 2\nline 3\n")
     (h.work / "image.bin").write_bytes(b"\x89PNG\0old")
     (h.work / "gone.txt").write_text("to be deleted\n")
