@@ -240,7 +240,7 @@ jobs:
           test "$ARTIFACT_ID" -ge 1000
           test -s /act-store/artifacts/report-host/junit.xml
           test -s /act-store/artifacts/report-host/state.json
-          test "$(cat flows/answer.txt)" = 42  # agents work where the workflow file is
+          test "$(cat answer.txt)" = 42  # agents work at the repository's root
           # the environment lives in the tool cache, not in the workspace
           test ! -e build && ! ls src/*.egg-info
           test "$RUNNER_TOOL_CACHE" = /toolcache
@@ -321,9 +321,9 @@ jobs:
           clean="$RUNNER_TEMP/clean"
           git clone -q "$GITHUB_WORKSPACE" "$clean"
           git -C "$clean" apply "$GITHUB_WORKSPACE/$PATCH_PATH"
-          test "$(cat "$clean/flows/greeting.txt")" = hello
-          cmp "$clean/flows/data.bin" "$GITHUB_WORKSPACE/flows/data.bin"
-          test "$(wc -c < "$clean/flows/data.bin")" = 256
+          test "$(cat "$clean/greeting.txt")" = hello
+          cmp "$clean/data.bin" "$GITHUB_WORKSPACE/data.bin"
+          test "$(wc -c < "$clean/data.bin")" = 256
 """
 
 
