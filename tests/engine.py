@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,17 @@ class Harness:
         ):
             return None
         return self.status()
+
+    def wait_until(self, task: str, status: str = "passed", timeout: float = 30) -> None:
+        """Until the state of a spawned run records `task` as `status` (with worktrees: merged
+        into the run's line, which comes before the pass is recorded) — an event, not a sleep."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.status_or_none()
+            if state and state["tasks"].get(task, {}).get("status") == status:
+                return
+            assert time.monotonic() < deadline, f"`{task}` not {status} in {timeout} s: {state}"
+            time.sleep(0.05)
 
     def tasks_status(self) -> dict[str, tuple[str, str | None]]:
         return {n: (t["status"], t["reason"]) for n, t in self.status()["tasks"].items()}

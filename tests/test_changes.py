@@ -459,11 +459,7 @@ def test_an_interrupted_runs_work_is_in_the_patch_of_the_run_that_lands_it(
     h.task("quick", [{"write": {"quick.txt": "Q"}}], depends_on=[])
     h.task("slow", [{"write": {"slow.txt": "S"}, "sleep": 30}], depends_on=[])
     proc = h.spawn()
-    deadline = time.monotonic() + 30
-    while not any(c["task"] == "quick" for c in h.calls()) or h.status_or_none() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.5)  # quick has merged by now
+    h.wait_until("quick")  # merged into the run's line, not into the user's tree
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 143, err
