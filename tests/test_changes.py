@@ -471,3 +471,24 @@ def test_an_interrupted_runs_work_is_in_the_patch_of_the_run_that_lands_it(
     assert h.run() == 0
     text = patch.read_bytes()
     assert b"work/quick.txt" in text and b"work/slow.txt" in text
+
+
+@pytest.mark.parametrize("isolation", ["worktree", "shared"])
+def test_a_file_a_sparse_checkout_leaves_out_is_not_a_deletion(
+    tmp_path: Path, isolation: str
+) -> None:
+    """A skip-worktree file (what a sparse checkout leaves out) is absent from the tree without
+    being deleted: the snapshots start from the user's index, whose bits say so."""
+    h = repository(tmp_path)
+    h.settings["isolation"] = isolation
+    del h.settings["agent_command"]  # the harness's own agent
+    (h.work / "elsewhere.txt").write_text("not checked out here\n")
+    git(h.root, "add", "work/elsewhere.txt")
+    git(h.root, "commit", "-qm", "elsewhere")
+    git(h.root, "update-index", "--skip-worktree", "work/elsewhere.txt")
+    (h.work / "elsewhere.txt").unlink()
+    h.task("a", [{"write": {"new.txt": "x"}}], depends_on=[])
+    assert h.run() == 0
+    text = (h.root / ".prompter" / "changes.patch").read_text()
+    assert "new.txt" in text
+    assert "elsewhere" not in text, text

@@ -35,7 +35,7 @@ from pathlib import Path
 from .regular import open_regular
 from .state import RunRecord
 from .words import count
-from .worktrees import GitError, git, git_bytes, git_dir, toplevel
+from .worktrees import GitError, git, git_bytes, git_dir, snapshot_tree, toplevel
 
 PATCH_NAME = "changes.patch"
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 (a state is data)
@@ -176,18 +176,8 @@ async def finish(start: Start, report_dir: Path, landed: Landed | None = None) -
 
 async def snapshot(repo: Path, exclude: Sequence[str]) -> str:
     """The working tree as a git tree (HEAD, uncommitted and untracked not-ignored files,
-    without `exclude`), through a private index: nothing of the user's changes."""
-    index = await git_dir(repo) / f"prompter-changes-index-{secrets.token_hex(6)}"
-    env = {"GIT_INDEX_FILE": str(index)}
-    try:
-        if await _head(repo):
-            await git(repo, "read-tree", "HEAD", env=env)
-        skip = [f":(exclude,literal){path}" for path in await _not_ignored(repo, exclude)]
-        await git(repo, "add", "-A", "--", ".", *skip, env=env)
-        _, tree = await git(repo, "write-tree", env=env)
-    finally:
-        index.unlink(missing_ok=True)
-    return tree.strip()
+    without `exclude`): see `worktrees.snapshot_tree`."""
+    return await snapshot_tree(repo, exclude, "prompter-changes-index")
 
 
 async def _landed_tree(repo: Path, landed: Landed, exclude: Sequence[str]) -> str:
@@ -319,16 +309,6 @@ async def _head(repo: Path) -> str | None:
 async def _has_tree(repo: Path, tree: str) -> bool:
     code, _ = await git(repo, "cat-file", "-e", f"{tree}^{{tree}}", ok=(0, 1, 128))
     return code == 0
-
-
-async def _not_ignored(repo: Path, paths: Sequence[str]) -> list[str]:
-    """Those of `paths` git does not ignore (excluding an ignored path is an error to git)."""
-    kept = []
-    for path in paths:
-        code, _ = await git(repo, "check-ignore", "-q", "--", path, ok=(0, 1))
-        if code == 1:
-            kept.append(path)
-    return kept
 
 
 async def _changed(repo: Path, old: str, new: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ import anyio
 from . import identity
 from .attempts import AttemptContext, AttemptRunner, Feedback
 from .config import Task, worktree_path_problem
+from .regular import open_regular
 from .state import AttemptRecord
 from .words import count
 
@@ -162,6 +164,59 @@ async def git_dir(repo: Path) -> Path:
     return (repo / common.strip()).resolve()
 
 
+async def snapshot_tree(repo: Path, exclude: Sequence[str], index_name: str) -> str:
+    """The working tree as a git tree: HEAD, uncommitted and untracked not-ignored files,
+    without `exclude`, through a private index (`GIT_DIR/index_name`, removed after): the
+    user's index is never touched. It starts from a copy of the user's index: its stat data
+    spares `add -A` re-reading every file (20,000 files: 0.06 s against 0.3-2.4 s from
+    `read-tree HEAD`), and its skip-worktree bits keep what a sparse checkout leaves out from
+    looking deleted."""
+    index = await git_dir(repo) / f"{index_name}-{secrets.token_hex(6)}"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        if not await _copy_index(repo, index):
+            code, _ = await git(repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
+            if code == 0:
+                await git(repo, "read-tree", "HEAD", env=env)
+        skip = [f":(exclude,literal){path}" for path in await not_ignored(repo, exclude)]
+        await git(repo, "add", "-A", "--", ".", *skip, env=env)
+        _, tree = await git(repo, "write-tree", env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    return tree.strip()
+
+
+async def _copy_index(repo: Path, into: Path) -> bool:
+    """Copy the work tree's index to `into`; False when there is none (no commit yet, nothing
+    added) or it cannot be read."""
+    code, out = await git(repo, "rev-parse", "--git-path", "index", ok=(0, 128))
+    if code != 0:
+        return False
+    user_index = Path(out.strip())
+    user_index = user_index if user_index.is_absolute() else repo / user_index
+    try:  # as the tree's owner, as git would write it (a .git agent code may have changed)
+        with (
+            identity.acting_as_user(),
+            open(open_regular(user_index, os.O_RDONLY), "rb") as src,
+            open(into, "xb") as dst,
+        ):
+            shutil.copyfileobj(src, dst)
+    except OSError:
+        into.unlink(missing_ok=True)
+        return False
+    return True
+
+
+async def not_ignored(repo: Path, paths: Sequence[str]) -> list[str]:
+    """Those of `paths` git does not ignore (naming an ignored path to exclude is an error)."""
+    kept = []
+    for path in paths:
+        code, _ = await git(repo, "check-ignore", "-q", "--", path, ok=(0, 1))
+        if code == 1:
+            kept.append(path)
+    return kept
+
+
 async def toplevel(path: Path) -> Path | None:
     """The repository's root, or None when `path` is not inside a git work tree."""
     try:
@@ -233,16 +288,7 @@ class Integration:
         _run_home_path(self.git_dir, self.run_id).write_text(str(self.repo.resolve()))
         code, out = await git(self.repo, "rev-parse", "--verify", "-q", "HEAD", ok=(0, 1))
         self.head = out.strip() if code == 0 else None
-        index = self.git_dir / f"prompter-index-{self.run_id}"
-        env = {"GIT_INDEX_FILE": str(index)}
-        try:
-            if self.head:
-                await git(self.repo, "read-tree", self.head, env=env)
-            skip = [f":(exclude){path}" for path in await self._not_ignored(self.exclude)]
-            await git(self.repo, "add", "-A", "--", ".", *skip, env=env)
-            _, tree = await git(self.repo, "write-tree", env=env)
-        finally:
-            index.unlink(missing_ok=True)
+        tree = await snapshot_tree(self.repo, self.exclude, f"prompter-index-{self.run_id}")
         parents = ["-p", self.head] if self.head else []
         message = f"prompter {self.run_id}: the working tree at the start"
         _, commit = await git(self.repo, "commit-tree", tree.strip(), *parents, "-m", message)
@@ -250,15 +296,6 @@ class Integration:
         await git(self.repo, "update-ref", f"{self.ref}/base", self.base)
         await git(self.repo, "update-ref", f"{self.ref}/tip", self.tip)
         return self.base
-
-    async def _not_ignored(self, paths: Sequence[str]) -> list[str]:
-        """Those of `paths` git does not ignore (naming an ignored path is an error to git)."""
-        kept = []
-        for path in paths:
-            code, _ = await git(self.repo, "check-ignore", "-q", path, ok=(0, 1))
-            if code == 1:
-                kept.append(path)
-        return kept
 
     async def checkout(self, task: str, attempt: int) -> Path:
         """A clean detached worktree at the current tip, with the `include` files.
