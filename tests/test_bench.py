@@ -87,6 +87,11 @@ def test_worktree() -> None:
     assert out["median_s"]["prompter task, worktree reused"] > 0
 
 
+def test_snapshot() -> None:
+    out = bench("bench_snapshot.py", "--files", "40", "--rounds", "1")
+    assert set(out["median_s"]) == {"snapshot_tree (index copy)", "read-tree HEAD"}
+
+
 def test_memory(tmp_path: Path) -> None:
     out = bench(
         "bench_memory.py", "--sizes", "0.2,0.4", "--shapes", "one-line,many-tasks",
