@@ -1,8 +1,8 @@
 """The `prompter` command: parse arguments, call the library, map results to exit codes.
 
-Kept import-light (nothing but os and sys at module level) so the CLI starts fast, and so that
-almost all of the start-up, imports included, runs where `run()` handles Ctrl-C; each command
-imports what it needs when it runs.
+Kept import-light (nothing but os, sys and the exit codes of `exits` at module level) so the
+CLI starts fast, and so that almost all of the start-up, imports included, runs where `run()`
+handles Ctrl-C; each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import __version__
+from . import __version__, exits
 
 TYPE_CHECKING = False  # not from typing: importing it costs start-up time outside run()
 if TYPE_CHECKING:
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from .planning import Plan
     from .run import RunOptions
     from .state import State
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_INTERNAL = 70
-EXIT_SIGINT = 130
 
 _LIST_LIMIT = 20  # names shown per line in text output; --json has them all
 
@@ -74,14 +68,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if warnings := len(workflow.warnings):
         detail += f", {count(warnings, 'warning')}"
     print(f"{args.workflow}: valid ({detail})")
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from .report.graph_view import render
 
     sys.stdout.write(render(_load(args.workflow), args.format))
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -95,13 +89,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         durations = _durations(args, workflow)
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     plan = make_plan(workflow, max_parallel=args.max_parallel, durations=durations)
     if args.json:
         print(json.dumps({**plan.to_json(), "working_directory": str(workflow.workdir)}, indent=2))
     else:
         sys.stdout.write(_plan_text(args.workflow, plan, workflow.workdir))
-    return EXIT_OK
+    return exits.OK
 
 
 def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
@@ -164,13 +158,13 @@ def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .exits import PrompterError
     from .progress import choose
-    from .run import RunError, RunOptions, run_workflow
-    from .state import StateError
+    from .run import RunOptions, run_workflow
 
     if args.only and not args.task:
         print("prompter: --only needs --task NAME: it runs the named tasks only", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     workflow = _load(args.workflow)
     progress_mode = args.progress
     if args.no_progress:
@@ -196,9 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             listeners=[progress] if progress else [],
             background=[progress.heartbeat] if progress else [],
         )
-    except (RunError, StateError) as exc:
+    except PrompterError as exc:  # RunError, StateError: the run could not start
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exc.exit_code
     from .events import one_line  # what follows can name files an agent chose
     from .words import count
 
@@ -258,19 +252,19 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if not where.is_dir():
         what = "not a directory" if where.exists() else "no such directory"
         print(f"prompter: {where}: {what}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     repo = anyio.run(toplevel, where)
     if repo is None and shutil.which("git") is None:
         print("prompter: git is not installed (not found on PATH): cannot clean", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     if repo is None:
         print(f"prompter: {where} is not in a git repository: nothing to clean", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     try:
         runs = anyio.run(recover, repo)
     except GitError as exc:  # the repository, not a task: a problem of the environment
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     from .events import one_line
     from .words import count
 
@@ -282,7 +276,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     print(
         f"removed worktrees and refs of {count(len(runs), 'run')}" if runs else "nothing to clean"
     )
-    return EXIT_OK
+    return exits.OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -301,10 +295,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     except InitError as exc:
         print(f"prompter init: {exc}", file=sys.stderr)
-        if exc.exit_code is not None:
-            return exc.exit_code
-        return EXIT_INVALID if exc.usage else EXIT_FAILED
-    return EXIT_OK
+        return exc.exit_code
+    return exits.OK
 
 
 def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
@@ -328,10 +320,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         _check_owner(args, state, path)
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     if not state.tasks:
         print(f"prompter: no task state in {path}: nothing to report yet", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     report_dir = _report_dir(args)
     workflow, notes = workflow_for(state, report_dir)
     for note in notes:
@@ -342,10 +334,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         where = exc.filename or report_dir
         print(f"prompter: {where}: cannot write: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     for report in written:
         print(f"wrote {report}")
-    return EXIT_OK
+    return exits.OK
 
 
 def _report_dir(args: argparse.Namespace) -> Path:
@@ -385,7 +377,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         holder = store.holder()  # also finds a lock file that is no file
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     from .diagnostics import WorkflowError
     from .words import count
 
@@ -407,7 +399,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status_json(state, workflow), indent=2))
     else:
         sys.stdout.write(status_text(state, workflow, _state_path(args), holder))
-    return EXIT_INVALID if broken else EXIT_OK
+    return exits.USAGE if broken else exits.OK
 
 
 def cmd_clear_state(args: argparse.Namespace) -> int:
@@ -419,7 +411,7 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
         # Nothing to forget; clearing would still create the folder (a mistyped
         # --report-dir) and a lock file in it.
         print(f"nothing to clear: no state at {path}")
-        return EXIT_OK
+        return exits.OK
     try:
         if args.workflow:
             try:
@@ -431,9 +423,9 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
         store.clear()
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return exits.USAGE
     print(f"state cleared: {path}")
-    return EXIT_OK
+    return exits.OK
 
 
 def _positive_int(text: str) -> int:
@@ -464,8 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prompter",
         description="Run AI coding agents over a graph of tasks, each checked by a shell command.",
         epilog=(
-            "Exit codes: 0 ok, 1 a task failed or was skipped, 2 invalid workflow or usage, "
-            "70 internal error, 130/143 interrupted by SIGINT/SIGTERM."
+            f"Exit codes: {exits.OK} ok, {exits.FAILED} a task failed or was skipped, "
+            f"{exits.USAGE} invalid workflow or usage, {exits.INTERNAL} internal error, "
+            f"{exits.SIGINT}/{exits.SIGTERM} interrupted by SIGINT/SIGTERM."
         ),
     )
     parser.add_argument("--version", action="version", version=f"prompter {__version__}")
@@ -693,18 +686,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _interrupts:
             # A Ctrl-C whose KeyboardInterrupt Python could not raise (see _unraisable): the
             # command went on, but it was interrupted all the same.
-            return EXIT_SIGINT
+            return exits.SIGINT
         return code
     except BrokenPipeError:  # `prompter graph … | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return exits.OK
     except KeyboardInterrupt:
-        return EXIT_SIGINT
+        return exits.SIGINT
     except Exception as exc:
         if _interrupts:
             # A Ctrl-C inside an extension (pydantic-core building a validator) can come out
             # wrapped in another exception: the interrupt is the cause, not a bug.
-            return EXIT_SIGINT
+            return exits.SIGINT
         from .diagnostics import WorkflowError, innermost
 
         if isinstance(exc, WorkflowError):
@@ -712,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = len(exc.errors)
             where = (args and args.workflow) or "workflow"
             print(f"{where}: {n} error{'s' * (n != 1)}", file=sys.stderr)
-            return EXIT_INVALID
+            return exits.USAGE
         if os.environ.get("PROMPTER_DEBUG"):
             raise
         leaf = innermost(exc)  # what a task of a task group raised says what went wrong
@@ -721,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(a bug: please report it; PROMPTER_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return exits.INTERNAL
 
 
 _interrupts: list[int] = []
@@ -732,8 +725,8 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         # Children exist only once the processes module is loaded (no import in a handler).
         running = sys.modules.get("prompter.processes")
         if running is not None:
-            running.emergency_exit(EXIT_SIGINT)
-        os._exit(EXIT_SIGINT)
+            running.emergency_exit(exits.SIGINT)
+        os._exit(exits.SIGINT)
     _interrupts.append(signum)
     raise KeyboardInterrupt
 
@@ -785,11 +778,11 @@ def run() -> None:
             sys.stderr = InertWriter(sys.stderr)
         code = main()
     except KeyboardInterrupt:
-        code = EXIT_SIGINT
+        code = exits.SIGINT
     except BaseException:
         # An interrupt inside an extension module's import can come out as another exception
         # (pydantic_core: a pyo3 PanicException, not an Exception): the interrupt is the cause.
         if not _interrupts:
             raise
-        code = EXIT_SIGINT
+        code = exits.SIGINT
     sys.exit(code)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .exits import PrompterError
+
 # What must not reach a console raw, as character-class bodies. CONTROL: C0 and C1 controls and
 # DEL (terminal escapes, line breaks) and the line and paragraph separators. BIDI: the
 # bidirectional formatting characters, which reorder how the text around them displays (the
@@ -60,7 +62,7 @@ class Diagnostic:
         return text
 
 
-class WorkflowError(Exception):
+class WorkflowError(PrompterError):
     """The workflow file cannot be used; `diagnostics` holds every error (and warning) found."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:

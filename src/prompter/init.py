@@ -21,6 +21,7 @@ from typing import BinaryIO, TextIO
 
 import anyio
 
+from . import exits
 from .agents import AgentRequest, AgentUnavailable
 from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
 from .diagnostics import WorkflowError
@@ -32,13 +33,16 @@ READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies
 _TOML_BLOCK = re.compile(r"^```toml[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
-class InitError(Exception):
-    """One line saying why nothing was written; `usage` marks a mistake in the command line."""
+class InitError(exits.PrompterError):
+    """One line saying why nothing was written; `usage` marks a mistake in the command line
+    (exit 2), else `init` exits 1 (not written), or with `exit_code` when a signal ended it."""
 
     def __init__(self, message: str, usage: bool = False, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.usage = usage
-        self.exit_code = exit_code  # set when a signal ended it: 128 + the signal
+        if exit_code is None:
+            exit_code = exits.USAGE if usage else exits.FAILED
+        self.exit_code = exit_code
 
 
 def reference() -> str:
@@ -172,7 +176,7 @@ async def _propose_until_terminated(
     if failure is not None:
         raise failure
     if terminated or proposal is None:
-        raise InitError("interrupted by SIGTERM: nothing written", exit_code=128 + signal.SIGTERM)
+        raise InitError("interrupted by SIGTERM: nothing written", exit_code=exits.SIGTERM)
     return proposal
 
 

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from . import changes, identity, processes
+from . import changes, exits, identity, processes
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
@@ -63,11 +63,10 @@ from .worktrees import (
     worktrees_unfit,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 Job = Callable[[], Coroutine[Any, Any, None]]  # a background task that lives as long as the run
 
 
-class RunError(Exception):
+class RunError(exits.PrompterError):
     """The run cannot start (bad selection, missing directory, unavailable agent): exit 2."""
 
 
@@ -254,7 +253,7 @@ async def _watch_signals(stop: list[int], engine: GraphScheduler | SequentialRun
             engine.stop("interrupted by SIGINT")
         async for signum in signals:
             if stop:  # a second signal: no more grace
-                processes.emergency_exit(128 + signum)
+                processes.emergency_exit(exits.signalled(signum))
             stop.append(signum)
             engine.stop(f"interrupted by {signal.Signals(signum).name}")
 
@@ -273,7 +272,7 @@ STOP_WITHIN_S = 5.0
 def _give_up(signum: int) -> None:
     """What a second signal does: kill every child, exit at once (the state is as SIGKILL
     leaves it: every record written so far, loadable)."""
-    processes.emergency_exit(128 + signum)
+    processes.emergency_exit(exits.signalled(signum))
 
 
 @contextlib.contextmanager
@@ -466,16 +465,16 @@ async def _execute(
     failed = any(r.status is not TaskStatus.PASSED for r in records.values())
     reason: str | None = None
     if signals:
-        status, code = "interrupted", 128 + signals[0]
+        status, code = "interrupted", exits.signalled(signals[0])
         reason = f"interrupted by {signal.Signals(signals[0]).name}"
     elif isinstance(engine, SequentialRunner):
         sequential_failed = engine.failed_run or any(
             r.status is TaskStatus.FAILED for r in records.values()
         )
-        status, code = ("failed", EXIT_FAILED) if sequential_failed else ("passed", EXIT_OK)
+        status, code = ("failed", exits.FAILED) if sequential_failed else ("passed", exits.OK)
         reason = engine.stop_reason
     else:
-        status, code = ("failed", EXIT_FAILED) if failed else ("passed", EXIT_OK)
+        status, code = ("failed", exits.FAILED) if failed else ("passed", exits.OK)
         reason = engine.stop_reason
     try:  # also after a failed write: the store keeps the line for close() to try again
         ended = {
@@ -625,7 +624,7 @@ def run_workflow(
         problems: list[str] = []  # what a dry run tells but does not stop at (credentials)
         _agents(workflow, selection, problems)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
-        return RunResult("dry-run", "passed", EXIT_OK, None, warnings=tuple(problems))
+        return RunResult("dry-run", "passed", exits.OK, None, warnings=tuple(problems))
     _check_logs_dir(options.report_dir / "logs", workflow)
     state = store.open()
     try:
@@ -658,7 +657,7 @@ def run_workflow(
             else "every record was saved at the end"
         )
         result.error = f"the state could not be written: {result.state_error}; {saved}"
-        result.exit_code = EXIT_USAGE
+        result.exit_code = exits.USAGE
         if result.status == "passed":  # what reads the status (the action's output) sees exit 2
             result.status, result.reason = "failed", result.error
     elif closed is not None:

@@ -25,7 +25,7 @@ it (a later line must not be overtaken by an earlier one), each append tries the
 `close()` appends them or, failing that, folds them into the snapshot. Whatever the journal holds
 at any moment is still a loadable state.
 
-Records are mergeable (design §7): `merge()` unions the states of partial runs of a workflow.
+Records are mergeable: `merge()` unions the states of partial runs of a workflow.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticSerializationError
 
 from .config import Workflow
+from .exits import PrompterError
 from .regular import NotARegularFile, open_regular, read_regular
 
 _T = TypeVar("_T")
@@ -231,7 +232,7 @@ class _Entry(_Record):
     run: RunRecord | None = None
 
 
-class StateError(Exception):
+class StateError(PrompterError):
     """The state files cannot be used; the message is one line that says what to do."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..config import Task, Workflow
+from ..exits import PrompterError
 from ..state import AgentUsage
 
 
@@ -45,7 +46,7 @@ class Agent(Protocol):
     async def run(self, request: AgentRequest) -> AgentResult: ...
 
 
-class AgentUnavailable(Exception):
+class AgentUnavailable(PrompterError):
     """The backend cannot run here; the message says what to do instead."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import exits
+from ..exits import PrompterError
 from ..words import count
 from .commands import (
     Annotation,
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 
 Relative = Callable[[Path], str]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LOG_TAIL_BYTES = 64 * 1024  # of a task's log shown in its group; the artifact has all of it
 ANNOTATION_TAIL_CHARS = 1500
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
@@ -61,7 +62,7 @@ DEFER_UPLOAD = "PROMPTER_DEFER_UPLOAD"
 AGENT_USERS = ("owner", "root")
 
 
-class InputError(Exception):
+class InputError(PrompterError):
     """A bad input; the message names it."""
 
 
@@ -197,7 +198,7 @@ def main() -> None:
         console.untrusted(traceback.format_exc())
         message = f"{type(exc).__name__}: {one_line(str(exc))}"
         console.annotation("error", message, title="prompter: internal error")
-        code = EXIT_FAILED
+        code = exits.FAILED
     sys.exit(code)
 
 
@@ -213,7 +214,7 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
             inputs = Inputs.from_env(env)
         except InputError as exc:
             console.annotation("error", str(exc), title="prompter: bad input")
-            return EXIT_USAGE
+            return exits.USAGE
         for secret in (
             inputs.anthropic_api_key,
             inputs.claude_code_oauth_token,
@@ -296,8 +297,7 @@ def _run(
     from ..diagnostics import WorkflowError
     from ..heap import return_big_blocks
     from ..places import default_report_dir
-    from ..run import RunError, RunOptions, run_workflow
-    from ..state import StateError
+    from ..run import RunOptions, run_workflow
 
     return_big_blocks()  # as `prompter run` does
     try:
@@ -309,7 +309,7 @@ def _run(
             notes.add(
                 Annotation("error", d.message, "prompter: invalid workflow", d.path, d.line), RUN
             )
-        return EXIT_USAGE
+        return exits.USAGE
     for w in workflow.warnings:
         notes.add(Annotation("warning", w.message, file=w.path, line=w.line), LINT)
     updates: dict[str, object] = {}
@@ -343,14 +343,14 @@ def _run(
             background=[progress.heartbeat],
             out=console.text,
         )
-    except (RunError, StateError) as exc:
+    except PrompterError as exc:  # RunError, StateError: the run could not start
         notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
-        return EXIT_USAGE
+        return exc.exit_code
     if inputs.dry_run:
         for note in result.warnings:  # what a real run would stop at (no credentials)
             notes.add(Annotation("warning", note, title="prompter"), RUN)
         outputs["status"] = "dry-run"
-        return EXIT_OK
+        return exits.OK
     outputs.update(_counts(result.records, result.reused))
     outputs["status"] = result.status
     relative = _relative_to(workspace)
@@ -372,9 +372,9 @@ def _run(
     elif inputs.upload_artifact:
         uploaded = _upload(options.report_dir, inputs.artifact_name, env, console, notes)
         outputs["artifact_id"] = uploaded
-    if result.exit_code == EXIT_FAILED and not inputs.fail_on_task_failure:
+    if result.exit_code == exits.FAILED and not inputs.fail_on_task_failure:
         console.info("tasks failed; fail_on_task_failure is false, so this step passes")
-        return EXIT_OK
+        return exits.OK
     return result.exit_code
 
 
