@@ -1,7 +1,8 @@
 """`prompter-action` run exactly as GitHub's runner runs a container action's entrypoint.
 
 The environment, the file-command files and the workspace are what the runner provides
-(design.md §5); stdout is read with a model of the runner's command parser (runner_model.py).
+(actions/runner: every input as INPUT_<NAME>, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files);
+stdout is read with a model of the runner's command parser (runner_model.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The action's container, built from the real Dockerfile and run the way GitHub's runner runs it.
 
-The runner's contract (actions/runner, see design.md §5): `docker run --workdir /github/workspace`
+The runner's contract (actions/runner): `docker run --workdir /github/workspace`
 as root, the checkout mounted at /github/workspace and owned by the runner's user (uid 1001 on
 GitHub's images), HOME=/github/home, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files under
 /github/file_commands, every input as INPUT_<NAME>. The workflow is the bundled demo

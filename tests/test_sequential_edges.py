@@ -192,8 +192,8 @@ def _journal_bytes(h: Harness, monkeypatch: pytest.MonkeyPatch, iterations: int)
 def test_state_io_of_a_loop_is_linear_in_its_iterations(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # design.md §3 "State and resume": "total I/O linear in the number of events (not a full
-    # rewrite per event ...)". Each execution of a loop is two events (start, end): four times
+    # The state's total I/O is linear in the number of events, not a full rewrite per event
+    # (the journal, see state.py). Each execution of a loop is two events (start, end): four times
     # the iterations must write about four times the bytes (it was 15.6 times).
     small = _journal_bytes(h, monkeypatch, 40)
     large = _journal_bytes(h, monkeypatch, 160)

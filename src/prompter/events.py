@@ -1,6 +1,9 @@
-"""What happens during a run, as typed events: the scheduler emits, state and progress listen.
+"""What happens during a run, as typed events, for those who show it (progress, the action).
 
-Events flow one way; listeners must be quick and synchronous (they run on the event loop).
+The engines (scheduler.py, sequential.py) tell the `Ledger` of each status change; it writes
+the state first and then announces the change as an event, so that nothing shown can be missing
+from the state after a crash (see ledger.py). Listeners never write the state. Events flow one
+way; listeners must be quick and synchronous (they run on the event loop).
 """
 
 from __future__ import annotations

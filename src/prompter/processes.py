@@ -1,6 +1,6 @@
 """Run one child command in its own process group, with bounded output, timeout and clean-up.
 
-Design §3 "Processes": agent and verify commands each run in their own process group; a timeout
+Agent and verify commands each run in their own process group; a timeout
 or a cancellation sends SIGTERM to the group, waits a grace period, then SIGKILLs it. Nothing a
 run started may outlive it, and nothing a child prints may exhaust our memory.
 

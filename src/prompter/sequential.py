@@ -1,14 +1,17 @@
-"""Sequential mode: Prompter 0.10's state machine, with its bugs fixed.
+"""Sequential mode: a state machine over the tasks in file order, one task at a time.
 
-Tasks run one at a time from the first (or the one named with --task); after each, its
-`on_success` / `on_failure` picks what runs next. Differences from 0.10, on purpose:
-- a jump on failure happens after the first failed attempt (0.10 used up every attempt first);
-- running a task again (a jump back, `repeat`) needs `allow_infinite_loops` — otherwise the run
-  stops and fails, instead of silently skipping the task;
-- reaching `max_iterations` fails the run (0.10 exited 0);
+The run starts at the first task (or the one named with --task); after each, its `on_success` /
+`on_failure` picks what runs next: `next`, `stop`, a task by name, `repeat` (on success) or
+`retry` (on failure):
+- an `on_failure` that names a task jumps after the first failed attempt (its retries are not
+  used up first);
+- running a task again (a jump back, `repeat`) needs `allow_infinite_loops`: otherwise the run
+  stops and fails, rather than skipping the task;
+- reaching `max_iterations` stops the run and fails it;
 - a revisit is a new visit: its attempts count from 1, with a new session;
 - on a later run, earlier passes stand only until the run executes a task: what comes after a
   task that runs again runs again too (the order is the dependency).
+Every status change goes through the `Ledger` (state first, then events).
 """
 
 from __future__ import annotations

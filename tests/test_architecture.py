@@ -1,0 +1,49 @@
+"""The import rules of docs/architecture.md: the data flows one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).parents[1] / "src" / "prompter"
+MODEL = ("source", "diagnostics", "places", "config", "graph", "admission", "planning", "exits")
+SKINS = ("cli", "init", "github")
+
+
+def imports(module: str) -> set[str]:
+    """The prompter modules `module` (dotted, below prompter) imports, at any depth of its code."""
+    path = SRC / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = SRC / module.replace(".", "/") / "__init__.py"
+    package = module.split(".")[: -1 if path.name != "__init__.py" else None]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:
+                found.add(".".join([*base, node.module]))
+            else:
+                found |= {".".join([*base, alias.name]) for alias in node.names}
+    return found - {"__version__"}
+
+
+def modules() -> list[str]:
+    return [
+        ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted(SRC.rglob("*.py"))
+        if p.name != "__main__.py"
+    ]
+
+
+def test_the_model_knows_nothing_of_the_engine() -> None:
+    for module in MODEL:
+        assert imports(module) <= set(MODEL), module
+
+
+def test_only_a_skin_imports_a_skin() -> None:
+    def skin(name: str) -> bool:
+        return name.split(".", maxsplit=1)[0] in SKINS
+
+    for module in modules():
+        if not skin(module):
+            assert not {m for m in imports(module) if skin(m)}, module
