@@ -47,3 +47,12 @@ def test_only_a_skin_imports_a_skin() -> None:
     for module in modules():
         if not skin(module):
             assert not {m for m in imports(module) if skin(m)}, module
+
+
+def test_the_document_names_every_module() -> None:
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for path in SRC.iterdir():
+        if path.suffix == ".py" and not path.name.startswith("__"):
+            assert f"`{path.name}`" in text, path.name
+        elif path.is_dir() and (path / "__init__.py").exists():
+            assert f"`{path.name}/`" in text, path.name
