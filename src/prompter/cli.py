@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from .config import Workflow
     from .planning import Plan
+    from .records import State
     from .run import RunOptions
-    from .state import State
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -200,6 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from .events import one_line  # what follows can name files an agent chose
+    from .records import RunStatus
     from .words import count
 
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
@@ -220,7 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         f"uncommitted: {_files(result.landed)}"
                     )
                 )
-            elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
+            elif result.status == RunStatus.INTERRUPTED:  # parked, not landed (see worktrees.park)
                 print(
                     "worktrees: your working tree is as it was; what passed lands at the next "
                     "run or `prompter clean`"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..config import Task, Workflow
-from ..state import AgentUsage
+from ..records import AgentUsage
 
 
 @dataclass(frozen=True, slots=True)
