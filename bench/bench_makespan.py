@@ -66,9 +66,11 @@ import anyio
 from common import DEFAULT_OUT, EXIT_BROKEN, EXIT_OK, EXIT_SLOW, emit, find_prompter, log
 from prompter.admission import Admission, Demand, Limits
 from prompter.config import load_workflow
+from prompter.fingerprints import fingerprints
 from prompter.graph import DependencyGraph
 from prompter.processes import run_process
-from prompter.state import StateStore, TaskRecord, TaskStatus, fingerprints
+from prompter.records import TaskRecord, TaskStatus
+from prompter.state import StateStore
 
 SLOTS = 4
 MIN_TASKS, MAX_TASKS = 30, 40

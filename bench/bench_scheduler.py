@@ -48,17 +48,12 @@ from prompter import state as state_module
 from prompter.admission import Limits
 from prompter.attempts import AttemptContext, Feedback
 from prompter.config import Settings, Task, Workflow
+from prompter.fingerprints import fingerprints
 from prompter.graph import DependencyGraph
 from prompter.ledger import Ledger
+from prompter.records import AttemptRecord, RunRecord, TaskRecord, TaskStatus
 from prompter.scheduler import GraphScheduler
-from prompter.state import (
-    AttemptRecord,
-    RunRecord,
-    StateStore,
-    TaskRecord,
-    TaskStatus,
-    fingerprints,
-)
+from prompter.state import StateStore
 
 SLOTS = 4
 MAX_DEPS = 3

@@ -33,7 +33,7 @@ from typing import Any
 
 from bench_scheduler import build_workflow, drive, random_deps
 from common import EXIT_BROKEN, EXIT_OK, EXIT_SLOW, emit, log
-from prompter.state import fingerprints
+from prompter.fingerprints import fingerprints
 
 EVENTS_PER_TASK = 2  # running; the attempt with the passed status
 

@@ -32,7 +32,7 @@ from rich.console import Console
 
 from prompter.events import AttemptFinished, RunFinished, RunStarted, TaskFinished, TaskStarted
 from prompter.progress import LiveProgress, PlainProgress
-from prompter.state import AttemptRecord, TaskRecord, TaskStatus
+from prompter.records import AttemptRecord, TaskRecord, TaskStatus
 
 from .engine import prompter_cli
 from .test_cli_edges import init_env as cli_init_env
@@ -456,7 +456,7 @@ def test_the_heartbeat_says_what_a_running_agent_last_reported() -> None:
 
     from prompter.events import AgentNote, AttemptFinished, RunStarted, TaskStarted
     from prompter.progress import PlainProgress
-    from prompter.state import AttemptRecord
+    from prompter.records import AttemptRecord
 
     out = io.StringIO()
     progress = PlainProgress(out)

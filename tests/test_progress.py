@@ -13,7 +13,7 @@ from rich.console import Console
 
 from prompter.events import RunFinished, RunStarted, TaskFinished, TaskStarted
 from prompter.progress import LiveProgress, PlainProgress, choose
-from prompter.state import TaskRecord, TaskStatus
+from prompter.records import TaskRecord, TaskStatus
 
 from .engine import Harness
 

@@ -30,18 +30,12 @@ from markdown_it import MarkdownIt  # installed with rich, a dependency of promp
 
 from prompter.cli import main
 from prompter.config import Workflow, load_workflow
+from prompter.fingerprints import fingerprints
+from prompter.records import AttemptRecord, RunRecord, State, TaskRecord, TaskStatus
 from prompter.report import junit, mermaid, summary
 from prompter.report.facts import clean, one_line
 from prompter.report.files import repo_relative, write_reports
-from prompter.state import (
-    AttemptRecord,
-    RunRecord,
-    State,
-    StateStore,
-    TaskRecord,
-    TaskStatus,
-    fingerprints,
-)
+from prompter.state import StateStore
 
 from .engine import Harness, prompter_cli
 from .mermaid_render import Verdict, render

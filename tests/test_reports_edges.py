@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
+from prompter.records import TaskStatus
 from prompter.report import junit, mermaid, summary
 from prompter.report.facts import clean
-from prompter.state import TaskStatus
 
 from .mermaid_render import Verdict, render
 from .test_reports import T0, blocks, record, state_of, write_toml

@@ -450,7 +450,7 @@ def test_feedback_tail_starts_at_a_line(h: Harness) -> None:
 def test_feedback_names_the_check_whenever_the_verify_phase_ran(h: Harness) -> None:
     from prompter.attempts import Feedback
     from prompter.config import load_workflow
-    from prompter.state import AttemptRecord
+    from prompter.records import AttemptRecord
 
     h.task("t", depends_on=[], verify_command="make check")
     (task,) = load_workflow(h.write()).tasks

@@ -20,10 +20,11 @@ from prompter.admission import Limits
 from prompter.attempts import AttemptContext, Feedback
 from prompter.config import Task, Workflow, load_workflow
 from prompter.events import AttemptFinished, Event, TaskFinished, TaskStarted
+from prompter.fingerprints import fingerprints
 from prompter.ledger import Ledger
 from prompter.planning import demands_for
+from prompter.records import AttemptRecord, TaskStatus
 from prompter.scheduler import GraphScheduler
-from prompter.state import AttemptRecord, TaskStatus, fingerprints
 
 
 @st.composite

@@ -26,18 +26,18 @@ from hypothesis import strategies as st
 
 from prompter import state as state_module
 from prompter.config import load_workflow
-from prompter.state import (
+from prompter.fingerprints import fingerprints
+from prompter.records import (
     TERMINAL,
     AttemptRecord,
     RunRecord,
+    RunStatus,
     State,
-    StateError,
-    StateStore,
     TaskRecord,
     TaskStatus,
-    fingerprints,
     merge,
 )
+from prompter.state import StateError, StateStore
 
 from .engine import toml_value
 
@@ -152,7 +152,7 @@ def test_round_trip_through_journal_and_snapshot(path: Path) -> None:
     store.begin_run(run)
     store.record(full_record(), durable=True)
     store.record(task("other", TaskStatus.SKIPPED, reason="dependency `a` failed"), durable=True)
-    store.end_run(run.model_copy(update={"finished_at": 9.0, "status": "failed"}))
+    store.end_run(run.model_copy(update={"finished_at": 9.0, "status": RunStatus.FAILED}))
     expected = dump(store.state)
     assert dump(StateStore(path).load()) == expected  # journal only
     store.close()
@@ -221,6 +221,29 @@ def test_runs_are_updated_by_id(path: Path, store: StateStore) -> None:
     store.end_run(RunRecord(run_id="r1", workflow="w", started_at=1.0, status="passed"))
     runs = StateStore(path).load().runs
     assert [(r.run_id, r.status) for r in runs] == [("r1", "passed"), ("r2", None)]
+
+
+def test_run_status_written_as_a_plain_string_loads_as_the_enum_and_is_written_back_alike(
+    path: Path,
+) -> None:
+    # What every state holds (RunRecord.status was a plain string before RunStatus).
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        '{"version": 1, "runs": [{"run_id": "r1", "workflow": "w", "started_at": 1.0, '
+        '"finished_at": 2.0, "status": "failed"}]}\n'
+    )
+    journal = path.with_name(path.name + ".journal")
+    journal.write_text(
+        '{"run":{"run_id":"r2","workflow":"w","started_at":3.0,"status":"interrupted"}}\n'
+    )
+    with StateStore(path) as state:
+        assert [r.status for r in state.runs] == [RunStatus.FAILED, RunStatus.INTERRUPTED]
+        assert state.runs[0].status is RunStatus.FAILED
+        assert state.runs[1].status == "interrupted"
+    snapshot = json.loads(path.read_text())
+    assert [r["status"] for r in snapshot["runs"]] == ["failed", "interrupted"]
+    assert json.dumps(RunStatus.PASSED) == '"passed"'
+    assert f"run {RunStatus.PASSED}" == "run passed"
 
 
 def test_record_requires_open(path: Path) -> None:

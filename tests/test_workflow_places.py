@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from prompter.config import load_workflow, with_settings
+from prompter.fingerprints import fingerprints
 from prompter.places import default_report_dir, repository_root, workflow_identity
-from prompter.state import fingerprints
 
 from .engine import prompter_cli
 from .test_init import VALID, answer, init

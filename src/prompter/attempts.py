@@ -25,9 +25,9 @@ from .budget import CostBudget
 from .config import Task
 from .events import AgentNote, Event
 from .processes import ProcessResult, run_process
+from .records import AttemptRecord
 from .redaction import RedactingWriter, Redactor
 from .regular import open_regular
-from .state import AttemptRecord
 
 FEEDBACK_CHARS = 6_000  # verify output carried into the next prompt (argv limits: keep it modest)
 MAX_BACKOFF_S = 300.0

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .records import RunRecord
 from .regular import open_regular
-from .state import RunRecord
 from .words import count
 from .worktrees import GitError, git, git_bytes, git_dir, snapshot_tree, toplevel
 

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from .config import Workflow
     from .planning import Plan
+    from .records import State
     from .run import RunOptions
-    from .state import State
 
 _LIST_LIMIT = 20  # names shown per line in text output; --json has them all
 
@@ -194,6 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"prompter: {exc}", file=sys.stderr)
         return exc.exit_code
     from .events import one_line  # what follows can name files an agent chose
+    from .records import RunStatus
     from .words import count
 
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
@@ -214,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         f"uncommitted: {_files(result.landed)}"
                     )
                 )
-            elif result.status == "interrupted":  # parked, not landed (see worktrees.park)
+            elif result.status == RunStatus.INTERRUPTED:  # parked, not landed (see worktrees.park)
                 print(
                     "worktrees: your working tree is as it was; what passed lands at the next "
                     "run or `prompter clean`"

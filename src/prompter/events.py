@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from time import time
 
 from .diagnostics import printable
-from .state import AttemptRecord, TaskRecord
+from .records import AttemptRecord, RunStatus, TaskRecord
 
 
 def one_line(text: str) -> str:
@@ -72,7 +72,7 @@ class TaskFinished(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Event):
     run_id: str
-    status: str  # "passed" | "failed" | "interrupted"
+    status: RunStatus
     reason: str | None
 
 

@@ -25,7 +25,7 @@ from . import exits
 from .agents import AgentRequest, AgentUnavailable
 from .config import Settings, Task, Workflow, format_diagnostics, load_workflow
 from .diagnostics import WorkflowError
-from .state import make_dir
+from .regular import make_dir
 from .words import count
 
 ROUNDS = 3  # proposals per `init`: the first, and up to two corrections

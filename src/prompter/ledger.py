@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from .events import AttemptFinished, Event, Listener, TaskFinished, TaskStarted
-from .state import TERMINAL, AttemptRecord, TaskRecord, TaskStatus
+from .records import TERMINAL, AttemptRecord, TaskRecord, TaskStatus
 
 Persist = Callable[[TaskRecord, bool], None]  # (record, durable)
 

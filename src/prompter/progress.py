@@ -25,7 +25,7 @@ from .events import (
     TaskStarted,
     one_line,
 )
-from .state import TaskStatus
+from .records import RunStatus, TaskStatus
 from .words import count
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class PlainProgress:
         elif isinstance(event, RunFinished):
             took = _duration(event.at - self.view.started_at)
             why = f" ({event.reason})" if event.reason else ""
-            if self.view.total == 0 and event.status == "passed":
+            if self.view.total == 0 and event.status == RunStatus.PASSED:
                 self._line(
                     "nothing to do: every task passed earlier (--fresh runs them again)", event.at
                 )

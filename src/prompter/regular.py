@@ -6,6 +6,8 @@ would go unanswered. A device or a socket is no place for a state or a report ei
 `open_regular` opens with O_NONBLOCK, which makes a FIFO or a device answer at once, then checks
 the type of what it opened (fstat) and refuses anything but a regular file. A symlink is
 followed (what counts is the file it leads to), unless agent code runs as another user.
+
+`make_dir` makes the directories they go in, naming the file that stands in the way if one does.
 """
 
 from __future__ import annotations
@@ -93,3 +95,22 @@ def read_regular(path: str | Path) -> bytes:
     """The bytes of a regular file; raises as `open_regular` (FileNotFoundError when absent)."""
     with open(open_regular(path, os.O_RDONLY), "rb") as f:
         return f.read()
+
+
+def make_dir(path: Path) -> None:
+    """`mkdir -p path`. When a file stands where a directory must be, NotADirectoryError names
+    that file (`filename`): mkdir's own "File exists" does not say what is wrong, or where."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = not_a_directory(path)
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(blocker)) from None
+
+
+def not_a_directory(path: Path) -> Path:
+    """What stands in the way of directory `path`: the nearest of it and its parents that
+    exists but is not a directory (`path` itself when none does)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return path if candidate.is_dir() else candidate
+    return path

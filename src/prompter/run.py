@@ -28,26 +28,17 @@ from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
 from .events import Listener, RunFinished, RunStarted, one_line
+from .fingerprints import fingerprints
 from .ledger import Ledger
 from .places import DEFAULT_REPORT_ROOT
 from .planning import happy_path, limits_for, task_weights
+from .records import TERMINAL, RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from .redaction import Redactor
-from .regular import refusal
+from .regular import make_dir, refusal
 from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .source import SourceMap
-from .state import (
-    TERMINAL,
-    RunRecord,
-    State,
-    StateError,
-    StateStore,
-    TaskRecord,
-    TaskStatus,
-    check_owner,
-    fingerprints,
-    make_dir,
-)
+from .state import StateError, StateStore, check_owner
 from .words import count
 from .worktrees import (
     GitError,
@@ -94,7 +85,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # "passed" | "failed" | "interrupted"
+    status: RunStatus
     exit_code: int
     reason: str | None
     records: dict[str, TaskRecord] = field(default_factory=dict)
@@ -465,16 +456,18 @@ async def _execute(
     failed = any(r.status is not TaskStatus.PASSED for r in records.values())
     reason: str | None = None
     if signals:
-        status, code = "interrupted", exits.signalled(signals[0])
+        status, code = RunStatus.INTERRUPTED, exits.signalled(signals[0])
         reason = f"interrupted by {signal.Signals(signals[0]).name}"
     elif isinstance(engine, SequentialRunner):
         sequential_failed = engine.failed_run or any(
             r.status is TaskStatus.FAILED for r in records.values()
         )
-        status, code = ("failed", exits.FAILED) if sequential_failed else ("passed", exits.OK)
+        status, code = (
+            (RunStatus.FAILED, exits.FAILED) if sequential_failed else (RunStatus.PASSED, exits.OK)
+        )
         reason = engine.stop_reason
     else:
-        status, code = ("failed", exits.FAILED) if failed else ("passed", exits.OK)
+        status, code = (RunStatus.FAILED, exits.FAILED) if failed else (RunStatus.PASSED, exits.OK)
         reason = engine.stop_reason
     try:  # also after a failed write: the store keeps the line for close() to try again
         ended = {
@@ -624,7 +617,7 @@ def run_workflow(
         problems: list[str] = []  # what a dry run tells but does not stop at (credentials)
         _agents(workflow, selection, problems)
         describe_dry_run(workflow, selection, out or sys.stdout, only_start=bool(options.tasks))
-        return RunResult("dry-run", "passed", exits.OK, None, warnings=tuple(problems))
+        return RunResult("dry-run", RunStatus.PASSED, exits.OK, None, warnings=tuple(problems))
     _check_logs_dir(options.report_dir / "logs", workflow)
     state = store.open()
     try:
@@ -658,8 +651,9 @@ def run_workflow(
         )
         result.error = f"the state could not be written: {result.state_error}; {saved}"
         result.exit_code = exits.USAGE
-        if result.status == "passed":  # what reads the status (the action's output) sees exit 2
-            result.status, result.reason = "failed", result.error
+        # What reads the status (the action's output) sees exit 2.
+        if result.status == RunStatus.PASSED:
+            result.status, result.reason = RunStatus.FAILED, result.error
     elif closed is not None:
         result.warnings += (
             f"the state was not compacted ({closed}); its journal holds this run's records",

@@ -21,7 +21,7 @@ from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, ru
 from .config import Workflow
 from .ledger import Ledger
 from .planning import demands_for
-from .state import AttemptRecord, TaskStatus
+from .records import AttemptRecord, TaskStatus
 
 
 class GraphScheduler:

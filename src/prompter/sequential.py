@@ -24,7 +24,7 @@ import anyio
 from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
 from .config import Workflow
 from .ledger import Ledger
-from .state import TaskStatus
+from .records import TaskStatus
 
 
 class SequentialRunner:

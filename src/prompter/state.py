@@ -25,190 +25,32 @@ it (a later line must not be overtaken by an earlier one), each append tries the
 `close()` appends them or, failing that, folds them into the snapshot. Whatever the journal holds
 at any moment is still a loadable state.
 
-Records are mergeable: `merge()` unions the states of partial runs of a workflow.
+The records themselves (`State`, `TaskRecord`, `RunRecord`, …), and how the states of partial
+runs merge, are in `records.py`; fingerprints in `fingerprints.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
 import json
-import math
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, Final, TypeVar
+from typing import TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from .config import Workflow
 from .exits import PrompterError
-from .regular import NotARegularFile, open_regular, read_regular
+from .records import STATE_VERSION, TERMINAL, Record, RunRecord, State, TaskRecord
+from .regular import NotARegularFile, make_dir, not_a_directory, open_regular, read_regular
 
 _T = TypeVar("_T")
-
-STATE_VERSION: Final = 1
-FINGERPRINT_VERSION: Final = 2  # bump when the fingerprinted fields change: re-runs everything
-
-
-class TaskStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    INTERRUPTED = "interrupted"
-
-
-TERMINAL: Final = frozenset(
-    {TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED}
-)
-
-
-def _scrub(text: str) -> str:
-    # Process output decoded with surrogateescape can hold lone surrogates, which cannot be
-    # encoded as UTF-8: one of them would make a record unwritable in the middle of a run.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-Text = Annotated[str, AfterValidator(_scrub)]
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(
-        # A newer prompter may add fields; an older one still reads its state.
-        extra="ignore",
-        # Default 'null' would write a NaN cost as null, which then fails to load as a float:
-        # a record that can be written must be readable.
-        ser_json_inf_nan="constants",
-    )
-
-
-RESULT_TEXT_CHARS = 16 * 1024
-
-
-class AgentUsage(_Record):
-    """What an agent backend reports about one turn: its session and what it cost."""
-
-    session_id: Text | None = None
-    cost_usd: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    num_turns: int | None = None
-    is_error: bool | None = None  # the backend's own verdict on its turn (Claude's `is_error`)
-    result_text: Text | None = None  # its final answer, cut to RESULT_TEXT_CHARS
-
-
-class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit beside the rest
-    number: int
-    started_at: float
-    finished_at: float | None = None
-    ok: bool = False
-    reason: Text | None = None
-    agent_exit_code: int | None = None
-    agent_duration_s: float | None = None
-    verify_exit_code: int | None = None
-    verify_duration_s: float | None = None
-    output_tail: Text = ""  # bounded by the caller
-    fatal: bool = False  # the agent cannot work at all here (no CLI, no credentials): run stopped
-    # The verify command could not run (exit 126/127, no shell): the environment's fault, not
-    # the agent's; the task fails without another attempt and no agent is told of it.
-    environment_error: bool = False
-    changed_files: list[Text] | None = None  # "path +added -deleted" (worktree isolation)
-    conflict: Text | None = None  # why its changes could not be merged (worktrees)
-
-
-class TaskRecord(_Record):
-    name: Text
-    fingerprint: Text
-    status: TaskStatus
-    reason: Text | None = None
-    attempts: list[AttemptRecord] = Field(default_factory=list)  # of the latest visit
-    run_id: Text
-    started_at: float | None = None
-    finished_at: float | None = None
-    # Sequential loops run a task again in the same run. Each visit starts a new attempts list
-    # (a line of the journal repeats the record: keeping every visit's attempts made a loop's
-    # state I/O quadratic); what the earlier visits cost stays in the total.
-    visits: int = Field(1, ge=1)
-    earlier_cost_usd: float = 0.0
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-    @property
-    def cost_usd(self) -> float:
-        own = sum(a.cost_usd for a in self.attempts if a.cost_usd is not None)
-        return self.earlier_cost_usd + own
-
-
-class RunRecord(_Record):
-    run_id: Text
-    workflow: Text  # as given on the command line: what reports show
-    # Where it was: `report` may run from another directory, where a namesake may lie.
-    workflow_at: Text | None = None
-    # Which workflow the state belongs to (`places.workflow_identity`); None in states written
-    # before it was recorded, which are taken as they are.
-    workflow_id: Text | None = None
-    started_at: float
-    finished_at: float | None = None
-    status: Text | None = None  # "passed" | "failed" | "interrupted"; None while running
-    # Why it ended early or failed as a whole (a stop, max_iterations, a budget, a signal).
-    reason: Text | None = None
-    # What changes.patch is taken from (see changes.py): HEAD and the working tree's git tree
-    # at the start (of the run this one resumed, if so); None outside git.
-    base_commit: Text | None = None
-    base_tree: Text | None = None
-    changed_files: int | None = None  # how many paths changes.patch changes; None: no patch
-
-
-class State(_Record):
-    version: int = STATE_VERSION
-    tasks: dict[str, TaskRecord] = Field(default_factory=dict)
-    runs: list[RunRecord] = Field(default_factory=list)
-
-    def durations(self) -> dict[str, float]:
-        """Measured duration of each task that ran to an outcome, for critical-path weights.
-
-        A state holds one record per task, its latest. Passed and failed records measured the
-        task; skipped and interrupted ones did not (a skip takes no time, an interruption cuts
-        the task short), so they leave the task to the scheduler's default weight.
-        """
-        out: dict[str, float] = {}
-        for name, record in self.tasks.items():
-            duration = record.duration_s
-            if (
-                record.status in (TaskStatus.PASSED, TaskStatus.FAILED)
-                and duration is not None
-                and math.isfinite(duration)
-                and duration >= 0
-            ):
-                out[name] = duration
-        return out
-
-    def owner(self) -> RunRecord | None:
-        """The latest run that recorded which workflow the state belongs to, if any."""
-        return next((r for r in reversed(self.runs) if r.workflow_id is not None), None)
 
 
 def check_owner(state: State, identity: str, workflow: str, path: Path) -> None:
@@ -225,7 +67,7 @@ def check_owner(state: State, identity: str, workflow: str, path: Path) -> None:
     )
 
 
-class _Entry(_Record):
+class _Entry(Record):
     """One journal line."""
 
     task: TaskRecord | None = None
@@ -234,144 +76,6 @@ class _Entry(_Record):
 
 class StateError(PrompterError):
     """The state files cannot be used; the message is one line that says what to do."""
-
-
-# -- merging ------------------------------------------------------------------------------------
-
-
-def _moment(value: float | None) -> tuple[int, float]:
-    # Unknown (or NaN) times sort before every known time, so a finished record beats an
-    # unfinished one and the order stays total.
-    if value is None or math.isnan(value):
-        return (0, 0.0)
-    return (1, value)
-
-
-def _later(a: TaskRecord | RunRecord, b: TaskRecord | RunRecord) -> bool:
-    """Whether `a` wins over `b`: later finish, then later start, then (ties) larger JSON.
-
-    The last rule makes the choice a total order on records, which is what makes `merge`
-    commutative and associative; it is only evaluated on exact ties of both times.
-    """
-    key_a = (_moment(a.finished_at), _moment(a.started_at))
-    key_b = (_moment(b.finished_at), _moment(b.started_at))
-    if key_a != key_b:
-        return key_a > key_b
-    return a.model_dump_json() > b.model_dump_json()
-
-
-def merge(states: Iterable[State]) -> State:
-    """The union of the records of several states (say, partial runs in separate CI jobs).
-
-    Per task, the record that finished last wins (then the one that started last). Runs are
-    deduplicated by id the same way and listed by start time, so the result does not depend on
-    the order of `states`.
-    """
-    tasks: dict[str, TaskRecord] = {}
-    runs: dict[str, RunRecord] = {}
-    for state in states:
-        for name, record in state.tasks.items():
-            held = tasks.get(name)
-            if held is None or _later(record, held):
-                tasks[name] = record
-        for run in state.runs:
-            held_run = runs.get(run.run_id)
-            if held_run is None or _later(run, held_run):
-                runs[run.run_id] = run
-    ordered = sorted(runs.values(), key=lambda r: (_moment(r.started_at), r.run_id))
-    return State(tasks=dict(sorted(tasks.items())), runs=ordered)
-
-
-# -- fingerprints -------------------------------------------------------------------------------
-
-# What decides what the agent is asked and how, and what counts as passing. Not the retry and
-# transition policy (max_attempts, on_success, on_failure): a pass stays a pass under them.
-_FINGERPRINTED = (
-    "name",
-    "prompt",
-    "verify_command",
-    "verify_success_code",
-    "system_prompt",
-    "agent",
-    "agent_command",
-    "timeout",
-    "verify_timeout",
-    "resume_previous_session",
-    "model",
-    "max_turns",
-    "allowed_tools",
-    "disallowed_tools",
-    "permission_mode",
-)
-_AS_FLOAT = frozenset({"timeout", "verify_timeout"})  # `600` and `600.0` are the same limit
-
-
-def fingerprints(workflow: Workflow) -> dict[str, str]:
-    """sha256 of each task's definition and (graph mode) its dependencies' fingerprints.
-
-    Dependencies enter by fingerprint, so a change anywhere upstream changes every downstream
-    fingerprint, and nothing depends on file order or on the order of `depends_on`. One pass in
-    topological order: O(V + E) hashing (plus sorting each task's dependency fingerprints).
-    """
-    tasks = workflow.tasks
-    deps = workflow.graph.deps
-    out = [""] * len(tasks)
-    workdir = _working_directory_as_written(workflow)
-    for i in workflow.graph.order:
-        task = tasks[i]
-        definition: dict[str, Any] = {"v": FINGERPRINT_VERSION}
-        for key in _FINGERPRINTED:
-            value = getattr(task, key)
-            definition[key] = float(value) if key in _AS_FLOAT and value is not None else value
-        definition["agent_env"] = {**workflow.settings.agent_env, **task.agent_env}
-        definition["working_directory"] = workdir
-        if deps[i]:  # roots hash alike in both modes: adding `depends_on = []` re-runs nothing
-            definition["deps"] = sorted(out[d] for d in deps[i])
-        out[i] = _sha256_of_json(definition)
-    return {task.name: out[i] for i, task in enumerate(tasks)}
-
-
-def _working_directory_as_written(workflow: Workflow) -> str:
-    """`working_directory` as written; without one, the default relative to the workflow file's
-    folder: `.` for a file at the root of its repository (or outside git), as before the default
-    became the repository's root, so that a pass there still stands; `..` for one a folder down
-    (where the tasks ran in the file's folder before, and so run again)."""
-    written = workflow.settings.working_directory
-    if written is not None:
-        return written
-    return Path(
-        os.path.relpath(workflow.workdir, workflow.path.absolute().parent.resolve())
-    ).as_posix()
-
-
-_HASHED_IN_PIECES = 1 << 16  # characters: a longer string value is escaped and hashed piecewise
-
-
-def _sha256_of_json(definition: dict[str, Any]) -> str:
-    """sha256 of `json.dumps(definition, sort_keys=True, separators=(",", ":"))`, UTF-8 (ASCII:
-    `ensure_ascii`). A long string value (a prompt of many MB) is escaped and hashed a piece at
-    a time: made whole, the JSON, its parts and its bytes held about three copies of it."""
-    if all(not isinstance(v, str) or len(v) <= _HASHED_IN_PIECES for v in definition.values()):
-        canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    # The same bytes: `{`, then `"key":value` joined by `,` in key order, then `}`. Escaping is
-    # per code point, so the escaped pieces of a string are the pieces of the escaped string.
-    digest = hashlib.sha256(b"{")
-    for n, key in enumerate(sorted(definition)):
-        value = definition[key]
-        digest.update(b',"' if n else b'"')
-        digest.update(json.encoder.encode_basestring_ascii(key)[1:].encode())
-        digest.update(b":")
-        if isinstance(value, str) and len(value) > _HASHED_IN_PIECES:
-            digest.update(b'"')
-            for start in range(0, len(value), _HASHED_IN_PIECES):
-                piece = value[start : start + _HASHED_IN_PIECES]
-                digest.update(json.encoder.encode_basestring_ascii(piece)[1:-1].encode())
-            digest.update(b'"')
-        else:
-            digest.update(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
-    digest.update(b"}")
-    return digest.hexdigest()
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -906,25 +610,6 @@ def _flock_soon(fd: int) -> None:
             if attempt == _LOCK_TRIES - 1:
                 raise
             time.sleep(0.002 * 2**attempt)
-
-
-def make_dir(path: Path) -> None:
-    """`mkdir -p path`. When a file stands where a directory must be, NotADirectoryError names
-    that file (`filename`): mkdir's own "File exists" does not say what is wrong, or where."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = not_a_directory(path)
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(blocker)) from None
-
-
-def not_a_directory(path: Path) -> Path:
-    """What stands in the way of directory `path`: the nearest of it and its parents that
-    exists but is not a directory (`path` itself when none does)."""
-    for candidate in (path, *path.parents):
-        if candidate.exists() or candidate.is_symlink():
-            return path if candidate.is_dir() else candidate
-    return path
 
 
 def _unlink(path: Path) -> None:

@@ -9,7 +9,8 @@ from rich.cells import cell_len
 
 from .config import Workflow
 from .events import one_line
-from .state import State, fingerprints
+from .fingerprints import fingerprints
+from .records import State
 from .words import count
 
 

@@ -32,8 +32,8 @@ import anyio
 from . import identity
 from .attempts import AttemptContext, AttemptRunner, Feedback
 from .config import Task, worktree_path_problem
+from .records import AttemptRecord
 from .regular import open_regular
-from .state import AttemptRecord
 from .words import count
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import BinaryIO, Protocol
 
 from ..config import Task, Workflow
 from ..exits import PrompterError
-from ..state import AgentUsage
+from ..records import AgentUsage
 
 
 @dataclass(frozen=True, slots=True)

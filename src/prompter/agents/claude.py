@@ -28,7 +28,7 @@ import anyio
 from .. import identity
 from ..config import Settings, Task, Workflow
 from ..processes import TOKEN_VAR, Enclosure, readable, stop_session, tracked_group
-from ..state import RESULT_TEXT_CHARS, AgentUsage
+from ..records import RESULT_TEXT_CHARS, AgentUsage
 from ..words import plural
 from . import AgentRequest, AgentResult, AgentUnavailable
 

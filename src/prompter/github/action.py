@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..changes import Changes
     from ..config import Workflow
     from ..events import Event
-    from ..state import TaskRecord
+    from ..records import TaskRecord
 
 Relative = Callable[[Path], str]
 
@@ -379,7 +379,7 @@ def _run(
 
 
 def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[str, str]:
-    from ..state import TaskStatus
+    from ..records import TaskStatus
 
     statuses = [r.status for r in records.values()]
     passed = statuses.count(TaskStatus.PASSED) + len(reused)
@@ -507,7 +507,7 @@ def _publish_reports(
 def _annotate(
     records: Mapping[str, TaskRecord], workflow: Workflow, relative: Relative, notes: Annotations
 ) -> None:
-    from ..state import TaskStatus
+    from ..records import TaskStatus
 
     file = relative(workflow.path)
     skipped: dict[str, list[str]] = {}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Workflow
-from ..state import RunRecord, State, TaskRecord, TaskStatus, fingerprints
+from ..fingerprints import fingerprints
+from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..words import count, plural
 
 # CSI, OSC (ended by BEL or ST) and two-character escape sequences. An OSC that is never ended
@@ -131,7 +132,7 @@ class RunFacts:
     def result(self) -> str:
         if self.run is None:
             failed = any(t.status is not TaskStatus.PASSED for t in self.tasks)
-            return "failed" if failed else "passed"
+            return RunStatus.FAILED if failed else RunStatus.PASSED
         return self.run.status or "did not finish"
 
     @property

@@ -16,8 +16,8 @@ from typing import Literal
 
 from ..config import Workflow
 from ..places import DEFAULT_REPORT_ROOT
-from ..regular import open_regular, refusal
-from ..state import State, make_dir
+from ..records import State
+from ..regular import make_dir, open_regular, refusal
 from .facts import analyse, one_line
 
 Format = Literal["junit", "markdown"]

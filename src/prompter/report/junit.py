@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..config import Workflow
-from ..state import State, TaskRecord, TaskStatus
+from ..records import RunStatus, State, TaskRecord, TaskStatus
 from .facts import (
     RunFacts,
     TaskView,
@@ -196,15 +196,15 @@ def build_junit(
         cases.append(case)
     run = facts.run
     red = any(case.is_failure() or case.is_error() for case in cases)
-    if run is not None and run.status != "passed" and not red:
+    if run is not None and run.status != RunStatus.PASSED and not red:
         # The run failed as a whole (sequential mode's max_iterations or a forbidden revisit, a
         # budget), was interrupted or did not finish (a signal or a crash between two tasks)
         # while every task that ran passed: without this case the report is all green.
         case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
         why = one_line(run.reason, 1000)
-        if run.status == "failed":
+        if run.status == RunStatus.FAILED:
             case.add_failure_info(why or "the run failed", None, "run_failed")
-        elif run.status == "interrupted":
+        elif run.status == RunStatus.INTERRUPTED:
             case.add_error_info(why or "the run was interrupted", None, "interrupted")
         else:  # no status: it crashed, or is still running
             text = "the run did not finish (it crashed or is still running)"

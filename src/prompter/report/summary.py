@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import Workflow
-from ..state import State, TaskRecord, TaskStatus
+from ..records import State, TaskRecord, TaskStatus
 from ..words import count
 from . import mermaid
 from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line, utc_text
