@@ -1,7 +1,8 @@
 """One attempt at a task: the agent phase, `check_interval`, then the verify command.
 
-Shared by both modes. The retry decision lives with the caller; this module supplies the pieces
-that are the same everywhere: the feedback prompt, the backoff delay and the log file.
+Shared by both modes. What follows an attempt (pass, retry, fail) is `outcome.after_attempt`;
+this module supplies the pieces that are the same everywhere: the feedback prompt, the backoff
+delay and the log file.
 """
 
 from __future__ import annotations

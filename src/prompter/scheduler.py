@@ -17,9 +17,10 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .admission import Admission, Limits
-from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
+from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
 from .ledger import Ledger
+from .outcome import Verdict, after_attempt, not_retried, stopped_by
 from .planning import demands_for
 from .records import AttemptRecord, TaskStatus
 
@@ -155,26 +156,32 @@ class GraphScheduler:
             return
         self.admission.finish(i)
         del self.scopes[i]
-        allowed = task.max_attempts if task.on_failure == "retry" else 1
-        if attempt.ok:
+        budget = self.ctx.budget
+        outcome = after_attempt(
+            task,
+            attempt,
+            number,
+            retry_delay=self.workflow.settings.retry_delay,
+            budget=budget.reason if budget.exhausted else None,
+            stopping=self.stop_reason,
+            rng=self.rng,
+        )
+        if outcome.verdict is Verdict.PASS:
             self._finished(i, TaskStatus.PASSED, None, attempt)
-        elif attempt.fatal:
-            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
-            self.stop(f"run stopped: {attempt.reason}")
-        elif attempt.environment_error:  # no agent can fix what is missing: no retry
-            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
-        elif number < allowed and self.ctx.budget.exhausted:
-            self._finished(i, TaskStatus.FAILED, _not_retried(attempt.reason, self.ctx), attempt)
-        elif number < allowed and self.stop_reason is not None:
-            # The attempt ended just as the run was stopped: no retry, and not a real failure.
-            self.ledger.finish(task.name, TaskStatus.INTERRUPTED, self.stop_reason, attempt)
-        elif number < allowed:
-            delay = backoff_delay(self.workflow.settings.retry_delay, number, self.rng)
-            self.feedback[i] = Feedback.of(task, attempt)
-            self.ledger.add_attempt(task.name, attempt, delay)
-            self._backoff(i, delay)
+        elif outcome.verdict is Verdict.FAIL:
+            # `_finished` stops the run of an `on_failure = stop` task itself (also when its
+            # budget runs out during a backoff); a fatal error's stop comes after, and the
+            # first reason stands.
+            self._finished(i, TaskStatus.FAILED, outcome.reason, attempt)
+            if outcome.stop_run is not None:
+                self.stop(outcome.stop_run)
+        elif outcome.verdict is Verdict.INTERRUPTED:
+            self.ledger.finish(task.name, TaskStatus.INTERRUPTED, outcome.reason, attempt)
         else:
-            self._finished(i, TaskStatus.FAILED, attempt.reason, attempt)
+            assert outcome.retry_in_s is not None
+            self.feedback[i] = Feedback.of(task, attempt)
+            self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
+            self._backoff(i, outcome.retry_in_s)
         self._dispatch()
 
     def _backoff(self, i: int, delay: float) -> None:
@@ -194,7 +201,8 @@ class GraphScheduler:
                 del self.scopes[i]
                 if self.ctx.budget.exhausted:  # spent by other tasks while this one waited
                     last = self.ledger.attempts(self.tasks[i].name)[-1].reason
-                    self._finished(i, TaskStatus.FAILED, _not_retried(last, self.ctx))
+                    reason = not_retried(last, self.ctx.budget.reason)
+                    self._finished(i, TaskStatus.FAILED, reason)
                     self._dispatch()
                     return
                 self.admission.add_ready(i)
@@ -229,8 +237,4 @@ class GraphScheduler:
             if not self.ledger.is_terminal(self.tasks[d].name):
                 self.ledger.finish(self.tasks[d].name, TaskStatus.SKIPPED, skip)
         if task.on_failure == "stop":
-            self.stop(f"run stopped by `{task.name}` (on_failure = stop)")
-
-
-def _not_retried(reason: str | None, ctx: AttemptContext) -> str:
-    return f"{reason or 'failed'}; not retried: {ctx.budget.reason}"
+            self.stop(stopped_by(task))

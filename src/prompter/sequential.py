@@ -21,10 +21,11 @@ from collections.abc import Set
 
 import anyio
 
-from .attempts import AttemptContext, AttemptRunner, Feedback, backoff_delay, run_attempt
+from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
 from .ledger import Ledger
-from .records import TaskStatus
+from .outcome import Outcome, Verdict, after_attempt, attempts_allowed, not_retried
+from .records import AttemptRecord, TaskStatus
 
 
 class SequentialRunner:
@@ -125,16 +126,15 @@ class SequentialRunner:
 
     async def _run_task(self, i: int, previous: int | None) -> bool:
         task = self.tasks[i]
-        allowed = task.max_attempts if task.on_failure == "retry" else 1
         feedback: Feedback | None = None
         budget = self.ctx.budget
-        for tries in range(1, allowed + 1):
+        for tries in range(1, attempts_allowed(task) + 1):
             if budget.exhausted:
                 if tries == 1:
                     self.ledger.finish(task.name, TaskStatus.SKIPPED, budget.reason)
                 else:
-                    last = self.ledger.attempts(task.name)[-1].reason or "failed"
-                    reason = f"{last}; not retried: {budget.reason}"
+                    last = self.ledger.attempts(task.name)[-1].reason
+                    reason = not_retried(last, budget.reason)
                     self.ledger.finish(task.name, TaskStatus.FAILED, reason)
                 self._end(budget.reason)
                 return False
@@ -147,32 +147,21 @@ class SequentialRunner:
                 self._scope = scope
                 try:
                     attempt = await self.run_attempt(self.ctx, task, number, feedback, session)
-                    retry_in = None
-                    if (
-                        not attempt.ok
-                        and not attempt.fatal
-                        and not attempt.environment_error  # no agent can fix it: no retry
-                        and tries < allowed
-                    ):
-                        retry_in = backoff_delay(
-                            self.workflow.settings.retry_delay, tries, self.rng
-                        )
-                    if attempt.ok:
-                        self.ledger.finish(task.name, TaskStatus.PASSED, attempt=attempt)
-                        return True
-                    if attempt.fatal:
-                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason, attempt)
-                        self._end(f"run stopped: {attempt.reason}")
-                        return False
-                    if retry_in is None:
-                        self.ledger.finish(task.name, TaskStatus.FAILED, attempt.reason, attempt)
-                        if task.on_failure == "stop":
-                            self.failed_run = True
-                            self.stop_reason = f"run stopped by `{task.name}` (on_failure = stop)"
-                        return False
-                    self.ledger.add_attempt(task.name, attempt, retry_in)
+                    # The budget is checked before the next attempt (above, after the backoff),
+                    # and a stop cancels this scope: neither is part of this decision.
+                    outcome = after_attempt(
+                        task,
+                        attempt,
+                        number,
+                        retry_delay=self.workflow.settings.retry_delay,
+                        rng=self.rng,
+                    )
+                    if outcome.verdict is not Verdict.RETRY:
+                        return self._decided(i, attempt, outcome)
+                    assert outcome.retry_in_s is not None
+                    self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
                     feedback = Feedback.of(task, attempt)
-                    await anyio.sleep(retry_in)
+                    await anyio.sleep(outcome.retry_in_s)
                 except anyio.get_cancelled_exc_class():
                     self.ledger.finish(
                         task.name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted"
@@ -182,4 +171,17 @@ class SequentialRunner:
                     self._scope = None
             if scope.cancelled_caught:
                 return False
+        return False
+
+    def _decided(self, i: int, attempt: AttemptRecord, outcome: Outcome) -> bool:
+        """Record a pass or a failure (which may end the run); whether the task passed."""
+        name = self.tasks[i].name
+        if outcome.verdict is Verdict.PASS:
+            self.ledger.finish(name, TaskStatus.PASSED, attempt=attempt)
+            return True
+        # Without `stopping`, `after_attempt` never answers INTERRUPTED.
+        assert outcome.verdict is Verdict.FAIL
+        self.ledger.finish(name, TaskStatus.FAILED, outcome.reason, attempt)
+        if outcome.stop_run is not None:
+            self._end(outcome.stop_run)
         return False
