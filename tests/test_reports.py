@@ -33,9 +33,9 @@ from prompter.config import Workflow, load_workflow
 from prompter.fingerprints import fingerprints
 from prompter.records import AttemptRecord, RunRecord, State, TaskRecord, TaskStatus
 from prompter.report import junit, mermaid, summary
-from prompter.report.facts import clean, one_line
 from prompter.report.files import repo_relative, write_reports
 from prompter.state import StateStore
+from prompter.text import report_line, xml_safe
 
 from .engine import Harness, prompter_cli
 from .mermaid_render import Verdict, render
@@ -564,7 +564,7 @@ def test_hostile_output_of_100_mb_yields_bounded_well_formed_xml(tmp_path: Path)
     fences = [t for t in tokens if t.type == "fence"]
     assert [t.info for t in fences] == ["mermaid"] * 3 + ["text"] * (len(HOSTILE) // 2)
     for fence in fences[3:]:
-        assert fence.content.endswith(clean(HOSTILE_OUTPUT).rstrip() + "\n")
+        assert fence.content.endswith(xml_safe(HOSTILE_OUTPUT).rstrip() + "\n")
         assert fence.markup == "`" * 5  # longer than the 4-backtick run in the output
     html_tags = set()
     for token in tokens:
@@ -1087,11 +1087,11 @@ def test_github_markdown_parser_shows_every_name_and_reason_literally(tmp_path: 
         literal = " ".join(name.split())
         assert "<" not in cells[0] and "<" not in cells[5], (name, cells)  # no element at all
         assert html_lib.unescape(cells[0]) == literal, (name, cells[0])
-        assert html_lib.unescape(cells[5]) == one_line(f"why: {literal}", 200), (name, cells[5])
+        assert html_lib.unescape(cells[5]) == report_line(f"why: {literal}", 200), (name, cells[5])
     summaries = re.findall(r"<details><summary>(.*?)</summary>", page)
     assert [html_lib.unescape(s) for s in summaries] == [
         f"{' '.join(n.split())}: why: {' '.join(n.split())}" for n in names
     ]
     codes = re.findall(r'<pre><code class="language-text">(.*?)</code></pre>', page, re.S)
     assert len(codes) == len(names)
-    assert all(html_lib.unescape(c) == clean(HOSTILE_OUTPUT) for c in codes)
+    assert all(html_lib.unescape(c) == xml_safe(HOSTILE_OUTPUT) for c in codes)

@@ -19,7 +19,7 @@ from junitparser import Error, Failure, JUnitXml
 
 from prompter.records import TaskStatus
 from prompter.report import junit, mermaid, summary
-from prompter.report.facts import clean
+from prompter.text import xml_safe
 
 from .mermaid_render import Verdict, render
 from .test_reports import T0, blocks, record, state_of, write_toml
@@ -126,10 +126,10 @@ UNENDED_OSC = (
 def test_an_osc_sequence_without_its_end_does_not_swallow_the_rest_of_the_output(
     tmp_path: Path,
 ) -> None:
-    assert "FAILED tests/test_x.py::test_y" in clean(UNENDED_OSC)
-    assert clean(UNENDED_OSC).endswith("1 failed, 41 passed\n")
+    assert "FAILED tests/test_x.py::test_y" in xml_safe(UNENDED_OSC)
+    assert xml_safe(UNENDED_OSC).endswith("1 failed, 41 passed\n")
     # Ended ones still go, OSC 8 hyperlinks included.
-    assert clean("a\x1b]0;title\x07b \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ c") == "ab link c"
+    assert xml_safe("a\x1b]0;title\x07b \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ c") == "ab link c"
     failed = record(
         "a", TaskStatus.FAILED, T0, 1.0, reason="verify_command exited 1", output=UNENDED_OSC
     )

@@ -122,7 +122,7 @@ def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
 
 
 def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
-    from .events import one_line
+    from .text import console_line
     from .words import count
 
     u = plan.unit
@@ -131,7 +131,7 @@ def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
         return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
 
     lines = [f"{path}: {count(len(plan.names), 'task')}, {plan.mode} mode"]
-    lines.append(one_line(f"working directory: {workdir}"))
+    lines.append(console_line(f"working directory: {workdir}"))
     if plan.mode == "graph":
         lines.append(f"order: {_names(plan, plan.order)}")
         lines.append(f"waves ({len(plan.waves)}):")
@@ -193,24 +193,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PrompterError as exc:  # RunError, StateError: the run could not start
         print(f"prompter: {exc}", file=sys.stderr)
         return exc.exit_code
-    from .events import one_line  # what follows can name files an agent chose
     from .records import RunStatus
+    from .text import console_line  # what follows can name files an agent chose
     from .words import count
 
     reports = "" if args.dry_run else _reports_after_run(workflow, options)
     for warning in result.warnings:
-        print(one_line(f"prompter: warning: {warning}"), file=sys.stderr)
+        print(console_line(f"prompter: warning: {warning}"), file=sys.stderr)
     if result.error is not None:  # after the results: they happened, and the user needs them
         print(f"prompter: {result.error}", file=sys.stderr)
     if progress is not None:
         print(f"state: {options.state_path}  logs: {options.report_dir / 'logs'}/{reports}")
         if result.isolation == "worktree":
             for earlier, paths in result.recovered:
-                print(one_line(f"worktrees: {_landed_earlier(earlier, paths)}"))
+                print(console_line(f"worktrees: {_landed_earlier(earlier, paths)}"))
             n = len(result.landed)
             if n:
                 print(
-                    one_line(
+                    console_line(
                         f"worktrees: {count(n, 'file')} changed in your working tree, "
                         f"uncommitted: {_files(result.landed)}"
                     )
@@ -222,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             else:
                 print("worktrees: no file changed in your working tree")
-        print(one_line(result.changes.line()))
+        print(console_line(result.changes.line()))
     return result.exit_code
 
 
@@ -266,14 +266,14 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except GitError as exc:  # the repository, not a task: a problem of the environment
         print(f"prompter: {exc}", file=sys.stderr)
         return exits.USAGE
-    from .events import one_line
+    from .text import console_line
     from .words import count
 
     for run in runs:
         if run.landing.landed:  # it names files: one line, escapes escaped
-            print(one_line(_landed_earlier(run.run_id, run.landing.landed)))
+            print(console_line(_landed_earlier(run.run_id, run.landing.landed)))
         if warning := run.landing.warning():
-            print(one_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
+            print(console_line(f"prompter: warning: run {run.run_id}: {warning}"), file=sys.stderr)
     print(
         f"removed worktrees and refs of {count(len(runs), 'run')}" if runs else "nothing to clean"
     )

@@ -7,27 +7,26 @@ except `WorkflowError`, which carries all of them at once.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from .exits import PrompterError
+from .text import BIDI, CONTROL, escape_controls, mask_controls
 
-# What must not reach a console raw, as character-class bodies. CONTROL: C0 and C1 controls and
-# DEL (terminal escapes, line breaks) and the line and paragraph separators. BIDI: the
-# bidirectional formatting characters, which reorder how the text around them displays (the
-# "Trojan Source" trick); the joiners U+200C and U+200D are not among them (Persian, emoji).
-CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-BIDI_REORDERING = r"\u202a-\u202e\u2066-\u2069"  # embeddings, overrides, isolates
-BIDI = r"\u061c\u200e\u200f" + BIDI_REORDERING  # and the marks, which only hint direction
-_UNSAFE = re.compile(f"[{CONTROL}{BIDI}]")
-
-
-def printable(text: str) -> str:
-    """`text` with each unsafe character written as its backslash escape: a message quotes the
-    workflow file, and the file may hold any of them."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+# BIDI and CONTROL are text.py's; config.py's lints take them from here.
+__all__ = [
+    "BIDI",
+    "CONTROL",
+    "SUGGESTION_BUDGET",
+    "Diagnostic",
+    "Severity",
+    "Suggester",
+    "WorkflowError",
+    "did_you_mean",
+    "innermost",
+    "source_excerpt",
+]
 
 
 def innermost(exc: BaseException) -> BaseException:
@@ -52,11 +51,11 @@ class Diagnostic:
     excerpt: str | None = None  # extra lines printed under the message (e.g. source + caret)
 
     def format(self) -> str:
-        path = printable(self.path)
+        path = escape_controls(self.path)
         where = path if self.line <= 0 else f"{path}:{self.line}"
         if self.col is not None and self.line > 0:
             where += f":{self.col}"
-        text = f"{where}: {self.severity.value}: {printable(self.message)}"
+        text = f"{where}: {self.severity.value}: {escape_controls(self.message)}"
         if self.excerpt:
             text += "\n" + self.excerpt
         return text
@@ -119,7 +118,7 @@ class Suggester:
 def source_excerpt(line_text: str, col: int | None) -> str:
     """The offending source line, indented, with a caret under the column."""
     # One column for one character, so that the caret stays under it.
-    shown = _UNSAFE.sub("?", line_text.rstrip("\r\n").expandtabs(1))
+    shown = mask_controls(line_text.rstrip("\r\n").expandtabs(1), "?")
     if len(shown) > 200:
         start = max(0, (col or 1) - 100)
         shown = shown[start : start + 200]

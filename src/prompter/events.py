@@ -12,15 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import time
 
-from .diagnostics import printable
 from .records import AttemptRecord, RunStatus, TaskRecord
-
-
-def one_line(text: str) -> str:
-    """Text an event carries (a task name, a reason that may quote a file name an agent chose)
-    as one line a console shows as it is: line breaks become spaces; terminal escapes, other
-    control characters and bidirectional overrides are written as escapes."""
-    return printable(" ".join(text.replace("\r", "\n").split("\n")))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import select
 import signal
 import subprocess
@@ -42,7 +41,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 
 from . import identity
-from .diagnostics import BIDI_REORDERING
+from .text import strip_terminal_codes
 
 __all__ = [
     "Enclosure",
@@ -88,33 +87,13 @@ class ProcessResult:
         return self.spawn_error is None and not self.timed_out and self.returncode == 0
 
 
-# Escape sequences as ECMA-48 defines them, in 7-bit (ESC-introduced) and 8-bit (C1) form.
-# String sequences (OSC, DCS, SOS, PM, APC) are removed only when terminated: an unterminated
-# introducer would otherwise swallow everything after it. Their body excludes ESC, so each scan
-# stops at the next ESC and the whole pass stays linear.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI: colours, cursor movement
-    r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC etc.
-    r"|\x1b[\x20-\x2f]+[\x30-\x7e]"  # nF: character set selection such as ESC ( B
-    r"|\x1b[\x30-\x7e]"  # Fp/Fe/Fs: two-character sequences such as ESC 7, ESC =
-)
-_NEWLINES = re.compile(r"\r\n?")
-# C0 except \t and \n, DEL, C1; also any ESC left over from a malformed sequence. And the
-# bidirectional embeddings, overrides and isolates: in a report they would reorder what a
-# reader sees (the marks U+200E/U+200F, which only hint direction, stay).
-_CONTROLS = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_REORDERING}]")
-
-
 def readable(data: bytes) -> str:
     """Text a person can read in a log or report, whatever bytes a process printed.
 
     Decodes UTF-8 with replacement, drops terminal escape sequences and control characters other
     than newline and tab, and turns CR LF and lone CR into LF. Never raises.
     """
-    text = data.decode("utf-8", errors="replace")
-    text = _ESCAPES.sub("", text)
-    text = _NEWLINES.sub("\n", text)
-    return _CONTROLS.sub("", text)
+    return strip_terminal_codes(data.decode("utf-8", errors="replace"))
 
 
 def terminate_all(sig: int = signal.SIGKILL) -> None:

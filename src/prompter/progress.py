@@ -23,9 +23,9 @@ from .events import (
     RunStarted,
     TaskFinished,
     TaskStarted,
-    one_line,
 )
 from .records import RunStatus, TaskStatus
+from .text import console_line
 from .words import count
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class PlainProgress:
         # One event, one line: a reason that spans lines would break the log's shape (and, in
         # CI, could start a line with `::`, a workflow command); an escape sequence in it would
         # recolour or clear the reader's terminal.
-        self.stream.write(f"[{stamp}] {one_line(text)}\n")
+        self.stream.write(f"[{stamp}] {console_line(text)}\n")
         self.stream.flush()
 
     def __call__(self, event: Event) -> None:
@@ -264,12 +264,12 @@ class LiveProgress:
         if shown_running:
             width = self.console.size.width
             shown = running[:shown_running]
-            names = [Text(f"▶ {one_line(name)}", style="cyan") for name, _ in shown]
+            names = [Text(f"▶ {console_line(name)}", style="cyan") for name, _ in shown]
             column = min(max(n.cell_len for n in names), max(width - 24, 12))
             for text, (name, (since, attempt)) in zip(names, shown, strict=True):
                 text.truncate(column, overflow="ellipsis", pad=True)
                 extra = f" attempt {attempt}" if attempt > 1 else ""
-                note = one_line(_note(view, name))
+                note = console_line(_note(view, name))
                 lines.append(Text.assemble(text, f"  {_duration(now - since)}{extra}{note}"))
         if len(running) > shown_running:
             more = len(running) - shown_running
@@ -295,14 +295,14 @@ class LiveProgress:
             r = event.record
             why = f": {r.reason}" if r.reason else ""
             color = {"passed": "green", "failed": "red"}.get(r.status.value, "yellow")
-            line = one_line(f"{_MARK[r.status]} {r.name} {r.status.value}{why}")
+            line = console_line(f"{_MARK[r.status]} {r.name} {r.status.value}{why}")
             self.recent.append(Text(line, style=color))
             del self.recent[:-RECENT]
         if isinstance(event, RunFinished):
             self._stop()
             why = f" ({event.reason})" if event.reason else ""
             counts = f"{self.view.counts()}{self.view.spent()}"
-            self.console.print(Text(one_line(f"run {event.status}{why}: {counts}")))
+            self.console.print(Text(console_line(f"run {event.status}{why}: {counts}")))
         elif self.live.is_started:
             now = time.monotonic()
             self._tokens = min(DRAW_BURST, self._tokens + (now - self._filled) * DRAWS_PER_S)

@@ -9,12 +9,13 @@ Records are mergeable (design §7): `merge()` unions the states of partial runs 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .text import scrub_surrogates
 
 STATE_VERSION: Final = 1  # of the snapshot's format: `state.py` refuses a newer one
 
@@ -42,20 +43,9 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-def _scrub(text: str) -> str:
-    # Process output decoded with surrogateescape can hold lone surrogates, which cannot be
-    # encoded as UTF-8: one of them would make a record unwritable in the middle of a run.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-Text = Annotated[str, AfterValidator(_scrub)]
+# Process output decoded with surrogateescape can hold lone surrogates, which cannot be encoded
+# as UTF-8: one of them would make a record unwritable in the middle of a run.
+Text = Annotated[str, AfterValidator(scrub_surrogates)]
 
 
 class Record(BaseModel):

@@ -27,7 +27,7 @@ from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
-from .events import Listener, RunFinished, RunStarted, one_line
+from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .ledger import Ledger
 from .places import DEFAULT_REPORT_ROOT
@@ -39,6 +39,7 @@ from .scheduler import GraphScheduler
 from .sequential import SequentialRunner
 from .source import SourceMap
 from .state import StateError, StateStore, check_owner
+from .text import console_line
 from .words import count
 from .worktrees import (
     GitError,
@@ -233,7 +234,7 @@ def describe_dry_run(
             out.write(f"  {names[i]}{why}\n")
         if note:
             out.write(f"  then {note}\n")
-    out.write(f"dry run: tasks would run in {one_line(str(workflow.workdir))}\n")
+    out.write(f"dry run: tasks would run in {console_line(str(workflow.workdir))}\n")
     out.write("dry run: nothing was run and no state was written\n")
 
 

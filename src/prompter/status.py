@@ -8,9 +8,9 @@ from typing import Any
 from rich.cells import cell_len
 
 from .config import Workflow
-from .events import one_line
 from .fingerprints import fingerprints
 from .records import State
+from .text import console_line
 from .words import count
 
 
@@ -76,8 +76,8 @@ def status_text(
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"
         cost = f"${e['cost_usd']:.2f}" if e["cost_usd"] else "-"
         # A reason can quote a file name an agent chose: one line, escapes shown as escapes.
-        reason = one_line(e["reason"] or "")
-        rows.append((one_line(name), status, str(len(e["attempts"])), took, cost, reason))
+        reason = console_line(e["reason"] or "")
+        rows.append((console_line(name), status, str(len(e["attempts"])), took, cost, reason))
     # Columns by the cells a terminal gives each character: 测试 takes four, not two.
     widths = [max(cell_len(r[c]) for r in rows) for c in range(5)]
     lines = [
@@ -96,5 +96,5 @@ def status_text(
         delivered = ""
         if last.changed_files is not None:  # the run wrote a changes.patch (see changes.py)
             delivered = f"; changes.patch: {count(last.changed_files, 'file')}"
-        lines.append(one_line(f"last run: {last.run_id} ({said}){delivered}"))
+        lines.append(console_line(f"last run: {last.run_id} ({said}){delivered}"))
     return "\n".join(line.rstrip() for line in lines) + "\n"

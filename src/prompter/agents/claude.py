@@ -29,6 +29,7 @@ from .. import identity
 from ..config import Settings, Task, Workflow
 from ..processes import TOKEN_VAR, Enclosure, readable, stop_session, tracked_group
 from ..records import RESULT_TEXT_CHARS, AgentUsage
+from ..text import single_line
 from ..words import plural
 from . import AgentRequest, AgentResult, AgentUnavailable
 
@@ -297,8 +298,8 @@ def _read_pid(pidfile: Path) -> int | None:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(readable(text.encode("utf-8", "replace")).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """An excerpt for a reason or the console: `readable`, then one line of `limit` chars."""
+    return single_line(readable(text.encode("utf-8", "replace")), limit, rstrip=False)
 
 
 class _Session:

@@ -30,7 +30,7 @@ from .commands import (
     Annotations,
     Console,
     append_summary,
-    one_line,
+    status_line,
     write_outputs,
 )
 
@@ -196,7 +196,7 @@ def main() -> None:
         code = run_action(env, console)
     except Exception as exc:  # noqa: BLE001 (a bug: say so once; its text issues no command)
         console.untrusted(traceback.format_exc())
-        message = f"{type(exc).__name__}: {one_line(str(exc))}"
+        message = f"{type(exc).__name__}: {status_line(str(exc))}"
         console.annotation("error", message, title="prompter: internal error")
         code = exits.FAILED
     sys.exit(code)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, cast
 
+from ..text import fold_lines
+
 MESSAGE_CHARS = 4096  # the runner cuts annotation messages here
 ANNOTATIONS_PER_TYPE = 10  # the runner shows at most this many per type and step
 SUMMARY_BYTES = 1024 * 1024  # a step summary over this is dropped with an error
@@ -40,9 +42,10 @@ def command(name: str, message: str = "", **properties: str | int | None) -> str
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 
-def one_line(text: str) -> str:
-    """For status lines: never more than one line, so never the start of a command."""
-    return " ".join(text.replace("\r", "\n").split("\n")).strip()
+def status_line(text: str) -> str:
+    """For status lines: never more than one line (`text.fold_lines`), so never the start of a
+    command; `inert` then keeps it from being one."""
+    return fold_lines(text).strip()
 
 
 # The runner reads a line (split as .NET's ReadLine does: CR, LF or CR LF) as a command when,
@@ -119,7 +122,7 @@ class Console:
         self.stream.flush()
 
     def info(self, text: str) -> None:
-        self.emit(inert(one_line(text)))
+        self.emit(inert(status_line(text)))
 
     def mask(self, value: str) -> None:
         for part in value.splitlines():  # the runner masks line by line
@@ -143,7 +146,7 @@ class Console:
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
-        self.emit(command("group", one_line(title)))
+        self.emit(command("group", status_line(title)))
         try:
             yield
         finally:

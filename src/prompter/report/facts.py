@@ -5,14 +5,13 @@ statuses, reasons, attempts and times are all in it — so a report can be rebui
 run. The workflow adds the file lines, the dependency graph and the critical path; when it is
 missing or has changed since, `notes` says what the reports lack.
 
-Everything that came from a process (output tails, reasons) is untrusted: `clean` and
-`one_line` make it printable text that any XML or markdown writer can take.
+Everything that came from a process (output tails, reasons) is untrusted: `text.xml_safe` and
+`text.report_line` make it printable text that any XML or markdown writer can take.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,38 +20,8 @@ from pathlib import Path
 from ..config import Workflow
 from ..fingerprints import fingerprints
 from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
+from ..text import report_line
 from ..words import count, plural
-
-# CSI, OSC (ended by BEL or ST) and two-character escape sequences. An OSC that is never ended
-# (a literal `ESC ]` in a diff, a program killed mid-sequence) stops at the end of its line: it
-# must not swallow the rest of the output, where the failure usually is.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-# What XML 1.0 forbids (C0 controls but tab and newline; U+FFFE/U+FFFF) and the C1 controls.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SPACES = re.compile(r"\s+")
-
-
-def clean(text: str, last: int | None = None) -> str:
-    """Printable text: the `last` characters of `text`, without escapes or control bytes.
-
-    Slices first, so a 100 MB string costs no more than its tail. Lone surrogates (from
-    undecodable bytes) become U+FFFD; CR and CRLF become LF; tabs and newlines stay.
-    """
-    if last is not None and len(text) > last:
-        text = text[len(text) - last :]
-    text = _ANSI.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def one_line(text: str | None, limit: int = 300) -> str:
-    """`clean` text on one line (whitespace runs become one space), at most `limit` chars."""
-    if not text:
-        return ""
-    flat = _SPACES.sub(" ", clean(text[: limit * 4])).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def duration_text(seconds: float | None) -> str:
@@ -154,7 +123,7 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
         out_notes.append(
             f"{count(len(strays), 'task')} in the state {plural(len(strays), 'is', 'are')} "
             f"no longer in {workflow.path} "
-            f"(first: {one_line(strays[0], 80)}): reported without file, line or graph node"
+            f"(first: {report_line(strays[0], 80)}): reported without file, line or graph node"
         )
     views: list[TaskView] = []
     for name in ordered + strays:

@@ -18,7 +18,8 @@ from ..config import Workflow
 from ..places import DEFAULT_REPORT_ROOT
 from ..records import State
 from ..regular import make_dir, open_regular, refusal
-from .facts import analyse, one_line
+from ..text import report_line
+from .facts import analyse
 
 Format = Literal["junit", "markdown"]
 FILES: dict[Format, str] = {"junit": "junit.xml", "markdown": "summary.md"}
@@ -67,11 +68,11 @@ def workflow_for(state: State, report_dir: Path | None = None) -> tuple[Workflow
             candidates.append(report_dir.parent.parent / recorded)
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        return None, [f"workflow {one_line(str(recorded), 200)} not found: {lacking}"]
+        return None, [f"workflow {report_line(str(recorded), 200)} not found: {lacking}"]
     try:
         workflow = load_workflow(path)
     except WorkflowError as exc:
-        first = one_line(exc.diagnostics[0].format(), 200) if exc.diagnostics else "invalid"
+        first = report_line(exc.diagnostics[0].format(), 200) if exc.diagnostics else "invalid"
         return None, [f"workflow {path} no longer loads ({first}): {lacking}"]
     return workflow, []
 
@@ -142,5 +143,5 @@ def reports_after_run(
         return write_reports(StateStore(state_path).load(), report_dir, workflow), None
     except Exception as exc:  # noqa: BLE001 - reports must never change the run's outcome
         if isinstance(exc, OSError) and exc.filename is not None:
-            return [], one_line(f"{exc.filename}: {exc.strerror or exc}", 300)
+            return [], report_line(f"{exc.filename}: {exc.strerror or exc}", 300)
         return [], " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

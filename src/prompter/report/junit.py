@@ -32,13 +32,12 @@ from typing import Any
 
 from ..config import Workflow
 from ..records import RunStatus, State, TaskRecord, TaskStatus
+from ..text import report_line, xml_safe
 from .facts import (
     RunFacts,
     TaskView,
     analyse,
     attempt_failed_in_verify,
-    clean,
-    one_line,
     utc_text,
 )
 
@@ -67,7 +66,7 @@ def fit_tail(text: str, max_bytes: int) -> str:
     if max_bytes <= len(_CUT.encode()) + 16:
         return ""
     sliced = len(text) > max_bytes
-    tail = clean(text, last=max_bytes)
+    tail = xml_safe(text, last=max_bytes)
     if not sliced and _xml_bytes(tail) <= max_bytes:
         return tail
     room = max_bytes - len(_CUT.encode())
@@ -101,8 +100,8 @@ def _properties(view: TaskView) -> dict[str, str]:
             props[key] = str(sum(values))
     sessions = [a.session_id for a in attempts if a.session_id]
     if sessions:
-        props["session_id"] = one_line(sessions[-1], 128)
-    props["run_id"] = one_line(record.run_id, 64)
+        props["session_id"] = report_line(sessions[-1], 128)
+    props["run_id"] = report_line(record.run_id, 64)
     if not view.current:
         props["from_earlier_run"] = "true"
     if view.changed:
@@ -145,12 +144,12 @@ def _message(view: TaskView) -> str:
             f"{record.status.value}: {record.reason}" if record.reason else record.status.value
         )
         text = f"not run by this run; run {record.run_id} ended it {earlier}"
-        return one_line(text, _MESSAGE_CHARS)
+        return report_line(text, _MESSAGE_CHARS)
     if record.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
         return f"did not finish: the run ended while the task was {record.status.value}"
     # Never empty: junit-xml leaves out a <failure>/<error> without message or text, and a
     # reason that cleans to nothing (blank, escape codes) would turn a failed task green.
-    return one_line(record.reason, _MESSAGE_CHARS) or record.status.value
+    return report_line(record.reason, _MESSAGE_CHARS) or record.status.value
 
 
 def build_junit(
@@ -165,10 +164,10 @@ def build_junit(
     from junit_xml import TestCase, TestSuite  # type: ignore[import-untyped]  # lazy: fast CLI
 
     facts = facts or analyse(state, workflow, notes)
-    classname = one_line(facts.name, 128) or "workflow"
+    classname = report_line(facts.name, 128) or "workflow"
     if file is None and workflow is not None:
         file = str(workflow.path)
-    file = one_line(file, 256) if file else None
+    file = report_line(file, 256) if file else None
     with_output = [v for v in facts.tasks if _kind(v) in ("failure", "error") and v.record.attempts]
     share = min(MAX_CASE_OUTPUT_BYTES, MAX_OUTPUT_BYTES // max(1, len(with_output)))
     cases: list[Any] = []
@@ -178,7 +177,7 @@ def build_junit(
         duration = view.duration_s or 0.0
         durations.append(duration)
         case = TestCase(
-            one_line(view.name, _NAME_CHARS) or "(unnamed)",
+            report_line(view.name, _NAME_CHARS) or "(unnamed)",
             classname=classname,
             elapsed_sec=duration,
             file=file if view.line is not None else None,
@@ -201,7 +200,7 @@ def build_junit(
         # budget), was interrupted or did not finish (a signal or a crash between two tasks)
         # while every task that ran passed: without this case the report is all green.
         case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
-        why = one_line(run.reason, 1000)
+        why = report_line(run.reason, 1000)
         if run.status == RunStatus.FAILED:
             case.add_failure_info(why or "the run failed", None, "run_failed")
         elif run.status == RunStatus.INTERRUPTED:
@@ -243,13 +242,13 @@ def _timestamp(facts: RunFacts) -> str | None:
 def _suite_properties(facts: RunFacts) -> dict[str, str]:
     props = {"result": facts.result}
     if facts.run is not None:
-        props["run_id"] = one_line(facts.run.run_id, 64)
+        props["run_id"] = report_line(facts.run.run_id, 64)
     if facts.workflow_path:
-        props["workflow"] = one_line(facts.workflow_path, 512)
+        props["workflow"] = report_line(facts.workflow_path, 512)
     if facts.wall_s is not None:
         props["wall_time_s"] = _number(facts.wall_s)
     props["task_time_s"] = _number(facts.work_s)
     props["cost_usd"] = _dollars(facts.cost_usd)
     for i, note in enumerate(facts.notes[:10]):
-        props[f"note_{i + 1}"] = one_line(note, 500)
+        props[f"note_{i + 1}"] = report_line(note, 500)
     return props

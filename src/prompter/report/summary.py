@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from ..config import Workflow
 from ..records import State, TaskRecord, TaskStatus
+from ..text import report_line, xml_safe
 from ..words import count
 from . import mermaid
-from .facts import RunFacts, TaskView, analyse, clean, duration_text, one_line, utc_text
+from .facts import RunFacts, TaskView, analyse, duration_text, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
 MAX_NODES = 300  # a bigger flowchart does not help a reader: fall back
@@ -77,12 +78,12 @@ _BACKTICKS = re.compile("`+")
 
 def md(text: str | None, limit: int = 300) -> str:
     """Untrusted text as inline markdown (one line, literal, also inside a table cell)."""
-    return one_line(text, limit).translate(_MD)
+    return report_line(text, limit).translate(_MD)
 
 
 def html(text: str | None, limit: int = 300) -> str:
     """Untrusted text inside an HTML block (`<summary>`): one line, entities for `&<>"`."""
-    return one_line(text, limit).translate(_HTML)
+    return report_line(text, limit).translate(_HTML)
 
 
 def fenced(content: str, info: str = "text") -> str:
@@ -373,7 +374,7 @@ def _gantt(spans: Sequence[_Span], axis: str) -> str:
     bars = []
     for i, span in enumerate(spans):
         tags = tuple(t for t, on in (("crit", span.critical), ("done", span.failed)) if on)
-        bars.append(mermaid.Bar(f"b{i}", one_line(span.text, 120), *_ms(span), tags))
+        bars.append(mermaid.Bar(f"b{i}", report_line(span.text, 120), *_ms(span), tags))
     return mermaid.gantt([("attempts", bars)], axis_format=axis)
 
 
@@ -441,7 +442,7 @@ def _failures(facts: RunFacts) -> list[TaskView]:
 def _details(view: TaskView, tail_bytes: int) -> str:
     record = view.record
     output = record.attempts[-1].output_tail if record.attempts else ""
-    tail = clean(output, last=tail_bytes)
+    tail = xml_safe(output, last=tail_bytes)
     cut = len(output) > tail_bytes or _size(tail) > tail_bytes
     tail = _utf8_tail(tail, tail_bytes)
     if cut:
