@@ -6,7 +6,17 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "prompter"
-MODEL = ("source", "diagnostics", "places", "config", "graph", "admission", "planning", "exits")
+MODEL = (
+    "source",
+    "diagnostics",
+    "places",
+    "config",
+    "lints",
+    "graph",
+    "admission",
+    "planning",
+    "exits",
+)
 SKINS = ("cli", "init", "github")
 
 
