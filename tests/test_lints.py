@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +37,13 @@ def test_a_rule_added_to_the_list_is_run(tmp_path: Path) -> None:
     wf = load_workflow(tmp_path / "wf.toml")
     settings, (task,) = wf.settings, wf.tasks
 
-    def everything_is_suspicious(settings: Settings, mode: str) -> Iterator[Lint]:
+    def everything_is_suspicious(settings: Settings, mode: str) -> list[Lint]:
         """Warns always (a test rule)."""
-        yield Lint(("settings",), "suspicious", Severity.WARNING)
+        return [Lint(("settings",), "suspicious", Severity.WARNING)]
 
-    def every_task_too(task: Task, i: int, settings: Settings, mode: str) -> Iterator[Lint]:
+    def every_task_too(task: Task, i: int, settings: Settings, mode: str) -> list[Lint]:
         """Warns on every task (a test rule)."""
-        yield Lint(("tasks", i), f"task `{task.name}`", Severity.WARNING)
+        return [Lint(("tasks", i), f"task `{task.name}`", Severity.WARNING)]
 
     found = list(
         lints.lint(
@@ -188,10 +187,11 @@ def test_without_its_rule_a_case_is_not_found(
 def test_a_rule_appended_to_the_module_list_is_run_by_the_loader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def tasks_named_a(task: Task, i: int, settings: Settings, mode: str) -> Iterator[Lint]:
+    def tasks_named_a(task: Task, i: int, settings: Settings, mode: str) -> list[Lint]:
         """Warns on a task named `a` (a test rule)."""
-        if task.name == "a":
-            yield Lint(("tasks", i, "name"), "a task named `a`", Severity.WARNING)
+        if task.name != "a":
+            return []
+        return [Lint(("tasks", i, "name"), "a task named `a`", Severity.WARNING)]
 
     monkeypatch.setattr(lints, "TASK_RULES", (*lints.TASK_RULES, tasks_named_a))
     path = tmp_path / "wf.toml"

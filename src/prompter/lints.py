@@ -1,17 +1,17 @@
 """The lints of a loaded workflow: one small function per rule (a new lint is one function).
 
-A rule reads a valid `[settings]` (and one task, for a task rule) and yields `Lint`s: where in
-the file (a `Loc`, located by the loader), the message, and its severity. The loader runs
-`SETTINGS_RULES` once, then `TASK_RULES` on each task in file order, so the messages come out
-in the same order for the same file. A lint a task inherits from `[settings]` stands on one
-line of the file: it is reported once, not once per task that inherits it.
+A rule reads a valid `[settings]` (and one task, for a task rule) and returns its `Lint`s, most
+often `()`: where in the file (a `Loc`, located by the loader), the message, and its severity.
+The loader runs `SETTINGS_RULES` once, then `TASK_RULES` on each task in file order, so the
+messages come out in the same order for the same file. A lint a task inherits from
+`[settings]` stands on one line of the file: it is reported once, not once per task.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .config import CLAUDE_KEYS, MAX_PROCESS_STRING_BYTES, PLACEHOLDERS, worktree_path_problem
@@ -28,8 +28,8 @@ class Lint(NamedTuple):
     severity: Severity = Severity.ERROR
 
 
-SettingsRule = Callable[["Settings", "Mode"], Iterable[Lint]]
-TaskRule = Callable[["Task", int, "Settings", "Mode"], Iterable[Lint]]
+SettingsRule = Callable[["Settings", "Mode"], Sequence[Lint]]
+TaskRule = Callable[["Task", int, "Settings", "Mode"], Sequence[Lint]]
 
 EMPTY_PROGRAM = (
     "the program to run, agent_command[0], is empty: name an executable, "
@@ -47,152 +47,184 @@ def unknown_placeholders(argv: Sequence[str]) -> Iterator[str]:
 
 
 # -- [settings] ------------------------------------------------------------------------------
+# A rule returns its lints, most often `()`: no generator per rule and task, as validating a file
+# of 100,000 tasks calls each task rule 100,000 times.
 
 
-def max_retries_is_obsolete(settings: Settings, mode: Mode) -> Iterator[Lint]:
+def max_retries_is_obsolete(settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Warns that `max_retries` is read but ignored: kept so Prompter 0.10 files still load,
     while retries are now `max_attempts` on each task."""
-    if "max_retries" in settings.model_fields_set:
-        yield Lint(
+    if "max_retries" not in settings.model_fields_set:
+        return ()
+    return (
+        Lint(
             ("settings", "max_retries"),
             "max_retries has no effect (kept for Prompter 0.10 files); "
             "set max_attempts on each task instead",
             Severity.WARNING,
-        )
+        ),
+    )
 
 
-def more_agents_than_tasks(settings: Settings, mode: Mode) -> Iterator[Lint]:
+def more_agents_than_tasks(settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Warns that `max_parallel_agents` above `max_parallel_tasks` cannot be reached: a task
     runs one agent at a time, so the task limit caps the agents too."""
     agents, tasks = settings.max_parallel_agents, settings.max_parallel_tasks
-    if agents is not None and agents > tasks:
-        yield Lint(
+    if agents is None or agents <= tasks:
+        return ()
+    return (
+        Lint(
             ("settings", "max_parallel_agents"),
             f"max_parallel_agents = {agents} exceeds max_parallel_tasks "
             f"= {tasks}; at most {tasks} will run",
             Severity.WARNING,
-        )
+        ),
+    )
 
 
-def settings_program_is_empty(settings: Settings, mode: Mode) -> Iterator[Lint]:
+def settings_program_is_empty(settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Errs on `[settings]` `agent_command` whose first item is "": there is no program to run
     (it would fail only when the first task starts)."""
     if settings.agent_command and not settings.agent_command[0]:
-        yield Lint(("settings", "agent_command"), EMPTY_PROGRAM)
+        return (Lint(("settings", "agent_command"), EMPTY_PROGRAM),)
+    return ()
 
 
-def worktree_paths_outside(settings: Settings, mode: Mode) -> Iterator[Lint]:
+def worktree_paths_outside(settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Errs on a `worktree_copy` / `worktree_link` entry that is not a path inside the
     repository (empty, absolute, `..`, the root, `.git`): a worktree must stay confined."""
+    found = []
     for key in ("worktree_copy", "worktree_link"):
         for i, item in enumerate(getattr(settings, key)):
             if problem := worktree_path_problem(item):
                 shown = json.dumps(item, ensure_ascii=False)
-                yield Lint(("settings", key, i), f"{key}[{i}] = {shown} {problem}")
+                found.append(Lint(("settings", key, i), f"{key}[{i}] = {shown} {problem}"))
+    return found
 
 
 # -- each [[tasks]] ------------------------------------------------------------------------
 
 
-def task_program_is_empty(task: Task, i: int, settings: Settings, mode: Mode) -> Iterator[Lint]:
+def task_program_is_empty(task: Task, i: int, settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Errs on a task's own `agent_command` whose first item is "": no program to run."""
-    own_command = "agent_command" in task.model_fields_set
-    if own_command and task.agent_command and not task.agent_command[0]:
-        yield Lint(("tasks", i, "agent_command"), EMPTY_PROGRAM)
+    command = task.agent_command
+    if command and not command[0] and "agent_command" in task.model_fields_set:
+        return (Lint(("tasks", i, "agent_command"), EMPTY_PROGRAM),)
+    return ()
 
 
 def command_agent_without_command(
     task: Task, i: int, settings: Settings, mode: Mode
-) -> Iterator[Lint]:
+) -> Sequence[Lint]:
     """Errs on `agent = "command"` with no `agent_command` in the task or `[settings]`: there
     is nothing to run."""
-    if task.agent == "command" and task.agent_command is None:
-        yield Lint(
+    if task.agent != "command" or task.agent_command is not None:
+        return ()
+    return (
+        Lint(
             ("tasks", i, "agent") if "agent" in task.model_fields_set else ("tasks", i),
             f'task `{task.name}` uses agent = "command" but no agent_command is set '
             '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
-        )
+        ),
+    )
 
 
-def verify_command_is_empty(task: Task, i: int, settings: Settings, mode: Mode) -> Iterator[Lint]:
+def verify_command_is_empty(task: Task, i: int, settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Warns on an empty `verify_command`: the task passes whatever the agent does, most
     likely not what was meant (`"true"` says so on purpose)."""
-    if not task.verify_command.strip():
-        yield Lint(
+    if task.verify_command.strip():
+        return ()
+    return (
+        Lint(
             ("tasks", i, "verify_command"),
             f"verify_command is empty: task `{task.name}` always passes, whatever the "
             'agent does (write verify_command = "true" to say so)',
             Severity.WARNING,
-        )
+        ),
+    )
 
 
-def process_string_too_long(task: Task, i: int, settings: Settings, mode: Mode) -> Iterator[Lint]:
+def process_string_too_long(task: Task, i: int, settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Errs on a system prompt (and a command agent's prompt) over `MAX_PROCESS_STRING_BYTES`:
     Linux refuses such an argument or environment string when the agent starts."""
+    # UTF-8 takes at most 4 bytes a character: a short text is not encoded to be measured
+    short = MAX_PROCESS_STRING_BYTES // 4
     passed_on = [("system_prompt", task.system_prompt)]
     if task.agent == "command":
         passed_on.append(("prompt", task.prompt))
+    found = []
     for key, text in passed_on:
-        size = len(text.encode("utf-8")) if text is not None else 0
+        if text is None or len(text) <= short:
+            continue
+        size = len(text.encode("utf-8"))
         if size > MAX_PROCESS_STRING_BYTES:
-            yield Lint(
-                ("tasks", i, key),
-                f"`{key}` of task `{task.name}` is {size:,} bytes: "
-                f"at most {MAX_PROCESS_STRING_BYTES:,} can be passed to the agent "
-                "(Linux refuses a single argument or environment string over 128 KiB); "
-                "put the long part in a file and point the prompt at it",
+            found.append(
+                Lint(
+                    ("tasks", i, key),
+                    f"`{key}` of task `{task.name}` is {size:,} bytes: "
+                    f"at most {MAX_PROCESS_STRING_BYTES:,} can be passed to the agent "
+                    "(Linux refuses a single argument or environment string over 128 KiB); "
+                    "put the long part in a file and point the prompt at it",
+                )
             )
+    return found
 
 
 def claude_keys_on_command_agent(
     task: Task, i: int, settings: Settings, mode: Mode
-) -> Iterator[Lint]:
+) -> Sequence[Lint]:
     """Warns on keys only the `claude` backend reads (and `resume_previous_session`) set on a
     task that uses `agent = "command"`: they are ignored."""
     if task.agent != "command":
-        return
+        return ()
     ignored = list(CLAUDE_KEYS)
     if task.resume_previous_session:  # a command agent has no session to resume
         ignored.append("resume_previous_session")
-    for key in ignored:
-        if key in task.model_fields_set:
-            yield Lint(
-                ("tasks", i, key),
-                f'{key} has no effect: task `{task.name}` uses agent = "command"',
-                Severity.WARNING,
-            )
+    return [
+        Lint(
+            ("tasks", i, key),
+            f'{key} has no effect: task `{task.name}` uses agent = "command"',
+            Severity.WARNING,
+        )
+        for key in ignored
+        if key in task.model_fields_set
+    ]
 
 
-def mistyped_placeholder(task: Task, i: int, settings: Settings, mode: Mode) -> Iterator[Lint]:
+def mistyped_placeholder(task: Task, i: int, settings: Settings, mode: Mode) -> Sequence[Lint]:
     """Warns on `{name}` in `agent_command` close to a placeholder but not one (`{promt}`): it
     is passed as is, not replaced. Located in `[settings]` when the task inherits it."""
     if not task.agent_command:
-        return
+        return ()
     key = "agent_command"
     where = ("tasks", i, key) if key in task.model_fields_set else ("settings", key)
-    for typo in unknown_placeholders(task.agent_command):
-        yield Lint(
+    return [
+        Lint(
             where,
             f"agent_command has `{{{typo}}}`, which is not a placeholder"
             f"{did_you_mean('{' + typo + '}', PLACEHOLDERS)} (it is passed as is)",
             Severity.WARNING,
         )
+        for typo in unknown_placeholders(task.agent_command)
+    ]
 
 
 def scheduling_keys_in_sequential_mode(
     task: Task, i: int, settings: Settings, mode: Mode
-) -> Iterator[Lint]:
+) -> Sequence[Lint]:
     """Warns on graph-mode scheduling keys in a file without `depends_on` (sequential mode),
     which runs one task at a time in file order: they change nothing."""
     if mode != "sequential":
-        return
-    for key in ("priority", "exclusive", "cpu_required", "memory_required"):
-        if key in task.model_fields_set:
-            yield Lint(
-                ("tasks", i, key),
-                f"{key} has no effect in sequential mode (no task has depends_on)",
-                Severity.WARNING,
-            )
+        return ()
+    return [
+        Lint(
+            ("tasks", i, key),
+            f"{key} has no effect in sequential mode (no task has depends_on)",
+            Severity.WARNING,
+        )
+        for key in ("priority", "exclusive", "cpu_required", "memory_required")
+        if key in task.model_fields_set
+    ]
 
 
 SETTINGS_RULES: tuple[SettingsRule, ...] = (
@@ -233,7 +265,10 @@ def lint(
         if task is None:
             continue
         for task_rule in task_rules:
-            for found in task_rule(task, i, settings, mode):
+            lints = task_rule(task, i, settings, mode)
+            if not lints:  # the usual case: `()`
+                continue
+            for found in lints:
                 if found.loc[0] == "settings":
                     if (found.loc, found.message) in inherited:
                         continue
