@@ -11,6 +11,7 @@ MODEL = (
     "diagnostics",
     "places",
     "config",
+    "lints",
     "graph",
     "admission",
     "planning",

@@ -13,13 +13,12 @@ Positions come from `SourceMap`, built only if some message needs one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -743,95 +742,11 @@ class _Loader:
                 )
 
     def check_settings_use(self, settings: Settings, tasks: list[Task | None], mode: Mode) -> None:
-        if "max_retries" in settings.model_fields_set:
-            self.report(
-                ("settings", "max_retries"),
-                "max_retries has no effect (kept for Prompter 0.10 files); "
-                "set max_attempts on each task instead",
-                Severity.WARNING,
-            )
-        if (
-            settings.max_parallel_agents is not None
-            and settings.max_parallel_agents > settings.max_parallel_tasks
-        ):
-            self.report(
-                ("settings", "max_parallel_agents"),
-                f"max_parallel_agents = {settings.max_parallel_agents} exceeds max_parallel_tasks "
-                f"= {settings.max_parallel_tasks}; at most {settings.max_parallel_tasks} will run",
-                Severity.WARNING,
-            )
-        if settings.agent_command and not settings.agent_command[0]:
-            self.report(("settings", "agent_command"), _EMPTY_PROGRAM)
-        for key in ("worktree_copy", "worktree_link"):
-            for i, item in enumerate(getattr(settings, key)):
-                if problem := worktree_path_problem(item):
-                    shown = json.dumps(item, ensure_ascii=False)
-                    self.report(("settings", key, i), f"{key}[{i}] = {shown} {problem}")
-        settings_typos: set[str] = set()
-        for i, task in enumerate(tasks):  # by file index: a task that did not validate is None
-            if task is None:
-                continue
-            own_command = "agent_command" in task.model_fields_set
-            if own_command and task.agent_command and not task.agent_command[0]:
-                self.report(("tasks", i, "agent_command"), _EMPTY_PROGRAM)
-            if task.agent == "command" and task.agent_command is None:
-                self.report(
-                    ("tasks", i, "agent") if "agent" in task.model_fields_set else ("tasks", i),
-                    f'task `{task.name}` uses agent = "command" but no agent_command is set '
-                    '(in the task or in [settings]), e.g. agent_command = ["my-agent", "{prompt}"]',
-                )
-            if not task.verify_command.strip():
-                self.report(
-                    ("tasks", i, "verify_command"),
-                    f"verify_command is empty: task `{task.name}` always passes, whatever the "
-                    'agent does (write verify_command = "true" to say so)',
-                    Severity.WARNING,
-                )
-            passed_on = [("system_prompt", task.system_prompt)]
-            if task.agent == "command":
-                passed_on.append(("prompt", task.prompt))
-            for key, text in passed_on:
-                size = len(text.encode("utf-8")) if text is not None else 0
-                if size > MAX_PROCESS_STRING_BYTES:
-                    self.report(
-                        ("tasks", i, key),
-                        f"`{key}` of task `{task.name}` is {size:,} bytes: "
-                        f"at most {MAX_PROCESS_STRING_BYTES:,} can be passed to the agent "
-                        "(Linux refuses a single argument or environment string over 128 KiB); "
-                        "put the long part in a file and point the prompt at it",
-                    )
-            if task.agent == "command":
-                ignored = list(CLAUDE_KEYS)
-                if task.resume_previous_session:  # a command agent has no session to resume
-                    ignored.append("resume_previous_session")
-                for key in ignored:
-                    if key in task.model_fields_set:
-                        self.report(
-                            ("tasks", i, key),
-                            f'{key} has no effect: task `{task.name}` uses agent = "command"',
-                            Severity.WARNING,
-                        )
-            for key in ("agent_command",) if task.agent_command else ():
-                for typo in _unknown_placeholders(task.agent_command or ()):
-                    where = ("tasks", i, key) if key in task.model_fields_set else ("settings", key)
-                    if where[0] == "settings":  # one line in the file: one warning, not one
-                        if typo in settings_typos:  # per task that inherits it
-                            continue
-                        settings_typos.add(typo)
-                    self.report(
-                        where,
-                        f"agent_command has `{{{typo}}}`, which is not a placeholder"
-                        f"{did_you_mean('{' + typo + '}', PLACEHOLDERS)} (it is passed as is)",
-                        Severity.WARNING,
-                    )
-            if mode == "sequential":
-                for key in ("priority", "exclusive", "cpu_required", "memory_required"):
-                    if key in task.model_fields_set:
-                        self.report(
-                            ("tasks", i, key),
-                            f"{key} has no effect in sequential mode (no task has depends_on)",
-                            Severity.WARNING,
-                        )
+        """The lints of `lints.py`: settings that do nothing, placeholder typos and the like."""
+        from .lints import lint  # lints.py reads this module's schema: imported once loaded
+
+        for found in lint(settings, tasks, mode):
+            self.report(found.loc, found.message, found.severity)
 
 
 def _read_at_most(path: Path, expected: int, limit: int) -> bytes:
@@ -881,12 +796,6 @@ def worktree_path_problem(item: str) -> str | None:
     if any(part.casefold() == ".git" for part in parts):
         return "is git's own data (`.git`), which a task's worktree must not copy or share"
     return None
-
-
-_EMPTY_PROGRAM = (
-    "the program to run, agent_command[0], is empty: name an executable, "
-    'e.g. agent_command = ["my-agent", "{prompt}"]'
-)
 
 
 class _Shared:
@@ -981,14 +890,6 @@ def _name_problem(name: str) -> str | None:
 
 _CONTROL = re.compile(f"[{CONTROL}]")
 _BIDI = re.compile(f"[{BIDI}]")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _unknown_placeholders(argv: Sequence[str]) -> Iterator[str]:
-    for arg in argv:
-        for m in _PLACEHOLDER.finditer(arg):
-            if m.group(0) not in PLACEHOLDERS and did_you_mean(m.group(0), PLACEHOLDERS):
-                yield m.group(1)
 
 
 def _chain(names: Sequence[str], keep: int = 10) -> str:
