@@ -14,7 +14,7 @@ from enum import StrEnum
 from .exits import PrompterError
 from .text import BIDI, CONTROL, escape_controls, mask_controls
 
-# BIDI and CONTROL are text.py's; config.py's lints take them from here.
+# BIDI and CONTROL are text.py's; config/messages.py takes them from here.
 __all__ = [
     "BIDI",
     "CONTROL",

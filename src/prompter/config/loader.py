@@ -1,14 +1,13 @@
-"""The workflow file: TOML -> typed `Workflow`, or every problem at once as located diagnostics.
-
-One schema (the pydantic models below) is the single source of keys, types and defaults; the
-README's reference is checked against it by the tests.
+"""Reading a workflow file: TOML -> typed `Workflow`, or every problem at once as located
+diagnostics.
 
 Loading runs in phases, each collecting diagnostics instead of stopping at the first:
 1. read bytes (missing, not a regular file, too large, not UTF-8) -> one error, stop
 2. parse TOML (syntax error with line, column and caret)          -> one error, stop
 3. shape: top-level keys, `[settings]`, each `[[tasks]]` table (pydantic, strict types)
 4. meaning: names, dependencies, transitions, cycles (on whatever parsed in phase 3)
-Positions come from `SourceMap`, built only if some message needs one.
+then the lints of `lints.py`. Positions come from `SourceMap`, built only if some message needs
+one.
 """
 
 from __future__ import annotations
@@ -18,26 +17,15 @@ import re
 import stat
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .diagnostics import (
-    BIDI,
-    CONTROL,
+from ..diagnostics import (
     Diagnostic,
     Severity,
     Suggester,
@@ -45,314 +33,21 @@ from .diagnostics import (
     did_you_mean,
     source_excerpt,
 )
-from .graph import CycleError, DependencyGraph
-from .places import default_working_directory, workflow_identity
-from .source import Loc, SourceMap
+from ..graph import CycleError, DependencyGraph
+from ..source import Loc, SourceMap
+from .messages import chain, explain, file_kind, name_problem, quoted
+from .schema import FAILURE_KEYWORDS, SUCCESS_KEYWORDS, Mode, Settings, Task, Workflow
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
-RESERVED_NAMES = frozenset({"next", "stop", "retry", "repeat"})
-AgentKind = Literal["claude", "command"]
-# Claude Code's permission modes (claude-agent-sdk `PermissionMode`).
-PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"]
-# Keys that only the `claude` backend reads (a `command` task setting them is warned about).
-CLAUDE_KEYS = ("model", "max_turns", "allowed_tools", "disallowed_tools", "permission_mode")
-# Task keys that take the `[settings]` value when the task does not set them.
-INHERITED_KEYS = ("agent", "agent_command", "verify_timeout", *CLAUDE_KEYS)
-PLACEHOLDERS = ("{prompt}", "{task}", "{attempt}")
-SUCCESS_KEYWORDS = ("next", "stop", "repeat")
-FAILURE_KEYWORDS = ("retry", "next", "stop")
-
-Mode = Literal["graph", "sequential"]
-Isolation = Literal["auto", "worktree", "shared"]
-MAX_CHECK_INTERVAL_S = 3600.0  # a longer wait is a hung run, not a pause before verifying
-MIN_TIMEOUT_S = 0.001  # a shorter limit runs out before any process has started
-# Linux refuses any single argument or environment string over 128 KiB (MAX_ARG_STRLEN) with
-# "Argument list too long". The command agent gets the prompt in $PROMPTER_PROMPT (plus up to
-# ~7 KB of retry feedback) and both agents the system prompt in argv or the environment: keep
-# them below that, with room for the feedback.
-MAX_PROCESS_STRING_BYTES = 120 * 1024
-
-# Strings that reach a process (argv, environment, paths) are C strings there: a NUL cannot be
-# passed on, so it is refused here rather than when the process fails to start. The patterns run
-# in pydantic-core, not in a Python validator per string.
-_NO_NUL = r"^[^\x00]*$"
-_ENV_NAME = r"^[^=\x00]+$"  # execve's `NAME=value`: the first `=` ends the name
-Text = Annotated[str, StringConstraints(pattern=_NO_NUL)]
-EnvName = Annotated[str, StringConstraints(pattern=_ENV_NAME)]
-
-
-class _Schema(BaseModel):
-    # TOML is typed: "3" is not 3, and an unknown key is a typo until proven otherwise. TOML also
-    # has inf and nan, which no count, duration or budget here can mean.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Settings(_Schema):
-    """`[settings]`: applies to the whole run."""
-
-    check_interval: float = Field(
-        0,
-        ge=0,
-        le=MAX_CHECK_INTERVAL_S,
-        description="Seconds to wait between the agent finishing and the verify command.",
-    )
-    max_retries: int | None = Field(
-        None,
-        ge=0,
-        description="Prompter 0.10 key, accepted and ignored (warns): use `max_attempts`.",
-    )
-    working_directory: Text | None = Field(
-        None,
-        description=(
-            "Where agents and verify commands run; relative to the workflow file's folder. "
-            "Default: the root of the git repository holding the workflow file, else its folder "
-            "(`places.default_working_directory`)."
-        ),
-    )
-    allow_infinite_loops: bool = Field(
-        False, description="Sequential mode: allow jumps and `repeat` to revisit a task."
-    )
-    max_parallel_tasks: int = Field(4, ge=1, description="Graph mode: tasks running at once.")
-    enable_parallel: bool = Field(
-        True, description="`false` runs graph mode with one slot (same order rules)."
-    )
-    max_parallel_agents: int | None = Field(
-        None, ge=1, description="Agent phases running at once (API rate limits); default: slots."
-    )
-    cpu_budget: float | None = Field(
-        None, gt=0, description="CPUs shared by running tasks' `cpu_required`; default: CPU count."
-    )
-    memory_budget_mb: float | None = Field(
-        None, gt=0, description="MB shared by running tasks' `memory_required`; default: RAM."
-    )
-    max_iterations: int = Field(
-        1000,
-        ge=1,
-        description="Sequential mode: cap on task executions; reaching it fails the run.",
-    )
-    verify_timeout: float = Field(
-        300, ge=MIN_TIMEOUT_S, description="Seconds a verify command may run."
-    )
-    retry_delay: float = Field(
-        2, ge=0, description="Base seconds of exponential backoff (with jitter) between attempts."
-    )
-    agent: AgentKind = Field("claude", description='Agent backend: "claude" or "command".')
-    agent_command: list[Text] | None = Field(
-        None,
-        min_length=1,
-        description="argv template of the `command` agent; `{prompt}`, `{task}`, `{attempt}`.",
-    )
-    agent_env: dict[EnvName, Text] = Field(
-        default_factory=dict, description="Extra environment variables for every agent."
-    )
-    model: Text | None = Field(
-        None, min_length=1, description="Claude model; default: Claude Code's default."
-    )
-    max_turns: int | None = Field(
-        None, ge=1, description="Claude: turns per attempt before it stops; no limit when absent."
-    )
-    allowed_tools: list[Text] = Field(
-        default_factory=list, description="Claude: tools allowed without asking."
-    )
-    disallowed_tools: list[Text] = Field(
-        default_factory=list, description="Claude: tools removed from the model's reach."
-    )
-    permission_mode: PermissionMode = Field(
-        "bypassPermissions", description="Claude Code permission mode (CI cannot answer prompts)."
-    )
-    claude_cli_path: Text | None = Field(
-        None,
-        min_length=1,
-        description="The `claude` executable; default: $PROMPTER_CLAUDE_CLI, else the bundled one.",
-    )
-    max_cost_usd: float | None = Field(
-        None, gt=0, description="Run spend at which nothing new starts; the rest is skipped."
-    )
-    isolation: Isolation = Field(
-        "auto",
-        description="`worktree`: a git worktree per task, merged back; `shared`: one tree; "
-        "`auto`: worktree in a git repository (no submodules, working directory not "
-        "ignored) when tasks can run at once.",
-    )
-    worktree_copy: list[Text] = Field(
-        default_factory=list,
-        description="Ignored paths (from the repository root) copied into each worktree.",
-    )
-    worktree_link: list[Text] = Field(
-        default_factory=list,
-        description="Ignored paths symlinked into each worktree (shared, e.g. node_modules).",
-    )
-    worktree_link_dependencies: bool = Field(
-        True,
-        description="Symlink git-ignored dependency folders (.venv, venv, node_modules, …) "
-        "that exist in the user's tree into each worktree.",
-    )
-
-
-class Task(_Schema):
-    """One `[[tasks]]` table. The keys in `INHERITED_KEYS` default to `[settings]`."""
-
-    name: str = Field(description="Unique name; not `next`, `stop`, `retry` or `repeat`.")
-    prompt: Text = Field(description="The instruction for the agent.")
-    verify_command: Text = Field(description="Shell command (`/bin/sh -c`) that decides success.")
-    verify_success_code: int = Field(
-        0, ge=0, le=255, description="Exit code of `verify_command` that means success."
-    )
-    on_success: str = Field(
-        "next",
-        description="Graph mode: `next`. Sequential: `next`, `stop`, `repeat` or a task name.",
-    )
-    on_failure: str = Field(
-        "retry",
-        description="`retry`, `next` or `stop`; sequential mode also takes a task name.",
-    )
-    max_attempts: int = Field(3, ge=1, description='Attempts when `on_failure = "retry"`.')
-    timeout: float | None = Field(
-        None, ge=MIN_TIMEOUT_S, description="Seconds the agent phase may run; no limit when absent."
-    )
-    system_prompt: Text | None = Field(None, description="Added to the agent's system prompt.")
-    resume_previous_session: bool = Field(
-        False, description="Continue the previous agent session instead of a new one."
-    )
-    depends_on: list[str] | None = Field(
-        None, description="Tasks that must pass first; any task having this key means graph mode."
-    )
-    cpu_required: float = Field(0, ge=0, description="CPUs counted against `cpu_budget`.")
-    memory_required: float = Field(0, ge=0, description="MB counted against `memory_budget_mb`.")
-    priority: int = Field(0, description="Graph mode: higher starts first among ready tasks.")
-    exclusive: bool = Field(False, description="Graph mode: runs alone.")
-    agent: AgentKind = Field(None, validate_default=True, description="Overrides `[settings]`.")
-    agent_command: list[Text] | None = Field(
-        None, min_length=1, validate_default=True, description="Overrides `[settings]`."
-    )
-    verify_timeout: float = Field(
-        None, ge=MIN_TIMEOUT_S, validate_default=True, description="Overrides `[settings]`."
-    )
-    agent_env: dict[EnvName, Text] = Field(
-        default_factory=dict, description="Added to (and overriding) `[settings]` `agent_env`."
-    )
-    model: Text | None = Field(
-        None, min_length=1, validate_default=True, description="Overrides `[settings]`."
-    )
-    max_turns: int | None = Field(
-        None, ge=1, validate_default=True, description="Overrides `[settings]`."
-    )
-    allowed_tools: list[Text] = Field(
-        None, validate_default=True, description="Overrides `[settings]`."
-    )
-    disallowed_tools: list[Text] = Field(
-        None, validate_default=True, description="Overrides `[settings]`."
-    )
-    permission_mode: PermissionMode = Field(
-        None, validate_default=True, description="Overrides `[settings]`."
-    )
-
-    @field_validator(*INHERITED_KEYS, mode="before")
-    @classmethod
-    def _inherit_from_settings(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.context is not None:
-            return getattr(info.context["settings"], info.field_name or "")
-        return value
-
-
+TOP_LEVEL_KEYS = ("settings", "tasks")
 _TASKS = TypeAdapter(list[Task])
 _CHUNK = 1024  # tasks validated in one call
-TOP_LEVEL_KEYS = ("settings", "tasks")
-
-
-@dataclass(frozen=True)
-class Workflow:
-    """A validated workflow: settings, tasks in file order, and their dependency graph."""
-
-    path: Path
-    settings: Settings
-    tasks: tuple[Task, ...]
-    mode: Mode
-    graph: DependencyGraph
-    warnings: tuple[Diagnostic, ...] = ()
-    text: str = field(default="", repr=False)
-
-    @cached_property
-    def index(self) -> Mapping[str, int]:
-        return {t.name: i for i, t in enumerate(self.tasks)}
-
-    @cached_property
-    def workdir(self) -> Path:
-        """Where agents and verify commands run, resolved: `working_directory` relative to the
-        workflow file's folder, or by default (`places.default_working_directory`) the root of
-        the git repository holding the file, else its folder."""
-        written = self.settings.working_directory
-        if written is None:
-            return default_working_directory(self.path)
-        return (self.path.parent / written).resolve()
-
-    @property
-    def identity(self) -> str:
-        """Which workflow a state belongs to (see `places.workflow_identity`)."""
-        return workflow_identity(self.path)
-
-    @property
-    def slots(self) -> int:
-        return self.settings.max_parallel_tasks if self.settings.enable_parallel else 1
-
-    @cached_property
-    def task_lines(self) -> tuple[int, ...]:
-        """Line of each task's `[[tasks]]` header (for reports and annotations)."""
-        if '"""' in self.text or "'''" in self.text:
-            # A `[[tasks]]` line may be inside a multi-line string: match strings and comments
-            # too, so that they are passed over, and count only the headers.
-            headers = [m.start("h") for m in _TASK_HEADER_OR_STRING.finditer(self.text) if m["h"]]
-        else:
-            headers = [m.start() for m in _TASK_HEADER.finditer(self.text)]
-        if len(headers) == len(self.tasks):  # the common case, no scanner needed
-            lines, pos, count = [], 0, 1
-            for offset in headers:
-                count += self.text.count("\n", pos, offset)
-                pos = offset
-                lines.append(count)
-            return tuple(lines)
-        source = SourceMap(self.text)
-        return tuple(source.locate(("tasks", i))[0] for i in range(len(self.tasks)))
-
-
 _LONG_DECIMAL = re.compile(r"(?<![\w.])[+-]?[0-9](?:_?[0-9]){4000,}")
-_TASK_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*tasks[ \t]*\]\]", re.M)
-# The string bodies are possessive (`*+`, `++`): each character can be consumed only one way, and
-# without them Python's `re` kept a state per character of a long string to backtrack into (a
-# 5 MB multi-line prompt: 650 MB for `graph --format json`).
-_TASK_HEADER_OR_STRING = re.compile(
-    r"""(?P<h>^[ \t]*\[\[[ \t]*tasks[ \t]*\]\])"""
-    r'''|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+""""{0,2}'''  # multi-line basic string
-    r"""|'''[\s\S]*?''''{0,2}"""  # multi-line literal string
-    r"""|"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|'[^'\n]*+'|\#[^\n]*+""",  # string, literal, comment
-    re.M,
-)
-
-
-def with_settings(workflow: Workflow, **updates: Any) -> Workflow:
-    """The workflow with `[settings]` keys replaced (values already checked by the caller);
-    tasks that inherited a replaced key follow, those that set it themselves keep theirs."""
-    settings = workflow.settings.model_copy(update=updates)
-    tasks = tuple(
-        task.model_copy(
-            update={
-                key: value
-                for key, value in updates.items()
-                if key in INHERITED_KEYS and key not in task.model_fields_set
-            }
-        )
-        for task in workflow.tasks
-    )
-    return replace(workflow, settings=settings, tasks=tasks)
 
 
 def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     """Read, parse and validate a workflow file; raise `WorkflowError` with every problem."""
     return _Loader(Path(path)).load()
-
-
-def format_diagnostics(diagnostics: Sequence[Diagnostic]) -> str:
-    return "\n".join(d.format() for d in diagnostics)
 
 
 @dataclass(slots=True)
@@ -405,7 +100,7 @@ class _Loader:
                 # A device or a FIFO has no size to check: /dev/zero never ends, a FIFO without
                 # a writer never answers. Not opened at all: opening some devices does things.
                 raise self.fail(
-                    f"not a regular file ({_file_kind(st.st_mode)}): "
+                    f"not a regular file ({file_kind(st.st_mode)}): "
                     "a workflow must be a file on disk"
                 )
             if st.st_size > MAX_FILE_BYTES:
@@ -581,7 +276,7 @@ class _Loader:
                 error = {**found, "loc": (index + start, *rest)}
             loc = prefix + tuple(error["loc"])
             if loc not in self.huge_integers:
-                self.report(loc, _explain(error, model))
+                self.report(loc, explain(error, model))
 
     # -- phase 4 -------------------------------------------------------------------------------
 
@@ -604,7 +299,7 @@ class _Loader:
             name = ref.name
             if name is None:
                 continue
-            problem = _name_problem(name)
+            problem = name_problem(name)
             if problem:
                 self.report(("tasks", ref.index, "name"), problem)
             nfc = unicodedata.normalize("NFC", name)
@@ -669,7 +364,7 @@ class _Loader:
                     "jumping to a task is sequential-mode only; in graph mode make the task "
                     "depend on it instead"
                     if ref.on_failure in index
-                    else f"it must be one of {_quoted(FAILURE_KEYWORDS)}"
+                    else f"it must be one of {quoted(FAILURE_KEYWORDS)}"
                     + did_you_mean(ref.on_failure, FAILURE_KEYWORDS)
                 )
                 self.report(
@@ -684,7 +379,7 @@ class _Loader:
             pass
         names = [r.name or f"#{r.index + 1}" for r in refs]
         for cycle in graph.cycles():
-            path = _chain([names[i] for i in [*cycle, cycle[0]]])
+            path = chain([names[i] for i in [*cycle, cycle[0]]])
             self.report(
                 ("tasks", cycle[0], "depends_on"),
                 f"dependency cycle: {path} (each task depends on the next)",
@@ -723,8 +418,7 @@ class _Loader:
                 )
                 self.report(
                     (*here, key),
-                    f'{key} = "{value}" is neither one of {_quoted(keywords)} '
-                    f"nor a task name{hint}",
+                    f'{key} = "{value}" is neither one of {quoted(keywords)} nor a task name{hint}',
                 )
             if ref.on_success is None and ref.index + 1 < len(refs):
                 targets.append(ref.index + 1)
@@ -733,7 +427,7 @@ class _Loader:
             loop = DependencyGraph(successors).reachable_cycle(0)
             if loop:
                 names = [r.name or f"#{r.index + 1}" for r in refs]
-                path = _chain([names[i] for i in [*loop, loop[0]]])
+                path = chain([names[i] for i in [*loop, loop[0]]])
                 self.report(
                     ("tasks", loop[-1]),
                     f"transitions can revisit a task ({path}); without allow_infinite_loops = "
@@ -743,7 +437,7 @@ class _Loader:
 
     def check_settings_use(self, settings: Settings, tasks: list[Task | None], mode: Mode) -> None:
         """The lints of `lints.py`: settings that do nothing, placeholder typos and the like."""
-        from .lints import lint  # lints.py reads this module's schema: imported once loaded
+        from ..lints import lint  # lints.py reads the schema: imported once loaded
 
         for found in lint(settings, tasks, mode):
             self.report(found.loc, found.message, found.severity)
@@ -767,35 +461,6 @@ def _read_at_most(path: Path, expected: int, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISFIFO, "a pipe or FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((kind for test, kind in kinds if test(mode)), "another kind of file")
-
-
-def worktree_path_problem(item: str) -> str | None:
-    """Why a `worktree_copy` / `worktree_link` entry is not a path inside the repository (the
-    rest of a message that starts with the entry), or None. Only the text is judged here; what
-    the path leads to on disk is checked when a run starts (`worktrees.confined_source`)."""
-    inside = "name a path inside the repository, relative to its root"
-    if not item:
-        return f"is empty: {inside}"
-    if item.startswith("/"):
-        return f"is an absolute path: {inside}"
-    parts = [part for part in item.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        return f"has a `..` component, which can lead out of the repository: {inside}"
-    if not parts:
-        return f"is the repository itself: {inside}"
-    if any(part.casefold() == ".git" for part in parts):
-        return "is git's own data (`.git`), which a task's worktree must not copy or share"
-    return None
 
 
 class _Shared:
@@ -864,151 +529,3 @@ def _task_ref(index: int, raw: Mapping[str, Any]) -> _TaskRef:
         on_success=text("on_success"),
         on_failure=text("on_failure"),
     )
-
-
-def _name_problem(name: str) -> str | None:
-    if not name.strip():
-        return "task name is empty"
-    if name in RESERVED_NAMES:
-        return (
-            f"`{name}` is a reserved word and cannot be a task name "
-            f"(reserved: {_quoted(sorted(RESERVED_NAMES))}, as they are transition keywords)"
-        )
-    if name != name.strip():
-        return f"task name {name!r} has leading or trailing white space"
-    if m := _CONTROL.search(name):
-        return f"task name {name!r} contains a control character (U+{ord(m.group()):04X})"
-    if m := _BIDI.search(name):
-        return (
-            f"task name {name!r} contains a bidirectional formatting character "
-            f"(U+{ord(m.group()):04X}), which can reorder how it and the text around it display"
-        )
-    if len(name) > 200:
-        return f"task name is {len(name)} characters long; the limit is 200"
-    return None
-
-
-_CONTROL = re.compile(f"[{CONTROL}]")
-_BIDI = re.compile(f"[{BIDI}]")
-
-
-def _chain(names: Sequence[str], keep: int = 10) -> str:
-    """`a -> b -> c`, shortened in the middle past 2 * `keep` + 1 names (a cycle can go through
-    thousands of tasks: one message line, not hundreds of kilobytes)."""
-    if len(names) <= 2 * keep + 1:
-        return " -> ".join(names)
-    more = len(names) - 2 * keep
-    return " -> ".join([*names[:keep], f"… ({more} more) …", *names[-keep:]])
-
-
-def _quoted(words: Sequence[str]) -> str:
-    return ", ".join(f'"{w}"' for w in words)
-
-
-_TOML_TYPES = {
-    str: "a string",
-    int: "an integer",
-    float: "a float",
-    bool: "a boolean",
-    dict: "a table",
-    list: "an array",
-}
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "list_type": "an array",
-    "tuple_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "int_from_float": "an integer",
-}
-
-
-def _env_name_problem(name: str) -> str:
-    if not name:
-        return "`agent_env` has an empty variable name"
-    if "=" in name:
-        # execve takes `NAME=value` strings: the first `=` would end the name.
-        return f"`agent_env` variable name {name!r} contains `=`, which cannot be in a name"
-    return f"`agent_env` variable name {name!r} contains a NUL character (U+0000)"
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _dotted(loc: Sequence[Any]) -> str:
-    """A pydantic location as the TOML file writes it: `agent_command[1]`, `agent_env.PATH`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]" if out else ""  # a leading index is the task's: not in the file
-        elif part != "[key]":  # pydantic's marker for an error in a table's key
-            text = part if _BARE_KEY.fullmatch(part) else repr(part)
-            out += f".{text}" if out else text
-    return out
-
-
-def _describe(value: Any) -> str:
-    kind = next((v for t, v in _TOML_TYPES.items() if type(value) is t), "a date/time")
-    if kind == "a date/time":  # as the file writes it, not as Python's repr
-        shown = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    else:
-        shown = _number(value) if kind == "an integer" else repr(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return f"{kind} ({shown})" if kind not in ("a table", "an array") else kind
-
-
-def _number(value: Any) -> str:
-    if type(value) is int and value.bit_length() > 64:
-        # repr() refuses ints of over 4300 digits, and a hexadecimal TOML integer can be one
-        return f"{value.bit_length()} bits long"
-    return f"{value:g}" if isinstance(value, float) else repr(value)
-
-
-def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
-    """One sentence for one pydantic error, in the words of the TOML file."""
-    loc = error["loc"]
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    keys = [p for p in loc if isinstance(p, str)]
-    key = keys[-1] if keys else "value"
-    if len(loc) > 1 and isinstance(loc[-1], int):
-        key = f"{loc[-2]}[{loc[-1]}]" if isinstance(loc[-2], str) else key
-    if kind == "missing":
-        return f"missing required key `{key}`"
-    if kind == "extra_forbidden":
-        if model is Settings and loc == ("tasks",):
-            return (
-                "`tasks` is inside [settings]: every key after a [settings] header belongs to it; "
-                "write tasks as [[tasks]] tables, or put `tasks = [...]` before [settings]"
-            )
-        hint = did_you_mean(str(loc[-1]), model.model_fields)
-        return f"unknown key `{loc[-1]}`{hint}"
-    if kind in _EXPECTED:
-        return f"`{key}` must be {_EXPECTED[kind]}, not {_describe(error.get('input'))}"
-    if kind == "finite_number":
-        return f"`{key}` must be a finite number, not {_number(error.get('input'))}"
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _ENV_NAME:
-        return _env_name_problem(error.get("input", ""))
-    if kind == "string_pattern_mismatch":  # _NO_NUL, the only other pattern
-        return (
-            f"`{_dotted(loc)}` contains a NUL character (U+0000), which no process argument, "
-            "environment variable or path can hold"
-        )
-    if kind == "literal_error":
-        return f"`{key}` must be one of {ctx.get('expected')}, not {error.get('input')!r}"
-    bounds = {
-        "greater_than_equal": ("≥", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("≤", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in bounds:
-        sign, name = bounds[kind]
-        return f"`{key}` must be {sign} {_number(ctx.get(name))}, not {_number(error.get('input'))}"
-    if kind in ("too_short", "string_too_short"):
-        return f"`{key}` must not be empty"
-    return f"`{key}`: {error.get('msg', 'invalid value')}"
