@@ -24,13 +24,13 @@ import anyio
 import pytest
 
 from prompter import processes
-from prompter.processes import run_process
+from prompter.processes import child, groups, run_process, supervise, sweep
 
 from .engine import Harness
 from .test_claude import ClaudeHarness
 
 pytestmark = pytest.mark.skipif(
-    not processes._sweep_supported(), reason="needs Linux with pidfds (the subreaper sweep)"
+    not sweep._sweep_supported(), reason="needs Linux with pidfds (the subreaper sweep)"
 )
 
 
@@ -47,8 +47,8 @@ def marker() -> str:
 @pytest.fixture(autouse=True)
 def _no_leftover_registered() -> Iterator[None]:
     yield
-    assert not processes._live_groups
-    assert not processes._enclosures
+    assert not groups.live_groups
+    assert not sweep._enclosures
 
 
 def spawn_daemons(marker: str, tag: str, scrubbed: bool = False) -> str:
@@ -131,11 +131,11 @@ def sh(script: str) -> list[str]:
 def layer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """Both spawn paths of the lean layer, and the anyio fallback."""
     if request.param == "anyio":
-        monkeypatch.setattr(processes, "_lean_supported", lambda: False)
+        monkeypatch.setattr(supervise, "lean_supported", lambda: False)
     elif request.param == "posix_spawn":
         monkeypatch.chdir(tmp_path)
     else:
-        monkeypatch.setattr(processes, "_posix_spawn_fits", lambda *_: False)
+        monkeypatch.setattr(child, "_posix_spawn_fits", lambda *_: False)
     return str(request.param)
 
 

@@ -19,8 +19,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prompter import processes
-from prompter.processes import ProcessResult, readable, run_process, terminate_all
+from prompter.processes import (
+    ProcessResult,
+    child,
+    groups,
+    readable,
+    run_process,
+    supervise,
+    terminate_all,
+)
 
 # Everything readable() must have removed: C0 except \t and \n, DEL, C1 (ESC is in C0), and the
 # bidirectional embeddings, overrides and isolates, which reorder how text displays.
@@ -40,19 +47,19 @@ def _every_process_layer(
     runs in the children's directory, tmp_path) and with Popen, and on the anyio fallback used
     without pidfd."""
     if request.param == "anyio":
-        monkeypatch.setattr(processes, "_lean_supported", lambda: False)
+        monkeypatch.setattr(supervise, "lean_supported", lambda: False)
         return
-    assert processes._lean_supported(), "this kernel has no pidfd_open: the lean layer is off"
+    assert child.lean_supported(), "this kernel has no pidfd_open: the lean layer is off"
     if request.param == "posix_spawn":
         monkeypatch.chdir(tmp_path)
     else:
-        monkeypatch.setattr(processes, "_posix_spawn_fits", lambda *_: False)
+        monkeypatch.setattr(child, "_posix_spawn_fits", lambda *_: False)
 
 
 @pytest.fixture(autouse=True)
 def _no_group_left_registered() -> Iterator[None]:
     yield
-    assert not processes._live_groups
+    assert not groups.live_groups
 
 
 @pytest.fixture(autouse=True)
@@ -207,12 +214,12 @@ async def test_no_inherited_descriptor_reaches_the_child(tmp_path: Path) -> None
     # jobserver): Popen closes it in the child, so posix_spawn must too.
     leaked = os.open(tmp_path / "leaked", os.O_WRONLY | os.O_CREAT)
     os.set_inheritable(leaked, True)
-    processes._inherited_fds.cache_clear()
+    child._inherited_fds.cache_clear()
     try:
         result = await run_process(["ls", "/proc/self/fd"], cwd=tmp_path)
     finally:
         os.close(leaked)
-        processes._inherited_fds.cache_clear()
+        child._inherited_fds.cache_clear()
     assert sorted(int(fd) for fd in result.output.split()) == [0, 1, 2, 3]  # 3: ls's listing
 
 
@@ -232,13 +239,13 @@ async def test_posix_spawn_starts_children_only_in_our_own_directory(
 ) -> None:
     layer = request.node.callspec.params["_every_process_layer"]
     started: list[str] = []
-    spawn = processes._posix_spawn
+    spawn = child._posix_spawn
 
     def spy(argv: list[str], env: dict[str, str] | None, output: int) -> int:
         started.append(argv[0])
         return spawn(argv, env, output)
 
-    monkeypatch.setattr(processes, "_posix_spawn", spy)
+    monkeypatch.setattr(child, "_posix_spawn", spy)
     here = await run_process(["true"], cwd=Path.cwd())
     elsewhere = await run_process(["true"], cwd=tmp_path.parent)
     assert here.ok and elsewhere.ok

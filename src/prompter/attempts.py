@@ -140,7 +140,7 @@ def _open_log(logs_dir: Path, task_name: str) -> BinaryIO:
 
 class _LogFile:
     """The task log as an attempt writes it. A write error (a full disk, a file system gone
-    read-only) ends the logging, not the attempt: as for process output (`processes._Capture`),
+    read-only) ends the logging, not the attempt: as for process output (`processes/capture.py`),
     the state still gets the output tail, and a log must never take the run down."""
 
     def __init__(self, file: BinaryIO) -> None:
