@@ -14,7 +14,7 @@ REF_ROOT = "refs/prompter"
 KEPT_ROOT = "refs/prompter-kept"
 
 
-def run_lock_path(common: Path, run: str) -> Path:
+def _lock_path(common: Path, run: str) -> Path:
     return common / "prompter" / f"{run}.lock"
 
 
@@ -36,7 +36,7 @@ def belongs_here(common: Path, run: str, repo: Path) -> bool:
 def lock_run(common: Path, run: str) -> int | None:
     """The run's lock, taken without waiting; None when a live process holds it. The kernel
     drops a flock when its process dies, so a crashed run's lock is free."""
-    path = run_lock_path(common, run)
+    path = _lock_path(common, run)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -49,5 +49,5 @@ def lock_run(common: Path, run: str) -> int | None:
 
 def unlock_run(common: Path, run: str, fd: int) -> None:
     with contextlib.suppress(FileNotFoundError):
-        run_lock_path(common, run).unlink()
+        _lock_path(common, run).unlink()
     os.close(fd)
