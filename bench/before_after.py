@@ -72,6 +72,7 @@ def run_once(tree: Path, bench: str, args: list[str], python: str) -> dict[str, 
     env = dict(os.environ, PYTHONPATH=str(tree / "src"))
     done = subprocess.run(
         [python, str(tree / "bench" / bench), "--json", *args],
+        check=False,  # a failing benchmark's exit is reported with its output below
         cwd=tree,
         env=env,
         capture_output=True,
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = re.compile(opts.keys)
     paths = [p for p in runs["before"][0] if keys.search(p) and p in runs["after"][0]]
-    print(f"{opts.bench} {' '.join(opts.args)}: {opts.before} vs {opts.after}, {opts.rounds} rounds")
+    title = f"{opts.bench} {' '.join(opts.args)}: {opts.before} vs {opts.after}"
+    print(f"{title}, {opts.rounds} rounds")
     print(f"{'figure':<60} {'before':>12} {'after':>12} {'after/before':>13}")
     for path in paths:
         before = statistics.median(run[path] for run in runs["before"] if path in run)
