@@ -66,7 +66,7 @@ def test_every_prompter_error_exits_with_a_code_of_the_readme() -> None:
     assert sorted(errors) == [
         "prompter.agents.AgentUnavailable",
         "prompter.diagnostics.WorkflowError",
-        "prompter.github.action.InputError",
+        "prompter.github.inputs.InputError",
         "prompter.init.InitError",
         "prompter.run.RunError",
         "prompter.state.StateError",
