@@ -18,7 +18,7 @@ MODEL = (
     "exits",
     "text",
 )
-SKINS = ("cli", "init", "github")
+SKINS = ("cli", "commands", "init", "github")
 
 
 def imports(module: str) -> set[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from prompter import text
-from prompter.agents.claude import _one_line as claude_one_line
+from prompter.agents.claude_messages import one_line as claude_one_line
 from prompter.github.commands import status_line
 from prompter.processes import readable
 from prompter.records import Text
