@@ -21,7 +21,7 @@ MODEL = (
     "exits",
     "text",
 )
-SKINS = ("cli", "init", "github")
+SKINS = ("cli", "commands", "init", "github")
 
 
 def imports(module: str) -> set[str]:
@@ -70,3 +70,13 @@ def test_the_document_names_every_module() -> None:
             assert f"`{path.name}`" in text, path.name
         elif path.is_dir() and (path / "__init__.py").exists():
             assert f"`{path.name}/`" in text, path.name
+
+
+ENGINES = ("scheduler", "sequential")
+
+
+def test_only_the_run_picks_an_engine() -> None:
+    # Everything else reaches an engine through the `engines.Engine` protocol.
+    for module in modules():
+        if module != "run":
+            assert not imports(module) & set(ENGINES), module

@@ -66,10 +66,10 @@ def test_every_prompter_error_exits_with_a_code_of_the_readme() -> None:
     assert sorted(errors) == [
         "prompter.agents.AgentUnavailable",
         "prompter.diagnostics.WorkflowError",
-        "prompter.github.action.InputError",
+        "prompter.github.inputs.InputError",
         "prompter.init.InitError",
         "prompter.run.RunError",
-        "prompter.state.StateError",
+        "prompter.statefile.StateError",
     ]
     codes = readme_exit_codes()
     for error in errors.values():

@@ -325,7 +325,7 @@ def unread(fd: int) -> int:
 def test_a_signal_ends_a_run_stuck_on_its_console_within_the_deadline(
     h: Harness, signum: int
 ) -> None:
-    from prompter.run import STOP_WITHIN_S
+    from prompter.signals import STOP_WITHIN_S
 
     proc = stuck_run(h)
     try:

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .admission import Admission, Limits
 from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
+from .engines import EngineResult
 from .ledger import Ledger
 from .outcome import Verdict, after_attempt, not_retried, stopped_by
 from .planning import demands_for
@@ -26,6 +27,8 @@ from .records import AttemptRecord, TaskStatus
 
 
 class GraphScheduler:
+    """The graph-mode `engines.Engine`."""
+
     def __init__(
         self,
         workflow: Workflow,
@@ -86,6 +89,12 @@ class GraphScheduler:
         for scope in self.scopes.values():
             scope.cancel()
         self._skip_unstarted(reason)
+
+    def result(self) -> EngineResult:
+        """Failed unless every task it recorded passed (a skip, an interruption fail it too)."""
+        records = self.ledger.records.values()
+        failed = any(r.status is not TaskStatus.PASSED for r in records)
+        return EngineResult(failed=failed, reason=self.stop_reason)
 
     def _skip_unstarted(self, reason: str) -> None:
         for i in sorted(self.selected):

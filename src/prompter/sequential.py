@@ -23,12 +23,15 @@ import anyio
 
 from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
+from .engines import EngineResult
 from .ledger import Ledger
 from .outcome import Outcome, Verdict, after_attempt, attempts_allowed, not_retried
 from .records import AttemptRecord, TaskStatus
 
 
 class SequentialRunner:
+    """The sequential-mode `engines.Engine`."""
+
     def __init__(
         self,
         workflow: Workflow,
@@ -59,6 +62,13 @@ class SequentialRunner:
         self.stop_reason = reason
         if self._scope is not None:
             self._scope.cancel()
+
+    def result(self) -> EngineResult:
+        """Failed when the run stopped on a failure (`on_failure = stop`, a forbidden revisit,
+        `max_iterations`, the budget) or any task failed, also one a jump moved on from."""
+        records = self.ledger.records.values()
+        failed = self.failed_run or any(r.status is TaskStatus.FAILED for r in records)
+        return EngineResult(failed=failed, reason=self.stop_reason, answered=tuple(self.answered))
 
     async def run(self) -> None:
         settings = self.workflow.settings
@@ -107,7 +117,7 @@ class SequentialRunner:
         target = task.on_success if passed else task.on_failure
         if target == "stop":
             return None
-        if target in ("next", "retry"):  # retry: attempts are used up, so move on as 0.10 does
+        if target in ("next", "retry"):  # retry: its attempts are used up, so move on
             return None if self.only_start or i + 1 >= len(self.tasks) else i + 1
         if target == "repeat":
             return i

@@ -25,32 +25,38 @@ it (a later line must not be overtaken by an earlier one), each append tries the
 `close()` appends them or, failing that, folds them into the snapshot. Whatever the journal holds
 at any moment is still a loadable state.
 
-The records themselves (`State`, `TaskRecord`, `RunRecord`, …), and how the states of partial
-runs merge, are in `records.py`; fingerprints in `fingerprints.py`.
+Reading the files back (and checking them) and the journal's line format are in `statefile.py`;
+the records themselves (`State`, `TaskRecord`, `RunRecord`, …), and how the states of partial
+runs merge, in `records.py`; fingerprints in `fingerprints.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from .exits import PrompterError
-from .records import STATE_VERSION, TERMINAL, Record, RunRecord, State, TaskRecord
-from .regular import NotARegularFile, make_dir, not_a_directory, open_regular, read_regular
+from .records import TERMINAL, RunRecord, State, TaskRecord
+from .regular import NotARegularFile, make_dir, open_regular
+from .statefile import (
+    Entry,
+    StateError,
+    apply_entry,
+    check_clearable,
+    guard,
+    journal_line,
+    read_state,
+)
 
-_T = TypeVar("_T")
+# StateError is defined with the files' reading, and raised and caught as the store's error.
+__all__ = ["StateError", "StateStore", "check_owner"]
 
 
 def check_owner(state: State, identity: str, workflow: str, path: Path) -> None:
@@ -67,28 +73,9 @@ def check_owner(state: State, identity: str, workflow: str, path: Path) -> None:
     )
 
 
-class _Entry(Record):
-    """One journal line."""
-
-    task: TaskRecord | None = None
-    run: RunRecord | None = None
-
-
-class StateError(PrompterError):
-    """The state files cannot be used; the message is one line that says what to do."""
-
-
 # -- the store ----------------------------------------------------------------------------------
 
 _sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # appends need no metadata
-
-
-def _one_line(error: ValidationError) -> str:
-    first = error.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"])
-    more = error.error_count() - 1
-    suffix = f" and {more} more problem{'s' * (more > 1)}" if more else ""
-    return f"{where + ': ' if where else ''}{first['msg']}{suffix}"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -106,8 +93,6 @@ def _fsync_dir(directory: Path) -> None:
 
 
 _SYNC_INTERVAL_S = 0.05
-_CORRUPT = "corrupt state, not a prompter state file"  # content, not the kind of file
-_MOVE_AWAY = "move it away to start without history"
 
 
 class _Syncer:
@@ -203,96 +188,7 @@ class StateStore:
 
     def load(self) -> State:
         """Snapshot plus journal; missing files are an empty state. Writes nothing."""
-        return self._load()[0]
-
-    def _load(self) -> tuple[State, int, bool]:
-        """The state, the journal bytes to keep, and whether the kept part lacks a final `\\n`."""
-        state = self._read_snapshot()
-        data = self._read(self.journal_path)
-        if data is None:
-            return state, 0, False
-        lines = data.split(b"\n")
-        tail = lines.pop()  # what follows the last newline: b"" unless a write was torn
-        whole = len(data) - len(tail)
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                _apply(state, self._parse_line(line, number))
-        if not tail.strip():
-            return state, whole, False
-        try:
-            entry = self._parse_line(tail, len(lines) + 1)
-        except StateError:
-            # Torn by a kill in the middle of a write: record() never returned, nothing is lost.
-            return state, whole, False
-        # A complete entry without its newline (a hand edit; or a kill after the last byte of
-        # the line landed): it is data, keep it.
-        _apply(state, entry)
-        return state, len(data), True
-
-    def _read(self, path: Path) -> bytes | None:
-        try:
-            return read_regular(path)  # a FIFO would block: refused, as a directory is
-        except FileNotFoundError:
-            return None
-        except NotARegularFile as exc:
-            raise StateError(f"{path}: is {exc.kind}, not a prompter state file") from None
-        except IsADirectoryError:
-            raise StateError(f"{path}: is a directory, not a prompter state file") from None
-        except NotADirectoryError:  # a report directory that is a file, say
-            raise StateError(f"{not_a_directory(path.parent)}: not a directory") from None
-        except PermissionError:
-            raise StateError(f"{path}: permission denied") from None
-        except OSError as exc:
-            raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-    def _read_snapshot(self) -> State:
-        data = self._read(self.path)
-        if data is None:
-            return State()
-        try:
-            state = State.model_validate_json(data)
-        except ValidationError as exc:
-            version = _version_of(data)
-            if version is not None and version > STATE_VERSION:
-                raise self._too_new(version) from None
-            raise StateError(f"{self.path}: {_CORRUPT} ({_one_line(exc)}); {_MOVE_AWAY}") from None
-        if state.version > STATE_VERSION:
-            if not _plausible(state.version):
-                raise StateError(
-                    f"{self.path}: {_CORRUPT} (its version is no state version); {_MOVE_AWAY}"
-                )
-            raise self._too_new(state.version)
-        for name, record in state.tasks.items():
-            if record.name != name:
-                raise StateError(
-                    f"{self.path}: {_CORRUPT} (tasks.{name} holds the record of "
-                    f"`{record.name}`); {_MOVE_AWAY}"
-                )
-        if "version" not in state.model_fields_set:
-            # Every snapshot prompter writes has it; without this, any JSON object (a
-            # package.json given as --state-file) would load as an empty state and be replaced.
-            raise StateError(f'{self.path}: {_CORRUPT} (no "version" key); {_MOVE_AWAY}')
-        return state
-
-    def _too_new(self, version: int) -> StateError:
-        return StateError(
-            f"{self.path}: written by a newer prompter (state version {version}; this one reads "
-            f"version {STATE_VERSION}); upgrade prompter"
-        )
-
-    def _parse_line(self, line: bytes, number: int) -> _Entry:
-        try:
-            entry = _Entry.model_validate_json(line)
-        except ValidationError as exc:
-            detail = _one_line(exc)
-        else:
-            if entry.task is not None or entry.run is not None:
-                return entry
-            detail = 'neither a "task" nor a "run" entry'
-        raise StateError(
-            f"{self.journal_path}:{number}: corrupt journal entry ({detail}); "
-            "repair or delete that line"
-        )
+        return read_state(self.path, self.journal_path).state
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -302,9 +198,10 @@ class StateStore:
             return self._state
         self._lock()
         try:
-            state, good, unterminated = self._load()
+            loaded = read_state(self.path, self.journal_path)
+            state, good = loaded.state, loaded.journal_bytes
             self._check_writable()
-            fd = _guard(
+            fd = guard(
                 lambda: open_regular(
                     self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
                 ),
@@ -313,9 +210,9 @@ class StateStore:
             self._journal_fd = fd
             size = os.fstat(fd).st_size
             if size > good:  # a torn last line: cut it, or the next line would be glued to it
-                _guard(lambda: os.ftruncate(fd, good), self.journal_path)
+                guard(lambda: os.ftruncate(fd, good), self.journal_path)
             self._journal_size = good
-            if unterminated:
+            if loaded.unterminated:
                 self._append(b"\n", durable=True)
         except BaseException:
             self._release()
@@ -341,17 +238,17 @@ class StateStore:
         return len(self._backlog)
 
     def begin_run(self, run: RunRecord) -> None:
-        self._append_entry(_line("run", run), durable=True)
+        self._append_entry(journal_line("run", run), durable=True)
 
     def record(self, task: TaskRecord, *, durable: bool) -> None:
         """Append the task's current record; `durable` (terminal transitions) also has it
         fdatasync'd, batched in the background within milliseconds (see `_Syncer`)."""
         try:
-            line = _line("task", task)
+            line = journal_line("task", task)
         except PydanticSerializationError:
             # A lone surrogate assigned after validation: validate a copy, which scrubs it.
             task = TaskRecord.model_validate(task.model_dump())
-            line = _line("task", task)
+            line = journal_line("task", task)
         try:
             self._append_entry(line, durable=durable, deferred=True)
         except StateError:
@@ -360,11 +257,11 @@ class StateStore:
                 # block of the journal, say) and the task does not stay "running". The whole
                 # record stays queued behind it (see the backlog).
                 with contextlib.suppress(StateError):
-                    self._append(_line("task", _slim(task)), durable=True, deferred=True)
+                    self._append(journal_line("task", _slim(task)), durable=True, deferred=True)
             raise
 
     def end_run(self, run: RunRecord) -> None:
-        self._append_entry(_line("run", run), durable=True)
+        self._append_entry(journal_line("run", run), durable=True)
 
     def compact(self) -> None:
         """Fold the journal into a new snapshot; every step before the next is durable."""
@@ -384,19 +281,19 @@ class StateStore:
                 os.close(fd)
 
         try:
-            _guard(write_temp, self.temp_path)
-            _guard(lambda: os.replace(self.temp_path, self.path), self.path)
+            guard(write_temp, self.temp_path)
+            guard(lambda: os.replace(self.temp_path, self.path), self.path)
         except StateError:
             # A partial temp file is nobody's data, and on a full disk it holds space.
             with contextlib.suppress(OSError):
                 self.temp_path.unlink()
             raise
-        _guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
+        guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
         self.bytes_written += len(data)
         self._backlog.clear()  # the snapshot holds them
         # Only now is the journal redundant; a crash before this line replays it harmlessly.
-        _guard(lambda: os.ftruncate(journal_fd, 0), self.journal_path)
-        _guard(lambda: os.fsync(journal_fd), self.journal_path)
+        guard(lambda: os.ftruncate(journal_fd, 0), self.journal_path)
+        guard(lambda: os.fsync(journal_fd), self.journal_path)
         self._journal_size = 0
 
     def close(self) -> None:
@@ -427,40 +324,23 @@ class StateStore:
         """
         was_open = self._lock_fd is not None
         if not was_open:
-            self._check_clearable()  # before the lock: a refusal leaves no lock file behind
+            check_clearable(
+                self.path, self.journal_path
+            )  # before the lock: a refusal leaves no lock file behind
             self._lock()
         try:
             fd = self._journal_fd
             if fd is not None:  # keep our open journal usable: empty it instead of unlinking
-                _guard(lambda: os.ftruncate(fd, 0), self.journal_path)
+                guard(lambda: os.ftruncate(fd, 0), self.journal_path)
                 self._journal_size = 0
             for path in (self.journal_path, self.path, self.temp_path):
                 if fd is None or path != self.journal_path:
                     _unlink(path)
-            _guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
+            guard(lambda: _fsync_dir(self.path.parent), self.path.parent)
             self._state = State()
         finally:
             if not was_open:
                 self._release()
-
-    def _check_clearable(self) -> None:
-        """Raise unless the snapshot is a prompter state (or absent) and so is the journal.
-
-        Judged by how the file begins, as prompter writes it, so that a state prompter cannot
-        load (damaged, or a newer prompter's) can still be cleared, and nothing else can."""
-        refusal = "nothing deleted (clear-state deletes a prompter state only)"
-        snapshot = self._read(self.path)
-        if snapshot is not None:
-            if not _SNAPSHOT_START.match(snapshot):
-                raise StateError(f"{self.path}: {_CORRUPT} (it does not begin like one); {refusal}")
-            return  # beside a real snapshot, the journal is that state's journal
-        journal = self._read(self.journal_path)
-        # A journal without a snapshot (a first run that never compacted) is the whole state;
-        # its first line may be torn, never its beginning.
-        if journal and not journal.startswith(_JOURNAL_STARTS):
-            raise StateError(
-                f"{self.journal_path}: corrupt state, not a prompter journal; {refusal}"
-            )
 
     def holder(self) -> int | None:
         """The pid of a live run holding the lock (0 if unknown), or None. Creates nothing.
@@ -507,7 +387,7 @@ class StateStore:
             raise StateError(f"{exc.filename}: not a directory") from None
         except OSError as exc:
             raise StateError(f"{directory}: {exc.strerror or exc}") from None
-        fd = _guard(
+        fd = guard(
             lambda: open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644), self.lock_path
         )
         try:
@@ -525,8 +405,8 @@ class StateStore:
         # The pid is only for the message above; the lock itself is the flock, which the
         # kernel drops when this process dies, so a stale lock file never blocks anyone.
         self._lock_fd = fd
-        _guard(lambda: os.ftruncate(fd, 0), self.lock_path)
-        _guard(lambda: os.pwrite(fd, f"{os.getpid()}\n".encode(), 0), self.lock_path)
+        guard(lambda: os.ftruncate(fd, 0), self.lock_path)
+        guard(lambda: os.pwrite(fd, f"{os.getpid()}\n".encode(), 0), self.lock_path)
 
     def _release(self) -> None:
         if self._syncer is not None:
@@ -576,24 +456,14 @@ class StateStore:
                 ) from None
 
     def _append_entry(self, line: bytes, *, durable: bool, deferred: bool = False) -> None:
-        entry = _Entry.model_validate_json(line)  # before writing: never journal a bad line
+        entry = Entry.model_validate_json(line)  # before writing: never journal a bad line
         # The state takes what a replay of the journal would give (not the caller's object,
         # which it goes on mutating), so compaction writes exactly what was journaled, or is
         # still to be (the backlog, after a failed write).
-        _apply(self._state, entry)
+        apply_entry(self._state, entry)
         self._backlog.append(line)
         self._append(b"".join(self._backlog), durable=durable, deferred=deferred)
         self._backlog.clear()
-
-
-def _guard(action: Callable[[], _T], path: Path) -> _T:
-    """Run one file operation; an OSError becomes a StateError naming the file."""
-    try:
-        return action()
-    except NotARegularFile as exc:  # a FIFO, say: nothing prompter can use; the user's to move
-        raise StateError(f"{path}: {exc.strerror}; move it away") from None
-    except OSError as exc:
-        raise StateError(f"{path}: {exc.strerror or exc}") from None
 
 
 _LOCK_TRIES = 5  # a `status` probe holds a shared lock for microseconds: wait that out
@@ -613,7 +483,7 @@ def _flock_soon(fd: int) -> None:
 
 
 def _unlink(path: Path) -> None:
-    _guard(lambda: path.unlink(missing_ok=True), path)
+    guard(lambda: path.unlink(missing_ok=True), path)
 
 
 def _slim(task: TaskRecord) -> TaskRecord:
@@ -621,44 +491,3 @@ def _slim(task: TaskRecord) -> TaskRecord:
     bare = {"output_tail": "", "result_text": None}
     attempts = [a.model_copy(update=bare) for a in task.attempts]
     return task.model_copy(update={"attempts": attempts})
-
-
-# How prompter's files begin (see `compact` and `_line`); also a torn or newer one.
-_SNAPSHOT_START = re.compile(rb'\{\s*"version"\s*:\s*\d')
-_JOURNAL_STARTS = (b'{"task":', b'{"run":')
-
-
-def _line(kind: str, record: BaseModel) -> bytes:
-    body = record.model_dump_json(exclude_none=True).encode("utf-8")
-    return b'{"' + kind.encode() + b'":' + body + b"}\n"
-
-
-def _apply(state: State, entry: _Entry) -> None:
-    if entry.task is not None:
-        state.tasks[entry.task.name] = entry.task
-    if entry.run is not None:
-        _put_run(state, entry.run)
-
-
-def _put_run(state: State, run: RunRecord) -> None:
-    for i, held in enumerate(state.runs):
-        if held.run_id == run.run_id:
-            state.runs[i] = run
-            return
-    state.runs.append(run)
-
-
-def _version_of(data: bytes) -> int | None:
-    """The state version a snapshot that failed validation says it has, if it is one (read
-    only on that path: a normal load parses once)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):  # not JSON, an int past 4300 digits, deep nesting
-        return None
-    version = doc.get("version") if isinstance(doc, dict) else None
-    return version if isinstance(version, int) and _plausible(version) else None
-
-
-def _plausible(version: int) -> bool:
-    """Whether a version above ours may be a newer prompter's rather than damage."""
-    return version < 1_000_000

@@ -11,7 +11,8 @@ bidirectional overrides. Each function here does one thing to such text, and its
 - `strip_terminal_codes`: escape sequences and controls other than tab and newline removed, CR LF
   and lone CR turned into LF (process output for logs).
 - `scrub_surrogates`: lone surrogates become U+FFFD, so the text encodes as UTF-8 (records).
-- `xml_safe`: a tail without ANSI codes, controls XML 1.0 forbids, or surrogates (reports).
+- `xml_safe`: a tail without ANSI codes, controls XML 1.0 forbids, bidi reordering characters
+  or surrogates (reports).
 - `single_line`: whitespace runs become one space, then `truncate` (one-line excerpts).
 - `report_line`: `xml_safe` text as one bounded line (report cells, notes).
 
@@ -56,8 +57,10 @@ _CR = re.compile(r"\r\n?")
 _REPORT_CODES = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|[@-Z\\-_])"
 )
-# What XML 1.0 forbids (C0 controls but tab and newline; U+FFFE/U+FFFF) and the C1 controls.
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+# What XML 1.0 forbids (C0 controls but tab and newline; U+FFFE/U+FFFF), the C1 controls, and
+# the bidi embeddings, overrides and isolates: in a rendered report they would reorder what a
+# reader sees around them ("Trojan Source"), as in a log (`_TERMINAL_CONTROLS`).
+_XML_FORBIDDEN = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff{BIDI_REORDERING}]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 
@@ -106,7 +109,8 @@ def scrub_surrogates(text: str) -> str:
 
 def xml_safe(text: str, last: int | None = None) -> str:
     """Printable text any XML or markdown writer can take: the `last` characters of `text`,
-    without ANSI escapes or the control characters XML forbids; lone surrogates become U+FFFD;
+    without ANSI escapes, the control characters XML forbids or bidi embeddings, overrides and
+    isolates; lone surrogates become U+FFFD;
     CR and CR LF become LF; tabs and newlines stay. Slices first, so a 100 MB string costs no
     more than its tail."""
     if last is not None and len(text) > last:

@@ -1,23 +1,19 @@
 """`prompter-action`: the entrypoint of the container action, of the host action
 (host/action.yml, on the runner itself) and of a `docker run` reproduction of either.
 
-Reads the inputs (`INPUT_<NAME>` as the runner passes them, with underscores or hyphens, else the
-plain `<NAME>` for `docker run -e`), runs the workflow, and publishes through the runner's
-contract: a group per finished task, annotations, outputs, the step summary, the report folder
-as an artifact. Files the run creates in the workspace are handed to the workspace's owner.
+Reads the inputs (inputs.py), runs the workflow, and publishes through the runner's contract: a
+group per finished task, annotations, outputs, the step summary, the report folder as an
+artifact. Files the run creates in the workspace are handed to the workspace's owner
+(ownership.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
-import stat
 import subprocess
 import sys
-import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,20 +29,20 @@ from .commands import (
     status_line,
     write_outputs,
 )
+from .inputs import TRUE, InputError, Inputs
+from .ownership import FILE_COMMANDS, file_commands_locked, give_back, hand_over, lend
 
 if TYPE_CHECKING:
     from ..changes import Changes
     from ..config import Workflow
     from ..events import Event
     from ..records import TaskRecord
+    from ..run import RunOptions, RunResult
 
 Relative = Callable[[Path], str]
 
 LOG_TAIL_BYTES = 64 * 1024  # of a task's log shown in its group; the artifact has all of it
 ANNOTATION_TAIL_CHARS = 1500
-TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
-# What actions/toolkit refuses in an artifact name (validateArtifactName), as the service does.
-ARTIFACT_NAME_REFUSED = ('"', ":", "<", ">", "|", "*", "?", "\r", "\n", "\\", "/")
 # Ranks of the step's annotations: what the run came to first, then the tasks, then what the
 # workflow file could do better; the runner keeps only ten of each type per step.
 RUN, TASKS, LINT = 0, 1, 2
@@ -56,98 +52,6 @@ MORE_HINT = "listed in the job log; see also the job summary and the report arti
 # Set by the host action (host/action.yml): the report folder is not uploaded here but by its
 # next step, actions/upload-artifact, to which the step output `upload_dir` names the folder.
 DEFER_UPLOAD = "PROMPTER_DEFER_UPLOAD"
-
-# Who agent code runs as: the workspace's owner (a root-owned workspace is lent to LENT_UID),
-# or root, which leaves the runner's tokens within its reach (for images whose tools need root).
-AGENT_USERS = ("owner", "root")
-
-
-class InputError(PrompterError):
-    """A bad input; the message names it."""
-
-
-@dataclass(frozen=True)
-class Inputs:
-    workflow: str
-    tasks: tuple[str, ...]
-    max_parallel: int | None
-    dry_run: bool
-    fresh: bool
-    report_dir: str  # empty: `places.default_report_dir(workflow)`
-    fail_on_task_failure: bool
-    anthropic_api_key: str
-    claude_code_oauth_token: str
-    model: str | None
-    max_cost_usd: float | None
-    upload_artifact: bool
-    artifact_name: str
-    github_token: str
-    agent_user: str = "owner"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Inputs:
-        def raw(name: str, default: str = "") -> str:
-            for key in (f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('_', '-')}"):
-                if key in env:
-                    return env[key]
-            return env.get(name.upper(), default)
-
-        def get(name: str, default: str = "") -> str:
-            return raw(name, default).strip()
-
-        def flag(name: str, default: str) -> bool:
-            value = get(name).lower() or default  # an empty input means the default
-            if value not in TRUE + FALSE:
-                raise InputError(f"input `{name}` must be true or false, not {value!r}")
-            return value in TRUE
-
-        parallel = get("max_parallel")
-        # isdigit() alone takes "²", which int() refuses
-        if parallel and not (parallel.isascii() and parallel.isdigit() and int(parallel) > 0):
-            raise InputError(f"input `max_parallel` must be a positive integer, not {parallel!r}")
-        cost = get("max_cost_usd")
-        try:
-            budget = float(cost) if cost else None
-        except ValueError:
-            budget = -1.0
-        if budget is not None and not (budget > 0 and math.isfinite(budget)):
-            raise InputError(f"input `max_cost_usd` must be a number above 0, not {cost!r}")
-        # A YAML block (`tasks: |`) is one name per line, also when it holds one line: its
-        # value ends with a line break, which strip() would take away.
-        raw_tasks = raw("tasks")
-        names = (
-            raw_tasks.splitlines()
-            if "\n" in raw_tasks or "\r" in raw_tasks
-            else raw_tasks.replace(",", " ").split()
-        )
-        upload = flag("upload_artifact", "true")
-        artifact_name = get("artifact_name", "prompter-report") or "prompter-report"
-        if upload and any(c in artifact_name for c in ARTIFACT_NAME_REFUSED):
-            raise InputError(
-                'input `artifact_name` cannot contain " : < > | * ? \\ / or a line break, '
-                f"not {artifact_name!r}"
-            )
-        agent_user = get("agent_user").lower() or "owner"
-        if agent_user not in AGENT_USERS:
-            raise InputError(f"input `agent_user` must be owner or root, not {agent_user!r}")
-        return cls(
-            agent_user=agent_user,
-            workflow=get("workflow", "prompter.toml") or "prompter.toml",
-            tasks=tuple(n.strip() for n in names if n.strip()),
-            max_parallel=int(parallel) if parallel else None,
-            dry_run=flag("dry_run", "false"),
-            fresh=flag("fresh", "false"),
-            report_dir=get("report_dir"),  # empty: prompter's default for the workflow
-            fail_on_task_failure=flag("fail_on_task_failure", "true"),
-            anthropic_api_key=get("anthropic_api_key"),
-            claude_code_oauth_token=get("claude_code_oauth_token"),
-            model=get("model") or None,
-            max_cost_usd=budget,
-            upload_artifact=upload,
-            artifact_name=artifact_name,
-            github_token=get("github_token"),
-        )
-
 
 # The runner's own credentials: the action needs them to upload the report artifact, but an
 # agent (hostile by assumption) or a verify command has no use for them; they could overwrite
@@ -160,20 +64,6 @@ RUNNER_CREDENTIALS = (
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_URL",
 )
-
-
-# The runner's file commands: what a process writes there becomes the environment, PATH,
-# outputs or summary of the job's later steps, which hold the job's secrets.
-FILE_COMMANDS = (
-    "GITHUB_ENV",
-    "GITHUB_PATH",
-    "GITHUB_OUTPUT",
-    "GITHUB_STATE",
-    "GITHUB_STEP_SUMMARY",
-)
-# Who agent code runs as when the workspace is root's (a job container running as root, or a
-# rootless `docker run`): never root. The uid distroless images call "nonroot".
-LENT_UID = 65532
 
 
 def main() -> None:
@@ -226,26 +116,50 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
         _trust(workspace, console)
         # The step's annotations go out at the end, ranked, within the runner's budget for it.
-        notes = Annotations(console, MORE_HINT)
+        step = Step(inputs, env, workspace, console, outputs, Annotations(console, MORE_HINT))
         as_root = inputs.agent_user == "root"
-        with _file_commands_locked(env, workspace, console, as_root):
-            lent = not as_root and _lend(workspace, console)
+        with file_commands_locked(env, workspace, console, as_root):
+            lent = not as_root and lend(workspace, console)
             try:
-                return _run(inputs, env, workspace, console, outputs, notes)
+                return _run(step)
             finally:
-                notes.flush()
-                _give_back(workspace, console, lent)
+                step.notes.flush()
+                give_back(workspace, console, lent)
     finally:
-        if env.get("GITHUB_OUTPUT"):
-            try:
-                write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
-            except OSError as exc:
-                console.annotation(
-                    "error",
-                    f"step outputs not written: {exc.strerror or exc}: {env['GITHUB_OUTPUT']} "
-                    f"(status {outputs['status']})",
-                    title="prompter",
-                )
+        _write_outputs(env, outputs, console)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the stages of one step share; `outputs` and `notes` fill as they go."""
+
+    inputs: Inputs
+    env: Mapping[str, str]
+    workspace: Path
+    console: Console
+    outputs: dict[str, str]
+    notes: Annotations
+
+    def relative(self, path: Path) -> str:
+        """`path` as the runner names it: relative to the workspace when it is inside."""
+        full = path.resolve()
+        try:
+            return full.relative_to(self.workspace).as_posix()
+        except ValueError:
+            return str(full)  # outside the workspace: the runner cannot translate it anyway
+
+
+def _write_outputs(env: Mapping[str, str], outputs: dict[str, str], console: Console) -> None:
+    if env.get("GITHUB_OUTPUT"):
+        try:
+            write_outputs(Path(env["GITHUB_OUTPUT"]), outputs)
+        except OSError as exc:
+            console.annotation(
+                "error",
+                f"step outputs not written: {exc.strerror or exc}: {env['GITHUB_OUTPUT']} "
+                f"(status {outputs['status']})",
+                title="prompter",
+            )
 
 
 def _export_credentials(inputs: Inputs) -> None:
@@ -284,32 +198,62 @@ def _trust(workspace: Path, console: Console) -> None:
         console.annotation("warning", f"git config safe.directory failed: {exc}")
 
 
-def _run(
-    inputs: Inputs,
-    env: Mapping[str, str],
-    workspace: Path,
-    console: Console,
-    outputs: dict[str, str],
-    notes: Annotations,
-) -> int:
+def _run(step: Step) -> int:
     """Run the workflow and publish its results; fills `outputs` and `notes` as it goes."""
-    from ..config import format_diagnostics, load_workflow, with_settings
-    from ..diagnostics import WorkflowError
     from ..heap import return_big_blocks
-    from ..places import default_report_dir
-    from ..run import RunOptions, run_workflow
+    from ..run import run_workflow
 
     return_big_blocks()  # as `prompter run` does
+    workflow = _read_workflow(step)
+    if workflow is None:
+        return exits.USAGE
+    options = _run_options(step.inputs, workflow)
+    if os.geteuid() == 0 and options.report_dir.exists():
+        # State and logs of an earlier run, given back to the workspace's owner then, are
+        # prompter's alone while agents run: agent code must not rewrite the record.
+        hand_over(options.report_dir, None, 0, 0)
+    progress = ActionProgress(step.console, options.report_dir / "logs")
+    try:
+        result = run_workflow(
+            workflow,
+            options,
+            listeners=[progress],
+            background=[progress.heartbeat],
+            out=step.console.text,
+        )
+    except PrompterError as exc:  # RunError, StateError: the run could not start
+        step.notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
+        return exc.exit_code
+    if step.inputs.dry_run:
+        for note in result.warnings:  # what a real run would stop at (no credentials)
+            step.notes.add(Annotation("warning", note, title="prompter"), RUN)
+        step.outputs["status"] = "dry-run"
+        return exits.OK
+    _publish(step, result, options, workflow)
+    _annotate_run(step, result, workflow)
+    _deliver_report_folder(step, options.report_dir)
+    if result.exit_code == exits.FAILED and not step.inputs.fail_on_task_failure:
+        step.console.info("tasks failed; fail_on_task_failure is false, so this step passes")
+        return exits.OK
+    return result.exit_code
+
+
+def _read_workflow(step: Step) -> Workflow | None:
+    """The workflow with the inputs' settings; None (errors annotated) when it is invalid."""
+    from ..config import format_diagnostics, load_workflow, with_settings
+    from ..diagnostics import WorkflowError
+
+    inputs, notes = step.inputs, step.notes
     try:
         workflow = load_workflow(inputs.workflow)
     except WorkflowError as exc:
-        console.info(f"{inputs.workflow}: not a valid workflow")
-        console.untrusted(format_diagnostics(exc.diagnostics))
+        step.console.info(f"{inputs.workflow}: not a valid workflow")
+        step.console.untrusted(format_diagnostics(exc.diagnostics))
         for d in exc.errors:
             notes.add(
                 Annotation("error", d.message, "prompter: invalid workflow", d.path, d.line), RUN
             )
-        return exits.USAGE
+        return None
     for w in workflow.warnings:
         notes.add(Annotation("warning", w.message, file=w.path, line=w.line), LINT)
     updates: dict[str, object] = {}
@@ -317,9 +261,14 @@ def _run(
         updates["model"] = inputs.model
     if inputs.max_cost_usd:
         updates["max_cost_usd"] = inputs.max_cost_usd
-    if updates:
-        workflow = with_settings(workflow, **updates)
-    options = RunOptions(
+    return with_settings(workflow, **updates) if updates else workflow
+
+
+def _run_options(inputs: Inputs, workflow: Workflow) -> RunOptions:
+    from ..places import default_report_dir
+    from ..run import RunOptions
+
+    return RunOptions(
         report_dir=Path(inputs.report_dir)
         if inputs.report_dir
         else default_report_dir(workflow.path),
@@ -330,52 +279,40 @@ def _run(
         dry_run=inputs.dry_run,
         agents_as_root=inputs.agent_user == "root",
     )
-    if os.geteuid() == 0 and options.report_dir.exists():
-        # State and logs of an earlier run, given back to the workspace's owner then, are
-        # prompter's alone while agents run: agent code must not rewrite the record.
-        _hand_over(options.report_dir, None, 0, 0)
-    progress = ActionProgress(console, options.report_dir / "logs")
-    try:
-        result = run_workflow(
-            workflow,
-            options,
-            listeners=[progress],
-            background=[progress.heartbeat],
-            out=console.text,
-        )
-    except PrompterError as exc:  # RunError, StateError: the run could not start
-        notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
-        return exc.exit_code
-    if inputs.dry_run:
-        for note in result.warnings:  # what a real run would stop at (no credentials)
-            notes.add(Annotation("warning", note, title="prompter"), RUN)
-        outputs["status"] = "dry-run"
-        return exits.OK
+
+
+def _publish(step: Step, result: RunResult, options: RunOptions, workflow: Workflow) -> None:
+    """The step's outputs, the reports and the step summary."""
+    outputs, relative = step.outputs, step.relative
     outputs.update(_counts(result.records, result.reused))
     outputs["status"] = result.status
-    relative = _relative_to(workspace)
     outputs["state_path"] = relative(options.state_path)
-    _publish_reports(options.state_path, workflow, options.report_dir, env, notes)
+    _publish_reports(options.state_path, workflow, options.report_dir, step.env, step.notes)
     outputs["junit_path"] = relative(options.report_dir / "junit.xml")
     outputs["summary_path"] = relative(options.report_dir / "summary.md")
-    outputs.update(_delivered(result.changes, workspace, relative))
-    console.info(result.changes.line())
-    _annotate(result.records, workflow, relative, notes)
+    outputs.update(_delivered(result.changes, step.workspace, relative))
+    step.console.info(result.changes.line())
+
+
+def _annotate_run(step: Step, result: RunResult, workflow: Workflow) -> None:
+    """The tasks that did not pass, then what the run itself says."""
+    _annotate(result.records, workflow, step.relative, step.notes)
     for note in result.warnings:
-        notes.add(Annotation("warning", note, title="prompter"), RUN)
+        step.notes.add(Annotation("warning", note, title="prompter"), RUN)
     if result.error is not None:
-        notes.add(Annotation("error", result.error, title="prompter: state not saved"), RUN)
-    if inputs.upload_artifact and env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
+        step.notes.add(Annotation("error", result.error, title="prompter: state not saved"), RUN)
+
+
+def _deliver_report_folder(step: Step, report_dir: Path) -> None:
+    """Upload the report folder as an artifact, or name it for the host action's next step."""
+    inputs, outputs = step.inputs, step.outputs
+    if inputs.upload_artifact and step.env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
         # The host action (host/action.yml) uploads with actions/upload-artifact next.
-        outputs["upload_dir"] = relative(options.report_dir)
-        console.info(f"the report folder {outputs['upload_dir']} is uploaded by the next step")
+        outputs["upload_dir"] = step.relative(report_dir)
+        step.console.info(f"the report folder {outputs['upload_dir']} is uploaded by the next step")
     elif inputs.upload_artifact:
-        uploaded = _upload(options.report_dir, inputs.artifact_name, env, console, notes)
+        uploaded = _upload(report_dir, inputs.artifact_name, step.env, step.console, step.notes)
         outputs["artifact_id"] = uploaded
-    if result.exit_code == exits.FAILED and not inputs.fail_on_task_failure:
-        console.info("tasks failed; fail_on_task_failure is false, so this step passes")
-        return exits.OK
-    return result.exit_code
 
 
 def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[str, str]:
@@ -407,17 +344,6 @@ def _delivered(changes: Changes, workspace: Path, relative: Relative) -> dict[st
         "changed_files": "\n".join(names),
         "patch_path": relative(changes.patch) if changes.patch is not None else "",
     }
-
-
-def _relative_to(workspace: Path) -> Relative:
-    def relative(path: Path) -> str:
-        full = path.resolve()
-        try:
-            return full.relative_to(workspace).as_posix()
-        except ValueError:
-            return str(full)  # outside the workspace: the runner cannot translate it anyway
-
-    return relative
 
 
 class ActionProgress:
@@ -559,142 +485,3 @@ def _upload(
         return ""
     console.info(f"report artifact {name} uploaded: id {uploaded.artifact_id}, {uploaded.size} B")
     return uploaded.artifact_id
-
-
-def _lend(workspace: Path, console: Console) -> bool:
-    """As root on a root-owned workspace, hand it to LENT_UID for the run, so that agent code
-    can work in it without being root; `_give_back` returns it. True if lent."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        owner = workspace.stat()
-    except OSError:
-        return False
-    if owner.st_uid != 0:
-        _ensure_account(owner.st_uid, owner.st_gid)
-        return False
-    started = time.monotonic()
-    changed = _hand_over(workspace, 0, LENT_UID, LENT_UID)
-    _ensure_account(LENT_UID, LENT_UID)
-    console.info(
-        f"the workspace is root's: agents and verify commands run as uid {LENT_UID}, which "
-        f"has it for the run ({count(changed, 'file')}, {time.monotonic() - started:.1f} s)"
-    )
-    return True
-
-
-def _ensure_account(uid: int, gid: int) -> None:
-    """A passwd and group entry for the user agent code runs as: git, ssh and most tools look
-    their user up, and the runner's uid has none in this image."""
-    import grp
-    import pwd
-
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        with contextlib.suppress(OSError), open("/etc/passwd", "a", encoding="utf-8") as f:
-            f.write(f"prompter-agent:x:{uid}:{gid}:prompter agent:/nonexistent:/bin/sh\n")
-    try:
-        grp.getgrgid(gid)
-    except KeyError:
-        with contextlib.suppress(OSError), open("/etc/group", "a", encoding="utf-8") as f:
-            f.write(f"prompter-agent:x:{gid}:\n")
-
-
-@contextlib.contextmanager
-def _file_commands_locked(
-    env: Mapping[str, str], workspace: Path, console: Console, as_root: bool
-) -> Iterator[None]:
-    """While agents run, only root may reach the runner's file-command files: the folder that
-    holds them becomes root's alone (a file alone could be replaced: its folder is the
-    runner user's). A folder that is not theirs alone (the workspace, /tmp) keeps its rights;
-    the files in it are locked instead. Everything is given back as it was. Agents running as
-    root (`agent_user: root`) could undo it: nothing to do then."""
-    from ..processes import on_emergency_exit
-
-    if os.geteuid() != 0 or as_root:
-        yield
-        return
-    paths = {Path(env[name]) for name in FILE_COMMANDS if env.get(name)}
-    targets: set[Path] = set()
-    for path in paths:
-        folder = path.parent
-        try:
-            shared = workspace.is_relative_to(folder.resolve()) or folder.resolve().is_relative_to(
-                workspace
-            )
-            sticky = bool(folder.stat().st_mode & stat.S_ISVTX)
-        except OSError:
-            continue
-        targets.add(path if shared or sticky else folder)
-    saved: list[tuple[Path, os.stat_result]] = []
-    for target in sorted(targets):
-        try:
-            st = target.stat()
-            os.chown(target, 0, 0)
-            os.chmod(target, 0o700 if target.is_dir() else 0o600)
-            saved.append((target, st))
-        except OSError as exc:
-            console.annotation("warning", f"cannot protect {target} from agents: {exc}")
-
-    def give_back() -> None:
-        for target, st in saved:
-            with contextlib.suppress(OSError):
-                os.chown(target, st.st_uid, st.st_gid)
-                os.chmod(target, stat.S_IMODE(st.st_mode))
-
-    # Also when a second signal (or a stuck stop) ends the process at once: the runner reads
-    # these files after the step, as the runner user.
-    take_back = on_emergency_exit(give_back)
-    try:
-        yield
-    finally:
-        take_back()
-        give_back()
-
-
-def _hand_over(top: Path, from_uid: int | None, to_uid: int, to_gid: int) -> int:
-    """Everything under `top` (itself included) owned by `from_uid` (None: by anyone else)
-    becomes `to_uid`'s."""
-    changed = 0
-    for path in (str(top), *_walk(top)):
-        try:
-            uid = os.lstat(path).st_uid
-            if uid == from_uid or (from_uid is None and uid != to_uid):
-                os.lchown(path, to_uid, to_gid)
-                changed += 1
-        except OSError:
-            continue
-    return changed
-
-
-def _walk(top: Path) -> Iterator[str]:
-    for root, dirs, files in os.walk(top):
-        for name in (*dirs, *files):
-            yield os.path.join(root, name)
-
-
-def _give_back(workspace: Path, console: Console, lent: bool = False) -> None:
-    """As root in a container, whatever the run created belongs to root; the runner's later
-    steps run as the workspace's owner and must be able to change it (git included). A lent
-    workspace goes back to root."""
-    if os.geteuid() != 0:
-        return
-    try:
-        owner = workspace.stat()
-    except OSError:
-        return
-    started = time.monotonic()
-    if lent:
-        changed = _hand_over(workspace, LENT_UID, 0, 0)
-        owner_uid = 0
-    elif owner.st_uid == 0:
-        return
-    else:
-        changed = _hand_over(workspace, 0, owner.st_uid, owner.st_gid)
-        owner_uid = owner.st_uid
-    if changed:
-        console.info(
-            f"{count(changed, 'file')} handed to uid {owner_uid} "
-            f"({time.monotonic() - started:.1f} s)"
-        )

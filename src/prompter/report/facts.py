@@ -114,31 +114,7 @@ class RunFacts:
 def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str] = ()) -> RunFacts:
     run = state.runs[-1] if state.runs else None
     out_notes = list(notes)
-    index = workflow.index if workflow else {}
-    lines = workflow.task_lines if workflow else ()
-    prints = fingerprints(workflow) if workflow else {}
-    ordered = [t.name for t in workflow.tasks if t.name in state.tasks] if workflow else []
-    strays = [name for name in state.tasks if name not in index]
-    if workflow and strays:
-        out_notes.append(
-            f"{count(len(strays), 'task')} in the state {plural(len(strays), 'is', 'are')} "
-            f"no longer in {workflow.path} "
-            f"(first: {report_line(strays[0], 80)}): reported without file, line or graph node"
-        )
-    views: list[TaskView] = []
-    for name in ordered + strays:
-        record = state.tasks[name]
-        i = index.get(name)
-        views.append(
-            TaskView(
-                name=name,
-                record=record,
-                index=i,
-                line=lines[i] if i is not None and i < len(lines) else None,
-                current=run is None or record.run_id == run.run_id,
-                changed=i is not None and record.fingerprint != prints.get(name),
-            )
-        )
+    views = _views(state, workflow, run, out_notes)
     not_run = [t.name for t in workflow.tasks if t.name not in state.tasks] if workflow else []
     counts: dict[TaskStatus, int] = {}
     for view in views:
@@ -146,33 +122,13 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     current = [v for v in views if v.current]
     work = sum(v.duration_s or 0.0 for v in current)
     cost = sum(v.record.cost_usd for v in current if math.isfinite(v.record.cost_usd))
-    wall: float | None = None
-    if run is not None:
-        end = _finite(run.finished_at)
-        if end is None:
-            ends = [e for v in current if (e := _finite(v.record.finished_at)) is not None]
-            end = max(ends, default=None)
-            out_notes.append("the run did not record its end (it crashed or is still running)")
-        start = _finite(run.started_at)
-        if end is not None and start is not None and end >= start:
-            wall = end - start
+    wall = _wall_time(run, current, out_notes) if run is not None else None
     timed, timeline_run = current, None
     if run is not None and not current:
-        ran = {v.record.run_id for v in views}
-        timeline_run = next((r for r in reversed(state.runs[:-1]) if r.run_id in ran), None)
+        timeline_run = _timeline_run(state, views)
         if timeline_run is not None:
             timed = [v for v in views if v.record.run_id == timeline_run.run_id]
-    critical: tuple[str, ...] = ()
-    critical_s = 0.0
-    if workflow is not None and workflow.mode == "graph":
-        weights = [0.0] * len(workflow.tasks)
-        for v in timed:
-            if v.index is not None and v.status in (TaskStatus.PASSED, TaskStatus.FAILED):
-                weights[v.index] = v.duration_s or 0.0
-        path = workflow.graph.critical_path(weights)
-        chain = [i for i in path.tasks if weights[i] > 0]
-        critical = tuple(workflow.tasks[i].name for i in chain)
-        critical_s = sum(weights[i] for i in chain)
+    critical, critical_s = _critical_path(workflow, timed)
     changed = sum(v.changed for v in views)
     if changed:
         out_notes.append(
@@ -194,6 +150,73 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
         notes=out_notes,
         timeline_run=timeline_run,
     )
+
+
+def _views(
+    state: State, workflow: Workflow | None, run: RunRecord | None, notes: list[str]
+) -> list[TaskView]:
+    """Every task with a record: the workflow's in its order, then those it no longer has
+    (with a note)."""
+    index = workflow.index if workflow else {}
+    lines = workflow.task_lines if workflow else ()
+    prints = fingerprints(workflow) if workflow else {}
+    ordered = [t.name for t in workflow.tasks if t.name in state.tasks] if workflow else []
+    strays = [name for name in state.tasks if name not in index]
+    if workflow and strays:
+        notes.append(
+            f"{count(len(strays), 'task')} in the state {plural(len(strays), 'is', 'are')} "
+            f"no longer in {workflow.path} "
+            f"(first: {report_line(strays[0], 80)}): reported without file, line or graph node"
+        )
+    views: list[TaskView] = []
+    for name in ordered + strays:
+        record = state.tasks[name]
+        i = index.get(name)
+        views.append(
+            TaskView(
+                name=name,
+                record=record,
+                index=i,
+                line=lines[i] if i is not None and i < len(lines) else None,
+                current=run is None or record.run_id == run.run_id,
+                changed=i is not None and record.fingerprint != prints.get(name),
+            )
+        )
+    return views
+
+
+def _wall_time(run: RunRecord, current: list[TaskView], notes: list[str]) -> float | None:
+    """The run's start to end; without a recorded end, to the end of its last task (noted)."""
+    end = _finite(run.finished_at)
+    if end is None:
+        ends = [e for v in current if (e := _finite(v.record.finished_at)) is not None]
+        end = max(ends, default=None)
+        notes.append("the run did not record its end (it crashed or is still running)")
+    start = _finite(run.started_at)
+    if end is not None and start is not None and end >= start:
+        return end - start
+    return None
+
+
+def _timeline_run(state: State, views: list[TaskView]) -> RunRecord | None:
+    """The latest run before the last that ran a task still in the state."""
+    ran = {v.record.run_id for v in views}
+    return next((r for r in reversed(state.runs[:-1]) if r.run_id in ran), None)
+
+
+def _critical_path(
+    workflow: Workflow | None, timed: list[TaskView]
+) -> tuple[tuple[str, ...], float]:
+    """The heaviest chain of tasks that ran (graph mode), by their measured durations."""
+    if workflow is None or workflow.mode != "graph":
+        return (), 0.0
+    weights = [0.0] * len(workflow.tasks)
+    for v in timed:
+        if v.index is not None and v.status in (TaskStatus.PASSED, TaskStatus.FAILED):
+            weights[v.index] = v.duration_s or 0.0
+    path = workflow.graph.critical_path(weights)
+    chain = [i for i in path.tasks if weights[i] > 0]
+    return tuple(workflow.tasks[i].name for i in chain), sum(weights[i] for i in chain)
 
 
 def attempt_failed_in_verify(record: TaskRecord) -> bool:

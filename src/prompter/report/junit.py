@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..config import Workflow
-from ..records import RunStatus, State, TaskRecord, TaskStatus
+from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..text import report_line, xml_safe
 from .facts import (
     RunFacts,
@@ -168,47 +168,22 @@ def build_junit(
     if file is None and workflow is not None:
         file = str(workflow.path)
     file = report_line(file, 256) if file else None
-    with_output = [v for v in facts.tasks if _kind(v) in ("failure", "error") and v.record.attempts]
-    share = min(MAX_CASE_OUTPUT_BYTES, MAX_OUTPUT_BYTES // max(1, len(with_output)))
+    share = _output_share(facts)
     cases: list[Any] = []
-    durations: list[float] = []
     for view in facts.tasks:
-        record = view.record
-        duration = view.duration_s or 0.0
-        durations.append(duration)
         case = TestCase(
             report_line(view.name, _NAME_CHARS) or "(unnamed)",
             classname=classname,
-            elapsed_sec=duration,
+            elapsed_sec=view.duration_s or 0.0,
             file=file if view.line is not None else None,
             line=str(view.line) if view.line is not None else None,
         )
-        kind = _kind(view)
-        output = record.attempts[-1].output_tail if record.attempts else ""
-        text = fit_tail(output, share) if output else None
-        if kind == "failure":
-            case.add_failure_info(_message(view), text or None, "verify_failed")
-        elif kind == "error":
-            case.add_error_info(_message(view), text or None, _error_type(record))
-        elif kind == "skipped":
-            case.add_skipped_info(_message(view))
+        _add_outcome(case, view, share)
         cases.append(case)
-    run = facts.run
+    durations = [view.duration_s or 0.0 for view in facts.tasks]
     red = any(case.is_failure() or case.is_error() for case in cases)
-    if run is not None and run.status != RunStatus.PASSED and not red:
-        # The run failed as a whole (sequential mode's max_iterations or a forbidden revisit, a
-        # budget), was interrupted or did not finish (a signal or a crash between two tasks)
-        # while every task that ran passed: without this case the report is all green.
-        case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
-        why = report_line(run.reason, 1000)
-        if run.status == RunStatus.FAILED:
-            case.add_failure_info(why or "the run failed", None, "run_failed")
-        elif run.status == RunStatus.INTERRUPTED:
-            case.add_error_info(why or "the run was interrupted", None, "interrupted")
-        else:  # no status: it crashed, or is still running
-            text = "the run did not finish (it crashed or is still running)"
-            case.add_error_info(f"{text}: {why}" if why else text, None, "unfinished")
-        cases.append(case)
+    if facts.run is not None and facts.run.status != RunStatus.PASSED and not red:
+        cases.append(_run_case(facts.run, classname))
         durations.append(0.0)
     suite = TestSuite(
         classname,
@@ -217,6 +192,55 @@ def build_junit(
         properties=_suite_properties(facts),
     )
     element = suite.build_xml_doc()
+    _complete(element, facts, durations)
+    root = ET.Element("testsuites")
+    for key in ("tests", "failures", "errors", "skipped", "time"):
+        root.set(key, element.get(key, "0"))
+    root.append(element)
+    ET.indent(root, space=" ")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _output_share(facts: RunFacts) -> int:
+    """The bytes of output each failed or errored testcase may show."""
+    with_output = [v for v in facts.tasks if _kind(v) in ("failure", "error") and v.record.attempts]
+    return min(MAX_CASE_OUTPUT_BYTES, MAX_OUTPUT_BYTES // max(1, len(with_output)))
+
+
+def _add_outcome(case: Any, view: TaskView, share: int) -> None:
+    """The task's failure, error or skip, with up to `share` bytes of its output."""
+    record = view.record
+    kind = _kind(view)
+    output = record.attempts[-1].output_tail if record.attempts else ""
+    text = fit_tail(output, share) if output else None
+    if kind == "failure":
+        case.add_failure_info(_message(view), text or None, "verify_failed")
+    elif kind == "error":
+        case.add_error_info(_message(view), text or None, _error_type(record))
+    elif kind == "skipped":
+        case.add_skipped_info(_message(view))
+
+
+def _run_case(run: RunRecord, classname: str) -> Any:
+    """The `(run)` testcase: the run failed as a whole (sequential mode's max_iterations or a
+    forbidden revisit, a budget), was interrupted or did not finish (a signal or a crash between
+    two tasks) while every task that ran passed: without it the report is all green."""
+    from junit_xml import TestCase
+
+    case = TestCase(RUN_CASE, classname=classname, elapsed_sec=0.0)
+    why = report_line(run.reason, 1000)
+    if run.status == RunStatus.FAILED:
+        case.add_failure_info(why or "the run failed", None, "run_failed")
+    elif run.status == RunStatus.INTERRUPTED:
+        case.add_error_info(why or "the run was interrupted", None, "interrupted")
+    else:  # no status: it crashed, or is still running
+        text = "the run did not finish (it crashed or is still running)"
+        case.add_error_info(f"{text}: {why}" if why else text, None, "unfinished")
+    return case
+
+
+def _complete(element: ET.Element, facts: RunFacts, durations: list[float]) -> None:
+    """What junit-xml leaves out: every testcase's time and properties, the suite's time."""
     for case_element, duration in zip(element.iter("testcase"), durations, strict=True):
         case_element.set("time", _number(duration))  # junit-xml leaves out a time of 0
     for case_element, view in zip(element.iter("testcase"), facts.tasks, strict=False):
@@ -227,12 +251,6 @@ def build_junit(
     # The suite took the run's wall time: parallel tasks' times overlap, so their sum (property
     # `task_time_s`) is not how long it took. Without a recorded start and end: that sum.
     element.set("time", _number(facts.wall_s if facts.wall_s is not None else sum(durations)))
-    root = ET.Element("testsuites")
-    for key in ("tests", "failures", "errors", "skipped", "time"):
-        root.set(key, element.get(key, "0"))
-    root.append(element)
-    ET.indent(root, space=" ")
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
 
 def _timestamp(facts: RunFacts) -> str | None:

@@ -488,30 +488,59 @@ def build_summary(
 ) -> str:
     """The summary markdown for `state`, at most `max_bytes` bytes of UTF-8."""
     facts = facts or analyse(state, workflow, notes)
-    headline = _headline(facts)
-    rows = list(facts.tasks)
-    left_out: str | None = None
-    table = _table(facts, rows, None)
-    flow = _flowchart_section(facts)
-    gantt = _gantt_section(facts)
+    parts = _Parts(
+        headline=_headline(facts),
+        table=_table(facts, facts.tasks, None),
+        flow=_flowchart_section(facts),
+        gantt=_gantt_section(facts),
+    )
     failures = _failures(facts)
     budget = max_bytes - _NOTE_RESERVE
-
-    def fixed() -> int:
-        return _size(headline) + _size(table) + _size(flow) + _size(gantt)
-
     # Steps 3-6 (the rest of the document) only when it does not fit even without any failure
     # details, that is when steps 1-2 have already removed all of them.
+    later = _fit_the_rest(facts, parts, budget)
+    # Steps 1-2: the failures' output fills what is left.
+    details, first = _failure_details(failures, budget - parts.size())
+    out = parts.headline + parts.table + parts.flow + parts.gantt + details
+    trimmed = first + later
+    if trimmed:
+        out += (
+            f"---\n\n**Trimmed to fit {max_bytes:,} bytes** (GitHub drops a step summary over "
+            "1 MiB), in this order: " + "; ".join(trimmed) + ".\n"
+        )
+    if _size(out) > max_bytes:  # the reserve above prevents it; never exceed the limit anyway
+        out = out.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+    return out
+
+
+@dataclass
+class _Parts:
+    """The sections of the summary other than the failures' details, as they are cut to fit."""
+
+    headline: str
+    table: str
+    flow: str
+    gantt: str
+
+    def size(self) -> int:
+        return _size(self.headline) + _size(self.table) + _size(self.flow) + _size(self.gantt)
+
+
+def _fit_the_rest(facts: RunFacts, parts: _Parts, budget: int) -> list[str]:
+    """Steps 3-6, each only while the sections do not fit `budget`: the passed tasks leave the
+    table, the table is cut, the timeline goes, the graph goes. Returns what was done."""
     later: list[str] = []
-    if fixed() > budget:
+    rows = list(facts.tasks)
+    left_out: str | None = None
+    if parts.size() > budget:
         passed = [v for v in rows if v.status is TaskStatus.PASSED]
         if passed:
             rows = [v for v in rows if v.status is not TaskStatus.PASSED]
             left_out = f"{len(passed):,} passed tasks not listed (size limit)"
-            table = _table(facts, rows, left_out)
+            parts.table = _table(facts, rows, left_out)
             later.append(f"{len(passed):,} passed tasks left out of the table")
-    if fixed() > budget:
-        room = budget - (fixed() - _size(table)) - 1024
+    if parts.size() > budget:
+        room = budget - (parts.size() - _size(parts.table)) - 1024
         keep: list[TaskView] = []
         used = _size(_TABLE_HEAD) + 512
         for view in rows:
@@ -523,40 +552,34 @@ def build_summary(
         if dropped:
             note = f"{dropped:,} more tasks not listed (size limit)"
             left_out = f"{left_out}; {note}" if left_out else note
-            table = _table(facts, keep, left_out)
+            parts.table = _table(facts, keep, left_out)
             later.append(f"the table cut after {len(keep):,} rows")
-    if fixed() > budget:
-        gantt = "### Timeline\n\n_Left out (size limit)._\n\n"
+    if parts.size() > budget:
+        parts.gantt = "### Timeline\n\n_Left out (size limit)._\n\n"
         later.append("the timeline chart left out")
-    if fixed() > budget:
-        flow = "### Dependency graph\n\n_Left out (size limit)._\n\n"
+    if parts.size() > budget:
+        parts.flow = "### Dependency graph\n\n_Left out (size limit)._\n\n"
         later.append("the dependency graph left out")
+    return later
 
-    # Steps 1-2: the failures' output fills what is left.
-    room = budget - fixed()
+
+def _failure_details(failures: Sequence[TaskView], room: int) -> tuple[str, list[str]]:
+    """Steps 1-2: the failures' output within `room` bytes, shortened, then left out for the
+    last failures; the section and what was done."""
     first: list[str] = []
-    details = ""
-    if failures:
-        tail = MAX_TAIL_BYTES
-        parts = _details_within(failures, tail, room)
-        if len(parts) < len(failures):
-            overhead = _size(_details_section(failures, 0)) + 200 * len(failures)
-            tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(failures)))
-            first.append(f"failure output shortened to its last {tail:,} bytes each")
-            parts = _details_within(failures, tail, room - 200)  # 200: the "… more" line
-        details = _FAILURES_HEAD + "".join(parts) if parts else ""
-        missing = len(failures) - len(parts)
-        if missing:
-            first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
-            if parts:
-                details += f"_… and {missing:,} more failures (output not shown)._\n\n"
-    out = headline + table + flow + gantt + details
-    trimmed = first + later
-    if trimmed:
-        out += (
-            f"---\n\n**Trimmed to fit {max_bytes:,} bytes** (GitHub drops a step summary over "
-            "1 MiB), in this order: " + "; ".join(trimmed) + ".\n"
-        )
-    if _size(out) > max_bytes:  # the reserve above prevents it; never exceed the limit anyway
-        out = out.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
-    return out
+    if not failures:
+        return "", first
+    tail = MAX_TAIL_BYTES
+    parts = _details_within(failures, tail, room)
+    if len(parts) < len(failures):
+        overhead = _size(_details_section(failures, 0)) + 200 * len(failures)
+        tail = min(MAX_TAIL_BYTES, max(MIN_TAIL_BYTES, (room - overhead) // len(failures)))
+        first.append(f"failure output shortened to its last {tail:,} bytes each")
+        parts = _details_within(failures, tail, room - 200)  # 200: the "… more" line
+    details = _FAILURES_HEAD + "".join(parts) if parts else ""
+    missing = len(failures) - len(parts)
+    if missing:
+        first.append(f"{missing:,} of {len(failures):,} failures' output not shown")
+        if parts:
+            details += f"_… and {missing:,} more failures (output not shown)._\n\n"
+    return details, first

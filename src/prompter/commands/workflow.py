@@ -1,0 +1,144 @@
+"""The commands that read a workflow and run nothing: `validate`, `graph`, `plan`, and `init`,
+which proposes one."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import exits
+from .shared import LIST_LIMIT, load, state_path
+
+TYPE_CHECKING = False  # not from typing: importing it costs start-up time (see cli.py)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from ..config import Workflow
+    from ..planning import Plan
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    workflow = load(args.workflow)
+    from ..words import count
+
+    detail = f"{count(len(workflow.tasks), 'task')}, {workflow.mode} mode"
+    if workflow.mode == "graph":
+        waves = workflow.graph.waves()
+        # What can run at once: the widest wave (what the plan starts together, one unit per
+        # task), capped by the slots; not the slots alone (a chain of two runs one at a time).
+        width = min(workflow.slots, max(map(len, waves), default=0))
+        detail += (
+            f", {count(workflow.graph.edge_count, 'dependency', 'dependencies')}, "
+            f"{count(len(waves), 'wave')}, up to {width} in parallel"
+        )
+        if width < workflow.slots:
+            detail += f" ({count(workflow.slots, 'slot')})"
+    if warnings := len(workflow.warnings):
+        detail += f", {count(warnings, 'warning')}"
+    print(f"{args.workflow}: valid ({detail})")
+    return exits.OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from ..report.graph_view import render
+
+    sys.stdout.write(render(load(args.workflow), args.format))
+    return exits.OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from ..planning import make_plan
+    from ..state import StateError
+
+    workflow = load(args.workflow)
+    try:
+        durations = _durations(args, workflow)
+    except StateError as exc:
+        print(f"prompter: {exc}", file=sys.stderr)
+        return exits.USAGE
+    plan = make_plan(workflow, max_parallel=args.max_parallel, durations=durations)
+    if args.json:
+        print(json.dumps({**plan.to_json(), "working_directory": str(workflow.workdir)}, indent=2))
+    else:
+        sys.stdout.write(_plan_text(args.workflow, plan, workflow.workdir))
+    return exits.OK
+
+
+def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
+    """The last measured duration of each task of `workflow`, from the state `run` keeps; none
+    when there is no state, and a warning (planning goes on) when it cannot be read. A state of
+    another workflow is a StateError (exit 2): its durations are not this workflow's."""
+    from ..state import StateError, StateStore, check_owner
+
+    path = state_path(args)
+    try:
+        state = StateStore(path).load()
+    except StateError as exc:
+        print(f"prompter: warning: {exc}; planned without measured durations", file=sys.stderr)
+        return {}
+    check_owner(state, workflow.identity, args.workflow, path)
+    measured = state.durations()
+    return {t.name: measured[t.name] for t in workflow.tasks if t.name in measured}
+
+
+def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:
+    shown = sep.join(plan.names[i] for i in tasks[:LIST_LIMIT])
+    more = len(tasks) - LIST_LIMIT
+    return shown + (f"{sep}… and {more} more" if more > 0 else "")
+
+
+def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
+    from ..text import console_line
+    from ..words import count
+
+    u = plan.unit
+
+    def amount(x: float) -> str:
+        return f"{x:.1f} s" if u == "s" else f"{x:g} {u}"  # measured: not to the microsecond
+
+    lines = [f"{path}: {count(len(plan.names), 'task')}, {plan.mode} mode"]
+    lines.append(console_line(f"working directory: {workdir}"))
+    if plan.mode == "graph":
+        lines.append(f"order: {_names(plan, plan.order)}")
+        lines.append(f"waves ({len(plan.waves)}):")
+        lines += [
+            f"  {i + 1}. {_names(plan, wave)}" for i, wave in enumerate(plan.waves[:LIST_LIMIT])
+        ]
+        if len(plan.waves) > LIST_LIMIT:
+            lines.append(f"  … and {count(len(plan.waves) - LIST_LIMIT, 'more wave')}")
+    else:
+        lines.append(f"order when every task passes: {_names(plan, plan.order, ' -> ')}")
+    chain = _names(plan, plan.critical_path, " -> ")
+    lines.append(f"critical path: {chain} ({amount(plan.critical_length)})")
+    slots = f" with {plan.slots} slot{'s' * (plan.slots != 1)}" if plan.mode == "graph" else ""
+    lines.append(
+        f"estimate{slots}: sequential {amount(plan.sequential)}, parallel {amount(plan.parallel)}, "
+        f"speedup {plan.speedup:.2f}x (lower bound {amount(plan.lower_bound)})"
+    )
+    if plan.unit == "units":
+        lines.append("  (1 unit per task: no measured durations yet)")
+    lines += [f"note: {note}" for note in plan.notes]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..init import InitError, run_init
+    from ..places import default_report_dir
+
+    try:
+        run_init(
+            Path(args.file),
+            yes=args.yes,
+            force=args.force,
+            model=args.model,
+            report_dir=Path(args.report_dir) if args.report_dir else default_report_dir(args.file),
+        )
+    except InitError as exc:
+        print(f"prompter init: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return exits.OK
