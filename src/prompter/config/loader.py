@@ -35,6 +35,7 @@ from ..diagnostics import (
 )
 from ..graph import CycleError, DependencyGraph
 from ..source import Loc, SourceMap
+from ..text import escape_controls
 from .messages import chain, explain, file_kind, name_problem, quoted
 from .schema import FAILURE_KEYWORDS, SUCCESS_KEYWORDS, Mode, Settings, Task, Workflow
 
@@ -409,16 +410,17 @@ class _Loader:
                 if value in index:
                     targets.append(index[value])
                     continue
+                shown = escape_controls(value)  # a message is one line, whatever the value holds
                 other_key = "on_failure" if key == "on_success" else "on_success"
                 other = FAILURE_KEYWORDS if key == "on_success" else SUCCESS_KEYWORDS
                 hint = (
-                    f' ("{value}" is only valid for {other_key})'
+                    f' ("{shown}" is only valid for {other_key})'
                     if value in other
                     else self.hint(value, [*keywords, *index])
                 )
                 self.report(
                     (*here, key),
-                    f'{key} = "{value}" is neither one of {quoted(keywords)} nor a task name{hint}',
+                    f'{key} = "{shown}" is neither one of {quoted(keywords)} nor a task name{hint}',
                 )
             if ref.on_success is None and ref.index + 1 < len(refs):
                 targets.append(ref.index + 1)
