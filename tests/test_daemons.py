@@ -26,17 +26,11 @@ import pytest
 from prompter import processes
 from prompter.processes import run_process
 
-from .engine import Harness
-from .test_claude import ClaudeHarness
+from .harness import ClaudeHarness, Harness
 
 pytestmark = pytest.mark.skipif(
     not processes._sweep_supported(), reason="needs Linux with pidfds (the subreaper sweep)"
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
