@@ -300,3 +300,60 @@ def docker_api(sock: Path) -> Iterator[dict[str, str]]:
             service.kill()
             service.wait()
         drop_replaced(ACT_IMAGE, before)
+
+
+# -- the runner's side: a checkout, its owner, GITHUB_OUTPUT, a failure's report ------------------
+
+OWNER = 1001  # the runner user's uid on GitHub's Ubuntu images
+EXAMPLE_FILES = ["examples/pipeline.toml", "examples/agent.py", "examples/workspace/README.md"]
+
+
+def checkout(root: Path) -> Path:
+    """A workspace like actions/checkout leaves it: a git repository owned by the runner user."""
+    ws = root / "workspace"
+    for rel in EXAMPLE_FILES:
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / rel, ws / rel)
+    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "-C", str(ws)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "example"], check=True)
+    return ws
+
+
+def chown_tree(path: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+    os.lchown(path, uid, uid)
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """GITHUB_OUTPUT as the runner parses it: `name=value` or `name<<DELIM` … `DELIM`."""
+    outputs: dict[str, str] = {}
+    lines = path.read_text("utf-8").split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line:
+            continue
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            value: list[str] = []
+            while lines[i] != delimiter:
+                value.append(lines[i])
+                i += 1
+            i += 1
+            outputs[name] = "\n".join(value)
+        else:
+            name, _, value_ = line.partition("=")
+            outputs[name] = value_
+    return outputs
+
+
+def report(proc: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-8000:]}\n"
+        f"--- stderr (tail)\n{proc.stderr[-8000:]}\ntimings: {TIMINGS}"
+    )

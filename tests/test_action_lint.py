@@ -3,59 +3,21 @@ action.yml declares exactly the documented inputs and outputs."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-ACTION = REPO / "action.yml"
-HOST_ACTION = REPO / "host" / "action.yml"
-WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-
-# name -> default, as the issue specifies them; the README's action section documents the same.
-INPUTS = {
-    "workflow": "prompter.toml",
-    "tasks": "",
-    "max_parallel": "",
-    "dry_run": "false",
-    "fresh": "false",
-    "report_dir": "",  # empty: prompter's default for the workflow (places.default_report_dir)
-    "fail_on_task_failure": "true",
-    "anthropic_api_key": "",
-    "claude_code_oauth_token": "",
-    "model": "",
-    "max_cost_usd": "",
-    "upload_artifact": "true",
-    "artifact_name": "prompter-report",
-    "github_token": "${{ github.token }}",
-    "agent_user": "owner",
-}
-OUTPUTS = [
-    "status",
-    "passed",
-    "failed",
-    "skipped",
-    "total_cost_usd",
-    "junit_path",
-    "summary_path",
-    "state_path",
-    "artifact_id",
-    "changed_files",
-    "patch_path",
-]
-
-
-def tool(name: str) -> str:
-    """A linter from the `test` extra: next to this interpreter, else on PATH."""
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is missing: pip install -e '.[test]' installs it", pytrace=False)
-    return found
+from .action_files import (
+    ACTION,
+    HOST_ACTION,
+    INPUTS,
+    OUTPUTS,
+    REPO,
+    WORKFLOWS,
+    readme_dockerfile,
+    tool,
+)
 
 
 def lint(*argv: str) -> None:
@@ -206,15 +168,6 @@ def test_host_action_runs_the_entry_point_with_every_input() -> None:
     assert "check-python.sh" in runs["steps"][0]["run"]
     for script in ("check-python.sh", "install.sh", "drop-sudo.sh"):
         assert (HOST_ACTION.parent / script).is_file(), script
-
-
-def readme_dockerfile() -> str:
-    import re
-
-    readme = (REPO / "README.md").read_text("utf-8")
-    blocks = re.findall(r"```dockerfile\n(.*?)```", readme, re.S)
-    assert len(blocks) == 1, "the README has one Dockerfile recipe"
-    return str(blocks[0])
 
 
 def test_readme_dockerfile_recipe_passes_hadolint(tmp_path: Path) -> None:

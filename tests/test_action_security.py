@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from .action_step import ENTRYPOINT
+from .harness import needs_root
 from .runner_model import outputs
-from .test_action_contract import ENTRYPOINT
-from .test_identity import needs_root
 
 RUNNER_UID = 1001
 LENT_UID = 65532

@@ -18,8 +18,8 @@ import pytest
 
 from prompter.changes import quote_path, snapshot
 
-from .engine import Harness
-from .test_action_contract import run_step, workspace
+from .action_step import run_step, workspace
+from .harness import Harness
 
 # An agent for these tests: per task and attempt, a list of file operations from the plan.
 AGENT = r"""

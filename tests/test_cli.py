@@ -15,16 +15,10 @@ import pytest
 
 from prompter.cli import main
 
-from .engine import Harness
+from .harness import Harness, prompter_cli
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "pipeline.toml"
-
-
-def prompter(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "prompter", *args], capture_output=True, text=True, check=False
-    )
 
 
 def test_importing_the_cli_loads_no_heavy_module() -> None:
@@ -39,8 +33,8 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
 
 
 def test_version_and_help() -> None:
-    assert prompter("--version").stdout.startswith("prompter ")
-    helped = prompter("--help")
+    assert prompter_cli("--version").stdout.startswith("prompter ")
+    helped = prompter_cli("--help")
     assert helped.returncode == 0
     for command in ("validate", "graph", "plan"):
         assert command in helped.stdout
@@ -48,13 +42,13 @@ def test_version_and_help() -> None:
 
 def test_usage_error_exits_2() -> None:
     for args in ([], ["frobnicate"], ["plan", "--max-parallel", "0", str(EXAMPLE)], ["validate"]):
-        done = prompter(*args)
+        done = prompter_cli(*args)
         assert done.returncode == 2, args
         assert "Traceback" not in done.stderr
 
 
 def test_bundled_example_validates_and_plans(tmp_path: Path) -> None:
-    done = prompter("validate", str(EXAMPLE))
+    done = prompter_cli("validate", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
     assert (
         done.stdout
@@ -70,7 +64,7 @@ def test_invalid_workflow_exits_2_through_a_real_process(tmp_path: Path) -> None
     bad.write_text(
         '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "v"\ndepends_on = ["a"]\n'
     )
-    done = prompter("plan", str(bad))
+    done = prompter_cli("plan", str(bad))
     assert done.returncode == 2
     assert done.stderr == f"{bad}:5:1: error: task `a` depends on itself\n{bad}: 1 error\n"
     assert done.stdout == ""

@@ -16,23 +16,11 @@ from prompter.cli import main
 from prompter.config import MAX_FILE_BYTES, Settings, Task, Workflow, load_workflow
 from prompter.diagnostics import Severity, WorkflowError
 
+from .toml_text import toml_value
+from .workflow_files import errors_of, write
+
 COMPAT = Path(__file__).parent / "compat" / "prompter-0.10"
 COMPAT_FILES = sorted(COMPAT.rglob("*.toml"))
-
-
-def write(tmp_path: Path, text: str | bytes, name: str = "wf.toml") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
-def errors_of(path: Path) -> list[tuple[int, str]]:
-    with pytest.raises(WorkflowError) as caught:
-        load_workflow(path)
-    return [(d.line, d.message) for d in caught.value.errors]
 
 
 # -- Prompter 0.10 files ---------------------------------------------------------------------
@@ -275,20 +263,6 @@ def test_syntax_error_shows_the_line_and_a_caret(
 # -- fuzzing: the loader returns a model or located errors, nothing else ---------------------
 
 KNOWN_KEYS = sorted(set(Settings.model_fields) | set(Task.model_fields))
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)  # the strategies draw finite numbers only
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(value)
 
 
 def toml_document(doc: dict[str, Any]) -> str:

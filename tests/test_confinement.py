@@ -16,8 +16,7 @@ from prompter.cli import main
 from prompter.config import worktree_path_problem
 from prompter.worktrees import Integration, Unconfined
 
-from .test_worktrees import git_harness, sh
-from .test_worktrees_edges import shell_task
+from .git_repos import git_harness, sh, shell_task
 
 # Names as a workflow may hold them, and ones made to look like another name's log file.
 _names = st.one_of(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -29,28 +28,31 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.action_files import OUTPUTS
 from tests.containers import (
     BUILD_TIMEOUT,
+    OWNER,
     REPO,
     TIMINGS,
     act_binary,
     action_image,
     base_image,
+    checkout,
+    chown_tree,
     commit_all,
     container_name,
     copy_of_checkout,
     docker_api,
     podman,
     podman_env,
+    read_outputs,
+    report,
     run_args,
     run_container,
 )
-from tests.test_action_lint import OUTPUTS
 
 pytestmark = pytest.mark.container
 
-OWNER = 1001  # the runner user's uid on GitHub's Ubuntu images
-EXAMPLE_FILES = ["examples/pipeline.toml", "examples/agent.py", "examples/workspace/README.md"]
 # Every output of action.yml; `artifact_id` stays empty here (no results service in podman).
 REQUIRED_OUTPUTS = [name for name in OUTPUTS if name != "artifact_id"]
 
@@ -60,63 +62,12 @@ def action_defaults() -> dict[str, str]:
     return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
 
 
-def checkout(root: Path) -> Path:
-    """A workspace like actions/checkout leaves it: a git repository owned by the runner user."""
-    ws = root / "workspace"
-    for rel in EXAMPLE_FILES:
-        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / rel, ws / rel)
-    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "-C", str(ws)]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "example"], check=True)
-    return ws
-
-
-def chown_tree(path: Path, uid: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [*dirnames, *filenames]:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
-    os.lchown(path, uid, uid)
-
-
 def wrong_owner(ws: Path) -> list[str]:
     return [
         f"{p.relative_to(ws)} (uid {p.lstat().st_uid})"
         for p in [ws, *ws.rglob("*")]
         if p.lstat().st_uid != OWNER
     ]
-
-
-def read_outputs(path: Path) -> dict[str, str]:
-    """GITHUB_OUTPUT as the runner parses it: `name=value` or `name<<DELIM` … `DELIM`."""
-    outputs: dict[str, str] = {}
-    lines = path.read_text("utf-8").split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        if not line:
-            continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            value: list[str] = []
-            while lines[i] != delimiter:
-                value.append(lines[i])
-                i += 1
-            i += 1
-            outputs[name] = "\n".join(value)
-        else:
-            name, _, value_ = line.partition("=")
-            outputs[name] = value_
-    return outputs
-
-
-def report(proc: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-8000:]}\n"
-        f"--- stderr (tail)\n{proc.stderr[-8000:]}\ntimings: {TIMINGS}"
-    )
 
 
 def test_image_builds_on_a_python3_at_usr_bin_base() -> None:

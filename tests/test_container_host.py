@@ -448,7 +448,7 @@ def test_state_recipe_reruns_only_what_did_not_pass(
 def test_readme_recipe_adds_node_to_the_action_image(tmp_path: Path) -> None:
     """The README's one Dockerfile recipe, FROM the locally built action image: apt-get
     installs nodejs from the Debian mirror, and the entrypoint is still prompter's."""
-    from tests.test_action_lint import readme_dockerfile
+    from tests.action_files import readme_dockerfile
 
     recipe = readme_dockerfile()
     published = "FROM ghcr.io/org/prompter-action:1\n"

@@ -22,8 +22,15 @@ from pathlib import Path
 import pytest
 
 from tests.artifact_service import artifact_service
-from tests.containers import action_image, run_container
-from tests.test_container import OWNER, checkout, chown_tree, read_outputs, report
+from tests.containers import (
+    OWNER,
+    action_image,
+    checkout,
+    chown_tree,
+    read_outputs,
+    report,
+    run_container,
+)
 
 pytestmark = pytest.mark.container
 

@@ -26,17 +26,11 @@ import pytest
 from prompter import processes
 from prompter.processes import child, groups, run_process, supervise, sweep
 
-from .engine import Harness
-from .test_claude import ClaudeHarness
+from .harness import ClaudeHarness, Harness
 
 pytestmark = pytest.mark.skipif(
     not sweep._sweep_supported(), reason="needs Linux with pidfds (the subreaper sweep)"
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

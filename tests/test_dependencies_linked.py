@@ -16,8 +16,8 @@ import pytest
 
 from prompter.worktrees import Dependencies, dependency_links, git_dir
 
-from .engine import Harness
-from .test_worktrees import sh
+from .git_repos import sh
+from .harness import Harness
 
 VENV_CHECK = '.venv/bin/python -c "import sys; print(sys.version_info >= (3,))"'
 

@@ -20,6 +20,8 @@ import pytest
 
 from prompter import identity
 
+from .harness import needs_root
+
 OWNER = 1001
 
 WORKFLOW = """\
@@ -46,11 +48,6 @@ prompt = "go"
 verify_command = "test $(id -u) = {owner}"
 depends_on = ["one"]
 """
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test runs prompter as root (CI does: .ci/run)", pytrace=False)
 
 
 @pytest.fixture

@@ -10,53 +10,11 @@ from typing import Any
 
 import pytest
 
-FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
-
-VALID = """[settings]
-agent = "claude"
-
-[[tasks]]
-name = "tests"
-prompt = "Add tests for the parser."
-verify_command = "true"
-depends_on = []
-
-[[tasks]]
-name = "docs"
-prompt = "Document the parser."
-verify_command = "true"
-depends_on = ["tests"]
-"""
+from .init_session import VALID, answer, init
 
 INVALID = VALID.replace("on_success", "x").replace(
     'depends_on = ["tests"]', 'depends_on = ["tset"]'
 )
-
-
-def answer(toml: str) -> str:
-    return f"Here is a workflow.\n\n```toml\n{toml}```\n"
-
-
-def init(repo: Path, steps: list[dict[str, Any]], *args: str) -> subprocess.CompletedProcess[str]:
-    (repo / "plan.json").write_text(json.dumps({"init": steps}))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PROMPTER_CLAUDE_CLI": str(FAKE_CLAUDE),
-        "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
-        "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
-        "FAKE_CLAUDE_DEFAULT_KEY": "init",
-        "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "prompter", "init", *args],
-        cwd=repo,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
 
 
 def calls(repo: Path) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ def peak(*args: str, cwd: Path, timeout: float = 120) -> Peak:
             stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=cwd,
-            preexec_fn=_limit_address_space,  # noqa: PLW1509 (as engine.prompter_cli's callers)
+            preexec_fn=_limit_address_space,  # noqa: PLW1509 (as harness.prompter_cli's callers)
         )
     deadline = time.monotonic() + timeout
     while True:

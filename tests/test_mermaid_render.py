@@ -2,15 +2,15 @@
 
 Every diagram of this module is rendered in ONE Chromium run (the module fixture `batch`);
 the tests then look up their diagram's verdict. The screenshot test runs Chromium on its own.
-Needs Debian's `chromium` and `npm ci --prefix tests/render`; without them the tests fail, they
-never skip (see tests/mermaid_render.py).
+Needs Debian's `chromium` and `npm ci --prefix tests/render` (marker `render`): without them
+the session stops before its first test and says what is missing (conftest.py); they never
+skip (see tests/mermaid_render.py).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-import sys
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +22,10 @@ from prompter.config import Workflow, load_workflow
 from prompter.report import mermaid
 from prompter.report.graph_view import links, to_mermaid
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import mermaid_render
-from mermaid_render import Verdict, render
+from . import mermaid_render
+from .hostile_names import HOSTILE, ISOLATED_NAMES
+from .mermaid_render import Verdict, render
+from .toml_text import toml_value
 
 TESTS = Path(__file__).resolve().parent
 COMPAT = (
@@ -34,54 +35,7 @@ COMPAT = (
 )
 COMPAT_FILES = sorted(COMPAT.rglob("*.toml"))
 
-LONG_NAME = ("long name " + "x" * 200)[:200]
-# Task names that are mermaid or HTML syntax; each must render, and read back literally.
-HOSTILE = [
-    "end",
-    "graph",
-    "subgraph",
-    "style",
-    "classDef",
-    "flowchart",
-    "click",
-    "linkStyle",
-    'say "hi"',
-    '"quoted"',
-    "it's",
-    "'single'",
-    "[brackets]",
-    "(parens)",
-    "{braces}",
-    "[(mixed)]",
-    "<b>bold</b>",
-    "<script>alert(1)</script>",
-    "a --> b",
-    "a -.-> b",
-    "#quot;",
-    "&amp;",
-    "#",
-    "a & b",
-    "`backticks`",
-    "|pipe|",
-    ";semi",
-    "%%comment",
-    "x:::cls",
-    "back\\slash",
-    "**not markdown**",
-    "🚀 deploy ✅",
-    "构建 テスト 빌드",
-    "בדיקה اختبار",
-    LONG_NAME,
-]
-# Names that broke our output once (regressions), each rendered in its own small diagrams so
-# that one breaking a whole diagram cannot hide the others:
-ISOLATED_NAMES = [
-    "deploy %%{init: {'theme':'dark'}}%% now",  # mermaid reads `%%{...}%%` anywhere as a directive
-    "50%%{wrap",  # ... and a directive without `}%%` swallows the rest of the diagram
-    "fa:fa-car",  # mermaid turns `fa:fa-*` into a Font Awesome <i> icon: the text vanishes
-    "👩‍💻 review",  # ZWJ emoji sequence: U+200D must survive
-    "می‌خواهم",  # Persian with ZWNJ (U+200C): must survive
-]
+pytestmark = pytest.mark.render
 
 
 def _name_id(name: str) -> str:
@@ -90,27 +44,6 @@ def _name_id(name: str) -> str:
 
 
 # -- writing workflows -------------------------------------------------------------------------
-
-
-def toml_str(text: str) -> str:
-    """A TOML basic string holding `text` exactly."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def toml_value(value: str | bool | Sequence[str]) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return toml_str(value)
-    return "[" + ", ".join(toml_str(v) for v in value) + "]"
 
 
 @dataclass

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .engine import Harness, prompter_cli
+from .harness import Harness, prompter_cli
 
 
 def test_a_misspelled_command_gets_a_suggestion_not_no_such_file(tmp_path: Path) -> None:

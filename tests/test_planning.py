@@ -15,7 +15,7 @@ from prompter.config import load_workflow
 from prompter.graph import DependencyGraph
 from prompter.planning import Schedule, make_plan, simulate
 
-from .test_graph import dags
+from .graph_strategies import dags
 
 
 def task(name: str, deps: list[str] | None = None, **extra: object) -> str:

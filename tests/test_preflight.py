@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .engine import Harness
+from .harness import Harness
 
 FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
 KEY = "sk-ant-api03-fake-key-for-the-fake-cli"
@@ -388,7 +388,7 @@ def claude_workspace(tmp_path: Path) -> Path:
 
 
 def test_the_action_without_its_key_inputs_fails_the_step_naming_them(tmp_path: Path) -> None:
-    from .test_action_contract import run_step
+    from .action_step import run_step
 
     ws = claude_workspace(tmp_path)
     step = run_step(tmp_path, ws, {}, FAKE_CLAUDE_STATE=str(tmp_path / "claude-state"))
@@ -408,7 +408,7 @@ def test_the_action_without_its_key_inputs_fails_the_step_naming_them(tmp_path: 
 
 
 def test_the_actions_dry_run_warns_instead(tmp_path: Path) -> None:
-    from .test_action_contract import run_step
+    from .action_step import run_step
 
     ws = claude_workspace(tmp_path)
     step = run_step(tmp_path, ws, {"dry_run": "true"})

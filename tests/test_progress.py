@@ -15,7 +15,7 @@ from prompter.events import RunFinished, RunStarted, TaskFinished, TaskStarted
 from prompter.progress import LiveProgress, PlainProgress, choose
 from prompter.records import TaskRecord, TaskStatus
 
-from .engine import Harness
+from .harness import Harness
 
 STAMP = r"^\[\d\d:\d\d:\d\d\] "
 

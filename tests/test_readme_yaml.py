@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_action_lint import REPO, WORKFLOWS, tool
+from .action_files import REPO, WORKFLOWS, tool
 
 README = REPO / "README.md"
 

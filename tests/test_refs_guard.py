@@ -11,9 +11,8 @@ import anyio
 
 from prompter.refguard import RefGuard
 
-from .engine import Harness
-from .test_worktrees import git_harness, sh
-from .test_worktrees_edges import shell_task
+from .git_repos import git_harness, sh, shell_task
+from .harness import Harness
 
 
 def repo_harness(tmp_path: Path) -> tuple[Harness, str, str]:

@@ -3,7 +3,8 @@
 JUnit files are read back with junitparser (what EnricoMi/publish-unit-test-result-action uses),
 xml.etree and xmllint; the summaries are parsed with markdown-it (CommonMark + tables); every
 mermaid block of the summaries is rendered by real mermaid in headless Chromium in one batch
-(see tests/mermaid_render.py), which also saves a screenshot of an ordinary run's summary.
+(see tests/mermaid_render.py; marker `render`), which also saves a screenshot of an ordinary
+run's summary.
 """
 
 from __future__ import annotations
@@ -31,20 +32,20 @@ from markdown_it import MarkdownIt  # installed with rich, a dependency of promp
 from prompter.cli import main
 from prompter.config import Workflow, load_workflow
 from prompter.fingerprints import fingerprints
-from prompter.records import AttemptRecord, RunRecord, State, TaskRecord, TaskStatus
+from prompter.records import State, TaskStatus
 from prompter.report import junit, mermaid, summary
 from prompter.report.files import repo_relative, write_reports
 from prompter.state import StateStore
 from prompter.text import report_line, xml_safe
 
-from .engine import Harness, prompter_cli
+from .built_states import T0, blocks, record, state_of, write_toml
+from .harness import Harness, prompter_cli
+from .hostile_names import HOSTILE, ISOLATED_NAMES
 from .mermaid_render import Verdict, render
-from .test_mermaid_render import HOSTILE, ISOLATED_NAMES
-from .test_mermaid_render import toml_value as toml_text
+from .toml_text import toml_value
 
 TESTS = Path(__file__).resolve().parent
 SCREENSHOT_COPY = TESTS / "render" / "out" / "summary.png"
-MERMAID_BLOCK = re.compile(r"^```mermaid\n(.*?)^```$", re.S | re.M)
 
 
 def xmllint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -59,19 +60,11 @@ def markdown() -> MarkdownIt:
     return MarkdownIt("commonmark").enable("table")
 
 
-def blocks(text: str) -> list[str]:
-    return MERMAID_BLOCK.findall(text)
-
-
 def suite_of(path: Path) -> Any:
     xml = JUnitXml.fromfile(str(path))
     suites = list(xml)
     assert len(suites) == 1, "one flat <testsuites><testsuite> level"
     return suites[0]
-
-
-def prompter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return prompter_cli(*args, cwd=cwd)
 
 
 # -- an ordinary run -----------------------------------------------------------------------------
@@ -236,7 +229,9 @@ def copy_of(ran: Ran, tmp_path: Path) -> Path:
 def test_prompter_report_rebuilds_the_same_files_from_state(ran: Ran, tmp_path: Path) -> None:
     state = ran.report_dir / "state.json"
     out = tmp_path / "rebuilt"
-    done = prompter(ran.h.root, "report", "--state-file", str(state), "--report-dir", str(out))
+    done = prompter_cli(
+        "report", "--state-file", str(state), "--report-dir", str(out), cwd=ran.h.root
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"wrote {out}/junit.xml\nwrote {out}/summary.md\n"
     assert done.stderr == ""
@@ -246,21 +241,21 @@ def test_prompter_report_rebuilds_the_same_files_from_state(ran: Ran, tmp_path: 
     copy = copy_of(ran, tmp_path)
     for name in ("junit.xml", "summary.md"):
         (copy / ".prompter" / name).unlink()
-    done = prompter(copy, "report", "--format", "junit")
+    done = prompter_cli("report", "--format", "junit", cwd=copy)
     assert done.returncode == 0 and done.stdout == "wrote .prompter/junit.xml\n"
     assert not (copy / ".prompter" / "summary.md").exists()
     root = ET.parse(copy / ".prompter" / "junit.xml").getroot()
     assert {e.get("file") for e in root.iter("testcase")} == {
         "prompter.toml"
     }  # not in git: its folder
-    done = prompter(copy, "report", "--format", "markdown")
+    done = prompter_cli("report", "--format", "markdown", cwd=copy)
     assert done.returncode == 0 and done.stdout == "wrote .prompter/summary.md\n"
 
 
 def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Path) -> None:
     copy = copy_of(ran, tmp_path)
     (copy / "prompter.toml").unlink()
-    done = prompter(copy, "report")
+    done = prompter_cli("report", cwd=copy)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("prompter: note: workflow ")
@@ -274,7 +269,7 @@ def test_report_without_the_workflow_degrades_and_says_so(ran: Ran, tmp_path: Pa
     assert len(blocks(text)) == 1  # the timeline needs only the state
 
     (copy / "prompter.toml").write_text("[[tasks]\nname = 'broken'\n")  # changed and now invalid
-    done = prompter(copy, "report")
+    done = prompter_cli("report", cwd=copy)
     assert done.returncode == 0, done.stderr
     assert "no longer loads" in done.stderr and "Traceback" not in done.stderr
 
@@ -284,7 +279,7 @@ def test_report_after_the_workflow_changed(ran: Ran, tmp_path: Path) -> None:
     wf = copy / "prompter.toml"
     text = wf.read_text().replace('"do lint"', '"lint harder"')
     wf.write_text(text + '\n[[tasks]]\nname = "new"\nprompt = "p"\nverify_command = "true"\n')
-    done = prompter(copy, "report")
+    done = prompter_cli("report", cwd=copy)
     assert done.returncode == 0, done.stderr
     md = (copy / ".prompter" / "summary.md").read_text("utf-8")
     assert "✅ passed (changed since)" in md
@@ -294,17 +289,17 @@ def test_report_after_the_workflow_changed(ran: Ran, tmp_path: Path) -> None:
 
 
 def test_report_errors_are_one_line_exit_2(tmp_path: Path) -> None:
-    done = prompter(tmp_path, "report")
+    done = prompter_cli("report", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == (
         "prompter: no task state in .prompter/state.json: nothing to report yet\n"
     )
     (tmp_path / ".prompter").mkdir()
     (tmp_path / ".prompter" / "state.json").write_text("{not json")
-    done = prompter(tmp_path, "report")
+    done = prompter_cli("report", cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("prompter: ") and "Traceback" not in done.stderr
-    done = prompter(tmp_path, "report", "--format", "html")
+    done = prompter_cli("report", "--format", "html", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
@@ -312,7 +307,7 @@ def test_report_into_an_unwritable_place_is_one_line_exit_2(ran: Ran, tmp_path: 
     copy = copy_of(ran, tmp_path)
     (copy / ".prompter" / "junit.xml").unlink()
     (copy / ".prompter" / "junit.xml").mkdir()  # a directory where the file goes
-    done = prompter(copy, "report")
+    done = prompter_cli("report", cwd=copy)
     assert done.returncode == 2, done
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("prompter: ")
 
@@ -323,12 +318,12 @@ def test_a_report_that_cannot_be_written_is_named_not_its_temporary_file(
     copy = copy_of(ran, tmp_path)
     (copy / ".prompter" / "junit.xml").unlink()
     (copy / ".prompter" / "junit.xml").mkdir()
-    done = prompter(copy, "report")
+    done = prompter_cli("report", cwd=copy)
     assert done.stderr == "prompter: .prompter/junit.xml: cannot write: Is a directory\n"
     assert [p.name for p in (copy / ".prompter").iterdir() if p.name.endswith(".tmp")] == []
     (copy / "rdfile").write_text("mine\n")
-    done = prompter(
-        copy, "report", "--state-file", ".prompter/state.json", "--report-dir", "rdfile"
+    done = prompter_cli(
+        "report", "--state-file", ".prompter/state.json", "--report-dir", "rdfile", cwd=copy
     )
     assert done.returncode == 2
     assert done.stderr == "prompter: rdfile: cannot write: not a directory\n"
@@ -384,79 +379,6 @@ def test_repo_relative_falls_back_to_the_workflow_folder(tmp_path: Path) -> None
 
 
 # -- states built directly (hostile, large) ----------------------------------------------------
-
-
-def toml_value(value: Any) -> str:
-    return (
-        str(value) if isinstance(value, int) and not isinstance(value, bool) else toml_text(value)
-    )
-
-
-def write_toml(path: Path, tasks: Sequence[dict[str, Any]]) -> Workflow:
-    lines = []
-    for task in tasks:
-        lines.append("[[tasks]]")
-        fields = {"prompt": "p", "verify_command": "true", **task}
-        lines += [f"{k} = {toml_value(v)}" for k, v in fields.items()]
-        lines.append("")
-    path.write_text("\n".join(lines), "utf-8")
-    return load_workflow(path)
-
-
-T0 = 1_790_000_000.0
-
-
-def record(
-    name: str,
-    status: TaskStatus,
-    start: float,
-    seconds: float,
-    *,
-    attempts: int = 1,
-    output: str = "",
-    reason: str | None = None,
-    run_id: str = "run-1",
-) -> TaskRecord:
-    """A task record without validation (so hostile strings stay as they are)."""
-    tries = []
-    each = seconds / max(1, attempts)
-    for n in range(attempts):
-        ok = status is TaskStatus.PASSED and n == attempts - 1
-        tries.append(
-            AttemptRecord.model_construct(
-                number=n + 1,
-                started_at=start + n * each,
-                finished_at=start + (n + 1) * each,
-                ok=ok,
-                reason=None if ok else reason,
-                agent_exit_code=0,
-                verify_exit_code=0 if ok else 1,
-                output_tail=output if not ok else "",
-                cost_usd=0.01,
-                input_tokens=100,
-                output_tokens=20,
-                session_id=f"session-{name[:20]}",
-            )
-        )
-    if status is TaskStatus.SKIPPED:
-        tries, seconds = [], 0.0
-    return TaskRecord.model_construct(
-        name=name,
-        fingerprint="x",
-        status=status,
-        reason=reason,
-        attempts=tries,
-        run_id=run_id,
-        started_at=start,
-        finished_at=start + seconds,
-    )
-
-
-def state_of(records: Sequence[TaskRecord], workflow: Path, end: float) -> State:
-    run = RunRecord(
-        run_id="run-1", workflow=str(workflow), started_at=T0, finished_at=end, status="failed"
-    )
-    return State.model_construct(version=1, tasks={r.name: r for r in records}, runs=[run])
 
 
 def grouped_run(
@@ -787,6 +709,7 @@ def assert_all_ok(verdicts: Sequence[Verdict], diagrams: Sequence[str]) -> None:
         assert verdict.ok, f"mermaid failed: {verdict.error}\n--- diagram ---\n{diagram[:3000]}"
 
 
+@pytest.mark.render
 def test_ordinary_summary_renders_with_a_screenshot(
     rendered: Rendered, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -815,6 +738,7 @@ def test_ordinary_summary_renders_with_a_screenshot(
         print(f"\nsummary screenshot: {rendered.screenshot} (also {SCREENSHOT_COPY})")
 
 
+@pytest.mark.render
 def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> None:
     diagrams = blocks(rendered.hostile)
     assert len(diagrams) == 3
@@ -824,10 +748,10 @@ def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> 
     for i, name in enumerate(rendered.names):
         assert flow.nodes.get(f"t{i}") == name, (name, flow.nodes.get(f"t{i}"))
     bars = 0
-    for name, record in rendered.hostile_state.tasks.items():
-        if record.status is TaskStatus.SKIPPED or len(name) > 100:
+    for name, task in rendered.hostile_state.tasks.items():
+        if task.status is TaskStatus.SKIPPED or len(name) > 100:
             continue
-        mark = "✓" if record.status is TaskStatus.PASSED else "✗"
+        mark = "✓" if task.status is TaskStatus.PASSED else "✗"
         assert f"{mark} {name}" in gantt.text, name
         bars += 1
     assert bars >= 20
@@ -836,6 +760,7 @@ def test_hostile_names_render_literally_in_both_diagrams(rendered: Rendered) -> 
         assert not stray, stray
 
 
+@pytest.mark.render
 def test_700_task_run_falls_back_and_still_renders(rendered: Rendered) -> None:
     text = rendered.large
     diagrams = blocks(text)
@@ -853,6 +778,7 @@ def test_700_task_run_falls_back_and_still_renders(rendered: Rendered) -> None:
     assert len(diagrams) == 1 and diagrams[0].startswith("gantt")
 
 
+@pytest.mark.render
 def test_diagrams_past_mermaid_limits_below_the_task_caps_fall_back_and_render(
     rendered: Rendered,
 ) -> None:
@@ -1029,7 +955,7 @@ def test_report_finds_a_relative_workflow_from_another_folder(tmp_path: Path) ->
     assert (
         StateStore(h.root / ".prompter" / "state.json").load().runs[-1].workflow == "prompter.toml"
     )
-    done = prompter(tmp_path, "report", "--report-dir", "project/.prompter")
+    done = prompter_cli("report", "--report-dir", "project/.prompter", cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     root = ET.parse(h.root / ".prompter" / "junit.xml").getroot()
     assert [e.get("line") for e in root.iter("testcase")] == ["7"]  # its [[tasks]] header

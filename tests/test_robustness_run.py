@@ -12,18 +12,11 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .engine import Harness, fail_journal_writes
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+from .harness import Harness, fail_journal_writes
 
 
 def run(h: Harness, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
@@ -97,15 +90,6 @@ def test_a_task_log_that_cannot_be_opened_fails_that_task_with_the_reason(h: Har
     assert status["b"] == ("skipped", "dependency `a` failed")
     assert status["c"] == ("passed", None)
     assert (h.root / ".prompter" / "junit.xml").is_file()
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder another user can reach (pytest's own are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="prompter-nobody-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder)
 
 
 @pytest.mark.skipif(

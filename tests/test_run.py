@@ -8,18 +8,12 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from prompter.cli import main
 
-from .engine import Harness, prompter_cli
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+from .harness import Harness, prompter_cli
 
 
 def test_independent_tasks_run_in_parallel_then_the_dependent(h: Harness) -> None:

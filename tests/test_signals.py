@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Harness
+from .harness import Harness
 
 
 def alive(pid: int) -> bool:

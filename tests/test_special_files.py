@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Harness
+from .harness import Harness
 
 LIMIT_S = 3.0  # what "at once" means here: python's start-up plus a few file operations
 
@@ -60,7 +60,7 @@ def is_kind(path: Path, kind: str) -> bool:
     return {"fifo": stat.S_ISFIFO, "socket": stat.S_ISSOCK}[kind](mode)
 
 
-def prompter(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+def cli_in_time(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI from the harness root; it must end within LIMIT_S (a hang fails)."""
     start = time.monotonic()
     done = h.cli(*args, timeout=LIMIT_S)
@@ -69,8 +69,8 @@ def prompter(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    h = Harness(tmp_path)
+def h(h: Harness) -> Harness:
+    """The shared harness with one task, `a`, written."""
     h.task("a", depends_on=[])
     h.write()
     return h
@@ -104,7 +104,7 @@ def test_a_special_state_file_is_refused_with_exit_2(
 ) -> None:
     path = h.root / ".prompter" / name
     make(path, kind, sockets)
-    done = prompter(h, *COMMANDS[command])
+    done = cli_in_time(h, *COMMANDS[command])
     assert done.returncode == 2, done.stderr
     assert (
         done.stderr == f"prompter: .prompter/{name}: is {KINDS[kind]}, not a prompter state file\n"
@@ -118,7 +118,7 @@ def test_a_device_as_the_state_is_refused_with_exit_2(h: Harness, command: str) 
     path = h.root / ".prompter" / "state.json"
     path.parent.mkdir()
     path.symlink_to(os.devnull)  # the link is followed: what counts is what it leads to
-    done = prompter(h, *COMMANDS[command])
+    done = cli_in_time(h, *COMMANDS[command])
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         "prompter: .prompter/state.json: is a character device, not a prompter state file\n"
@@ -132,7 +132,7 @@ def test_plan_warns_about_a_special_state_file_and_plans(
     h: Harness, sockets: list[socket.socket], name: str, kind: str
 ) -> None:
     make(h.root / ".prompter" / name, kind, sockets)
-    done = prompter(h, *COMMANDS["plan"])
+    done = cli_in_time(h, *COMMANDS["plan"])
     assert done.returncode == 0, done.stderr
     assert done.stderr == (
         f"prompter: warning: .prompter/{name}: is {KINDS[kind]}, not a prompter state file; "
@@ -153,7 +153,7 @@ def test_a_special_lock_file_is_refused_with_exit_2(
     path = h.root / ".prompter" / "state.json.lock"
     path.unlink()
     make(path, kind, sockets)
-    done = prompter(h, *COMMANDS[command])
+    done = cli_in_time(h, *COMMANDS[command])
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"prompter: .prompter/state.json.lock: is {KINDS[kind]}, not a regular file; move it away\n"
@@ -166,7 +166,7 @@ def test_status_refuses_a_lock_file_that_is_a_directory(h: Harness) -> None:
     path = h.root / ".prompter" / "state.json.lock"
     path.unlink()
     path.mkdir()
-    done = prompter(h, "status")
+    done = cli_in_time(h, "status")
     assert done.returncode == 2, done.stderr
     assert done.stderr == "prompter: .prompter/state.json.lock: Is a directory; move it away\n"
     assert path.is_dir()
@@ -183,7 +183,7 @@ def test_a_special_task_log_stops_the_run_before_anything_runs(
     h.write()
     path = h.root / ".prompter" / "logs" / "b.log"
     make(path, kind, sockets)
-    done = prompter(h, *COMMANDS["run"])
+    done = cli_in_time(h, *COMMANDS["run"])
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"prompter: .prompter/logs/b.log: is {KINDS[kind]}, not a regular file (the log of task "
@@ -203,7 +203,7 @@ def test_a_task_log_that_becomes_a_fifo_during_the_run_fails_that_task_at_once(
     h.task("b", depends_on=["maker"], max_attempts=1)
     h.task("c", depends_on=["maker"])
     h.write()
-    done = prompter(h, *COMMANDS["run"])
+    done = cli_in_time(h, *COMMANDS["run"])
     assert done.returncode == 1, done.stderr
     assert h.tasks_status() == {
         "maker": ("passed", None),
@@ -249,7 +249,7 @@ def test_report_refuses_a_special_file_where_a_report_goes(
     ran(h)
     path = h.root / ".prompter" / name
     make(path, kind, sockets)
-    done = prompter(h, "report", "--format", "junit" if name == "junit.xml" else "markdown")
+    done = cli_in_time(h, "report", "--format", "junit" if name == "junit.xml" else "markdown")
     assert done.returncode == 2, done.stderr
     what = f"is {KINDS[kind]}, not a regular file"
     assert done.stderr == f"prompter: .prompter/{name}: cannot write: {what}\n"
@@ -264,7 +264,7 @@ def test_run_warns_about_a_special_file_where_a_report_goes_and_keeps_its_exit_c
 ) -> None:
     path = h.root / ".prompter" / name
     make(path, kind, sockets)
-    done = prompter(h, *COMMANDS["run"])
+    done = cli_in_time(h, *COMMANDS["run"])
     assert done.returncode == 0, done.stderr
     what = f"is {KINDS[kind]}, not a regular file"
     assert done.stderr == f"prompter: warning: reports not written: .prompter/{name}: {what}\n"

@@ -39,7 +39,7 @@ from prompter.records import (
 )
 from prompter.state import StateError, StateStore
 
-from .engine import toml_value
+from .harness import toml_value
 
 
 def attempt(number: int = 1, **fields: Any) -> AttemptRecord:

@@ -7,7 +7,6 @@ left as it was.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from prompter.state import StateError, StateStore
 
-from .engine import Harness
+from .harness import Harness
 
 DEEP = 100_000
 
@@ -62,20 +61,16 @@ COMMANDS = {
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    h = Harness(tmp_path)
+def h(h: Harness) -> Harness:
+    """The shared harness with one task, `a`, written, and its report folder."""
     h.task("a", depends_on=[])
     h.write()
-    (tmp_path / ".prompter").mkdir()
+    (h.root / ".prompter").mkdir()
     return h
 
 
-def prompter(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return h.cli(*args)
-
-
 def check(h: Harness, command: str, path: Path, content: bytes, start: str, end: str) -> None:
-    done = prompter(h, *COMMANDS[command])
+    done = h.cli(*COMMANDS[command])
     (message,) = done.stderr.splitlines()  # one line
     assert len(message) < 400, message
     if command == "plan":

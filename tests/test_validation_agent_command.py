@@ -10,11 +10,7 @@ from typing import Any
 
 import pytest
 
-from .engine import prompter_cli, toml_value
-
-
-def prompter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return prompter_cli(*args, cwd=cwd)
+from .harness import prompter_cli, toml_value
 
 
 def workflow(root: Path, settings: dict[str, Any], *tasks: dict[str, Any]) -> Path:
@@ -46,10 +42,10 @@ def assert_refused_before_running(done: subprocess.CompletedProcess[str], messag
 
 def test_program_not_on_path(tmp_path: Path) -> None:
     path = workflow(tmp_path, {"agent_command": ["prompter-no-such-agent", "{prompt}"]})
-    assert prompter("validate", str(path), cwd=tmp_path).returncode == 0  # the file is fine
+    assert prompter_cli("validate", str(path), cwd=tmp_path).returncode == 0  # the file is fine
     for args in (["run"], ["run", "--dry-run"]):
         assert_refused_before_running(
-            prompter(*args, str(path), cwd=tmp_path),
+            prompter_cli(*args, str(path), cwd=tmp_path),
             f"{path}:5:1: error: task `a` cannot start its agent: "
             "agent_command[0] `prompter-no-such-agent` is not on PATH",
         )
@@ -75,7 +71,7 @@ def test_program_path_resolved_in_the_working_directory(
     path = workflow(tmp_path, {"working_directory": "work", "agent_command": [program]})
     why = why.format(work=work).replace("tools//", "tools/")
     assert_refused_before_running(
-        prompter("run", str(path), cwd=tmp_path),
+        prompter_cli("run", str(path), cwd=tmp_path),
         f"{path}:6:1: error: task `a` cannot start its agent: agent_command[0] `{program}` {why}",
     )
 
@@ -85,7 +81,7 @@ def test_file_on_path_that_is_not_executable(tmp_path: Path) -> None:
     executable(bin_dir / "my-agent", 0o644)
     path = workflow(tmp_path, {"agent_command": ["my-agent"], "agent_env": {"PATH": str(bin_dir)}})
     assert_refused_before_running(
-        prompter("run", str(path), cwd=tmp_path),
+        prompter_cli("run", str(path), cwd=tmp_path),
         f"{path}:5:1: error: task `a` cannot start its agent: agent_command[0] `my-agent` is "
         f"not an executable program on PATH ({bin_dir}/my-agent is not executable) "
         "(PATH as agent_env sets it)",
@@ -101,7 +97,7 @@ def test_a_task_override_is_checked_and_located_at_the_task(tmp_path: Path) -> N
         {"name": "other", "depends_on": []},
     )
     assert_refused_before_running(
-        prompter("run", str(path), cwd=tmp_path),
+        prompter_cli("run", str(path), cwd=tmp_path),
         f"{path}:14:1: error: task `bad` cannot start its agent: "
         "agent_command[0] `prompter-no-such-agent` is not on PATH",
     )
@@ -115,7 +111,7 @@ def test_path_is_the_one_the_agent_gets(tmp_path: Path) -> None:
         {"name": "a", "agent_env": {"PATH": str(tmp_path / "empty")}},
     )
     assert_refused_before_running(
-        prompter("run", str(path), cwd=tmp_path),
+        prompter_cli("run", str(path), cwd=tmp_path),
         f"{path}:5:1: error: task `a` cannot start its agent: agent_command[0] `sh` is not on "
         "PATH (PATH as agent_env sets it)",
     )
@@ -135,12 +131,12 @@ def test_what_the_agent_can_start_is_not_refused(tmp_path: Path) -> None:
     ]
     settings = {"working_directory": "work", "agent_env": {"PATH": f"{bin_dir}:/usr/bin:/bin"}}
     path = workflow(tmp_path, settings, *tasks)
-    done = prompter("run", str(path), cwd=tmp_path)
+    done = prompter_cli("run", str(path), cwd=tmp_path)
     assert done.returncode == 2
     assert "agent_command[0] `./agent.sh` does not exist" in done.stderr
     executable(work / "agent.sh")
     executable(bin_dir / "only-here")
-    done = prompter("run", str(path), cwd=tmp_path)
+    done = prompter_cli("run", str(path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
@@ -152,9 +148,9 @@ def test_only_the_tasks_this_run_starts_are_checked(tmp_path: Path) -> None:
         {"name": "good", "depends_on": []},
         {"name": "bad", "agent_command": ["prompter-no-such-agent"], "depends_on": []},
     )
-    done = prompter("run", str(path), "--task", "good", "--only", cwd=tmp_path)
+    done = prompter_cli("run", str(path), "--task", "good", "--only", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    done = prompter("run", str(path), cwd=tmp_path)  # now `bad` would start: refused
+    done = prompter_cli("run", str(path), cwd=tmp_path)  # now `bad` would start: refused
     assert done.returncode == 2 and "task `bad` cannot start its agent" in done.stderr
 
 

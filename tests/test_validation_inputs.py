@@ -16,13 +16,13 @@ import pytest
 
 from prompter.config import load_workflow
 
-from .engine import prompter_cli
-from .test_config import errors_of
+from .harness import prompter_cli
+from .workflow_files import errors_of, write
 
 BASE = '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "true"\n'
 
 
-def prompter(
+def capped_prompter(
     *args: str, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     # An unbounded read fails fast instead of taking the machine's memory with it.
@@ -35,12 +35,6 @@ def prompter(
     )
 
 
-def write(tmp_path: Path, text: str, name: str = "wf.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 # -- files that are not regular files -----------------------------------------------------------
 
 
@@ -50,7 +44,7 @@ def test_dev_zero_is_refused_at_once_not_read_for_ever(tmp_path: Path, via_symli
     if via_symlink:  # judged by what it points to
         path = tmp_path / "wf.toml"
         path.symlink_to("/dev/zero")
-    done = prompter("validate", str(path), timeout=20)
+    done = capped_prompter("validate", str(path), timeout=20)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"{path}: error: not a regular file (a character device): "
@@ -63,7 +57,7 @@ def test_fifo_without_a_writer_is_refused_not_waited_on(tmp_path: Path) -> None:
     fifo = tmp_path / "wf.toml"
     os.mkfifo(fifo)
     for command in ("validate", "run"):
-        done = prompter(command, str(fifo), cwd=tmp_path, timeout=20)
+        done = capped_prompter(command, str(fifo), cwd=tmp_path, timeout=20)
         assert done.returncode == 2, command
         assert done.stderr.startswith(f"{fifo}: error: not a regular file (a pipe or FIFO)")
 
@@ -80,7 +74,7 @@ def test_fifo_with_a_writer_is_refused_too(tmp_path: Path) -> None:
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    done = prompter("validate", str(fifo), timeout=20)
+    done = capped_prompter("validate", str(fifo), timeout=20)
     os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # frees the writer if still waiting
     writer.join(5)
     assert done.returncode == 2
@@ -142,7 +136,7 @@ def test_run_refuses_a_nul_path_up_front_instead_of_an_internal_error(
 ) -> None:
     path = write(tmp_path, f"[settings]\n{settings}\n\n{BASE}")
     for command in ("validate", "run"):
-        done = prompter(command, str(path), cwd=tmp_path)
+        done = capped_prompter(command, str(path), cwd=tmp_path)
         assert done.returncode == 2, (command, done.stderr)
         key = settings.split(" =", maxsplit=1)[0]
         assert done.stderr.startswith(f"{path}:2:1: error: `{key}` contains")
@@ -164,7 +158,7 @@ def test_agent_env_names_execve_cannot_take_are_refused_before_any_attempt(
         'agent_env = { "A=B" = "x", "" = "y", OK = "fine" }\n\n' + BASE,
     )
     for command in ("validate", "run"):
-        done = prompter(command, str(path), cwd=tmp_path)
+        done = capped_prompter(command, str(path), cwd=tmp_path)
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr.splitlines() == [
             f"{path}:5:1: error: `agent_env` variable name 'A=B' contains `=`, "
@@ -226,7 +220,7 @@ def test_run_with_an_endless_check_interval_exits_2_instead_of_hanging(tmp_path:
         tmp_path,
         '[settings]\ncheck_interval = 1e20\nagent = "command"\nagent_command = ["true"]\n\n' + BASE,
     )
-    done = prompter("run", str(path), cwd=tmp_path, timeout=30)
+    done = capped_prompter("run", str(path), cwd=tmp_path, timeout=30)
     assert done.returncode == 2
     assert done.stderr.startswith(f"{path}:2:1: error: `check_interval` must be ≤ 3600")
 
@@ -279,7 +273,7 @@ def test_messages_never_print_a_terminal_escape_or_a_bidi_override(tmp_path: Pat
     hostile = "x\x1b[2J\u202eevil"
     text = BASE + f"depends_on = [{json.dumps(hostile)}]\n"
     path = write(tmp_path, text)
-    done = prompter("validate", str(path))
+    done = capped_prompter("validate", str(path))
     assert done.returncode == 2
     assert done.stderr.splitlines()[0] == (
         f"{path}:5:1: error: unknown dependency `x\\x1b[2J\\u202eevil`"
@@ -289,7 +283,7 @@ def test_messages_never_print_a_terminal_escape_or_a_bidi_override(tmp_path: Pat
 def test_syntax_error_excerpt_keeps_raw_control_characters_off_the_console(tmp_path: Path) -> None:
     path = tmp_path / "wf.toml"
     path.write_bytes(b'[[tasks]]\nname = "a\x1b[31mred"\n')
-    done = prompter("validate", str(path))
+    done = capped_prompter("validate", str(path))
     assert done.returncode == 2
     first, excerpt, caret = done.stderr.splitlines()[:3]
     assert first.startswith(f"{path}:2:10: error: invalid TOML")
@@ -327,5 +321,5 @@ def test_a_prompt_at_the_limit_still_reaches_the_agent_with_retry_feedback(
         f'[[tasks]]\nname = "a"\nprompt = "{prompt}"\nverify_command = "{noisy}"\n'
     )
     path = write(tmp_path, text)
-    done = prompter("run", str(path), "--progress", "none", cwd=tmp_path)
+    done = capped_prompter("run", str(path), "--progress", "none", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -16,8 +16,8 @@ from prompter.config import load_workflow, with_settings
 from prompter.fingerprints import fingerprints
 from prompter.places import default_report_dir, repository_root, workflow_identity
 
-from .engine import prompter_cli
-from .test_init import VALID, answer, init
+from .harness import prompter_cli
+from .init_session import VALID, answer, init
 
 COMPAT = Path(__file__).parent / "compat" / "prompter-0.10"
 COMPAT_FILES = sorted([COMPAT / "example.toml", *(COMPAT / "examples").glob("*.toml")])
@@ -359,7 +359,7 @@ def test_an_old_state_of_another_workflow_is_accepted_as_before(tmp_path: Path) 
 
 
 def test_the_action_keeps_each_workflows_report_folder(tmp_path: Path) -> None:
-    from .test_action_contract import TASKS, run_step, workspace
+    from .action_step import TASKS, run_step, workspace
 
     ws = workspace(tmp_path, TASKS[:1], {})
     (ws / "flows").mkdir()

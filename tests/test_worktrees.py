@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import anyio
@@ -10,11 +9,8 @@ import pytest
 
 from prompter.worktrees import Conflict, Integration, Landing, Merged, Recovered, recover
 
-
-def sh(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
+from .git_repos import git_harness, sh
+from .harness import Harness
 
 
 @pytest.fixture
@@ -255,23 +251,6 @@ def test_a_task_that_changes_nothing_commits_nothing(repo: Path) -> None:
 
 
 # -- whole runs ---------------------------------------------------------------------------------
-
-from .engine import Harness  # noqa: E402
-
-
-def git_harness(tmp_path: Path) -> Harness:
-    """A harness whose root is a git repository with a commit and some uncommitted work."""
-    h = Harness(tmp_path)
-    sh(tmp_path, "init", "-q")
-    sh(tmp_path, "config", "user.email", "u@example.com")
-    sh(tmp_path, "config", "user.name", "User")
-    (tmp_path / ".gitignore").write_text(".prompter/\nagent.jsonl\nplan.json\nprompter.toml\n")
-    (h.work / "app.py").write_text("line 1\nline 2\nline 3\n")
-    sh(tmp_path, "add", "-A")
-    sh(tmp_path, "commit", "-qm", "initial")
-    (h.work / "app.py").write_text("line 1\nline 2 (user)\nline 3\n")  # uncommitted
-    (h.work / "scratch.txt").write_text("the user's untracked file\n")
-    return h
 
 
 def two_parallel_tasks(h: Harness) -> None:

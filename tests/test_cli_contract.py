@@ -1,14 +1,14 @@
-"""The CLI against README's contract at its edges (from a review): report from elsewhere, init
-onto a directory or an empty name, clean's messages, status of tasks the workflow lost, help."""
+"""The CLI as README describes it: report from elsewhere, init onto a directory or an empty
+name, clean's messages, status of tasks the workflow lost, help, task options, sequential start
+tasks, escaped file names."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.engine import Harness, prompter_cli
-
-FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
+from .harness import Harness, prompter_cli
+from .init_session import init_env
 
 ONE_TASK = """[[tasks]]
 name = "a"
@@ -43,18 +43,6 @@ def test_report_from_another_directory_reads_the_runs_workflow_not_a_namesake(
     assert 'line="1"' in junit, junit  # the run's wf.toml has task `a` on line 1
     assert "changed_since" not in junit, junit  # nothing changed in the run's workflow
     assert "zzz" not in summary, summary  # a task of another project
-
-
-def init_env(repo: Path, steps: list[dict[str, object]]) -> dict[str, str]:
-    (repo / "plan.json").write_text(json.dumps({"init": steps}))
-    return {
-        "PATH": "/usr/bin:/bin",
-        "PROMPTER_CLAUDE_CLI": str(FAKE_CLAUDE),
-        "FAKE_CLAUDE_PLAN": str(repo / "plan.json"),
-        "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
-        "FAKE_CLAUDE_DEFAULT_KEY": "init",
-        "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
-    }
 
 
 VALID = (

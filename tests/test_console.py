@@ -1,7 +1,7 @@
-"""What a person sees at the console, at its edges (from a review): hostile text in progress
-lines, the live view and `status`; the live view with hundreds of tasks or after an error;
-`--progress rich` without a terminal; the heartbeat; `clear-state` without a state; `init` at
-its question and with --force; `clean` without git.
+"""What a person sees at the console: hostile text in progress lines, the live view and
+`status`; the live view with hundreds of tasks or after an error; `--progress rich` without a
+terminal; the heartbeat; `clear-state` without a state; `init` at its question and with
+--force; `clean` without git.
 
 The live view is exercised in a real pseudo-terminal where it matters (the cursor, TERM).
 """
@@ -34,8 +34,8 @@ from prompter.events import AttemptFinished, RunFinished, RunStarted, TaskFinish
 from prompter.progress import LiveProgress, PlainProgress
 from prompter.records import AttemptRecord, TaskRecord, TaskStatus
 
-from .engine import prompter_cli
-from .test_cli_edges import init_env as cli_init_env
+from .harness import prompter_cli
+from .init_session import init_env as fake_claude_env
 
 STAMP = r"^\[\d\d:\d\d:\d\d\] "
 # A file name an agent chose: a colour, a screen clear, a right-to-left override.
@@ -380,7 +380,7 @@ depends_on = []
 
 
 def init_env(repo: Path, answer_text: str) -> dict[str, str]:
-    return cli_init_env(repo, [{"result": answer_text}])
+    return fake_claude_env(repo, [{"result": answer_text}])
 
 
 def test_init_ctrl_d_at_the_question_writes_nothing_and_is_no_internal_error(

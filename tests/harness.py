@@ -1,4 +1,6 @@
-"""Test harness for runs: a workflow in a temp dir, driven by tests/agents/fake_agent.py."""
+"""Harnesses for runs: a workflow in a temp dir, its agents tests/agents/fake_agent.py (`Harness`)
+or the real claude-agent-sdk against tests/agents/fake_claude.py (`ClaudeHarness`); the CLI as a
+real process (`prompter_cli`); and checks about processes and users the run tests share."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ import pytest
 
 from prompter.cli import main
 
+from .toml_text import toml_value
+
 FAKE_AGENT = Path(__file__).parent / "agents" / "fake_agent.py"
+FAKE_CLAUDE = Path(__file__).parent / "agents" / "fake_claude.py"
+# What a user sets for Claude Code (the fake CLI takes any): a run checks that some credential
+# is there before any agent starts.
+FAKE_KEY = "sk-ant-api03-fake-key-for-the-fake-cli"
 
 
 def prompter_cli(
@@ -32,19 +40,6 @@ def prompter_cli(
         timeout=timeout,
         **popen,
     )
-
-
-def toml_str(value: str) -> str:
-    return json.dumps(value)  # JSON strings are valid TOML basic strings for our inputs
-
-
-def toml_value(value: Any) -> str:
-    """A TOML value: JSON's for scalars and arrays, an inline table for a dict."""
-    if isinstance(value, dict):
-        return (
-            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-        )
-    return json.dumps(value)
 
 
 @dataclass
@@ -167,6 +162,57 @@ class Harness:
         if not self.agent_log.exists():
             return []
         return [json.loads(line) for line in self.agent_log.read_text().splitlines()]
+
+
+class ClaudeHarness(Harness):
+    """Tasks default to the claude agent; the fake CLI's plan is keyed by task name."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.claude_plan: dict[str, list[dict[str, Any]]] = {}
+        self.claude_state = self.root / "claude-state"
+        self.settings["claude_cli_path"] = str(FAKE_CLAUDE)
+
+    def claude(self, name: str, steps: list[dict[str, Any]], **keys: Any) -> None:
+        keys.setdefault("agent", "claude")
+        keys.setdefault("prompt", f"[[fake:{name}]] do {name}")
+        self.claude_plan[name] = steps
+        self.task(name, **keys)
+
+    def write(self) -> Path:
+        path = super().write()
+        (self.root / "claude-plan.json").write_text(json.dumps(self.claude_plan))
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "FAKE_CLAUDE_PLAN": str(self.root / "claude-plan.json"),
+            "FAKE_CLAUDE_STATE": str(self.claude_state),
+            "ANTHROPIC_API_KEY": os.environ.get("ANTHROPIC_API_KEY", FAKE_KEY),
+        }
+
+    def claude_calls(self, key: str | None = None) -> list[dict[str, Any]]:
+        log = self.claude_state / "calls.jsonl"
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return [c for c in calls if key is None or c["key"] == key]
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.root / ".prompter" / "state.json").read_text())  # type: ignore[no-any-return]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; only its parent can reap it.
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test runs prompter as root (CI does: .ci/run)", pytrace=False)
 
 
 def fail_journal_writes(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int], bool]) -> None:

@@ -1,29 +1,22 @@
-"""Edges of the action's contract with the runner: odd inputs, file commands that cannot be
-written, the per-step annotation budget, artifact names and a flaky artifact service.
+"""What the action reads and writes besides the run: odd inputs, artifact names, file commands
+that cannot be written, the per-step annotation budget, an unexpected error.
 
-Each test runs `prompter-action` as the runner does (test_action_contract.run_step) unless it
-is about one function; the runner's parsing is modelled by runner_model.py.
+Each test runs `prompter-action` as the runner does (action_step.run_step) unless it is about
+one function; the runner's parsing is modelled by runner_model.py. The artifact service that
+fails now and then is in test_artifact.py.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from prompter.github import artifact
-from prompter.github.artifact import ArtifactError, upload_folder
-
-from .artifact_service import artifact_service, runtime_token
+from .action_step import TASKS, Step, run_step, workspace
+from .artifact_service import artifact_service
 from .runner_model import Command, commands
-from .test_action_contract import TASKS, Step, run_step, workspace
 
 RUNNER_KEEPS = 10  # annotations of one type per step; the runner drops the rest
 
@@ -193,128 +186,6 @@ def test_warnings_just_within_the_budget_are_all_shown(tmp_path: Path) -> None:
     assert len(texts) == 9 and not any("more like this" in t for t in texts)
 
 
-# --- a flaky artifact service -------------------------------------------------------------
-
-
-@contextmanager
-def flaky_proxy(target: str, failures: dict[str, list[int]]) -> Iterator[tuple[str, list[str]]]:
-    """An HTTP proxy in front of the stand-in: requests whose path starts with a key of
-    `failures` are answered with the next status of its list (while there is one); the rest go
-    to `target`, and the signed upload URL it returns points back here. Yields the proxy's URL
-    and the log of what it answered."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _forward(self, method: str) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            for prefix, statuses in failures.items():
-                if self.path.startswith(prefix) and statuses:
-                    status = statuses.pop(0)
-                    seen.append(f"{method} {self.path.split('?')[0]} -> {status}")
-                    self.send_response(status)
-                    data = b'{"code":"unavailable","msg":"try again"}'
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-            headers = {
-                k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}
-            }
-            answer = httpx.request(method, target + self.path.lstrip("/"), content=body,
-                                   headers=headers)  # fmt: skip
-            data = answer.content.replace(target.encode(), proxy_url.encode())
-            seen.append(f"{method} {self.path.split('?')[0]} -> {answer.status_code}")
-            self.send_response(answer.status_code)
-            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            self._forward("POST")
-
-        def do_PUT(self) -> None:
-            self._forward("PUT")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    proxy_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield proxy_url, seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def report(tmp_path: Path) -> Path:
-    folder = tmp_path / "report"
-    folder.mkdir()
-    (folder / "junit.xml").write_text("<testsuites/>")
-    return folder
-
-
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(artifact, "RETRY_DELAYS_S", (0.01, 0.02, 0.04), raising=False)
-
-
-PREFIX = "/twirp/github.actions.results.api.v1.ArtifactService/"
-
-
-@pytest.mark.usefixtures("quick_retries")
-def test_transient_service_errors_are_retried(tmp_path: Path) -> None:
-    # actions/toolkit retries 429/5xx and dropped connections; one 503 lost the artifact.
-    failures = {PREFIX + "CreateArtifact": [503, 429], "/blob/": [502], PREFIX + "Finalize": [504]}
-    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, seen):
-        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
-        uploaded = upload_folder(report(tmp_path), "prompter-report", env)
-    assert service.problems == []
-    assert uploaded.artifact_id == "4242"
-    assert [m for m, _ in service.calls] == ["CreateArtifact", "FinalizeArtifact"]
-    assert seen == [
-        f"POST {PREFIX}CreateArtifact -> 503",
-        f"POST {PREFIX}CreateArtifact -> 429",
-        f"POST {PREFIX}CreateArtifact -> 200",
-        "PUT /blob/prompter-report -> 502",
-        "PUT /blob/prompter-report -> 201",
-        f"POST {PREFIX}FinalizeArtifact -> 504",
-        f"POST {PREFIX}FinalizeArtifact -> 200",
-    ]
-
-
-@pytest.mark.usefixtures("quick_retries")
-def test_a_service_that_stays_down_gives_up_with_one_line(tmp_path: Path) -> None:
-    failures = {PREFIX + "CreateArtifact": [503] * 10}
-    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, seen):
-        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
-        with pytest.raises(ArtifactError, match=r"CreateArtifact answered HTTP 503") as caught:
-            upload_folder(report(tmp_path), "r", env)
-    assert "\n" not in str(caught.value)
-    assert len(failures[PREFIX + "CreateArtifact"]) == 10 - 4  # tried four times
-    assert len(seen) == 4
-
-
-@pytest.mark.usefixtures("quick_retries")
-def test_a_conflict_is_not_retried(tmp_path: Path) -> None:
-    # 409: the name is taken in this workflow run (v4 artifacts are immutable): say so at once.
-    failures = {PREFIX + "CreateArtifact": [409, 409]}
-    with artifact_service() as service, flaky_proxy(service.url, failures) as (url, _):
-        env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": url}
-        with pytest.raises(ArtifactError, match="HTTP 409"):
-            upload_folder(report(tmp_path), "r", env)
-    assert failures[PREFIX + "CreateArtifact"] == [409]
-
-
-def test_a_malformed_results_url_is_an_artifact_error(tmp_path: Path) -> None:
-    # httpx.InvalidURL is no httpx.HTTPError: it escaped as a traceback and ended the step.
-    env = {"ACTIONS_RUNTIME_TOKEN": runtime_token(), "ACTIONS_RESULTS_URL": "http://[::1"}
-    with pytest.raises(ArtifactError, match="unreachable: InvalidURL"):
-        upload_folder(report(tmp_path), "r", env)
-
-
 # --- an unexpected error ------------------------------------------------------------------
 
 
@@ -333,6 +204,10 @@ def test_an_unexpected_error_is_one_annotation_and_its_traceback_issues_no_comma
     # children (sudo in the container tests then refuses to run): this test is about the fence.
     called: list[bool] = []
     monkeypatch.setattr("prompter.identity.no_new_privileges", lambda: called.append(True))
+    # main() also takes the runner's credentials and file commands out of the environment, for
+    # good: monkeypatch takes them first, so that it puts them back for the later tests.
+    for name in (*action.RUNNER_CREDENTIALS, *action.FILE_COMMANDS):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit) as exited:
         action.main()
     assert called == [True]

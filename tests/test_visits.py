@@ -1,5 +1,6 @@
-"""Sequential visits and durable state at their edges (from a review): loops, kills, budgets,
-reports of a looped task, a state from before visits, what the action counts."""
+"""Visits of sequential mode in the durable state: sessions resumed across visits, reports and
+JUnit figures of a looped task, a kill inside a loop, a state from before visits, what the
+action counts, a state that could not be written."""
 
 from __future__ import annotations
 
@@ -11,12 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Harness, fail_journal_writes, prompter_cli
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+from .harness import ClaudeHarness, Harness, fail_journal_writes, prompter_cli
 
 
 def _state(root: Path) -> dict:
@@ -27,8 +23,6 @@ def _state(root: Path) -> dict:
 
 
 def test_repeat_with_resume_previous_session_resumes_the_previous_visit(tmp_path: Path) -> None:
-    from .test_claude import ClaudeHarness
-
     # README: a revisit (a jump back, `repeat`) is a new execution: "a new session, or the
     # previous task's with resume_previous_session". For `repeat`, the previous task is the
     # task itself: its second visit should continue the first visit's session.
@@ -49,8 +43,6 @@ def test_repeat_with_resume_previous_session_resumes_the_previous_visit(tmp_path
 def test_summary_of_a_loop_skipped_at_a_revisit_does_not_say_no_attempts_ran(
     tmp_path: Path,
 ) -> None:
-    from .test_claude import ClaudeHarness
-
     c = ClaudeHarness(tmp_path)
     c.settings.update(allow_infinite_loops=True, max_iterations=10, max_cost_usd=1.0)
     c.claude("poll", [{"cost": 0.4}], on_success="repeat")
@@ -67,8 +59,6 @@ def test_summary_of_a_loop_skipped_at_a_revisit_does_not_say_no_attempts_ran(
 def test_junit_figures_of_a_looped_task_are_the_latest_visits_with_the_total_cost(
     tmp_path: Path,
 ) -> None:
-    from .test_claude import ClaudeHarness
-
     # A looped task: a testcase's cost, tokens and attempts all describe the same (latest)
     # visit; how many visits and what all of them cost come on top.
     c = ClaudeHarness(tmp_path)

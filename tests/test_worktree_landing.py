@@ -1,6 +1,6 @@
-"""Worktree isolation at its edges (from a review): deletions of untracked files, user folders,
-agent commits, nested repositories, linked worktrees, odd names, many files, ignored working
-directories, submodules."""
+"""Work landing from worktrees (isolation = "worktree") in the user's tree: deletions and moves
+of untracked files, user folders, agent commits, nested repositories, linked worktrees, odd
+names, many files, ignored working directories, submodules, conflicts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 from prompter.worktrees import Integration, Merged, recover
 
-from .engine import Harness
-from .test_worktrees import git_harness as worktrees_harness
-from .test_worktrees import sh
+from .git_repos import git_harness as worktrees_harness
+from .git_repos import sh, shell_task
+from .harness import Harness
 
 
 def git_harness(tmp_path: Path) -> Harness:
@@ -34,13 +34,6 @@ def committed_repo(path: Path, files: dict[str, str]) -> Path:
     sh(path, "add", "-A")
     sh(path, "commit", "-qm", "initial")
     return path
-
-
-def shell_task(h: Harness, name: str, script: str, **keys: object) -> None:
-    """A task whose agent is a shell script run in the task's working directory."""
-    keys.setdefault("depends_on", [])
-    keys.setdefault("max_attempts", 1)
-    h.task(name, agent_command=["sh", "-c", script], **keys)
 
 
 # -- 1. deleting a file that was untracked at the start ----------------------------------------
@@ -173,7 +166,7 @@ def test_a_directory_replaced_by_a_file_lands(tmp_path: Path) -> None:
 
 
 def test_after_a_failed_landing_later_runs_and_clean_still_work(tmp_path: Path) -> None:
-    from .engine import prompter_cli
+    from .harness import prompter_cli
 
     h = git_harness(tmp_path)
     shell_task(h, "rm", "rm scratch.txt")

@@ -1,6 +1,6 @@
-"""Odd and hostile workflow files at the edges of validation: line separators that are not
-newlines, names that look the same, integers TOML cannot hold, many unknown names, long cycles.
-Each test failed against the loader before its fix."""
+"""Validation of odd and hostile workflow files: line separators that are not newlines, names
+that look the same, integers TOML cannot hold, many unknown names, long cycles and loops, empty
+verify commands, dates where strings belong."""
 
 from __future__ import annotations
 
@@ -15,13 +15,8 @@ from prompter import diagnostics
 from prompter.config import load_workflow
 from prompter.diagnostics import Severity, WorkflowError
 
-from .engine import prompter_cli
-
-
-def write(tmp_path: Path, text: str, name: str = "wf.toml") -> Path:
-    path = tmp_path / name
-    path.write_bytes(text.encode("utf-8"))
-    return path
+from .harness import prompter_cli
+from .workflow_files import write
 
 
 def task(name: str, *extra: str) -> str:

@@ -1,5 +1,5 @@
-"""Sequential mode at its edges (from a review): loops through an exhausted retry, sessions on
-revisits and after a resume, the run's counts and reports, the plan of a loop."""
+"""Sequential mode: loops through an exhausted retry, sessions on revisits and after a resume,
+the run's counts and reports, the plan and graph of a loop, dry runs, option order."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ import pytest
 
 from prompter import state as state_module
 
-from .engine import Harness, prompter_cli
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+from .harness import ClaudeHarness, Harness, prompter_cli
 
 
 def test_validate_warns_of_a_loop_through_an_exhausted_retry(h: Harness) -> None:
@@ -50,8 +45,6 @@ def test_plan_of_a_loop_without_allow_infinite_loops_says_what_the_run_does(h: H
 
 
 def test_a_repeat_starts_a_new_session_unless_told_to_resume(tmp_path: Path) -> None:
-    from .test_claude import ClaudeHarness
-
     # README [[tasks]]: resume_previous_session (default false) "Continue the previous agent
     # session instead of starting a new one"; only "a retry always continues its own session".
     # A `repeat` is a new execution, not a retry (Prompter 0.10 started a new session for it):
@@ -66,8 +59,6 @@ def test_a_repeat_starts_a_new_session_unless_told_to_resume(tmp_path: Path) -> 
 
 
 def test_a_revisit_with_resume_previous_session_resumes_the_previous_task(tmp_path: Path) -> None:
-    from .test_claude import ClaudeHarness
-
     # README: resume_previous_session = true continues, "in sequential mode the previous
     # task's" session. On its second visit `build` comes after `fix`, but resumes its own.
     c = ClaudeHarness(tmp_path)
@@ -106,8 +97,6 @@ def test_the_final_line_counts_tasks_not_executions(
 def test_resume_previous_session_after_a_task_that_passed_in_an_earlier_run(
     tmp_path: Path,
 ) -> None:
-    from .test_claude import ClaudeHarness
-
     # planning-workflow.toml (0.10): `review_plan` has resume_previous_session = true after
     # `analyze_codebase`. When review_plan fails and the workflow is run again, analyze_codebase
     # is not run again (its pass stands) and review_plan must continue its session (README:
@@ -205,8 +194,6 @@ def test_state_io_of_a_loop_is_linear_in_its_iterations(
 def test_a_revisit_is_a_new_visit_whose_attempts_start_at_one_and_costs_add_up(
     tmp_path: Path,
 ) -> None:
-    from .test_claude import ClaudeHarness
-
     c = ClaudeHarness(tmp_path)
     c.settings.update(allow_infinite_loops=True, max_iterations=3)
     c.claude("poll", [{"cost": 0.25}], on_success="repeat")

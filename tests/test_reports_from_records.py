@@ -1,9 +1,9 @@
-"""Reports on the edges: blank reasons, runs that ended without a red task, terminal escapes
-that never end, e-mail-like names, timestamps out of range, zero-length bars, gantt texts that
-look like dates.
+"""Reports from states built directly (tests/built_states.py): blank reasons that stay red,
+runs that ended without a red task, terminal escapes that never end, e-mail-like names,
+timestamps out of range, zero-length and back-to-back bars, gantt texts that look like dates.
 
-Each test here failed against the code before its fix. The mermaid checks render in real
-mermaid (headless Chromium), all in one batch (see tests/mermaid_render.py).
+The gantt texts are rendered by real mermaid in headless Chromium (marker `render`), all in one
+batch (see tests/mermaid_render.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from prompter.records import TaskStatus
 from prompter.report import junit, mermaid, summary
 from prompter.text import xml_safe
 
+from .built_states import T0, blocks, record, state_of, write_toml
 from .mermaid_render import Verdict, render
-from .test_reports import T0, blocks, record, state_of, write_toml
 
 
 def suite_of(text: str, tmp_path: Path) -> Any:
@@ -216,6 +216,7 @@ def gantt_verdicts() -> list[tuple[str, str, Verdict]]:
     return list(zip(DATE_LIKE, diagrams, verdicts, strict=True))
 
 
+@pytest.mark.render
 def test_gantt_texts_that_start_like_a_date_render_literally(
     gantt_verdicts: list[tuple[str, str, Verdict]],
 ) -> None:
