@@ -375,3 +375,19 @@ def test_fuzz_mutated_compat_files(
         at = int(where * len(text))
         text = text[:at] + insert + text[at + cut :]
     assert_loader_contract(write(tmp_path, text))
+
+
+def test_a_multi_line_on_failure_value_is_named_on_one_line(tmp_path: Path) -> None:
+    # Found by test_fuzz_mutated_compat_files: the value went into the message as it was.
+    path = write(
+        tmp_path,
+        '[[tasks]]\nname = "a"\nprompt = "p"\nverify_command = "true"\n'
+        'on_failure = """retry\nmax"""\n',
+    )
+    assert errors_of(path) == [
+        (
+            5,
+            'on_failure = "retry\\nmax" is neither one of "retry", "next", "stop" nor a task '
+            "name; did you mean `retry`?",
+        )
+    ]
