@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import anyio
 
 from . import changes, exits, identity, processes
+from .admission import limits_for, task_weights
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
@@ -31,7 +32,7 @@ from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .ledger import Ledger
 from .places import DEFAULT_REPORT_ROOT
-from .planning import happy_path, limits_for, task_weights
+from .planning import happy_path
 from .records import TERMINAL, RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from .redaction import Redactor
 from .regular import make_dir, refusal
@@ -383,7 +384,7 @@ async def _execute(
     # (a pass stands until the run executes a task): its RunStarted names none.
     reused = tuple(names[i] for i in sorted(selection.reused)) if workflow.mode == "graph" else ()
     slots = limits.slots if workflow.mode == "graph" else 1
-    warnings: list[str] = list(clamped)  # demands above a budget (planning.limits_for)
+    warnings: list[str] = list(clamped)  # demands above a budget (admission.limits_for)
     if start.warning:
         warnings.append(start.warning)
     recovered: list[tuple[str, tuple[str, ...]]] = []
