@@ -300,8 +300,10 @@ class Readiness:
         """The tasks that became ready since the last call: every tracked dependency done.
 
         File order at first, then the order in which `done` released them."""
-        if not self._prepared:
-            raise ValueError("prepare() must be called first")
+        if not self._ready:  # most calls, once a run is under way
+            if not self._prepared:
+                raise ValueError("prepare() must be called first")
+            return ()
         ready = tuple(self._ready)
         self._ready.clear()
         waiting = self._waiting
