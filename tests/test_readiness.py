@@ -48,16 +48,16 @@ def dags(draw: st.DrawFn, max_nodes: int = 25) -> DependencyGraph:
 def test_tasks_become_ready_as_their_dependencies_are_done() -> None:
     readiness = Readiness(DIAMOND)
     readiness.prepare()
-    assert readiness.get_ready() == (0,)
-    assert readiness.get_ready() == ()  # handed out once
+    assert readiness.get_ready() == [0]
+    assert readiness.get_ready() == []  # handed out once
     readiness.done(0)
-    assert readiness.get_ready() == (1, 2)
+    assert readiness.get_ready() == [1, 2]
     readiness.done(2)
-    assert readiness.get_ready() == ()  # 3 still waits on 1
+    assert readiness.get_ready() == []  # 3 still waits on 1
     readiness.done(1)
-    assert readiness.get_ready() == (3,)
+    assert readiness.get_ready() == [3]
     readiness.done(3)
-    assert readiness.get_ready() == (4,)
+    assert readiness.get_ready() == [4]
     assert readiness.is_active()
     readiness.done(4)
     assert not readiness.is_active()
@@ -92,11 +92,11 @@ def test_a_cycle_is_never_ready(deps: list[list[int]]) -> None:
 def test_only_the_tasks_given_are_tracked() -> None:
     # 1 and 4 are outside: 3 waits on 2 only, 2 is ready at once (0 is outside too).
     readiness = ready([[], [0], [0], [1, 2], [3]], tasks=[2, 3])
-    assert readiness.get_ready() == (2,)
+    assert readiness.get_ready() == [2]
     readiness.done(2)
-    assert readiness.get_ready() == (3,)
+    assert readiness.get_ready() == [3]
     readiness.done(3)
-    assert readiness.get_ready() == ()  # 4 is not tracked
+    assert readiness.get_ready() == []  # 4 is not tracked
     assert not readiness.is_active()
     # 4 waits on 3 only, which is not tracked: ready at once, like 0.
     assert Readiness(DIAMOND, [4, 1, 0]).static_order() == [0, 4, 1]
@@ -105,7 +105,7 @@ def test_only_the_tasks_given_are_tracked() -> None:
 def test_is_active_until_every_handed_out_task_is_finished() -> None:
     readiness = ready([[], []])
     assert readiness.is_active()  # ready, not yet handed out
-    assert readiness.get_ready() == (0, 1)
+    assert readiness.get_ready() == [0, 1]
     readiness.done(0)
     assert readiness.is_active()
     assert readiness.discard(1) == []
@@ -136,16 +136,16 @@ def test_discard_removes_what_waits_on_the_task() -> None:
     readiness = ready([[], [0], [0], [1, 2], [3]])
     readiness.get_ready()
     readiness.done(0)
-    assert readiness.get_ready() == (1, 2)
+    assert readiness.get_ready() == [1, 2]
     assert readiness.discard(1) == [3, 4]
     readiness.done(2)
-    assert readiness.get_ready() == ()  # 3 waited on 1 too
+    assert readiness.get_ready() == []  # 3 waited on 1 too
     assert not readiness.is_active()
 
 
 def test_discard_returns_each_task_once() -> None:
     readiness = ready([[], [], [0, 1], [2]])
-    assert readiness.get_ready() == (0, 1)
+    assert readiness.get_ready() == [0, 1]
     assert readiness.discard(0) == [2, 3]
     assert readiness.discard(1) == []
 
@@ -153,10 +153,10 @@ def test_discard_returns_each_task_once() -> None:
 def test_discard_leaves_handed_out_tasks_but_not_what_waits_on_them() -> None:
     # 2 depends on 0 through 1, which is not tracked: 2 is ready at once; 3 waits on 2.
     readiness = ready([[], [0], [1], [2]], tasks=[0, 2, 3])
-    assert readiness.get_ready() == (0, 2)
+    assert readiness.get_ready() == [0, 2]
     assert readiness.discard(0) == [3]
     readiness.done(2)  # still handed out, so it may finish
-    assert readiness.get_ready() == ()
+    assert readiness.get_ready() == []
     assert not readiness.is_active()
 
 
@@ -186,7 +186,7 @@ def test_same_steps_as_graphlib(graph: DependencyGraph, data: st.DataObject) -> 
             ours.done(*finished)
             theirs.done(*finished)
     assert not ours.is_active()
-    assert ours.get_ready() == ()
+    assert ours.get_ready() == []
 
 
 @settings(max_examples=200, deadline=None)

@@ -258,7 +258,8 @@ _UNTRACKED = -4  # outside the tasks given
 
 class Readiness:
     """Which tasks may start as others finish: `graphlib.TopologicalSorter`'s protocol (`prepare`,
-    `get_ready`, `done`, `is_active`, `static_order`) over a `DependencyGraph`.
+    `get_ready`, `done`, `is_active`, `static_order`) over a `DependencyGraph`'s task indices;
+    `get_ready` returns a list, not a tuple, since it is called after every finished task.
 
     Only `tasks` (default: all) are tracked; a dependency outside them counts as done already.
     Beyond graphlib, `discard` marks a handed-out task that will never be done (it failed):
@@ -296,16 +297,15 @@ class Readiness:
                 if n == 0:
                     self._ready.append(i)
 
-    def get_ready(self) -> tuple[int, ...]:
-        """The tasks that became ready since the last call: every tracked dependency done.
-
-        File order at first, then the order in which `done` released them."""
-        if not self._ready:  # most calls, once a run is under way
+    def get_ready(self) -> list[int]:
+        """The tasks that became ready since the last call (a new list): every tracked
+        dependency done. File order at first, then the order in which `done` released them."""
+        ready = self._ready
+        if not ready:  # most calls, once a run is under way
             if not self._prepared:
                 raise ValueError("prepare() must be called first")
-            return ()
-        ready = tuple(self._ready)
-        self._ready.clear()
+            return []
+        self._ready = []
         waiting = self._waiting
         for task in ready:
             waiting[task] = _OUT
