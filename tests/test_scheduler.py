@@ -16,13 +16,12 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prompter.admission import Limits
+from prompter.admission import Limits, demands_for
 from prompter.attempts import AttemptContext, Feedback
 from prompter.config import Task, Workflow, load_workflow
 from prompter.events import AttemptFinished, Event, TaskFinished, TaskStarted
 from prompter.fingerprints import fingerprints
 from prompter.ledger import Ledger
-from prompter.planning import demands_for
 from prompter.records import AttemptRecord, TaskStatus
 from prompter.scheduler import GraphScheduler
 

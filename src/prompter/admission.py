@@ -1,4 +1,5 @@
-"""Which ready task starts next: the scheduling policy, free of time and I/O.
+"""Which ready task starts next: the scheduling policy, free of time and I/O, and what it is
+given: the run's limits, each task's demand and duration estimate.
 
 Shared by the planner's simulation and the real scheduler, so an estimate follows the same
 rules as a run. Ready tasks are ordered by (priority desc, remaining critical path desc, file
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from .config import Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +124,48 @@ class Admission:
         self._cpu += demand.cpu
         self._memory += demand.memory
         self._exclusive_running = demand.exclusive
+
+
+def task_weights(workflow: Workflow, durations: Mapping[str, float] | None = None) -> list[float]:
+    """Duration estimate per task: history where known; unknown ones get the known mean (or 1)."""
+    known = {n: d for n, d in (durations or {}).items() if d > 0}
+    fallback = sum(known.values()) / len(known) if known else 1.0
+    return [known.get(t.name, fallback) for t in workflow.tasks]
+
+
+def limits_for(workflow: Workflow, max_parallel: int | None = None) -> tuple[Limits, list[str]]:
+    """The run's limits and notes on demands clamped to them."""
+    s = workflow.settings
+    slots = 1 if not s.enable_parallel else (max_parallel or s.max_parallel_tasks)
+    limits = Limits(
+        slots=slots,
+        cpu=s.cpu_budget or Limits.machine_cpu(),
+        memory=s.memory_budget_mb or Limits.machine_memory_mb(),
+    )
+    notes = []
+    for t in workflow.tasks:
+        for what, need, budget in (
+            ("cpu_required", t.cpu_required, limits.cpu),
+            ("memory_required", t.memory_required, limits.memory),
+        ):
+            if need > budget:
+                notes.append(
+                    f"task `{t.name}`: {what} = {need:g} exceeds the budget of {budget:g}; "
+                    "it is clamped to the budget and runs alone"
+                )
+    return limits, notes
+
+
+def demands_for(workflow: Workflow, limits: Limits) -> list[Demand]:
+    """Each task's demand, clamped to the limits (`limits_for` notes where it was)."""
+    none = Demand()  # most tasks ask for nothing: share one object
+    return [
+        Demand(
+            cpu=min(t.cpu_required, limits.cpu),
+            memory=min(t.memory_required, limits.memory),
+            exclusive=t.exclusive,
+        )
+        if t.cpu_required or t.memory_required or t.exclusive
+        else none
+        for t in workflow.tasks
+    ]

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import Admission, Demand, Limits
+from .admission import Admission, Demand, Limits, demands_for, limits_for, task_weights
 from .config import Mode, Workflow
-from .graph import DependencyGraph
+from .graph import DependencyGraph, Readiness
 
 
 @dataclass(frozen=True)
@@ -69,46 +69,6 @@ class Plan:
         }
 
 
-def task_weights(workflow: Workflow, durations: Mapping[str, float] | None = None) -> list[float]:
-    """Duration estimate per task: history where known; unknown ones get the known mean (or 1)."""
-    known = {n: d for n, d in (durations or {}).items() if d > 0}
-    fallback = sum(known.values()) / len(known) if known else 1.0
-    return [known.get(t.name, fallback) for t in workflow.tasks]
-
-
-def limits_for(workflow: Workflow, max_parallel: int | None = None) -> tuple[Limits, list[str]]:
-    """The run's limits and notes on demands clamped to them."""
-    s = workflow.settings
-    slots = 1 if not s.enable_parallel else (max_parallel or s.max_parallel_tasks)
-    limits = Limits(
-        slots=slots,
-        cpu=s.cpu_budget or Limits.machine_cpu(),
-        memory=s.memory_budget_mb or Limits.machine_memory_mb(),
-    )
-    notes = []
-    for t in workflow.tasks:
-        for what, need, budget in (
-            ("cpu_required", t.cpu_required, limits.cpu),
-            ("memory_required", t.memory_required, limits.memory),
-        ):
-            if need > budget:
-                notes.append(
-                    f"task `{t.name}`: {what} = {need:g} exceeds the budget of {budget:g}; "
-                    "it is clamped to the budget and runs alone"
-                )
-    return limits, notes
-
-
-def demands_for(workflow: Workflow, limits: Limits) -> list[Demand]:
-    none = Demand()  # most tasks ask for nothing: share one object
-    return [
-        Demand(min(t.cpu_required, limits.cpu), min(t.memory_required, limits.memory), t.exclusive)
-        if t.cpu_required or t.memory_required or t.exclusive
-        else none
-        for t in workflow.tasks
-    ]
-
-
 def simulate(
     graph: DependencyGraph,
     weights: Sequence[float],
@@ -119,15 +79,15 @@ def simulate(
     """Event-driven greedy list schedule: start whatever may start, advance to the next finish."""
     n = len(graph)
     admission = Admission(limits, demands, priorities, graph.bottom_levels(weights))
-    waiting = [len(d) for d in graph.deps]
-    for task in range(n):
-        if waiting[task] == 0:
-            admission.add_ready(task)
+    readiness = Readiness(graph)
+    readiness.prepare()
     start = [0.0] * n
     finish = [0.0] * n
     running: list[tuple[float, int]] = []
     now = 0.0
     while True:
+        for task in readiness.get_ready():
+            admission.add_ready(task)
         for task in admission.take():
             start[task] = now
             finish[task] = now + weights[task]
@@ -138,10 +98,7 @@ def simulate(
         while running and running[0][0] <= now:
             _, task = heapq.heappop(running)
             admission.finish(task)
-            for child in graph.dependents[task]:
-                waiting[child] -= 1
-                if waiting[child] == 0:
-                    admission.add_ready(child)
+            readiness.done(task)
     return Schedule(tuple(start), tuple(finish))
 
 
@@ -176,7 +133,7 @@ def make_plan(
     if agents is not None and agents < limits.slots:
         # The simulation sees each task as one agent phase, so the agent limit caps it too.
         notes.append(f"max_parallel_agents = {agents} limits the estimate to {agents} at once")
-        limits = Limits(agents, limits.cpu, limits.memory)
+        limits = Limits(slots=agents, cpu=limits.cpu, memory=limits.memory)
     schedule = simulate(
         graph,
         weights,

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import anyio
 
 from . import changes, exits, identity, isolation, processes
-from .admission import Limits
+from .admission import Limits, limits_for, task_weights
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
 from .budget import CostBudget
@@ -33,7 +33,6 @@ from .engines import Engine, EngineResult
 from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .ledger import Ledger
-from .planning import limits_for, task_weights
 from .recorder import Recorder
 from .records import TERMINAL, RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from .redaction import Redactor

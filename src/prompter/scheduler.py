@@ -16,13 +16,13 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .admission import Admission, Limits
+from .admission import Admission, Limits, demands_for
 from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
 from .engines import EngineResult
+from .graph import Readiness
 from .ledger import Ledger
 from .outcome import Verdict, after_attempt, not_retried, stopped_by
-from .planning import demands_for
 from .records import AttemptRecord, TaskStatus
 
 
@@ -55,9 +55,7 @@ class GraphScheduler:
             self.graph.bottom_levels(weights),
         )
         # Dependencies still to pass; those outside the selection count as passed already.
-        self.waiting = {
-            i: sum(1 for d in self.graph.deps[i] if d in self.selected) for i in self.selected
-        }
+        self.readiness = Readiness(self.graph, self.selected)
         self.feedback: dict[int, Feedback] = {}
         self.scopes: dict[int, anyio.CancelScope] = {}  # running or backing off
         self.stop_reason: str | None = None
@@ -75,9 +73,8 @@ class GraphScheduler:
             # step as the attempt that freed the slot.
             for _ in range(min(self.admission.limits.slots, len(self.selected))):
                 tg.start_soon(self._worker, receive)
-            for i in sorted(self.selected):
-                if self.waiting[i] == 0:
-                    self.admission.add_ready(i)
+            self.readiness.prepare()
+            self._queue_ready()
             self._dispatch()
             self._close_if_done()
 
@@ -120,6 +117,13 @@ class GraphScheduler:
             # Recorded here, when the slot is taken, not when a worker picks the attempt up.
             self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
             self._queue.send_nowait((i, scope))
+
+    def _queue_ready(self) -> None:
+        """Hand the tasks whose dependencies all passed to admission; one skipped meanwhile (the
+        budget ran out) stays skipped."""
+        for i in self.readiness.get_ready():
+            if not self.ledger.is_terminal(self.tasks[i].name):
+                self.admission.add_ready(i)
 
     async def _worker(
         self, queue: MemoryObjectReceiveStream[tuple[int, anyio.CancelScope]]
@@ -233,16 +237,11 @@ class GraphScheduler:
         task = self.tasks[i]
         self.ledger.finish(task.name, status, reason, attempt)
         if status is TaskStatus.PASSED:
-            for child in self.graph.dependents[i]:
-                if child in self.waiting:
-                    self.waiting[child] -= 1
-                    if self.waiting[child] == 0 and not self.ledger.is_terminal(
-                        self.tasks[child].name
-                    ):
-                        self.admission.add_ready(child)
+            self.readiness.done(i)
+            self._queue_ready()
             return
         skip = f"dependency `{task.name}` failed"
-        for d in sorted(self.graph.descendants([i]) & self.selected):
+        for d in self.readiness.discard(i):
             if not self.ledger.is_terminal(self.tasks[d].name):
                 self.ledger.finish(self.tasks[d].name, TaskStatus.SKIPPED, skip)
         if task.on_failure == "stop":

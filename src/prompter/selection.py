@@ -77,8 +77,8 @@ def _select_graph(workflow: Workflow, named: list[int], reused: set[int], only: 
     chosen = set(named)
     if not only:
         # Plus whatever they need that has not passed yet. A pass stands only on passes
-        # (above), so what has not passed is never reached through one.
-        chosen |= graph.ancestors(named) - reused
+        # (above), so nothing behind one needs running: the search stops at passes.
+        chosen |= graph.ancestors(named, excluding=reused)
     run = tuple(sorted(chosen))
     return Selection(run=run, reused=frozenset(reused - chosen), reach=run)
 
