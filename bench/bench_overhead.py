@@ -137,7 +137,7 @@ import sys, tempfile
 from pathlib import Path
 import prompter.cli, prompter.run, prompter.progress  # what `prompter run` imports
 from prompter.config import load_workflow
-from prompter.report.files import reports_after_run
+from prompter.report.writer import reports_after_run
 workflow = load_workflow(Path(sys.argv[3]))
 """
     + _FLOOR_SPAWN

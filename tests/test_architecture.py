@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "prompter"
 MODEL = (
-    "source",
+    "toml_positions",
     "diagnostics",
     "places",
     "config",
@@ -21,7 +21,7 @@ MODEL = (
     "exits",
     "text",
 )
-SKINS = ("cli", "commands", "init", "github")
+SKINS = ("cli", "commands", "workflow_draft", "github")
 
 
 def imports(module: str) -> set[str]:

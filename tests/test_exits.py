@@ -67,16 +67,16 @@ def test_every_prompter_error_exits_with_a_code_of_the_readme() -> None:
         "prompter.agents.AgentUnavailable",
         "prompter.diagnostics.WorkflowError",
         "prompter.github.inputs.InputError",
-        "prompter.init.InitError",
         "prompter.run.RunError",
         "prompter.statefile.StateError",
+        "prompter.workflow_draft.InitError",
     ]
     codes = readme_exit_codes()
     for error in errors.values():
         assert error.exit_code == exits.USAGE, error
         assert codes[error.exit_code].startswith("invalid workflow or usage")
     # `init`: "2 usage", "1 not written" (README), or ended by a signal.
-    from prompter.init import InitError
+    from prompter.workflow_draft import InitError
 
     assert InitError("x", usage=True).exit_code == exits.USAGE
     assert InitError("x").exit_code == exits.FAILED

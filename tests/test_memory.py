@@ -23,7 +23,7 @@ import pytest
 from prompter.agents.claude import PROMPT_PIECE_CHARS
 from prompter.config import load_workflow
 from prompter.fingerprints import fingerprints
-from prompter.source import SourceMap
+from prompter.toml_positions import SourceMap
 
 MB = 2**20
 SIZE_MB = 20

@@ -34,7 +34,7 @@ from prompter.config import Workflow, load_workflow
 from prompter.fingerprints import fingerprints
 from prompter.records import State, TaskStatus
 from prompter.report import junit, mermaid, summary
-from prompter.report.files import repo_relative, write_reports
+from prompter.report.writer import repo_relative, write_reports
 from prompter.state import StateStore
 from prompter.text import report_line, xml_safe
 

@@ -15,7 +15,7 @@ import anyio
 
 from .config import Workflow
 from .places import DEFAULT_REPORT_ROOT
-from .source import SourceMap
+from .toml_positions import SourceMap
 from .worktrees import (
     GitError,
     Integration,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .config import CLAUDE_KEYS, MAX_PROCESS_STRING_BYTES, PLACEHOLDERS, worktree_path_problem
 from .diagnostics import Severity, did_you_mean
-from .source import Loc
+from .toml_positions import Loc
 
 if TYPE_CHECKING:
     from .config import Mode, Settings, Task

@@ -3,7 +3,7 @@
 Data only: nothing here reads or writes a file. `state.py` persists these records (journal,
 snapshot, lock); the engine, the agents, the events and the reports use them.
 
-Records are mergeable (design §7): `merge()` unions the states of partial runs of a workflow.
+Records are mergeable: `merge()` unions the states of partial runs of a workflow.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Claude Code through claude-agent-sdk: one `query()` per attempt.
 
-The SDK spawns the CLI; we put a tiny launcher in its place (see launch.py) so that the CLI gets
-its own process group — a timeout or a signal then stops the CLI with every tool process it
-started — and, when prompter runs as root on someone else's work tree, runs as that someone.
+The SDK spawns the CLI; we put a tiny launcher in its place (see claude_launcher.py) so that
+the CLI gets its own process group — a timeout or a signal then stops the CLI with every tool
+process it started — and, when prompter runs as root on someone else's work tree, runs as that
+someone.
 """
 
 from __future__ import annotations
@@ -272,8 +273,8 @@ def _transport(prompt: str, options: ClaudeAgentOptions) -> Transport | None:
 
 
 def _launcher(tmp: Path) -> Path:
-    """An executable that runs launch.py with this interpreter (the SDK takes one path)."""
-    script = Path(__file__).with_name("launch.py")
+    """An executable that runs claude_launcher.py with this interpreter (the SDK takes one path)."""
+    script = Path(__file__).with_name("claude_launcher.py")
     wrapper = tmp / "claude"
     python = shlex.quote(sys.executable)
     wrapper.write_text(f'#!/bin/sh\nexec {python} -S {shlex.quote(str(script))} "$@"\n')

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import PLACEHOLDERS, Settings, Task, Workflow
 from ..diagnostics import Diagnostic
 from ..processes import run_process
-from ..source import SourceMap
+from ..toml_positions import SourceMap
 from . import AgentRequest, AgentResult, AgentUnavailable
 
 

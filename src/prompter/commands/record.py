@@ -77,7 +77,7 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report.files import Format, workflow_for, write_reports
+    from ..report.writer import Format, workflow_for, write_reports
     from ..state import StateError, StateStore
 
     path = state_path(args)

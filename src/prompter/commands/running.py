@@ -155,7 +155,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def _reports_after_run(workflow: Workflow, options: RunOptions) -> str:
     """junit.xml and summary.md from the state; a failure warns and changes no exit code."""
-    from ..report.files import reports_after_run
+    from ..report.writer import reports_after_run
 
     paths, error = reports_after_run(options.state_path, options.report_dir, workflow)
     if error is not None:

@@ -127,8 +127,8 @@ def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..init import InitError, run_init
     from ..places import default_report_dir
+    from ..workflow_draft import InitError, run_init
 
     try:
         run_init(

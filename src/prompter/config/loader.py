@@ -34,8 +34,8 @@ from ..diagnostics import (
     source_excerpt,
 )
 from ..graph import CycleError, DependencyGraph
-from ..source import Loc, SourceMap
 from ..text import escape_controls
+from ..toml_positions import Loc, SourceMap
 from .messages import chain, explain, file_kind, name_problem, quoted
 from .schema import FAILURE_KEYWORDS, SUCCESS_KEYWORDS, Mode, Settings, Task, Workflow
 

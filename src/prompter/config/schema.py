@@ -26,7 +26,7 @@ from pydantic import (
 from ..diagnostics import Diagnostic
 from ..graph import DependencyGraph
 from ..places import default_working_directory, workflow_identity
-from ..source import SourceMap
+from ..toml_positions import SourceMap
 
 RESERVED_NAMES = frozenset({"next", "stop", "retry", "repeat"})
 AgentKind = Literal["claude", "command"]

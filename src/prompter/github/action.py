@@ -405,7 +405,7 @@ def _publish_reports(
     notes: Annotations,
 ) -> None:
     """Write junit.xml and summary.md, and append the summary to the step's summary."""
-    from ..report.files import reports_after_run
+    from ..report.writer import reports_after_run
 
     paths, error = reports_after_run(state_path, report_dir, workflow)
     if error is not None:

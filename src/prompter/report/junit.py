@@ -33,7 +33,7 @@ from typing import Any
 from ..config import Workflow
 from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..text import report_line, xml_safe
-from .facts import (
+from .view_model import (
     RunFacts,
     TaskView,
     analyse,

@@ -32,7 +32,7 @@ from ..records import State, TaskRecord, TaskStatus
 from ..text import report_line, xml_safe
 from ..words import count
 from . import mermaid
-from .facts import RunFacts, TaskView, analyse, duration_text, utc_text
+from .view_model import RunFacts, TaskView, analyse, duration_text, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
 MAX_NODES = 300  # a bigger flowchart does not help a reader: fall back

@@ -19,7 +19,7 @@ from ..places import DEFAULT_REPORT_ROOT
 from ..records import State
 from ..regular import make_dir, open_regular, refusal
 from ..text import report_line
-from .facts import analyse
+from .view_model import analyse
 
 Format = Literal["junit", "markdown"]
 FILES: dict[Format, str] = {"junit": "junit.xml", "markdown": "summary.md"}

@@ -1,7 +1,7 @@
 """Runs in place of the `claude` CLI, then becomes it (exec): the SDK spawns this.
 
 The SDK starts the CLI in prompter's own process group; a timeout must kill the CLI with every
-tool process it started, so the CLI needs a group of its own. Run as `python -S launch.py
+tool process it started, so the CLI needs a group of its own. Run as `python -S claude_launcher.py
 ARGS...` with PROMPTER_CLAUDE_REAL (the CLI), optionally PROMPTER_CLAUDE_PIDFILE and
 PROMPTER_CLAUDE_AS ("uid:gid", when prompter runs as root and the work tree belongs to someone
 else). Standard library only, no imports from prompter: it starts before site-packages.
