@@ -107,3 +107,46 @@ def test_memory(tmp_path: Path) -> None:
             for m in measured.values():
                 assert 0 < m["peak_rss_mb"] < 1000 and m["budget_mb"] > 64
     assert set(out["growth"]["one-line"]) >= {"validate", "run"}
+
+
+def test_before_after(tmp_path: Path) -> None:
+    """Two commits side by side: each runs its own benchmark on its own src (here both HEAD)."""
+    root = BENCH.parent
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / "before_after.py"),
+                "HEAD",
+                "HEAD",
+                "bench_scheduler.py",
+                "--rounds",
+                "1",
+                "--keys",
+                "median_us",
+                "--out",
+                str(tmp_path),
+                "--",
+                "--tasks",
+                "50",
+                "--rounds",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        lines = done.stdout.splitlines()
+        assert lines[1].split() == ["figure", "before", "after", "after/before"]
+        rows = {row[0]: row[1:] for row in (line.rsplit(maxsplit=3) for line in lines[2:])}
+        assert "variants.independent.median_us" in rows
+        assert all(len(row) == 3 and float(row[0]) > 0 for row in rows.values()), rows
+    finally:
+        for tree in tmp_path.iterdir():
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+                check=False,
+            )
