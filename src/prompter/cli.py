@@ -13,6 +13,7 @@ import os
 import sys
 
 from . import __version__, exits
+from .commands.merging import cmd_state_merge
 from .commands.record import cmd_clear_state, cmd_report, cmd_status
 from .commands.running import cmd_clean, cmd_run
 from .commands.workflow import cmd_graph, cmd_init, cmd_plan, cmd_validate
@@ -44,6 +45,18 @@ def _path(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must not be empty (use . for the current directory)")
     return text
+
+
+def _job(text: str) -> str:
+    """A fan-out job id (`records.JOB_ID`)."""
+    import argparse
+
+    from .records import check_job
+
+    try:
+        return check_job(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="isolation = worktree: keep the run's worktrees for inspection",
     )
+    run.add_argument(
+        "--job",
+        type=_job,
+        metavar="ID",
+        help="the fan-out job this run is part of, recorded for the reports' lanes and costs",
+    )
     _state_args(run)
     run.add_argument(
         "--progress",
@@ -156,6 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _state_args(clear)
     clear.set_defaults(handler=cmd_clear_state)
+
+    state = commands.add_parser("state", help="work on state files (merge)")
+    state_commands = state.add_subparsers(dest="state_command", metavar="ACTION", required=True)
+    merge = state_commands.add_parser(
+        "merge",
+        help="merge the states of partial runs (the jobs of a fan-out) into one",
+        description=MERGE_HELP,
+    )
+    merge.add_argument("states", metavar="STATE", nargs="+", type=_path, help="state files")
+    merge.add_argument(
+        "-o", "--output", required=True, type=_path, metavar="OUT", help="the merged state file"
+    )
+    merge.add_argument(
+        "--workflow",
+        type=_path,
+        metavar="FILE",
+        help="refuse states that are not of this workflow file",
+    )
+    merge.set_defaults(handler=cmd_state_merge)
 
     clean = commands.add_parser(
         "clean", help="remove worktrees and refs that earlier runs left (isolation = worktree)"
@@ -201,8 +239,24 @@ INIT_HELP = (
     "it (sending errors back, at most 3 rounds), shows it with its plan, and writes FILE only "
     "if it is valid and confirmed (--yes when unattended). An existing FILE needs --force."
 )
+MERGE_HELP = (
+    "Merge state files of one workflow: per task the latest record, every run once. OUT, if it "
+    "exists, is merged too; it is written atomically under its lock, and only when every STATE "
+    "loads and all are of one workflow (--workflow FILE: of that one)."
+)
 _DEFAULT_DIR_HELP = ".prompter for prompter.toml, .prompter/NAME for NAME.toml"
-COMMANDS = ("validate", "graph", "plan", "run", "status", "clear-state", "report", "clean", "init")
+COMMANDS = (
+    "validate",
+    "graph",
+    "plan",
+    "run",
+    "status",
+    "clear-state",
+    "report",
+    "state",
+    "clean",
+    "init",
+)
 
 
 def _state_args(
@@ -238,7 +292,9 @@ def compat_argv(argv: Sequence[str]) -> list[str]:
 
 _GLOBAL = frozenset({"-h", "--help", "--version", "--"})
 # `run`'s options that take a value: that value is not the workflow file.
-_RUN_VALUED = frozenset({"--task", "--max-parallel", "--state-file", "--report-dir", "--progress"})
+_RUN_VALUED = frozenset(
+    {"--task", "--max-parallel", "--state-file", "--report-dir", "--progress", "--job"}
+)
 
 
 def _names_a_workflow(args: Sequence[str]) -> bool:

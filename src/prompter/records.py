@@ -9,6 +9,7 @@ Records are mergeable: `merge()` unions the states of partial runs of a workflow
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Final
@@ -141,6 +142,23 @@ class RunRecord(Record):
     base_commit: Text | None = None
     base_tree: Text | None = None
     changed_files: int | None = None  # how many paths changes.patch changes; None: no patch
+    # The fan-out job (of a generated CI workflow) it ran in; None outside a fan-out. Reports
+    # draw a timeline lane and a cost per job from it.
+    job: Text | None = None
+
+
+# What a fan-out job id may be (`prompter run --job`, the action's `fanout_job`): GitHub's job
+# ids and more, nothing a report or a file name would have to escape.
+JOB_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def check_job(text: str) -> str:
+    """`text` if it is a valid fan-out job id (`JOB_ID`), else a ValueError saying why."""
+    if JOB_ID.fullmatch(text) is None:
+        raise ValueError(
+            f"not a job id: {text[:120]!r} (1 to 100 of the letters A-Z a-z, digits, and _ . -)"
+        )
+    return text
 
 
 class State(Record):

@@ -34,7 +34,15 @@ from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .ledger import Ledger
 from .recorder import Recorder
-from .records import TERMINAL, RunRecord, RunStatus, State, TaskRecord, TaskStatus
+from .records import (
+    TERMINAL,
+    RunRecord,
+    RunStatus,
+    State,
+    TaskRecord,
+    TaskStatus,
+    check_job,
+)
 from .redaction import Redactor
 from .regular import make_dir, refusal
 from .scheduler import GraphScheduler
@@ -66,6 +74,8 @@ class RunOptions:
     tasks_from: str = "--task"  # where `tasks` came from, as messages about them name it
     # As root: agent code runs as root too, instead of as the work tree's owner (identity.py).
     agents_as_root: bool = False
+    # The fan-out job this run is part of (`records.JOB_ID`), recorded in its RunRecord.
+    job: str | None = None
 
     @property
     def state_path(self) -> Path:
@@ -107,6 +117,7 @@ def run_workflow(
     out: TextIO | None = None,
 ) -> RunResult:
     """Run the workflow to the end (or until a signal), keeping state; see RunResult."""
+    _check_job(options.job)
     _check_workdir(workflow)
     # As root, agents, verify commands and git run as the tree's owner from here on.
     identity.settle(workflow.workdir, keep_root=options.agents_as_root)
@@ -137,6 +148,14 @@ def run_workflow(
 
 
 # -- load --------------------------------------------------------------------------------------
+
+
+def _check_job(job: str | None) -> None:
+    if job is not None:
+        try:
+            check_job(job)
+        except ValueError as exc:
+            raise RunError(f"--job: {exc}") from None
 
 
 def _check_workdir(workflow: Workflow) -> None:
@@ -418,6 +437,7 @@ async def _begin(run: _Run) -> tuple[changes.Start, RunRecord]:
         started_at=time.time(),
         base_commit=start.base.commit if start.base else None,
         base_tree=start.base.tree if start.base else None,
+        job=options.job,
     )
     store.begin_run(record)
     if start.warning:

@@ -296,6 +296,15 @@ class StateStore:
         guard(lambda: os.fsync(journal_fd), self.journal_path)
         self._journal_size = 0
 
+    def replace(self, state: State) -> None:
+        """Make `state` the store's whole state, durably (`state merge`). The journal is folded
+        into the snapshot first: replayed over the new snapshot, its lines would undo it."""
+        self._require_open()
+        if self._journal_size or self._backlog:
+            self.compact()
+        self._state = State.model_validate(state.model_dump())  # the store's own copy
+        self.compact()
+
     def close(self) -> None:
         """Compact if the journal holds anything, then release the lock."""
         if self._journal_fd is None:

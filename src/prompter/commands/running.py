@@ -76,6 +76,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         fresh=args.fresh,
         dry_run=args.dry_run,
         keep_worktrees=args.keep_worktrees,
+        job=args.job,
     )
 
 
