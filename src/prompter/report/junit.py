@@ -16,7 +16,9 @@ file relative to the repository root, the task's `[[tasks]]` line) when the work
   forbidden revisit) -> one more testcase, `(run)`, with `<failure>` giving the reason; a run
   interrupted or unfinished while no task is red (a signal or a crash between two tasks) ->
   the same `(run)` testcase with `<error>`: a run that did not pass is never all green.
-Each testcase has `<properties>`: attempts, cost, tokens, session id, run id.
+Each testcase has `<properties>`: attempts, cost, tokens, session id, run id, and in a fan-out
+`prompter.job` (the job that recorded it) and, for a task skipped because a dependency failed
+in another job, `prompter.cause_job`; the suite lists the fan-out's jobs (`prompter.jobs`).
 
 Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
 evenly, at most `MAX_CASE_OUTPUT_BYTES` each) and everything else at most `MAX_TASK_BYTES` per
@@ -102,6 +104,10 @@ def _properties(view: TaskView) -> dict[str, str]:
     if sessions:
         props["session_id"] = report_line(sessions[-1], 128)
     props["run_id"] = report_line(record.run_id, 64)
+    if view.job is not None:
+        props["prompter.job"] = report_line(view.job, 100)
+    if view.cause_job is not None:  # the dependency it was skipped for failed there
+        props["prompter.cause_job"] = report_line(view.cause_job, 100)
     if not view.current:
         props["from_earlier_run"] = "true"
     if view.changed:
@@ -182,8 +188,9 @@ def build_junit(
         cases.append(case)
     durations = [view.duration_s or 0.0 for view in facts.tasks]
     red = any(case.is_failure() or case.is_error() for case in cases)
-    if facts.run is not None and facts.run.status != RunStatus.PASSED and not red:
-        cases.append(_run_case(facts.run, classname))
+    failed_run = facts.failed_run
+    if failed_run is not None and not red:
+        cases.append(_run_case(failed_run, classname))
         durations.append(0.0)
     suite = TestSuite(
         classname,
@@ -254,13 +261,15 @@ def _complete(element: ET.Element, facts: RunFacts, durations: list[float]) -> N
 
 
 def _timestamp(facts: RunFacts) -> str | None:
-    return utc_text(facts.run.started_at, "%Y-%m-%dT%H:%M:%S") if facts.run else None
+    return utc_text(facts.started_at, "%Y-%m-%dT%H:%M:%S")
 
 
 def _suite_properties(facts: RunFacts) -> dict[str, str]:
     props = {"result": facts.result}
     if facts.run is not None:
         props["run_id"] = report_line(facts.run.run_id, 64)
+    if facts.jobs:  # a fan-out: its jobs, in the order they started
+        props["prompter.jobs"] = report_line(" ".join(j.job for j in facts.jobs), 2000)
     if facts.workflow_path:
         props["workflow"] = report_line(facts.workflow_path, 512)
     if facts.wall_s is not None:

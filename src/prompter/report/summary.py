@@ -1,10 +1,11 @@
 """`summary.md`: the run for a person, in GitHub-flavoured markdown, at most 1 MiB.
 
 Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, critical
-path, cost); a table of tasks; a mermaid flowchart of the dependency graph coloured by outcome
-and its legend (a small diagram of its own under it, out of the graph's layout); a mermaid gantt
-chart of the actual timeline (one bar per attempt, the critical path in red); `<details>` with
-each failure's output tail.
+path, cost); in a fan-out, the jobs with their cost and the total (`jobs.py`); a table of tasks;
+a mermaid flowchart of the dependency graph coloured by outcome and its legend (a small diagram
+of its own under it, out of the graph's layout); a mermaid gantt chart of the actual timeline
+(one bar per attempt, the critical path in red; in a fan-out, one section per job);
+`<details>` with each failure's output tail.
 
 GitHub drops a step summary over 1 MiB, so the document is fitted to `MAX_BYTES` by trimming,
 always in this order, and the end of the document says what was trimmed:
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +32,8 @@ from ..records import State, TaskRecord, TaskStatus
 from ..text import report_line, xml_safe
 from ..words import count
 from . import mermaid
+from .jobs import jobs_section
+from .markdown import fenced, html, md
 from .view_model import RunFacts, TaskView, analyse, duration_text, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
@@ -62,36 +64,6 @@ _CLASSES = {
     "notrun": ("not run", "fill:#ffffff,stroke:#adb5bd,color:#6c757d"),
 }
 
-# Markdown: every ASCII punctuation that can start syntax gets a backslash (autolinks, emphasis,
-# tables, emoji shortcodes, math); `&<>` become entities so that no HTML gets through.
-_MD = str.maketrans(
-    {
-        **{c: "\\" + c for c in "\\`*_{}[]()#!|~:@$."},
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-    }
-)
-_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
-_BACKTICKS = re.compile("`+")
-
-
-def md(text: str | None, limit: int = 300) -> str:
-    """Untrusted text as inline markdown (one line, literal, also inside a table cell)."""
-    return report_line(text, limit).translate(_MD)
-
-
-def html(text: str | None, limit: int = 300) -> str:
-    """Untrusted text inside an HTML block (`<summary>`): one line, entities for `&<>"`."""
-    return report_line(text, limit).translate(_HTML)
-
-
-def fenced(content: str, info: str = "text") -> str:
-    """A code block that `content` cannot end: the fence is longer than any backtick run."""
-    longest = max((len(m) for m in _BACKTICKS.findall(content)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{content.rstrip()}\n{fence}\n"
-
 
 def _size(text: str) -> int:
     return len(text.encode("utf-8"))
@@ -110,8 +82,10 @@ def _utf8_tail(text: str, max_bytes: int) -> str:
 def _headline(facts: RunFacts) -> str:
     result = facts.result
     lines = [f"## {_HEAD_ICON.get(result, '⏳')} {md(facts.name, 120)}: {md(result)}", ""]
-    if facts.run is not None and facts.run.reason:
-        lines += [f"**Why:** {md(facts.run.reason, 500)}", ""]
+    for run in facts.runs:
+        if run.reason:
+            job = f" (job {md(run.job, 100)})" if facts.jobs and run.job else ""
+            lines += [f"**Why{job}:** {md(run.reason, 500)}", ""]
     order = (
         TaskStatus.PASSED,
         TaskStatus.FAILED,
@@ -152,7 +126,10 @@ def _headline(facts: RunFacts) -> str:
         lines.append("Critical path: - (needs the workflow's dependency graph)")
     lines.append("")
     where = []
-    if facts.run is not None:
+    if facts.jobs:
+        stamp = utc_text(facts.started_at) or "?"
+        where.append(f"{count(len(facts.jobs), 'job')} of a fan-out, the first started {stamp}")
+    elif facts.run is not None:
         stamp = utc_text(facts.run.started_at) or "?"
         where.append(f"Run {md(facts.run.run_id, 64)}, started {stamp}")
     if facts.workflow_path:
@@ -172,6 +149,8 @@ def _headline(facts: RunFacts) -> str:
 def _row(view: TaskView) -> str:
     record = view.record
     status = f"{_ICON.get(record.status, '')} {record.status.value}"
+    if view.job is not None:  # a fan-out: the job that recorded it
+        status += f" in {md(view.job, 100)}"
     if not view.current:
         status += " (earlier run)"
     if view.changed:
@@ -186,6 +165,8 @@ def _row(view: TaskView) -> str:
     cost_text = f"${cost:.2f}" if cost and math.isfinite(cost) else "-"
     # With worktree isolation, a task that passed says which files it changed.
     reason = record.reason or _changes(record)
+    if view.cause_job is not None:  # the dependency failed in another job of the fan-out
+        reason = f"{reason} (in job {report_line(view.cause_job, 100)})"
     return (
         f"| {md(view.name, 200)} | {status} | {len(record.attempts)} | "
         f"{duration_text(view.duration_s)} | {cost_text} | {md(reason, 200)} |\n"
@@ -309,6 +290,7 @@ class _Span:
     end: float
     failed: bool
     critical: bool
+    lane: str | None = None  # the fan-out job whose run it was in: its section of the chart
 
 
 # A JavaScript Date holds ±100,000,000 days around the epoch: mermaid cannot place a bar past it.
@@ -328,6 +310,7 @@ def _spans(facts: RunFacts) -> list[_Span]:
             continue
         n = len(record.attempts)
         on_path = view.name in critical
+        lane = view.job if facts.jobs else None
         last_end = record.started_at
         for attempt in record.attempts:
             start = attempt.started_at
@@ -338,16 +321,15 @@ def _spans(facts: RunFacts) -> list[_Span]:
                 continue
             mark = "✓" if attempt.ok else "✗"
             suffix = f" ({attempt.number}/{n})" if n > 1 else ""
-            out.append(
-                _Span(view.name, f"{mark} {view.name}{suffix}", start, end, not attempt.ok, on_path)
-            )
+            text = f"{mark} {view.name}{suffix}"
+            out.append(_Span(view.name, text, start, end, not attempt.ok, on_path, lane))
             last_end = max(last_end, end)
         finished = record.finished_at
         cut_short = record.status in (TaskStatus.INTERRUPTED, TaskStatus.RUNNING)
         drawable = finished is not None and _drawable(finished) and _drawable(last_end)
         if cut_short and drawable and finished is not None and finished > last_end:
             text = f"! {view.name} ({record.status.value})"
-            out.append(_Span(view.name, text, last_end, finished, True, on_path))
+            out.append(_Span(view.name, text, last_end, finished, True, on_path, lane))
     out.sort(key=lambda s: (s.start, s.end))
     return out
 
@@ -371,11 +353,17 @@ def _peak(spans: Sequence[_Span]) -> int:
 
 
 def _gantt(spans: Sequence[_Span], axis: str) -> str:
-    bars = []
-    for i, span in enumerate(spans):
+    """One section ("attempts"), or in a fan-out one per job, in the order they start."""
+    lanes: dict[str | None, list[mermaid.Bar]] = {}
+    for i, span in enumerate(spans):  # by start: a lane comes where its first bar does
         tags = tuple(t for t, on in (("crit", span.critical), ("done", span.failed)) if on)
-        bars.append(mermaid.Bar(f"b{i}", report_line(span.text, 120), *_ms(span), tags))
-    return mermaid.gantt([("attempts", bars)], axis_format=axis)
+        bar = mermaid.Bar(f"b{i}", report_line(span.text, 120), *_ms(span), tags)
+        lanes.setdefault(span.lane, []).append(bar)
+    sections = [
+        ("attempts" if lane is None else f"job {report_line(lane, 100)}", bars)
+        for lane, bars in lanes.items()
+    ]
+    return mermaid.gantt(sections, axis_format=axis)
 
 
 def _gantt_section(facts: RunFacts) -> str:
@@ -391,10 +379,11 @@ def _gantt_section(facts: RunFacts) -> str:
         head += (
             f"_Run {md(facts.timeline_run.run_id, 64)}'s attempts: nothing ran in this run._\n\n"
         )
+    lanes = " One section per job of the fan-out." if facts.jobs else ""
     explain = (
         f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
         "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
-        "attempt (✗, !); ✓ passed.\n\n"
+        f"attempt (✗, !); ✓ passed.{lanes}\n\n"
     )
     reason: str
     if len(spans) <= MAX_BARS:
@@ -489,7 +478,7 @@ def build_summary(
     """The summary markdown for `state`, at most `max_bytes` bytes of UTF-8."""
     facts = facts or analyse(state, workflow, notes)
     parts = _Parts(
-        headline=_headline(facts),
+        headline=_headline(facts) + jobs_section(facts),
         table=_table(facts, facts.tasks, None),
         flow=_flowchart_section(facts),
         gantt=_gantt_section(facts),

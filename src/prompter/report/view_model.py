@@ -12,6 +12,7 @@ Everything that came from a process (output tails, reasons) is untrusted: `text.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class TaskView:
     line: int | None  # its `[[tasks]]` line in the workflow file
     current: bool  # recorded by the latest run (else: an earlier run's result, reused)
     changed: bool  # its definition changed since it ran
+    job: str | None = None  # the fan-out job whose run recorded it, if any
+    # Skipped because a dependency failed (or was skipped) in another fan-out job: that job.
+    cause_job: str | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -64,6 +68,21 @@ class TaskView:
     def duration_s(self) -> float | None:
         duration = _finite(self.record.duration_s)
         return duration if duration is None or duration >= 0 else None
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """One job of a fan-out: its latest run and what that run recorded."""
+
+    job: str
+    run: RunRecord
+    counts: dict[TaskStatus, int]  # of the tasks its run recorded (reused ones not counted)
+    cost_usd: float
+    wall_s: float | None  # its run, start to end
+
+    @property
+    def tasks(self) -> int:
+        return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,21 @@ class RunFacts:
     # The latest run ran nothing (every task passed earlier): the earlier run whose timeline and
     # critical path are shown instead, the latest one that ran a task still in the state.
     timeline_run: RunRecord | None = None
+    # A fan-out (the latest run has a `job`): the latest run of each job, by start. Their tasks
+    # are all "current", and the result, the wall time and the cost are theirs together.
+    jobs: tuple[JobFacts, ...] = ()
+
+    @property
+    def runs(self) -> tuple[RunRecord, ...]:
+        """The runs this report is about: the latest, or the latest of each job of a fan-out."""
+        if self.jobs:
+            return tuple(j.run for j in self.jobs)
+        return (self.run,) if self.run is not None else ()
+
+    @property
+    def started_at(self) -> float | None:
+        starts = [s for r in self.runs if (s := _finite(r.started_at)) is not None]
+        return min(starts, default=None)
 
     def timed(self, view: TaskView) -> bool:
         """Whether `view` is in the timeline and the critical path: the latest run's, or
@@ -102,7 +136,17 @@ class RunFacts:
         if self.run is None:
             failed = any(t.status is not TaskStatus.PASSED for t in self.tasks)
             return RunStatus.FAILED if failed else RunStatus.PASSED
-        return self.run.status or "did not finish"
+        statuses = [r.status for r in self.runs]
+        # Of a fan-out's jobs, the worst: an interruption, then a job that did not finish.
+        for status in (RunStatus.INTERRUPTED, None, RunStatus.FAILED):
+            if status in statuses:
+                return status or "did not finish"
+        return RunStatus.PASSED
+
+    @property
+    def failed_run(self) -> RunRecord | None:
+        """The first of `runs` that did not pass (failed, interrupted or did not finish)."""
+        return next((r for r in self.runs if r.status != RunStatus.PASSED), None)
 
     @property
     def speedup(self) -> float | None:
@@ -114,7 +158,9 @@ class RunFacts:
 def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str] = ()) -> RunFacts:
     run = state.runs[-1] if state.runs else None
     out_notes = list(notes)
-    views = _views(state, workflow, run, out_notes)
+    latest = _latest_of_jobs(state, run)
+    reporting = {r.run_id for r in latest} if latest else {run.run_id} if run else None
+    views = _views(state, workflow, reporting, out_notes)
     not_run = [t.name for t in workflow.tasks if t.name not in state.tasks] if workflow else []
     counts: dict[TaskStatus, int] = {}
     for view in views:
@@ -122,7 +168,8 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
     current = [v for v in views if v.current]
     work = sum(v.duration_s or 0.0 for v in current)
     cost = sum(v.record.cost_usd for v in current if math.isfinite(v.record.cost_usd))
-    wall = _wall_time(run, current, out_notes) if run is not None else None
+    runs = latest or ([run] if run is not None else [])
+    wall = _wall_time(runs, current, out_notes) if runs else None
     timed, timeline_run = current, None
     if run is not None and not current:
         timeline_run = _timeline_run(state, views)
@@ -149,14 +196,37 @@ def analyse(state: State, workflow: Workflow | None = None, notes: Sequence[str]
         critical_s=critical_s,
         notes=out_notes,
         timeline_run=timeline_run,
+        jobs=tuple(_job_facts(r, current) for r in latest),
+    )
+
+
+def _latest_of_jobs(state: State, run: RunRecord | None) -> list[RunRecord]:
+    """A fan-out's runs (when the latest run has a `job`): the latest of each job, by start."""
+    if run is None or run.job is None:
+        return []
+    latest: dict[str, RunRecord] = {}
+    for r in state.runs:  # in order of start (`records.merge`) or of recording (the store)
+        if r.job is not None:
+            latest[r.job] = r
+    return sorted(latest.values(), key=lambda r: _finite(r.started_at) or 0.0)
+
+
+def _job_facts(run: RunRecord, current: list[TaskView]) -> JobFacts:
+    mine = [v for v in current if v.record.run_id == run.run_id]
+    counts: dict[TaskStatus, int] = {}
+    for view in mine:
+        counts[view.status] = counts.get(view.status, 0) + 1
+    cost = sum(v.record.cost_usd for v in mine if math.isfinite(v.record.cost_usd))
+    return JobFacts(
+        job=run.job or "", run=run, counts=counts, cost_usd=cost, wall_s=_wall_time([run], mine, [])
     )
 
 
 def _views(
-    state: State, workflow: Workflow | None, run: RunRecord | None, notes: list[str]
+    state: State, workflow: Workflow | None, reporting: set[str] | None, notes: list[str]
 ) -> list[TaskView]:
     """Every task with a record: the workflow's in its order, then those it no longer has
-    (with a note)."""
+    (with a note). `reporting`: the ids of the runs whose records are current (None: all)."""
     index = workflow.index if workflow else {}
     lines = workflow.task_lines if workflow else ()
     prints = fingerprints(workflow) if workflow else {}
@@ -168,31 +238,60 @@ def _views(
             f"no longer in {workflow.path} "
             f"(first: {report_line(strays[0], 80)}): reported without file, line or graph node"
         )
+    jobs = {r.run_id: r.job for r in state.runs}
     views: list[TaskView] = []
     for name in ordered + strays:
         record = state.tasks[name]
         i = index.get(name)
+        job = jobs.get(record.run_id)
         views.append(
             TaskView(
                 name=name,
                 record=record,
                 index=i,
                 line=lines[i] if i is not None and i < len(lines) else None,
-                current=run is None or record.run_id == run.run_id,
+                current=reporting is None or record.run_id in reporting,
                 changed=i is not None and record.fingerprint != prints.get(name),
+                job=job,
+                cause_job=_cause_job(state, record, job, jobs),
             )
         )
     return views
 
 
-def _wall_time(run: RunRecord, current: list[TaskView], notes: list[str]) -> float | None:
-    """The run's start to end; without a recorded end, to the end of its last task (noted)."""
-    end = _finite(run.finished_at)
-    if end is None:
-        ends = [e for v in current if (e := _finite(v.record.finished_at)) is not None]
-        end = max(ends, default=None)
-        notes.append("the run did not record its end (it crashed or is still running)")
-    start = _finite(run.started_at)
+# The reason the engines give a task they skip for a dependency (see scheduler.py).
+_DEPENDENCY = re.compile(r"dependency `(.+)` failed")
+
+
+def _cause_job(
+    state: State, record: TaskRecord, job: str | None, jobs: dict[str, str | None]
+) -> str | None:
+    """The other fan-out job in which the dependency that got `record` skipped failed."""
+    if record.status is not TaskStatus.SKIPPED or not record.reason:
+        return None
+    match = _DEPENDENCY.fullmatch(record.reason)
+    cause = state.tasks.get(match.group(1)) if match else None
+    other = jobs.get(cause.run_id) if cause is not None else None
+    return other if other is not None and other != job else None
+
+
+def _wall_time(
+    runs: Sequence[RunRecord], current: list[TaskView], notes: list[str]
+) -> float | None:
+    """The runs' first start to last end; without a recorded end, to the end of their last
+    task (noted)."""
+    ends = [_finite(r.finished_at) for r in runs]
+    end = max((e for e in ends if e is not None), default=None)
+    if None in ends:
+        tasks = [e for v in current if (e := _finite(v.record.finished_at)) is not None]
+        end = max([*tasks, *([end] if end is not None else [])], default=None)
+        notes.append(
+            "the run did not record its end (it crashed or is still running)"
+            if len(runs) == 1
+            else "a job's run did not record its end (it crashed or is still running)"
+        )
+    starts = [s for r in runs if (s := _finite(r.started_at)) is not None]
+    start = min(starts, default=None) if len(starts) == len(runs) else None
     if end is not None and start is not None and end >= start:
         return end - start
     return None
