@@ -113,7 +113,9 @@ def _mergeable(graph: DependencyGraph, groups: list[list[int]]) -> list[tuple[in
     return pairs
 
 
-def _by_size(groups: list[list[int]], weights: Sequence[float], pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _by_size(
+    groups: list[list[int]], weights: Sequence[float], pairs: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Merging little work costs least: the pairs with the least work together first."""
     work = [sum(weights[t] for t in g) for g in groups]
     return sorted(set(pairs), key=lambda p: (work[p[0]] + work[p[1]], p))
@@ -158,7 +160,10 @@ def fit(
             return groups
         if crowded:  # two needs of a crowded group: never on one path (see the docstring)
             pairs = [
-                (a, b) for g in crowded for i, a in enumerate(reduced[g]) for b in reduced[g][i + 1 :]
+                (a, b)
+                for g in crowded
+                for i, a in enumerate(reduced[g])
+                for b in reduced[g][i + 1 :]
             ]
         else:
             pairs = _mergeable(graph, groups)

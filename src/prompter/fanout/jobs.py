@@ -76,7 +76,9 @@ def transitive_reduction(deps: Sequence[Collection[int]]) -> tuple[tuple[int, ..
     return tuple(reduced)
 
 
-def job_duration(graph: DependencyGraph, weights: Sequence[float], tasks: Sequence[int], slots: int) -> float:
+def job_duration(
+    graph: DependencyGraph, weights: Sequence[float], tasks: Sequence[int], slots: int
+) -> float:
     """How long a job's tasks take on one machine with `slots` tasks at once (greedy list
     schedule by remaining critical path; every dependency outside the job is done already)."""
     if slots <= 1 or len(tasks) <= 1:
