@@ -121,6 +121,18 @@ def _by_size(
     return sorted(set(pairs), key=lambda p: (work[p[0]] + work[p[1]], p))
 
 
+def _unrelated(graph: DependencyGraph, groups: list[list[int]]) -> list[tuple[int, int]]:
+    """Pairs of groups with no path between them: merging them is always acyclic."""
+    deps = group_deps(graph, groups)
+    reach = reachability(deps, DependencyGraph([sorted(d) for d in deps]).order)
+    return [
+        (a, b)
+        for a in range(len(groups))
+        for b in range(a + 1, len(groups))
+        if not (reach[a] >> b & 1 or reach[b] >> a & 1)
+    ]
+
+
 def improve(
     graph: DependencyGraph, weights: Sequence[float], costs: Costs, groups: list[list[int]]
 ) -> list[list[int]]:
@@ -166,7 +178,7 @@ def fit(
                 for b in reduced[g][i + 1 :]
             ]
         else:
-            pairs = _mergeable(graph, groups)
+            pairs = _mergeable(graph, groups) or _unrelated(graph, groups)
         groups = min(
             (_merged(groups, a, b) for a, b in _by_size(groups, weights, pairs)[:_FIT_TRIES]),
             key=lambda merged: estimate_makespan(graph, weights, merged, costs),
