@@ -193,7 +193,9 @@ def lint(path: Path) -> None:
         assert done.returncode == 0, f"{argv[0]}:\n{done.stdout}\n{done.stderr}"
 
 
-@pytest.mark.parametrize("extra", [(), ("--max-jobs", "2", "--uses", "./", "--runs-on", "ubuntu-24.04")])
+@pytest.mark.parametrize(
+    "extra", [(), ("--max-jobs", "2", "--uses", "./", "--runs-on", "ubuntu-24.04")]
+)
 def test_generated_workflows_pass_actionlint_and_the_schema(
     repo: Path, extra: tuple[str, ...]
 ) -> None:

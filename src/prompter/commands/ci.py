@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from ..config import Workflow
 
 
-
 def cmd_ci_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 

@@ -7,11 +7,14 @@ says it helps:
 
 1. Chains collapse: a task with one dependency, whose dependency has no other dependent, joins
    that dependency's group (nothing could run between them anyway).
-2. The better of the chains and one job for everything is kept, then pairs of groups are merged
-   while the estimate does not get worse (the pairs with the least work first, within a budget
-   of simulations).
+2. Pairs of groups are merged while the estimate does not get worse (the pairs with the least
+   work first, within a budget of simulations).
 3. Merges that cost least follow until there are at most `max_jobs` groups and no group needs
    more than `MAX_NEEDS` others.
+
+Steps 2 and 3 start from the chains, from one job per task and from one job for everything;
+the best result by the estimate is kept, so the grouping is never estimated slower than one
+job per task or one job for everything when those fit the caps.
 
 The `needs` edges of the group DAG are its transitive reduction. Their number is capped because
 GitHub fails big job graphs at start-up without an error: a workflow of ~160 jobs and ~4,700
@@ -66,11 +69,19 @@ def group_tasks(
     """The groups of tasks for CI jobs (see the module's docstring)."""
     if not len(graph):
         return Grouping(groups=(), needs=())
-    chains = collapse_chains(graph)
-    candidates = [chains, [list(graph.order)]]
+    starts = [collapse_chains(graph), [[t] for t in graph.order], [list(graph.order)]]
+    candidates = [
+        fit(
+            graph,
+            weights,
+            costs,
+            improve(graph, weights, costs, start, max_needs),
+            max_jobs,
+            max_needs,
+        )
+        for start in starts
+    ]
     best = min(candidates, key=lambda g: estimate_makespan(graph, weights, g, costs))
-    best = improve(graph, weights, costs, best)
-    best = fit(graph, weights, costs, best, max_jobs, max_needs)
     return finish(graph, best)
 
 
@@ -133,20 +144,32 @@ def _unrelated(graph: DependencyGraph, groups: list[list[int]]) -> list[tuple[in
     ]
 
 
+def _crowding(graph: DependencyGraph, groups: list[list[int]]) -> int:
+    """The most `needs` of one group."""
+    return max(map(len, transitive_reduction(group_deps(graph, groups))), default=0)
+
+
 def improve(
-    graph: DependencyGraph, weights: Sequence[float], costs: Costs, groups: list[list[int]]
+    graph: DependencyGraph,
+    weights: Sequence[float],
+    costs: Costs,
+    groups: list[list[int]],
+    max_needs: int,
 ) -> list[list[int]]:
-    """Step 3a: merge a pair while that makes the estimate no worse (the smallest pairs tried
-    first, the first such merge taken), within a budget of simulations."""
+    """Step 2: merge a pair while that makes the estimate no worse and leaves no group with
+    more than `max_needs` needs that had fewer (the smallest pairs tried first, the first such
+    merge taken), within a budget of simulations."""
     now = estimate_makespan(graph, weights, groups, costs)
+    crowding = _crowding(graph, groups)
     budget = _SIMULATIONS
     while budget > 0:
         for a, b in _by_size(groups, weights, _mergeable(graph, groups)):
             budget -= 1
             merged = _merged(groups, a, b)
             makespan = estimate_makespan(graph, weights, merged, costs)
-            if makespan <= now + 1e-9:
+            if makespan <= now + 1e-9 and _crowding(graph, merged) <= max(crowding, max_needs):
                 groups, now = merged, makespan
+                crowding = _crowding(graph, groups)
                 break
             if budget <= 0:
                 break
@@ -163,7 +186,7 @@ def fit(
     max_jobs: int,
     max_needs: int,
 ) -> list[list[int]]:
-    """Step 3b: merge, the merge that costs least of the smallest few first, until at most
+    """Step 3: merge, the merge that costs least of the smallest few first, until at most
     `max_jobs` groups and none needs more than `max_needs` others."""
     while True:
         reduced = transitive_reduction(group_deps(graph, groups))
