@@ -179,7 +179,7 @@ def test_names_with_blanks_go_one_per_line(tmp_path: Path) -> None:
     out = tmp_path / "out.yml"
     assert main(["ci", "generate", str(toml), "-o", str(out), "--max-jobs", "1"]) == 0
     tasks = action_inputs(jobs_of(out)["p-a"])["tasks"]
-    assert tasks.splitlines() == ["A", "B", "C", "D", "E, the end"] or tasks.endswith("\n")
+    assert sorted(tasks.splitlines()) == ["A", "B", "C", "D", "E, the end"]
 
 
 def lint(path: Path) -> None:
