@@ -242,7 +242,5 @@ def test_plan_jobs_prints_the_grouping_and_both_estimates(
     import json
 
     data = json.loads(capsys.readouterr().out)
-    assert [j["tasks"] for j in data["jobs"]] == [
-        ["schema", "docs", "api", "cli", "release"]
-    ] or len(data["jobs"]) == 1
+    assert len(data["jobs"]) == 1 and len(data["jobs"][0]["tasks"]) == 5
     assert data["estimate"]["unit"] == "s"
