@@ -18,6 +18,12 @@ MODEL = (
     "graph",
     "admission",
     "planning",
+    "fanout",
+    "fanout.jobs",
+    "fanout.grouping",
+    "fanout.ci_workflow",
+    "fanout.plan",
+    "words",
     "exits",
     "text",
 )

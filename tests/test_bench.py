@@ -150,3 +150,10 @@ def test_before_after(tmp_path: Path) -> None:
                 capture_output=True,
                 check=False,
             )
+
+
+def test_fanout() -> None:
+    out = bench("bench_fanout.py", "--seeds", "2", "--max-tasks", "30")
+    assert len(out["cases"]) == 4
+    assert out["median"]["ratio"] >= 1.0  # never below the bound
+    assert {"per_task_ratio", "one_job_ratio", "jobs", "needs"} <= set(out["cases"][0])

@@ -13,6 +13,7 @@ import os
 import sys
 
 from . import __version__, exits
+from .commands.ci import cmd_ci_generate
 from .commands.merging import cmd_state_merge
 from .commands.record import cmd_clear_state, cmd_report, cmd_status
 from .commands.running import cmd_clean, cmd_run
@@ -35,6 +36,15 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _max_jobs(text: str) -> int:
+    import argparse
+
+    value = _positive_int(text)
+    if value > 150:  # fanout.grouping.MAX_JOBS: not imported, to keep start-up light
+        raise argparse.ArgumentTypeError(f"must be at most 150, got {value}")
     return value
 
 
@@ -101,8 +111,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="slots to plan for (default: max_parallel_tasks)",
     )
+    plan.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="the grouping `ci generate --max-jobs N` writes and its estimate on CI",
+    )
     _state_args(plan, "the state whose measured durations it uses")
     plan.set_defaults(handler=cmd_plan)
+
+    ci = commands.add_parser("ci", help="CI workflows that fan the tasks out over jobs")
+    ci_commands = ci.add_subparsers(dest="ci_command", metavar="CI_COMMAND", required=True)
+    generate = ci_commands.add_parser(
+        "generate",
+        help="write a GitHub Actions workflow: a job per group of tasks, then a merge",
+        description=CI_GENERATE_HELP,
+    )
+    generate.add_argument("workflow", metavar="WORKFLOW", help="workflow TOML file (graph mode)")
+    generate.add_argument(
+        "-o", "--output", type=_path, metavar="FILE", help="write FILE (default: stdout)"
+    )
+    generate.add_argument(
+        "--max-jobs",
+        type=_max_jobs,
+        default=50,
+        metavar="N",
+        help="at most N group jobs (default: 50, at most 150)",
+    )
+    generate.add_argument(
+        "--uses",
+        default="org/prompter-action@v1",
+        metavar="REF",
+        help="the action the jobs run (default: org/prompter-action@v1; ./ for a checkout)",
+    )
+    generate.add_argument(
+        "--runs-on", default="ubuntu-latest", metavar="LABEL", help="default: ubuntu-latest"
+    )
+    generate.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing: exit 0 if FILE is what would be written, else 1",
+    )
+    generate.set_defaults(handler=cmd_ci_generate)
 
     run = commands.add_parser(
         "run", help="run the workflow (also: prompter WORKFLOW)", description=RUN_HELP
@@ -244,11 +294,19 @@ MERGE_HELP = (
     "exists, is merged too; it is written atomically under its lock, and only when every STATE "
     "loads and all are of one workflow (--workflow FILE: of that one)."
 )
+CI_GENERATE_HELP = (
+    "Write a GitHub Actions workflow that runs WORKFLOW's tasks over several jobs: chains of "
+    "tasks collapsed, groups merged so that each job's start-up does not dominate, `needs` the "
+    "transitive reduction between groups, then one job that merges changes, state and reports. "
+    "The file carries a fingerprint of WORKFLOW and these options; --check exits 1 when the file "
+    "at -o is no longer what would be written."
+)
 _DEFAULT_DIR_HELP = ".prompter for prompter.toml, .prompter/NAME for NAME.toml"
 COMMANDS = (
     "validate",
     "graph",
     "plan",
+    "ci",
     "run",
     "status",
     "clear-state",

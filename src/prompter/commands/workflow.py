@@ -59,12 +59,60 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return exits.USAGE
+    if args.jobs is not None:
+        return _plan_jobs(args, workflow, durations)
     plan = make_plan(workflow, max_parallel=args.max_parallel, durations=durations)
     if args.json:
         print(json.dumps({**plan.to_json(), "working_directory": str(workflow.workdir)}, indent=2))
     else:
         sys.stdout.write(_plan_text(args.workflow, plan, workflow.workdir))
     return exits.OK
+
+
+def _plan_jobs(args: argparse.Namespace, workflow: Workflow, durations: dict[str, float]) -> int:
+    """`plan --jobs N`: the jobs `ci generate --max-jobs N` writes, simulated on CI."""
+    import json
+
+    from ..fanout.ci_workflow import job_ids
+    from ..fanout.plan import make_jobs_plan
+    from ..text import console_line
+    from ..words import count
+
+    if workflow.mode != "graph":
+        print(f"{args.workflow}: --jobs needs graph mode", file=sys.stderr)
+        return exits.USAGE
+    plan = make_jobs_plan(workflow, args.jobs, durations)
+    ids = job_ids([plan.names[g[0]] for g in plan.grouping.groups])
+    if args.json:
+        print(json.dumps(plan.to_json(ids), indent=2))
+        return exits.OK
+    c = plan.costs
+    lines = [
+        f"{args.workflow}: {count(len(plan.names), 'task')} in "
+        f"{count(len(ids), 'job')} (at most {args.jobs}), "
+        f"{count(plan.grouping.edge_count, 'need')} between them"
+    ]
+    for g, tasks in enumerate(plan.grouping.groups):
+        needs = ", ".join(ids[n] for n in plan.grouping.needs[g])
+        lines.append(
+            console_line(f"  {ids[g]}: {_names_of(plan.names, tasks)}")
+            + (f" (needs {needs})" if needs else "")
+        )
+    lines.append(
+        f"estimate: {plan.makespan / 60:.1f} min on CI ({c.overhead:g} s start-up per job, "
+        f"{c.concurrency} jobs at once, {c.slots} task{'s' * (c.slots != 1)} at once per job); "
+        f"one machine {plan.one_machine / 60:.1f} min; lower bound {plan.lower_bound / 60:.1f} min"
+    )
+    if not plan.measured:
+        lines.append("  (5 min per task: no measured durations yet)")
+    print("\n".join(lines))
+    return exits.OK
+
+
+def _names_of(names: Sequence[str], tasks: Sequence[int]) -> str:
+    shown = ", ".join(names[i] for i in tasks[:LIST_LIMIT])
+    more = len(tasks) - LIST_LIMIT
+    return shown + (f", … and {more} more" if more > 0 else "")
 
 
 def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
