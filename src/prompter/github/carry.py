@@ -116,6 +116,11 @@ _NAMED = (
 )
 
 
+def repository(workdir: Path) -> Path:
+    """The root of the git repository `workdir` is in (CarryError outside one)."""
+    return Path(_git(workdir, "rev-parse", "--show-toplevel").stdout.strip())
+
+
 def apply_all(repo: Path, imported: Sequence[Imported]) -> NotApplied | None:
     """Apply the patches in order onto the working tree (`git apply --binary`, falling back to
     a three-way merge), through a private index: the checkout's index is left as it is. The
