@@ -105,6 +105,13 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         except InputError as exc:
             console.annotation("error", str(exc), title="prompter: bad input")
             return exits.USAGE
+        fan = inputs.fanout
+        if (fan.job or fan.merge) and env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
+            # A composite action's steps get no artifact credentials; the host action would
+            # carry the exports with actions/download-artifact and upload-artifact instead.
+            message = "fan-out inputs are not supported by the host action yet: use the root action"
+            console.annotation("error", message, title="prompter: bad input")
+            return exits.USAGE
         for secret in (
             inputs.anthropic_api_key,
             inputs.claude_code_oauth_token,
