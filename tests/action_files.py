@@ -32,6 +32,9 @@ INPUTS = {
     "artifact_name": "prompter-report",
     "github_token": "${{ github.token }}",
     "agent_user": "owner",
+    "fanout_job": "",
+    "fanout_imports": "",
+    "fanout_merge": "",
 }
 OUTPUTS = [
     "status",

@@ -68,6 +68,8 @@ def run_step(tmp_path: Path, ws: Path, inputs: dict[str, str], **extra_env: str)
         # (pyenv under /root): agents run as root here. The default (`owner`, never root) is
         # tested in the action's container (test_container_security.py) and by test_identity.
         "INPUT_AGENT_USER": "root",
+        # A worktree's checkout under test, not the one the venv's editable install names.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         **{f"INPUT_{k.upper()}": v for k, v in inputs.items()},
         **extra_env,
     }

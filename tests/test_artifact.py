@@ -4,6 +4,8 @@ proxy that makes the stand-in fail now and then."""
 from __future__ import annotations
 
 import io
+import random
+import stat
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,7 +18,14 @@ import httpx
 import pytest
 
 from prompter.github import artifact
-from prompter.github.artifact import ArtifactError, backend_ids, upload_folder
+from prompter.github.artifact import (
+    ArtifactError,
+    ArtifactMissing,
+    backend_ids,
+    download_artifact,
+    upload_folder,
+)
+from prompter.github.unzip import Limits, UnzipError, unpack
 
 from .artifact_service import JOB_ID, RUN_ID, artifact_service, runtime_token
 
@@ -44,7 +53,14 @@ def test_upload_creates_puts_and_finalizes(tmp_path: Path) -> None:
         env = {"ACTIONS_RUNTIME_TOKEN": service.token, "ACTIONS_RESULTS_URL": service.url}
         uploaded = upload_folder(folder, "prompter-report", env)
     assert service.problems == []
-    assert [method for method, _ in service.calls] == ["CreateArtifact", "FinalizeArtifact"]
+    assert [method for method, _ in service.calls] == [
+        "CreateArtifact",
+        "FinalizeArtifact",
+        "ListArtifacts",  # read back: an upload is reported only once the service holds it
+        "GetSignedArtifactURL",
+    ]
+    # Staged blocks and their list, as the toolkit uploads (act accepts nothing else).
+    assert service.blob_requests == ["PUT block", "PUT blocklist", "GET"]
     assert uploaded.artifact_id == "4242"
     blob = service.blobs["prompter-report"]
     assert uploaded.size == len(blob)
@@ -99,7 +115,7 @@ def flaky_proxy(target: str, failures: dict[str, list[int]]) -> Iterator[tuple[s
             headers = {
                 k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}
             }
-            answer = httpx.request(method, target + self.path.lstrip("/"), content=body,
+            answer = httpx.request(method, target + self.path.lstrip("/"), content=body or None,
                                    headers=headers)  # fmt: skip
             data = answer.content.replace(target.encode(), proxy_url.encode())
             seen.append(f"{method} {self.path.split('?')[0]} -> {answer.status_code}")
@@ -114,6 +130,9 @@ def flaky_proxy(target: str, failures: dict[str, list[int]]) -> Iterator[tuple[s
 
         def do_PUT(self) -> None:
             self._forward("PUT")
+
+        def do_GET(self) -> None:
+            self._forward("GET")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     proxy_url = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -149,15 +168,24 @@ def test_transient_service_errors_are_retried(tmp_path: Path) -> None:
         uploaded = upload_folder(report(tmp_path), "prompter-report", env)
     assert service.problems == []
     assert uploaded.artifact_id == "4242"
-    assert [m for m, _ in service.calls] == ["CreateArtifact", "FinalizeArtifact"]
+    assert [m for m, _ in service.calls] == [
+        "CreateArtifact",
+        "FinalizeArtifact",
+        "ListArtifacts",
+        "GetSignedArtifactURL",
+    ]
     assert seen == [
         f"POST {PREFIX}CreateArtifact -> 503",
         f"POST {PREFIX}CreateArtifact -> 429",
         f"POST {PREFIX}CreateArtifact -> 200",
-        "PUT /blob/prompter-report -> 502",
-        "PUT /blob/prompter-report -> 201",
+        "PUT /blob/up/prompter-report -> 502",
+        "PUT /blob/up/prompter-report -> 201",
+        "PUT /blob/up/prompter-report -> 201",
         f"POST {PREFIX}FinalizeArtifact -> 504",
         f"POST {PREFIX}FinalizeArtifact -> 200",
+        f"POST {PREFIX}ListArtifacts -> 200",
+        f"POST {PREFIX}GetSignedArtifactURL -> 200",
+        "GET /blob/down/prompter-report -> 200",
     ]
 
 
@@ -189,3 +217,117 @@ def test_a_malformed_results_url_is_an_artifact_error(tmp_path: Path) -> None:
     env = {"ACTIONS_RUNTIME_TOKEN": runtime_token(), "ACTIONS_RESULTS_URL": "http://[::1"}
     with pytest.raises(ArtifactError, match="unreachable: InvalidURL"):
         upload_folder(report(tmp_path), "r", env)
+
+
+# --- download, and the read-back that verifies an upload --------------------------------------
+
+
+def test_another_job_downloads_what_one_uploaded(tmp_path: Path) -> None:
+    folder = report_dir(tmp_path)
+    with artifact_service() as service:
+        upload_folder(folder, "prompter-fanout-p-a", service.env())
+        got = download_artifact("prompter-fanout-p-a", tmp_path / "got", service.env("job-9"))
+        with pytest.raises(ArtifactMissing, match="no artifact prompter-fanout-p-b"):
+            download_artifact("prompter-fanout-p-b", tmp_path / "none", service.env("job-9"))
+    assert service.problems == []
+    assert got.artifact_id == "4242"
+    assert sorted(got.files) == ["junit.xml", "logs/a.log", "state.json"]
+    assert (tmp_path / "got" / "logs" / "a.log").read_bytes() == b"\x00binary\xff log"
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_name_is_uploaded_once_per_run(tmp_path: Path) -> None:
+    with artifact_service() as service:
+        folder = report(tmp_path)
+        upload_folder(folder, "r", service.env())
+        with pytest.raises(ArtifactError, match="CreateArtifact answered HTTP 409"):
+            upload_folder(folder, "r", service.env("job-9"))
+
+
+def test_an_upload_the_service_does_not_hold_is_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """act answers a plain PUT (Put Blob) 200, stores nothing, and finalizes without checking:
+    only reading the artifact back shows that it is empty."""
+
+    def put_blob(client: Any, url: str, data: bytes) -> None:
+        client.put(url, content=data, headers={"x-ms-blob-type": "BlockBlob"})
+
+    monkeypatch.setattr(artifact, "_put_blocks", put_blob)
+    with (
+        artifact_service(act=True) as service,
+        pytest.raises(ArtifactError, match="holds 0 other bytes, not the"),
+    ):
+        upload_folder(report(tmp_path), "r", service.env())
+    assert service.blob_requests[0] == "PUT blob"
+
+
+def test_the_mime_type_field_is_not_sent(tmp_path: Path) -> None:
+    # act 0.2.89 refuses `mimeType` (protojson: unknown field); the stand-in checks every field.
+    with artifact_service() as service:
+        upload_folder(report(tmp_path), "r", service.env())
+    create = next(body for method, body in service.calls if method == "CreateArtifact")
+    assert "mimeType" not in create and service.problems == []
+
+
+def test_large_uploads_go_in_several_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(artifact, "BLOCK_BYTES", 1000)
+    folder = report(tmp_path)
+    (folder / "big.bin").write_bytes(random.Random(1).randbytes(3500))
+    with artifact_service() as service:
+        uploaded = upload_folder(folder, "r", service.env())
+        download_artifact("r", tmp_path / "got", service.env())
+    assert service.problems == []
+    assert service.blob_requests.count("PUT block") == -(-uploaded.size // 1000) >= 4
+    assert (tmp_path / "got" / "big.bin").read_bytes() == (folder / "big.bin").read_bytes()
+
+
+def hostile_zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in entries:
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def symlink_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([("../escape.txt", b"x")], "not a path inside"),
+        ([("a/../../escape.txt", b"x")], "not a path inside"),
+        ([("/etc/escape.txt", b"x")], "not a relative path"),
+        ([("a\\..\\escape.txt", b"x")], "not a relative path"),
+        ([("c:/escape.txt", b"x")], "not a path inside"),
+        ([(symlink_entry("link"), b"/etc/passwd")], "not a regular file"),
+        ([("a.txt", b"x"), ("a.txt", b"y")], "listed twice"),
+        ([("a", b"x"), ("a/b", b"y")], "both a file and a folder"),
+        ([("bomb", b"\0" * (8 * 1024 * 1024))], "compressed too well"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_unpacking_trusts_nothing_in_the_zip(
+    tmp_path: Path, entries: list[tuple[Any, bytes]], message: str
+) -> None:
+    with pytest.raises(UnzipError, match=message):
+        unpack(hostile_zip(entries), tmp_path / "out", Limits())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing beside the folder
+    assert not any(p.is_symlink() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_unpacking_stops_at_the_size_and_count_limits(tmp_path: Path) -> None:
+    data = hostile_zip([(f"f{i}", b"y" * 100) for i in range(5)])
+    with pytest.raises(UnzipError, match="more than 300 bytes"):
+        unpack(data, tmp_path / "a", Limits(max_bytes=300))
+    with pytest.raises(UnzipError, match="more than 4 entries"):
+        unpack(data, tmp_path / "b", Limits(max_files=4))
+    with pytest.raises(UnzipError, match="not a zip file"):
+        unpack(b"not a zip", tmp_path / "c", Limits())
+    assert unpack(data, tmp_path / "d", Limits()) == ("f0", "f1", "f2", "f3", "f4")

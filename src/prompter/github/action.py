@@ -105,6 +105,13 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         except InputError as exc:
             console.annotation("error", str(exc), title="prompter: bad input")
             return exits.USAGE
+        fan = inputs.fanout
+        if (fan.job or fan.merge) and env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
+            # A composite action's steps get no artifact credentials; the host action would
+            # carry the exports with actions/download-artifact and upload-artifact instead.
+            message = "fan-out inputs are not supported by the host action yet: use the root action"
+            console.annotation("error", message, title="prompter: bad input")
+            return exits.USAGE
         for secret in (
             inputs.anthropic_api_key,
             inputs.claude_code_oauth_token,
@@ -208,19 +215,24 @@ def _run(step: Step) -> int:
     if workflow is None:
         return exits.USAGE
     options = _run_options(step.inputs, workflow)
-    if os.geteuid() == 0 and options.report_dir.exists():
-        # State and logs of an earlier run, given back to the workspace's owner then, are
-        # prompter's alone while agents run: agent code must not rewrite the record.
-        hand_over(options.report_dir, None, 0, 0)
     progress = ActionProgress(step.console, options.report_dir / "logs")
-    try:
-        result = run_workflow(
+
+    def run(options: RunOptions) -> RunResult:
+        if os.geteuid() == 0 and options.report_dir.exists():
+            # State and logs of an earlier run (or imported), given back to the workspace's
+            # owner then, are prompter's alone while agents run: agent code must not rewrite
+            # the record.
+            hand_over(options.report_dir, None, 0, 0)
+        return run_workflow(
             workflow,
             options,
             listeners=[progress],
             background=[progress.heartbeat],
             out=step.console.text,
         )
+
+    try:
+        result = _execute(step, workflow, options, run)
     except PrompterError as exc:  # RunError, StateError: the run could not start
         step.notes.add(Annotation("error", str(exc), title="prompter: cannot run"), RUN)
         return exc.exit_code
@@ -231,11 +243,47 @@ def _run(step: Step) -> int:
         return exits.OK
     _publish(step, result, options, workflow)
     _annotate_run(step, result, workflow)
+    code = _export(step, options, result.exit_code)
     _deliver_report_folder(step, options.report_dir)
+    if code != result.exit_code:
+        return code
     if result.exit_code == exits.FAILED and not step.inputs.fail_on_task_failure:
         step.console.info("tasks failed; fail_on_task_failure is false, so this step passes")
         return exits.OK
     return result.exit_code
+
+
+def _execute(
+    step: Step, workflow: Workflow, options: RunOptions, run: Callable[[RunOptions], RunResult]
+) -> RunResult:
+    """A run, or a job's part in a fan-out across jobs (fanout.py)."""
+    fan = step.inputs.fanout
+    if step.inputs.dry_run or not (fan.job or fan.merge):
+        return run(options)
+    from . import fanout
+
+    if fan.merge:
+        return fanout.final_job(fan.merge, workflow, options, step.env, step.console.info)
+    assert fan.job is not None
+    say = step.console.info
+    return fanout.group_job(fan.job, fan.imports, workflow, options, step.env, run, say)
+
+
+def _export(step: Step, options: RunOptions, code: int) -> int:
+    """A group job of a fan-out leaves its export for the jobs after it (carry.py); without it
+    they cannot build on this job's work, so a failed upload fails the step."""
+    job = step.inputs.fanout.job
+    if job is None or step.inputs.dry_run:
+        return code
+    from .carry import CarryError, export
+
+    try:
+        artifact_id = export(job, options.state_path, options.report_dir, step.env)
+    except CarryError as exc:
+        step.notes.add(Annotation("error", str(exc), title="prompter: fan-out"), RUN)
+        return exits.FAILED
+    step.console.info(f"export of job {job} uploaded: artifact id {artifact_id}")
+    return code
 
 
 def _read_workflow(step: Step) -> Workflow | None:
@@ -311,8 +359,16 @@ def _deliver_report_folder(step: Step, report_dir: Path) -> None:
         outputs["upload_dir"] = step.relative(report_dir)
         step.console.info(f"the report folder {outputs['upload_dir']} is uploaded by the next step")
     elif inputs.upload_artifact:
-        uploaded = _upload(report_dir, inputs.artifact_name, step.env, step.console, step.notes)
+        name = report_artifact_name(inputs)
+        uploaded = _upload(report_dir, name, step.env, step.console, step.notes)
         outputs["artifact_id"] = uploaded
+
+
+def report_artifact_name(inputs: Inputs) -> str:
+    """The report folder's artifact: a group job of a fan-out names it after itself (names
+    are unique in a workflow run; the final job's is `artifact_name` itself)."""
+    job = inputs.fanout.job
+    return f"{inputs.artifact_name}-{job}" if job else inputs.artifact_name
 
 
 def _counts(records: Mapping[str, TaskRecord], reused: tuple[str, ...]) -> dict[str, str]:

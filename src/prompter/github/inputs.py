@@ -7,8 +7,9 @@ for `docker run -e`. A bad input is an `InputError` naming it; an empty input me
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..exits import PrompterError
 
@@ -18,10 +19,24 @@ ARTIFACT_NAME_REFUSED = ('"', ":", "<", ">", "|", "*", "?", "\r", "\n", "\\", "/
 # Who agent code runs as: the workspace's owner (a root-owned workspace is lent to LENT_UID),
 # or root, which leaves the runner's tokens within its reach (for images whose tools need root).
 AGENT_USERS = ("owner", "root")
+# A GitHub Actions job id as the fan-out names them (`needs:` takes it, artifacts carry it).
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class InputError(PrompterError):
     """A bad input; the message names it."""
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """The job's part in a fan-out across jobs (`prompter ci generate`); all empty outside one.
+
+    A group job has `job` (its own id) and `imports` (the jobs it builds on, in order); the
+    final job has `merge` (every group job, in order)."""
+
+    job: str | None = None
+    imports: tuple[str, ...] = ()
+    merge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,7 @@ class Inputs:
     artifact_name: str
     github_token: str
     agent_user: str = "owner"
+    fanout: Fanout = field(default_factory=Fanout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
@@ -52,7 +68,9 @@ class Inputs:
         upload = read.flag("upload_artifact", "true")
         artifact_name = _artifact_name(read, upload)
         agent_user = _agent_user(read)
+        fanout = _fanout(read, tasks)
         return cls(
+            fanout=fanout,
             agent_user=agent_user,
             workflow=read.get("workflow", "prompter.toml") or "prompter.toml",
             tasks=tasks,
@@ -132,3 +150,37 @@ def _agent_user(read: _Reader) -> str:
     if agent_user not in AGENT_USERS:
         raise InputError(f"input `agent_user` must be owner or root, not {agent_user!r}")
     return agent_user
+
+
+def _job_ids(read: _Reader, name: str) -> tuple[str, ...]:
+    ids = _task_names(read.raw(name))  # the same separators: lines, commas or blanks
+    for job in ids:
+        if not JOB_ID.fullmatch(job):
+            raise InputError(
+                f"input `{name}`: {job!r} is not a job id (letters, digits, `_` and `-`, "
+                "at most 100)"
+            )
+    if len(set(ids)) != len(ids):
+        twice = next(j for j in ids if ids.count(j) > 1)
+        raise InputError(f"input `{name}` names job {twice!r} twice")
+    return ids
+
+
+def _fanout(read: _Reader, tasks: tuple[str, ...]) -> Fanout:
+    job = _job_ids(read, "fanout_job")
+    if len(job) > 1:
+        raise InputError(f"input `fanout_job` is one job id, not {len(job)}")
+    imports = _job_ids(read, "fanout_imports")
+    merge = _job_ids(read, "fanout_merge")
+    if imports and not job:
+        raise InputError("input `fanout_imports` needs `fanout_job` (the job that imports)")
+    if job and job[0] in imports:
+        raise InputError(f"input `fanout_imports` names this job itself ({job[0]!r})")
+    if merge and (job or imports):
+        raise InputError(
+            "input `fanout_merge` is for the final job: it excludes `fanout_job` and "
+            "`fanout_imports`"
+        )
+    if merge and tasks:
+        raise InputError("input `fanout_merge` runs no task: leave `tasks` empty")
+    return Fanout(job=job[0] if job else None, imports=imports, merge=merge)

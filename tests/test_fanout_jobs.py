@@ -1,0 +1,238 @@
+"""A fan-out across jobs, job by job: each job a fresh clone of one commit and a step of the
+action (`prompter-action`, INPUT_* as the runner passes them), all talking to one stand-in of
+the artifact service (tests/artifact_service.py) as the jobs of one workflow run do.
+
+The workflow: a diamond A -> B, A -> C, B + C -> D, and E on its own, one job per task as
+`prompter ci generate` would write them (`needs` and `fanout_imports` transitively).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from prompter.github.inputs import InputError, Inputs
+
+from .action_step import Step, run_step
+from .artifact_service import Service, artifact_service
+
+JOBS = {  # job id: (its tasks, the jobs it imports, transitively, in order)
+    "p-a": ("A", ()),
+    "p-b": ("B", ("p-a",)),
+    "p-c": ("C", ("p-a",)),
+    "p-d": ("D", ("p-a", "p-b", "p-c")),
+    "p-e": ("E", ()),
+}
+DEPS = {"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"], "E": []}
+NEEDS = {  # what each task's check wants to find: its own file and every ancestor's
+    "A": ["A"],
+    "B": ["A", "B"],
+    "C": ["A", "C"],
+    "D": ["A", "B", "C", "D"],
+    "E": ["E"],
+}
+
+
+def origin(tmp_path: Path, agent: str, failing: str = "") -> Path:
+    """The repository every job checks out: the workflow, committed."""
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    lines = [
+        "[settings]",
+        'agent = "command"',
+        f"agent_command = {json.dumps(['sh', '-c', agent])}",
+        "retry_delay = 0",
+    ]
+    for name, deps in DEPS.items():
+        check = " && ".join(f"test -f {n}.txt" for n in NEEDS[name])
+        if name == failing:
+            check = "false"
+        lines += [
+            "\n[[tasks]]",
+            f'name = "{name}"',
+            f'prompt = "write {name}.txt"',
+            f"verify_command = {json.dumps(check)}",
+            "max_attempts = 1",
+            f"depends_on = {json.dumps(deps)}",
+        ]
+    (repo / "prompter.toml").write_text("\n".join(lines) + "\n")
+    (repo / "README").write_text("base\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+    return repo
+
+
+def job_step(
+    tmp_path: Path, repo: Path, service: Service, job: str, inputs: dict[str, str]
+) -> Step:
+    """One job: a fresh clone, then the action's step with this job's runtime token."""
+    root = tmp_path / "jobs" / job
+    root.mkdir(parents=True)
+    ws = root / "workspace"
+    subprocess.run(["git", "clone", "-q", str(repo), str(ws)], check=True)
+    (root / "runner_temp").mkdir()
+    return run_step(root, ws, inputs, **service.env(f"backend-{job}"))
+
+
+def run_fanout(tmp_path: Path, repo: Path, service: Service) -> dict[str, Step]:
+    steps = {}
+    for job, (task, imports) in JOBS.items():
+        inputs = {"tasks": task, "fanout_job": job, "fanout_imports": " ".join(imports)}
+        steps[job] = job_step(tmp_path, repo, service, job, inputs)
+    merge = {"fanout_merge": " ".join(JOBS)}
+    steps["prompter-merge"] = job_step(tmp_path, repo, service, "prompter-merge", merge)
+    return steps
+
+
+def artifact_files(service: Service, name: str) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(service.artifacts[name].data)) as archive:
+        return {n: archive.read(n) for n in archive.namelist()}
+
+
+def junit_cases(xml: bytes) -> dict[str, tuple[str, str]]:
+    """Each test case: (its outcome, the message of a skip or failure)."""
+    cases = {}
+    for case in ElementTree.fromstring(xml).iter("testcase"):
+        outcome, message = "passed", ""
+        for kind in ("failure", "error", "skipped"):
+            found = case.find(kind)
+            if found is not None:
+                outcome, message = kind, found.get("message", "")
+        cases[case.get("name", "")] = (outcome, message)
+    return cases
+
+
+WRITE = "echo {task} > {task}.txt"
+
+
+def test_each_job_sees_its_dependencies_and_the_final_job_has_everything(
+    tmp_path: Path,
+) -> None:
+    repo = origin(tmp_path, WRITE)
+    with artifact_service() as service:
+        steps = run_fanout(tmp_path, repo, service)
+    assert service.problems == []
+    for job, step in steps.items():
+        assert step.code == 0, (job, step.stdout[-3000:], step.stderr[-3000:])
+    # Each group job's export holds its state and only its own change.
+    for job, (task, _) in JOBS.items():
+        files = artifact_files(service, f"prompter-fanout-{job}")
+        assert sorted(files) == ["changes.patch", "state.json"], job
+        patch = files["changes.patch"].decode()
+        assert f"b/{task}.txt" in patch, (job, patch)
+        others = [t for t in DEPS if t != task and f"b/{t}.txt" in patch]
+        assert others == [], (job, patch)
+        # Its report folder went up under its own name.
+        assert f"prompter-report-{job}" in service.artifacts
+    final = steps["prompter-merge"]
+    o = final.outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("passed", "5", "0", "0")
+    assert sorted(o["changed_files"].splitlines()) == [f"{t}.txt" for t in "ABCDE"]
+    report = artifact_files(service, "prompter-report")
+    assert {k: v[0] for k, v in junit_cases(report["junit.xml"]).items()} == dict.fromkeys(
+        "ABCDE", "passed"
+    )
+    patch = report["changes.patch"].decode()
+    assert all(f"b/{t}.txt" in patch for t in "ABCDE"), patch
+    # The final job's patch applies to the commit every job started from.
+    check = tmp_path / "check"
+    subprocess.run(["git", "clone", "-q", str(repo), str(check)], check=True)
+    (tmp_path / "all.patch").write_bytes(report["changes.patch"])
+    subprocess.run(["git", "-C", str(check), "apply", str(tmp_path / "all.patch")], check=True)
+    assert (check / "D.txt").read_text() == "D\n"
+
+
+def test_a_failure_upstream_skips_its_dependents_in_later_jobs(tmp_path: Path) -> None:
+    repo = origin(tmp_path, WRITE, failing="B")
+    with artifact_service() as service:
+        steps = run_fanout(tmp_path, repo, service)
+    assert service.problems == []
+    assert steps["p-b"].code == 1
+    assert steps["p-d"].code == 1  # it ran, recorded D skipped, and says so
+    assert steps["p-d"].outputs["skipped"] == "1"
+    assert "dependency `B` failed" in steps["p-d"].stdout + steps["p-d"].summary
+    # D's job still left its export: the final job has every task.
+    assert "prompter-fanout-p-d" in service.artifacts
+    final = steps["prompter-merge"]
+    assert final.code == 1
+    o = final.outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("failed", "3", "1", "1")
+    report = artifact_files(service, "prompter-report")
+    cases = junit_cases(report["junit.xml"])
+    assert cases["D"] == ("skipped", "dependency `B` failed"), cases
+    assert cases["E"] == ("passed", "")
+    # The merged state holds B's failure (junit shows a task of another job's run as "from
+    # an earlier run" until the reports read each job's run: RunRecord.job).
+    merged = json.loads(report["state.json"])["tasks"]
+    assert {t: merged[t]["status"] for t in "ABCDE"} == {
+        "A": "passed",
+        "B": "failed",
+        "C": "passed",
+        "D": "skipped",
+        "E": "passed",
+    }
+
+
+def test_changes_that_do_not_apply_fail_the_importing_job_naming_file_and_job(
+    tmp_path: Path,
+) -> None:
+    # B and C both create shared.txt: D's job applies B's, then C's does not apply.
+    agent = WRITE + "; case {task} in B|C) echo {task} > shared.txt;; esac"
+    repo = origin(tmp_path, agent)
+    with artifact_service() as service:
+        steps = run_fanout(tmp_path, repo, service)
+    assert service.problems == []
+    for job in ("p-a", "p-b", "p-c", "p-e"):
+        assert steps[job].code == 0, (job, steps[job].stdout[-3000:])
+    d = steps["p-d"]
+    assert d.code == 1
+    reason = "changes of job `p-c` do not apply: shared.txt"
+    assert reason in d.stdout, d.stdout[-3000:]
+    assert d.outputs["failed"] == "1"
+    # No task ran, and the export still went up, with D failed in its state.
+    state = json.loads(artifact_files(service, "prompter-fanout-p-d")["state.json"])
+    assert state["tasks"]["D"]["status"] == "failed"
+    assert state["tasks"]["D"]["reason"] == reason
+    assert not (tmp_path / "jobs" / "p-d" / "workspace" / "D.txt").exists()
+    report = artifact_files(service, "prompter-report")
+    assert reason in junit_cases(report["junit.xml"])["D"][1]
+    assert json.loads(report["state.json"])["tasks"]["D"]["status"] == "failed"
+    # The final job meets the same conflict and says so.
+    assert steps["prompter-merge"].code == 1
+    assert reason in steps["prompter-merge"].stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"INPUT_FANOUT_JOB": "a b"}, "is one job id, not 2"),
+        ({"INPUT_FANOUT_JOB": "p/a"}, "is not a job id"),
+        ({"INPUT_FANOUT_JOB": "x" * 101}, "is not a job id"),
+        ({"INPUT_FANOUT_IMPORTS": "p-a"}, "needs `fanout_job`"),
+        ({"INPUT_FANOUT_JOB": "p-a", "INPUT_FANOUT_IMPORTS": "p-a"}, "this job itself"),
+        ({"INPUT_FANOUT_JOB": "p-b", "INPUT_FANOUT_IMPORTS": "p-a p-a"}, "twice"),
+        ({"INPUT_FANOUT_JOB": "p-a", "INPUT_FANOUT_MERGE": "p-a"}, "excludes `fanout_job`"),
+        ({"INPUT_FANOUT_MERGE": "p-a", "INPUT_TASKS": "A"}, "leave `tasks` empty"),
+    ],
+)
+def test_fanout_inputs_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        Inputs.from_env(env)
+
+
+def test_fanout_inputs_are_read() -> None:
+    inputs = Inputs.from_env(
+        {"INPUT_FANOUT_JOB": " p-d ", "INPUT_FANOUT_IMPORTS": "p-a\np-b\np-c\n", "INPUT_TASKS": "D"}
+    )
+    assert (inputs.fanout.job, inputs.fanout.imports) == ("p-d", ("p-a", "p-b", "p-c"))
+    merge = Inputs.from_env({"INPUT_FANOUT_MERGE": "p-a, p-b"}).fanout
+    assert (merge.job, merge.merge) == (None, ("p-a", "p-b"))
+    assert Inputs.from_env({}).fanout.job is None
