@@ -66,12 +66,16 @@ def test_every_prompter_error_exits_with_a_code_of_the_readme() -> None:
     assert sorted(errors) == [
         "prompter.agents.AgentUnavailable",
         "prompter.diagnostics.WorkflowError",
+        "prompter.github.carry.CarryError",
         "prompter.github.inputs.InputError",
         "prompter.run.RunError",
         "prompter.statefile.StateError",
         "prompter.workflow_draft.InitError",
     ]
     codes = readme_exit_codes()
+    carry = errors.pop("prompter.github.carry.CarryError")  # a fan-out job's export: exit 1
+    assert carry.exit_code == exits.FAILED
+    assert "an export that could not be fetched or uploaded" in codes[carry.exit_code]
     for error in errors.values():
         assert error.exit_code == exits.USAGE, error
         assert codes[error.exit_code].startswith("invalid workflow or usage")

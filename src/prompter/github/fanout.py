@@ -56,8 +56,7 @@ def group_job(
     if not runnable:
         why = f"every task of job `{job}` waits on upstream work that did not pass"
         return _recorded(workflow, options, blocked, TaskStatus.SKIPPED, why, job)
-    # TODO(fan-out): RunOptions.job = job once RunOptions has it (helper fmerge's branch).
-    result = run(dataclasses.replace(options, tasks=runnable, only=True))
+    result = run(dataclasses.replace(options, tasks=runnable, only=True, job=job))
     if not blocked or result.run_id == "dry-run":
         return result
     return _with_skips(result, workflow, options, blocked)
@@ -210,6 +209,7 @@ def _recorded(
         finished_at=now,
         status=RunStatus.FAILED,
         reason=why,
+        job=job,
     )
     records = {
         name: TaskRecord(
