@@ -174,3 +174,28 @@ def test_readme_dockerfile_recipe_passes_hadolint(tmp_path: Path) -> None:
     recipe = tmp_path / "Dockerfile"
     recipe.write_text(readme_dockerfile(), "utf-8")
     lint(tool("hadolint"), str(recipe))
+
+
+def test_a_release_pins_the_published_image(tmp_path: Path) -> None:
+    """What the release job does to action.yml: the image it published instead of the
+    Dockerfile, and the result is still a valid action; anything unexpected is refused."""
+    pinned = tmp_path / "action.yml"
+    pinned.write_text(ACTION.read_text())
+    image = "ghcr.io/org/prompter-action"
+
+    def pin(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        script = ACTION.parent / "scripts" / "pin-action-image"
+        return subprocess.run([script, *args], capture_output=True, text=True, check=False)
+
+    done = pin(image, "1.2.3", pinned)
+    assert done.returncode == 0, done.stderr
+    before, after = ACTION.read_text().splitlines(), pinned.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert changed == [("  image: Dockerfile", f"  image: docker://{image}:1.2.3")]
+    lint(tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(pinned))
+    again = pin(image, "1.2.4", pinned)
+    assert again.returncode == 1 and "expected exactly one line" in again.stderr
+    for args in ([image, "latest"], ["Not/An/Image", "1.2.3"], [image]):
+        bad = pin(*args, pinned)
+        assert bad.returncode == 2, (args, bad.stderr)
+    assert pinned.read_text().splitlines() == after  # refusals change nothing
