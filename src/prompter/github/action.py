@@ -531,9 +531,10 @@ def _line_of(workflow: Workflow, name: str) -> int | None:
 def _upload(
     report_dir: Path, name: str, env: Mapping[str, str], console: Console, notes: Annotations
 ) -> str:
-    from .artifact import ArtifactError, upload_folder
+    from .artifact import ArtifactError, replace_earlier, upload_folder
 
     try:
+        replace_earlier(name, env)  # a re-run's report takes the name of the earlier one
         uploaded = upload_folder(report_dir, name, env)
     except ArtifactError as exc:
         message = f"report artifact not uploaded ({exc}); the files stay in {report_dir}"

@@ -20,7 +20,13 @@ from ..exits import FAILED, PrompterError
 from ..records import State, merge
 from ..state import StateError, StateStore, check_owner
 from ..statefile import read_state
-from .artifact import ArtifactError, ArtifactMissing, download_artifact, upload_folder
+from .artifact import (
+    ArtifactError,
+    ArtifactMissing,
+    download_artifact,
+    replace_earlier,
+    upload_folder,
+)
 
 EXPORT_PREFIX = "prompter-fanout-"
 STATE_NAME = "state.json"
@@ -213,7 +219,8 @@ def merge_into(path: Path, imported: Sequence[Imported], identity: str, workflow
 
 def export(job: str, state_path: Path, report_dir: Path, env: Mapping[str, str]) -> str:
     """Upload `prompter-fanout-<job>`: the state file and this job's own changes.patch (when it
-    changed anything). The artifact's id; CarryError when it could not be uploaded."""
+    changed anything), in place of an earlier attempt's on a re-run. The artifact's id;
+    CarryError when it could not be uploaded."""
     with tempfile.TemporaryDirectory(prefix="prompter-export-") as temp:
         folder = Path(temp)
         try:
@@ -225,6 +232,7 @@ def export(job: str, state_path: Path, report_dir: Path, env: Mapping[str, str])
         except OSError as exc:
             raise CarryError(f"export of job `{job}`: {exc.strerror or exc}") from None
         try:
+            replace_earlier(export_name(job), env)
             uploaded = upload_folder(folder, export_name(job), env)
         except ArtifactError as exc:
             raise CarryError(f"export of job `{job}` not uploaded: {exc}") from None
