@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import zipfile
 from collections.abc import Collection
@@ -376,3 +377,79 @@ def test_delete_artifact_and_a_taken_name(tmp_path: Path) -> None:
         with pytest.raises(ArtifactMissing):
             delete_artifact("thing", first)
     assert service.problems == []
+
+
+def host_job_step(
+    tmp_path: Path,
+    repo: Path,
+    store: dict[str, Path],
+    job: str,
+    inputs: dict[str, str],
+    attempt: int = 1,
+) -> Step:
+    """One job as the host action (host/action.yml) runs it: actions/download-artifact puts
+    every `prompter-fanout-*` of the run in a folder named after it, the step reads them from
+    there (no runtime token), and actions/upload-artifact (`overwrite`) takes the folders the
+    outputs `export_dir` and `upload_dir` name. `store`: the run's artifacts, by name."""
+    key = job if attempt == 1 else f"{job}-{attempt}"
+    root = tmp_path / "jobs" / key
+    root.mkdir(parents=True)
+    ws = root / "workspace"
+    subprocess.run(["git", "clone", "-q", str(repo), str(ws)], check=True)
+    imports = root / "runner_temp" / "prompter-fanout-imports"
+    imports.mkdir(parents=True)
+    for name, folder in store.items():
+        if name.startswith("prompter-fanout-"):
+            shutil.copytree(folder, imports / name)
+    env = {
+        "PROMPTER_DEFER_UPLOAD": "true",
+        "PROMPTER_FANOUT_IMPORTS_DIR": str(imports),
+        "GITHUB_RUN_ATTEMPT": str(attempt),
+    }
+    step = run_step(root, ws, inputs, **env)
+    uploads = tmp_path / "uploads" / key
+    for name, output in (
+        (f"prompter-fanout-{job}", "export_dir"),
+        (step.outputs.get("upload_name", ""), "upload_dir"),
+    ):
+        if step.outputs.get(output):
+            shutil.copytree(ws / step.outputs[output], uploads / name)
+            store[name] = uploads / name
+    return step
+
+
+def test_the_host_action_fans_out_through_folders_and_resumes(tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    repo = origin(tmp_path, noted(tmp_path), failing="B", until=fixed)
+    store: dict[str, Path] = {}
+
+    def attempt(number: int, only: Collection[str]) -> dict[str, Step]:
+        steps = {}
+        for job, (tasks, imports) in JOBS.items():
+            if job in only:
+                inputs = {"tasks": tasks, "fanout_job": job, "fanout_imports": " ".join(imports)}
+                steps[job] = host_job_step(tmp_path, repo, store, job, inputs, number)
+        merge = {"fanout_merge": " ".join(JOBS)}
+        steps["prompter-merge"] = host_job_step(
+            tmp_path, repo, store, "prompter-merge", merge, number
+        )
+        return steps
+
+    first = attempt(1, JOBS)
+    assert [j for j, s in first.items() if s.code != 0] == ["p-b", "p-d", "prompter-merge"]
+    said = "".join(s.stdout + s.stderr for s in first.values())
+    assert "ACTIONS_RUNTIME_TOKEN" not in said and "not uploaded" not in said, said[-3000:]
+    assert first["p-d"].outputs["skipped"] == "1"
+    assert first["p-b"].outputs["upload_name"] == "prompter-report-p-b"
+    assert first["prompter-merge"].outputs["upload_name"] == "prompter-report"
+    cases = junit_cases((store["prompter-report"] / "junit.xml").read_bytes())
+    assert cases["D"] == ("skipped", "dependency `B` failed"), cases
+    fixed.write_text("")
+    again = attempt(2, ("p-b", "p-d"))
+    for job, step in again.items():
+        assert step.code == 0, (job, step.stdout[-3000:], step.stderr[-3000:])
+    assert sorted((tmp_path / "ran.log").read_text().split()) == sorted("ABCE" + "BD")
+    o = again["prompter-merge"].outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("passed", "5", "0", "0")
+    patch = (store["prompter-report"] / "changes.patch").read_text()
+    assert all(f"b/{t}.txt" in patch for t in "ABCDE"), patch
