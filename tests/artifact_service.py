@@ -13,7 +13,11 @@ fail on it:
   Blob) is accepted as Azure does, unless `act=True`: act answers it 200 and stores nothing;
 - FinalizeArtifact: after the upload, with the size and sha256 of the bytes committed;
 - ListArtifacts (`nameFilter`), GetSignedArtifactURL, then a GET of the signed URL: the
-  artifacts of the whole run, finalized ones only, as any job of the run sees them.
+  artifacts of the whole run, finalized ones only, as any job of the run sees them;
+- DeleteArtifact: with the backend ids of the job that uploaded it (the toolkit's
+  `deleteArtifact` sends those of the listed artifact, not its own), the name then free again
+  (what upload-artifact's `overwrite: true` relies on); no such artifact: 404. Artifacts
+  outlive a job's attempt: a re-run's jobs (new job backend ids) see them all.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ FIELDS = {
     "FinalizeArtifact": {*IDS, "name", "size", "hash"},
     "ListArtifacts": {*IDS, "nameFilter", "idFilter"},
     "GetSignedArtifactURL": {*IDS, "name"},
+    "DeleteArtifact": {*IDS, "name"},
 }
 
 
@@ -75,6 +80,7 @@ class Service:
     blob_requests: list[str] = field(default_factory=list)  # "PUT block", "GET", …
     problems: list[str] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)  # token -> job backend id
+    deleted: list[Artifact] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tokens[self.token] = JOB_ID
@@ -159,7 +165,11 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if unknown:  # act: protojson's `unknown field "mimeType"`, a 500
                 service.problems.append(f"unknown fields in {method}: {sorted(unknown)}")
                 return self._reply(500, {"code": "internal", "msg": "unknown field"})
-            if body.get(IDS[0]) != RUN_ID or body.get(IDS[1]) != job:
+            owner = job
+            if method == "DeleteArtifact":  # the ids of the job that uploaded it
+                held = service.artifacts.get(body.get("name", ""))
+                owner = held.job if held is not None and held.finalized else job
+            if body.get(IDS[0]) != RUN_ID or body.get(IDS[1]) != owner:
                 service.problems.append(f"wrong backend ids in {method}: {body}")
                 return self._reply(400)
             with lock:
@@ -175,7 +185,11 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             held = service.artifacts.get(name)
             if held is not None and held.finalized:
                 return self._reply(409, {"code": "already_exists", "msg": "artifact exists"})
-            number = held.artifact_id if held else FIRST_ID + len(service.artifacts)
+            number = (
+                held.artifact_id
+                if held
+                else FIRST_ID + len(service.artifacts) + len(service.deleted)
+            )
             service.artifacts[name] = Artifact(name, job, number)
             service.staged[name] = {}
             if service.act:  # act makes an empty file, appended to by each block
@@ -225,6 +239,17 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
             if artifact is None or not artifact.finalized:
                 return self._reply(404, {"code": "not_found", "msg": "artifact not found"})
             return self._reply(200, {"signedUrl": service.signed("down", name)})
+
+        def _DeleteArtifact(self, body: dict[str, Any], job: str) -> None:
+            name = body.get("name", "")
+            artifact = service.artifacts.get(name)
+            if artifact is None or not artifact.finalized:
+                return self._reply(404, {"code": "not_found", "msg": "artifact not found"})
+            del service.artifacts[name]
+            service.blobs.pop(name, None)
+            service.staged.pop(name, None)
+            service.deleted.append(artifact)
+            return self._reply(200, {"ok": True, "artifactId": str(artifact.artifact_id)})
 
         def _blob(self, kind: str) -> tuple[str, dict[str, list[str]]] | None:
             path, _, query = self.path.partition("?")

@@ -163,7 +163,23 @@ def test_host_action_runs_the_entry_point_with_every_input() -> None:
     upload = steps["upload"]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert upload["with"]["include-hidden-files"] is True
-    assert upload["with"]["name"] == "${{ inputs.artifact_name }}"
+    assert upload["with"]["name"] == "${{ steps.run.outputs.upload_name }}"
+    assert upload["with"]["overwrite"] == "${{ github.run_attempt != '1' }}"
+    # A fan-out job: the exports downloaded before the run (prompter reads the folder), this
+    # job's own uploaded after it, both by the maintained actions (no artifact credentials).
+    names = [step.get("uses", step.get("run", "")) for step in runs["steps"]]
+    download = runs["steps"][names.index(next(n for n in names if "download-artifact" in n))]
+    assert download["uses"].startswith("actions/download-artifact@")
+    assert download["with"]["pattern"] == "prompter-fanout-*"
+    assert download["with"]["merge-multiple"] is False
+    assert download["with"]["path"] == env["PROMPTER_FANOUT_IMPORTS_DIR"]
+    assert runs["steps"].index(download) < runs["steps"].index(run)
+    export = next(s for s in runs["steps"] if s.get("name") == "Upload the fan-out export")
+    assert export["uses"].startswith("actions/upload-artifact@")
+    assert export["with"]["name"] == "prompter-fanout-${{ inputs.fanout_job }}"
+    assert export["with"]["path"] == "${{ steps.run.outputs.export_dir }}"
+    assert export["with"]["overwrite"] is True
+    assert "!cancelled()" in export["if"]
     # The python check comes first, before anything is installed.
     assert "check-python.sh" in runs["steps"][0]["run"]
     for script in ("check-python.sh", "install.sh", "drop-sudo.sh"):

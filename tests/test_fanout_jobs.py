@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -39,8 +41,9 @@ NEEDS = {  # what each task's check wants to find: its own file and every ancest
 }
 
 
-def origin(tmp_path: Path, agent: str, failing: str = "") -> Path:
-    """The repository every job checks out: the workflow, committed."""
+def origin(tmp_path: Path, agent: str, failing: str = "", until: Path | None = None) -> Path:
+    """The repository every job checks out: the workflow, committed. The `failing` task's
+    check fails, or with `until` fails until that file (outside the repository) exists."""
     repo = tmp_path / "origin"
     repo.mkdir()
     lines = [
@@ -52,7 +55,7 @@ def origin(tmp_path: Path, agent: str, failing: str = "") -> Path:
     for name, deps in DEPS.items():
         check = " && ".join(f"test -f {n}.txt" for n in NEEDS[name])
         if name == failing:
-            check = "false"
+            check = "false" if until is None else f"test -f {until} && {check}"
         lines += [
             "\n[[tasks]]",
             f'name = "{name}"',
@@ -71,24 +74,44 @@ def origin(tmp_path: Path, agent: str, failing: str = "") -> Path:
 
 
 def job_step(
-    tmp_path: Path, repo: Path, service: Service, job: str, inputs: dict[str, str]
+    tmp_path: Path,
+    repo: Path,
+    service: Service,
+    job: str,
+    inputs: dict[str, str],
+    attempt: int = 1,
 ) -> Step:
-    """One job: a fresh clone, then the action's step with this job's runtime token."""
-    root = tmp_path / "jobs" / job
+    """One job: a fresh clone, then the action's step with this job's runtime token (a re-run
+    is a new job run: another runner, another backend id, GITHUB_RUN_ATTEMPT counted up)."""
+    key = job if attempt == 1 else f"{job}-{attempt}"
+    root = tmp_path / "jobs" / key
     root.mkdir(parents=True)
     ws = root / "workspace"
     subprocess.run(["git", "clone", "-q", str(repo), str(ws)], check=True)
     (root / "runner_temp").mkdir()
-    return run_step(root, ws, inputs, **service.env(f"backend-{job}"))
+    env = {**service.env(f"backend-{key}"), "GITHUB_RUN_ATTEMPT": str(attempt)}
+    return run_step(root, ws, inputs, **env)
 
 
-def run_fanout(tmp_path: Path, repo: Path, service: Service) -> dict[str, Step]:
+Jobs = dict[str, tuple[str, tuple[str, ...]]]
+
+
+def run_fanout(
+    tmp_path: Path,
+    repo: Path,
+    service: Service,
+    jobs: Jobs = JOBS,
+    attempt: int = 1,
+    only: Collection[str] | None = None,
+) -> dict[str, Step]:
+    """The jobs in order, then the final job; `only`: just those (a re-run of failed jobs)."""
     steps = {}
-    for job, (task, imports) in JOBS.items():
-        inputs = {"tasks": task, "fanout_job": job, "fanout_imports": " ".join(imports)}
-        steps[job] = job_step(tmp_path, repo, service, job, inputs)
-    merge = {"fanout_merge": " ".join(JOBS)}
-    steps["prompter-merge"] = job_step(tmp_path, repo, service, "prompter-merge", merge)
+    for job, (tasks, imports) in jobs.items():
+        if only is None or job in only:
+            inputs = {"tasks": tasks, "fanout_job": job, "fanout_imports": " ".join(imports)}
+            steps[job] = job_step(tmp_path, repo, service, job, inputs, attempt)
+    merge = {"fanout_merge": " ".join(jobs)}
+    steps["prompter-merge"] = job_step(tmp_path, repo, service, "prompter-merge", merge, attempt)
     return steps
 
 
@@ -238,3 +261,195 @@ def test_fanout_inputs_are_read() -> None:
     merge = Inputs.from_env({"INPUT_FANOUT_MERGE": "p-a, p-b"}).fanout
     assert (merge.job, merge.merge) == (None, ("p-a", "p-b"))
     assert Inputs.from_env({}).fanout.job is None
+
+
+def noted(tmp_path: Path) -> str:
+    """WRITE, and a note of each task the agent works on, outside the repository."""
+    return WRITE + f"; echo {{task}} >> {tmp_path / 'ran.log'}"
+
+
+def rerun_failed_jobs(
+    tmp_path: Path, jobs: Jobs, failed: tuple[str, ...]
+) -> tuple[Service, dict[str, Step], dict[str, Step]]:
+    """Run the fan-out with B failing, then "Re-run failed jobs" once B's check would pass:
+    the failed jobs (and the final one) again, attempt 2, against the same artifacts."""
+    fixed = tmp_path / "fixed"
+    repo = origin(tmp_path, noted(tmp_path), failing="B", until=fixed)
+    with artifact_service() as service:
+        first = run_fanout(tmp_path, repo, service, jobs)
+        assert [j for j, step in first.items() if step.code != 0] == [*failed, "prompter-merge"]
+        fixed.write_text("")
+        again = run_fanout(tmp_path, repo, service, jobs, attempt=2, only=failed)
+    assert service.problems == []
+    return service, first, again
+
+
+def test_rerun_failed_jobs_resumes_and_replaces_the_artifacts(tmp_path: Path) -> None:
+    service, first, again = rerun_failed_jobs(tmp_path, JOBS, ("p-b", "p-d"))
+    ran = (tmp_path / "ran.log").read_text().split()
+    assert sorted(ran) == sorted("ABCE" + "BD"), ran  # 1st: A B(failed) C E; 2nd: B, D
+    for job, step in again.items():
+        assert step.code == 0, (job, step.stdout[-3000:], step.stderr[-3000:])
+    o = again["prompter-merge"].outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("passed", "5", "0", "0")
+    report = artifact_files(service, "prompter-report")
+    assert {k: v[0] for k, v in junit_cases(report["junit.xml"]).items()} == dict.fromkeys(
+        "ABCDE", "passed"
+    )
+    assert all(f"b/{t}.txt" in report["changes.patch"].decode() for t in "ABCDE")
+    # A, C and E keep the records of the first attempt: not re-run, no new attempt.
+    before = json.loads(
+        first["prompter-merge"].workspace.joinpath(".prompter/state.json").read_text()
+    )
+    after = json.loads(report["state.json"])
+    for task in "ACE":
+        assert after["tasks"][task] == before["tasks"][task], task
+    assert after["tasks"]["B"]["run_id"] != before["tasks"]["B"]["run_id"]
+    # The re-run's uploads took the earlier attempt's names: deleted first, then uploaded.
+    replaced = sorted(a.name for a in service.deleted)
+    assert replaced == sorted(
+        [
+            "prompter-fanout-p-b",
+            "prompter-fanout-p-d",
+            "prompter-report-p-b",
+            "prompter-report-p-d",
+            "prompter-report",
+        ]
+    )
+    deletes = [body for method, body in service.calls if method == "DeleteArtifact"]
+    assert {d["workflowJobRunBackendId"] for d in deletes} == {
+        "backend-p-b",
+        "backend-p-d",
+        "backend-prompter-merge",
+    }  # the ids of the job that uploaded it, as the toolkit sends them
+    assert "imported job `p-b`'s earlier state" in again["p-b"].stdout
+
+
+def test_a_rerun_keeps_the_changes_of_its_tasks_that_passed(tmp_path: Path) -> None:
+    # B and C in one job: B fails, C passes; the re-run reuses C and its C.txt still travels.
+    jobs: Jobs = {
+        "p-a": ("A", ()),
+        "p-b": ("B C", ("p-a",)),
+        "p-d": ("D", ("p-a", "p-b")),
+        "p-e": ("E", ()),
+    }
+    service, _, again = rerun_failed_jobs(tmp_path, jobs, ("p-b", "p-d"))
+    ran = (tmp_path / "ran.log").read_text().split()
+    assert sorted(ran) == sorted("ABCE" + "BD"), again["p-b"].stdout  # C is not run again
+    for job, step in again.items():
+        assert step.code == 0, (job, step.stdout[-3000:], step.stderr[-3000:])
+    assert "C passed" in again["p-b"].stdout
+    patch = artifact_files(service, "prompter-fanout-p-b")["changes.patch"].decode()
+    assert "b/B.txt" in patch and "b/C.txt" in patch, patch
+    assert "b/A.txt" not in patch, patch
+    report = artifact_files(service, "prompter-report")
+    assert {k: v[0] for k, v in junit_cases(report["junit.xml"]).items()} == dict.fromkeys(
+        "ABCDE", "passed"
+    )
+    assert all(f"b/{t}.txt" in report["changes.patch"].decode() for t in "ABCDE")
+
+
+def test_delete_artifact_and_a_taken_name(tmp_path: Path) -> None:
+    from prompter.github.artifact import (
+        ArtifactError,
+        ArtifactMissing,
+        delete_artifact,
+        replace_earlier,
+        upload_folder,
+    )
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    with artifact_service() as service:
+        first = service.env("backend-one")
+        upload_folder(folder, "thing", first)
+        with pytest.raises(ArtifactError, match="CreateArtifact answered HTTP 409"):
+            upload_folder(folder, "thing", first)
+        # A first attempt replaces nothing; a re-run (another job run) does.
+        later = service.env("backend-two")
+        assert replace_earlier("thing", later) is None
+        assert replace_earlier("thing", {**later, "GITHUB_RUN_ATTEMPT": "2"}) == "4242"
+        assert replace_earlier("thing", {**later, "GITHUB_RUN_ATTEMPT": "2"}) is None
+        uploaded = upload_folder(folder, "thing", later)
+        assert uploaded.artifact_id != "4242"
+        assert delete_artifact("thing", first) == uploaded.artifact_id
+        with pytest.raises(ArtifactMissing):
+            delete_artifact("thing", first)
+    assert service.problems == []
+
+
+def host_job_step(
+    tmp_path: Path,
+    repo: Path,
+    store: dict[str, Path],
+    job: str,
+    inputs: dict[str, str],
+    attempt: int = 1,
+) -> Step:
+    """One job as the host action (host/action.yml) runs it: actions/download-artifact puts
+    every `prompter-fanout-*` of the run in a folder named after it, the step reads them from
+    there (no runtime token), and actions/upload-artifact (`overwrite`) takes the folders the
+    outputs `export_dir` and `upload_dir` name. `store`: the run's artifacts, by name."""
+    key = job if attempt == 1 else f"{job}-{attempt}"
+    root = tmp_path / "jobs" / key
+    root.mkdir(parents=True)
+    ws = root / "workspace"
+    subprocess.run(["git", "clone", "-q", str(repo), str(ws)], check=True)
+    imports = root / "runner_temp" / "prompter-fanout-imports"
+    imports.mkdir(parents=True)
+    for name, folder in store.items():
+        if name.startswith("prompter-fanout-"):
+            shutil.copytree(folder, imports / name)
+    env = {
+        "PROMPTER_DEFER_UPLOAD": "true",
+        "PROMPTER_FANOUT_IMPORTS_DIR": str(imports),
+        "GITHUB_RUN_ATTEMPT": str(attempt),
+    }
+    step = run_step(root, ws, inputs, **env)
+    uploads = tmp_path / "uploads" / key
+    for name, output in (
+        (f"prompter-fanout-{job}", "export_dir"),
+        (step.outputs.get("upload_name", ""), "upload_dir"),
+    ):
+        if step.outputs.get(output):
+            shutil.copytree(ws / step.outputs[output], uploads / name)
+            store[name] = uploads / name
+    return step
+
+
+def test_the_host_action_fans_out_through_folders_and_resumes(tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    repo = origin(tmp_path, noted(tmp_path), failing="B", until=fixed)
+    store: dict[str, Path] = {}
+
+    def attempt(number: int, only: Collection[str]) -> dict[str, Step]:
+        steps = {}
+        for job, (tasks, imports) in JOBS.items():
+            if job in only:
+                inputs = {"tasks": tasks, "fanout_job": job, "fanout_imports": " ".join(imports)}
+                steps[job] = host_job_step(tmp_path, repo, store, job, inputs, number)
+        merge = {"fanout_merge": " ".join(JOBS)}
+        steps["prompter-merge"] = host_job_step(
+            tmp_path, repo, store, "prompter-merge", merge, number
+        )
+        return steps
+
+    first = attempt(1, JOBS)
+    assert [j for j, s in first.items() if s.code != 0] == ["p-b", "p-d", "prompter-merge"]
+    said = "".join(s.stdout + s.stderr for s in first.values())
+    assert "ACTIONS_RUNTIME_TOKEN" not in said and "not uploaded" not in said, said[-3000:]
+    assert first["p-d"].outputs["skipped"] == "1"
+    assert first["p-b"].outputs["upload_name"] == "prompter-report-p-b"
+    assert first["prompter-merge"].outputs["upload_name"] == "prompter-report"
+    cases = junit_cases((store["prompter-report"] / "junit.xml").read_bytes())
+    assert cases["D"] == ("skipped", "dependency `B` failed"), cases
+    fixed.write_text("")
+    again = attempt(2, ("p-b", "p-d"))
+    for job, step in again.items():
+        assert step.code == 0, (job, step.stdout[-3000:], step.stderr[-3000:])
+    assert sorted((tmp_path / "ran.log").read_text().split()) == sorted("ABCE" + "BD")
+    o = again["prompter-merge"].outputs
+    assert (o["status"], o["passed"], o["failed"], o["skipped"]) == ("passed", "5", "0", "0")
+    patch = (store["prompter-report"] / "changes.patch").read_text()
+    assert all(f"b/{t}.txt" in patch for t in "ABCDE"), patch

@@ -105,13 +105,6 @@ def run_action(env: Mapping[str, str], console: Console) -> int:
         except InputError as exc:
             console.annotation("error", str(exc), title="prompter: bad input")
             return exits.USAGE
-        fan = inputs.fanout
-        if (fan.job or fan.merge) and env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
-            # A composite action's steps get no artifact credentials; the host action would
-            # carry the exports with actions/download-artifact and upload-artifact instead.
-            message = "fan-out inputs are not supported by the host action yet: use the root action"
-            console.annotation("error", message, title="prompter: bad input")
-            return exits.USAGE
         for secret in (
             inputs.anthropic_api_key,
             inputs.claude_code_oauth_token,
@@ -275,8 +268,23 @@ def _export(step: Step, options: RunOptions, code: int) -> int:
     job = step.inputs.fanout.job
     if job is None or step.inputs.dry_run:
         return code
-    from .carry import CarryError, export
+    from .carry import CarryError, export, stage_export
 
+    if step.env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
+        # The host action's steps get no artifact credentials: its next step uploads the
+        # export (actions/upload-artifact) from the folder the output `export_dir` names.
+        import tempfile
+
+        temp = step.env.get("RUNNER_TEMP") or None
+        folder = Path(tempfile.mkdtemp(prefix="prompter-export-", dir=temp))
+        try:
+            stage_export(job, options.state_path, options.report_dir, folder)
+        except CarryError as exc:
+            step.notes.add(Annotation("error", str(exc), title="prompter: fan-out"), RUN)
+            return exits.FAILED
+        step.outputs["export_dir"] = str(folder)
+        step.console.info(f"the export of job {job} is uploaded by the next step")
+        return code
     try:
         artifact_id = export(job, options.state_path, options.report_dir, step.env)
     except CarryError as exc:
@@ -357,6 +365,7 @@ def _deliver_report_folder(step: Step, report_dir: Path) -> None:
     if inputs.upload_artifact and step.env.get(DEFER_UPLOAD, "").strip().lower() in TRUE:
         # The host action (host/action.yml) uploads with actions/upload-artifact next.
         outputs["upload_dir"] = step.relative(report_dir)
+        outputs["upload_name"] = report_artifact_name(inputs)
         step.console.info(f"the report folder {outputs['upload_dir']} is uploaded by the next step")
     elif inputs.upload_artifact:
         name = report_artifact_name(inputs)
@@ -531,9 +540,10 @@ def _line_of(workflow: Workflow, name: str) -> int | None:
 def _upload(
     report_dir: Path, name: str, env: Mapping[str, str], console: Console, notes: Annotations
 ) -> str:
-    from .artifact import ArtifactError, upload_folder
+    from .artifact import ArtifactError, replace_earlier, upload_folder
 
     try:
+        replace_earlier(name, env)  # a re-run's report takes the name of the earlier one
         uploaded = upload_folder(report_dir, name, env)
     except ArtifactError as exc:
         message = f"report artifact not uploaded ({exc}); the files stay in {report_dir}"

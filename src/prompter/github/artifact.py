@@ -313,3 +313,59 @@ def _twirp(
     if not isinstance(answer, dict) or (needs_ok and answer.get("ok") is not True):
         raise ArtifactError(f"{method} did not answer ok")
     return answer
+
+
+# -- delete ------------------------------------------------------------------------------------
+
+
+def delete_artifact(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """Delete artifact `name` of this workflow run, as the toolkit's `deleteArtifact` does:
+    ListArtifacts (by name), then DeleteArtifact with the newest one's own backend ids (the
+    job that uploaded it, not this one). The deleted artifact's id; ArtifactMissing when the
+    run has none of that name."""
+    service = _Service.from_env(environ)
+    deleted: str = _guarded(lambda client: _delete(client, service, name))
+    return deleted
+
+
+def replace_earlier(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """On a re-run (GITHUB_RUN_ATTEMPT > 1), delete the artifact `name` an earlier attempt
+    left, so that the upload that follows can take the name (v4 names are unique in a
+    workflow run and its artifacts survive re-runs): what upload-artifact's `overwrite: true`
+    does. The deleted artifact's id, or None (a first attempt, or nothing to replace)."""
+    env = os.environ if environ is None else environ
+    if run_attempt(env) <= 1:
+        return None
+    try:
+        return delete_artifact(name, env)
+    except ArtifactMissing:
+        return None
+
+
+def run_attempt(environ: Mapping[str, str]) -> int:
+    """Which attempt of the workflow run this is (GITHUB_RUN_ATTEMPT: 2 and on are re-runs)."""
+    try:
+        return max(1, int(environ.get("GITHUB_RUN_ATTEMPT") or "1"))
+    except ValueError:
+        return 1
+
+
+def _delete(client: Any, service: _Service, name: str) -> str:
+    listed = _twirp(
+        client, service, "ListArtifacts", {**service.ids, "nameFilter": name}, needs_ok=False
+    )
+    artifacts = listed.get("artifacts") or ()
+    found = [a for a in artifacts if isinstance(a, dict) and a.get("name") == name]
+    if not found:
+        raise ArtifactMissing(f"no artifact {name} in this workflow run")
+
+    def number(artifact: dict[str, Any]) -> int:
+        try:
+            return int(str(artifact.get("databaseId", "0")))
+        except ValueError:
+            return 0
+
+    newest = max(found, key=number)  # the toolkit's choice when a name is listed twice
+    ids = {key: str(newest.get(key) or service.ids[key]) for key in service.ids}
+    deleted = _twirp(client, service, "DeleteArtifact", {**ids, "name": name}, needs_ok=False)
+    return str(deleted.get("artifactId", newest.get("databaseId", "")))

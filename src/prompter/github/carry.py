@@ -20,9 +20,18 @@ from ..exits import FAILED, PrompterError
 from ..records import State, merge
 from ..state import StateError, StateStore, check_owner
 from ..statefile import read_state
-from .artifact import ArtifactError, ArtifactMissing, download_artifact, upload_folder
+from .artifact import (
+    ArtifactError,
+    ArtifactMissing,
+    download_artifact,
+    replace_earlier,
+    upload_folder,
+)
 
 EXPORT_PREFIX = "prompter-fanout-"
+# Set by the host action (host/action.yml): the exports were downloaded by the step before
+# (actions/download-artifact, one folder per artifact, named after it) into this folder.
+IMPORTS_DIR = "PROMPTER_FANOUT_IMPORTS_DIR"
 STATE_NAME = "state.json"
 GIT_TIMEOUT_S = 300
 
@@ -50,14 +59,19 @@ class Imported:
 def fetch(
     jobs: Sequence[str], into: Path, env: Mapping[str, str], identity: str, workflow: str
 ) -> list[Imported]:
-    """The exports of `jobs` of this workflow run, unpacked under `into` (one folder each). A
-    job without one is listed with `missing`; any other failure is a CarryError."""
+    """The exports of `jobs` of this workflow run, unpacked under `into` (one folder each), or
+    read where the host action's step before downloaded them (IMPORTS_DIR). A job without one
+    is listed with `missing`; any other failure is a CarryError."""
+    downloaded = env.get(IMPORTS_DIR)
     into.mkdir(parents=True, exist_ok=True)
     found = []
     for job in jobs:
         folder = into / job
         try:
-            download_artifact(export_name(job), folder, env)
+            if downloaded:
+                folder = _downloaded(Path(downloaded), job)
+            else:
+                download_artifact(export_name(job), folder, env)
         except ArtifactMissing as exc:
             found.append(Imported(job, None, None, missing=str(exc)))
             continue
@@ -65,6 +79,14 @@ def fetch(
             raise CarryError(f"changes of job `{job}` not fetched: {exc}") from None
         found.append(Imported(job, _their_state(folder, job, identity, workflow), _patch(folder)))
     return found
+
+
+def _downloaded(imports: Path, job: str) -> Path:
+    """The folder actions/download-artifact unpacked the export of `job` into."""
+    folder = imports / export_name(job)
+    if folder.is_symlink() or not folder.is_dir():
+        raise ArtifactMissing(f"no artifact {export_name(job)} downloaded into {imports}")
+    return folder
 
 
 def _their_state(folder: Path, job: str, identity: str, workflow: str) -> State:
@@ -213,19 +235,28 @@ def merge_into(path: Path, imported: Sequence[Imported], identity: str, workflow
 
 def export(job: str, state_path: Path, report_dir: Path, env: Mapping[str, str]) -> str:
     """Upload `prompter-fanout-<job>`: the state file and this job's own changes.patch (when it
-    changed anything). The artifact's id; CarryError when it could not be uploaded."""
+    changed anything), in place of an earlier attempt's on a re-run. The artifact's id;
+    CarryError when it could not be uploaded."""
     with tempfile.TemporaryDirectory(prefix="prompter-export-") as temp:
-        folder = Path(temp)
+        folder = stage_export(job, state_path, report_dir, Path(temp))
         try:
-            if state_path.is_file():
-                shutil.copyfile(state_path, folder / STATE_NAME)
-            patch = report_dir / PATCH_NAME
-            if patch.is_file():
-                shutil.copyfile(patch, folder / PATCH_NAME)
-        except OSError as exc:
-            raise CarryError(f"export of job `{job}`: {exc.strerror or exc}") from None
-        try:
+            replace_earlier(export_name(job), env)
             uploaded = upload_folder(folder, export_name(job), env)
         except ArtifactError as exc:
             raise CarryError(f"export of job `{job}` not uploaded: {exc}") from None
     return uploaded.artifact_id
+
+
+def stage_export(job: str, state_path: Path, report_dir: Path, folder: Path) -> Path:
+    """The export's files copied into `folder` (made if need be): what `export` uploads, and
+    what the host action's next step uploads with actions/upload-artifact."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if state_path.is_file():
+            shutil.copyfile(state_path, folder / STATE_NAME)
+        patch = report_dir / PATCH_NAME
+        if patch.is_file():
+            shutil.copyfile(patch, folder / PATCH_NAME)
+    except OSError as exc:
+        raise CarryError(f"export of job `{job}`: {exc.strerror or exc}") from None
+    return folder

@@ -5,7 +5,9 @@ their changes in order onto the checkout, merge their states into this job's, ru
 (`--only`: the upstream tasks are reused from the merged state, or block their dependents), and
 leave its export (`carry.export`, after the reports). A task whose dependency failed, was skipped
 or never ran upstream is recorded skipped as a local run would skip it; changes that do not
-apply fail every task of the job, naming the file and the job.
+apply fail every task of the job, naming the file and the job. A re-run of the job ("Re-run
+failed jobs", GITHUB_RUN_ATTEMPT > 1) first takes back its own earlier export (`_resume`): the
+tasks that passed then are reused, not run again, and their changes stay in its export.
 
 The final job (`fanout_merge`): fetch every export, apply all the changes, merge all the states
 into the report folder's, and answer as a run of the whole workflow would (reports, outputs,
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from .. import exits
 from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..words import count
+from .artifact import run_attempt
 from .carry import Imported, NotApplied, apply_all, fetch, merge_into, repository
 
 if TYPE_CHECKING:
@@ -46,14 +49,23 @@ def group_job(
     group = options.tasks or tuple(t.name for t in workflow.tasks)
     imported = _fetch(imports, workflow, env, say)
     failed = _apply(workflow, imported)
-    merged = merge_into(options.state_path, imported, workflow.identity, str(workflow.path))
+    own: list[Imported] = []
+    if failed is None and run_attempt(env) > 1:
+        own, failed = _resume(job, group, workflow, options, env, say)
+    merged = merge_into(
+        options.state_path, [*imported, *own], workflow.identity, str(workflow.path)
+    )
     if failed is not None:
         say(failed.reason())
         reasons = dict.fromkeys(group, failed.reason())
         return _recorded(workflow, options, reasons, TaskStatus.FAILED, failed.reason(), job)
     blocked = blocked_tasks(workflow, merged, group)
-    runnable = tuple(n for n in group if n not in blocked)
+    standing = standing_tasks(workflow, merged)  # on a re-run: what passed before stays
+    runnable = tuple(n for n in group if n not in blocked and n not in standing)
     if not runnable:
+        _keep_changes(own, options.report_dir)
+        if not blocked:
+            return _all_passed_before(merged, group, options.report_dir)
         why = f"every task of job `{job}` waits on upstream work that did not pass"
         return _recorded(workflow, options, blocked, TaskStatus.SKIPPED, why, job)
     result = run(dataclasses.replace(options, tasks=runnable, only=True, job=job))
@@ -105,6 +117,33 @@ def final_job(
 def blocked_tasks(workflow: Workflow, state: State, group: Sequence[str]) -> dict[str, str]:
     """The tasks of `group` that wait on a task of another job that did not pass with the
     definition it has now, each with the reason a local run would skip it for."""
+    names = [t.name for t in workflow.tasks]
+    graph = workflow.graph
+    standing = _standing(workflow, state)
+    inside = set(group)
+    reasons: dict[int, str] = {}
+    for i in graph.order:
+        if names[i] not in inside:
+            continue
+        for d in graph.deps[i]:
+            if names[d] in inside:
+                if d in reasons:
+                    reasons[i] = reasons[d]
+                    break
+            elif d not in standing:
+                reasons[i] = _cause(d, state, names, graph.deps, standing)
+                break
+    return {names[i]: reason for i, reason in sorted(reasons.items())}
+
+
+def standing_tasks(workflow: Workflow, state: State) -> frozenset[str]:
+    """The tasks whose pass stands: passed with the definition they have now, on passes that
+    stand (a run reuses them; naming them would run them again)."""
+    names = [t.name for t in workflow.tasks]
+    return frozenset(names[i] for i in _standing(workflow, state))
+
+
+def _standing(workflow: Workflow, state: State) -> set[int]:
     from ..fingerprints import fingerprints
 
     prints = fingerprints(workflow)
@@ -120,20 +159,7 @@ def blocked_tasks(workflow: Workflow, state: State, group: Sequence[str]) -> dic
             and all(d in standing for d in graph.deps[i])
         ):
             standing.add(i)
-    inside = set(group)
-    reasons: dict[int, str] = {}
-    for i in graph.order:
-        if names[i] not in inside:
-            continue
-        for d in graph.deps[i]:
-            if names[d] in inside:
-                if d in reasons:
-                    reasons[i] = reasons[d]
-                    break
-            elif d not in standing:
-                reasons[i] = _cause(d, state, names, graph.deps, standing)
-                break
-    return {names[i]: reason for i, reason in sorted(reasons.items())}
+    return standing
 
 
 def _cause(
@@ -169,6 +195,84 @@ def _fetch(
             what = "its changes" if found.patch else "no change"
             say(f"imported job `{found.job}`: its state and {what}")
     return imported
+
+
+def _resume(
+    job: str,
+    group: Sequence[str],
+    workflow: Workflow,
+    options: RunOptions,
+    env: Mapping[str, str],
+    say: Callable[[str], None],
+) -> tuple[list[Imported], NotApplied | None]:
+    """A re-run of this job ("Re-run failed jobs") builds on its own earlier export, as a
+    resumed local run builds on the checkout it left: its state (the tasks that passed are
+    reused), and, when one of them passed, its changes, applied onto the checkout as it stands
+    after the upstream changes. The run then continues the patch from there (the recorded
+    start of its earlier run is that tree), so the new export holds the earlier work too."""
+    import anyio
+
+    from .. import changes
+    from ..fingerprints import fingerprints
+
+    into = Path(tempfile.mkdtemp(prefix="prompter-own-", dir=env.get("RUNNER_TEMP") or None))
+    found = fetch((job,), into, env, workflow.identity, str(workflow.path))[0]
+    if found.state is None:
+        say(f"re-run: job `{job}` left no export before ({found.missing})")
+        return [], None
+    prints = fingerprints(workflow)
+    passed = [
+        name
+        for name in group
+        if (record := found.state.tasks.get(name)) is not None
+        and record.status is TaskStatus.PASSED
+        and record.fingerprint == prints.get(name)
+    ]
+    ours = [r for r in found.state.runs if r.job == job]
+    if not passed or found.patch is None or not ours:
+        say(f"re-run: imported job `{job}`'s earlier state ({count(len(passed), 'task')} passed)")
+        return [dataclasses.replace(found, patch=None)], None
+    own = (options.report_dir, options.state_path)
+    start = anyio.run(changes.begin, workflow.workdir, (), False, own)
+    if start.base is None:  # no snapshot to continue from: the changes would be lost
+        say(f"re-run: job `{job}`'s earlier changes not applied ({start.note or start.warning})")
+        return [dataclasses.replace(found, patch=None)], None
+    failed = _apply(workflow, [found])
+    last = max(ours, key=lambda r: (r.started_at, r.run_id))
+    begun = last.model_copy(update={"base_tree": start.base.tree, "base_commit": start.base.commit})
+    runs = [begun if r.run_id == last.run_id else r for r in found.state.runs]
+    state = found.state.model_copy(update={"runs": runs})
+    say(f"re-run: imported job `{job}`'s earlier state and changes ({', '.join(passed)} passed)")
+    return [dataclasses.replace(found, state=state)], failed
+
+
+def _keep_changes(own: Sequence[Imported], report_dir: Path) -> None:
+    """A re-run that runs nothing still exports the changes its earlier attempt made: they
+    are applied onto the checkout and are this job's work, so they are its changes.patch."""
+    import shutil
+
+    from ..changes import PATCH_NAME
+
+    for found in own:
+        if found.patch is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found.patch, report_dir / PATCH_NAME)
+
+
+def _all_passed_before(state: State, group: Sequence[str], report_dir: Path) -> RunResult:
+    """A re-run of a job whose every task passed before (it failed after them): nothing runs."""
+    from ..changes import PATCH_NAME, Changes
+    from ..run import RunResult
+
+    patch = report_dir / PATCH_NAME
+    return RunResult(
+        run_id=state.runs[-1].run_id if state.runs else "reused",
+        status=RunStatus.PASSED,
+        exit_code=exits.OK,
+        reason=None,
+        reused=tuple(group),
+        changes=Changes(patch=patch) if patch.is_file() else Changes(note="no file changed"),
+    )
 
 
 def _apply(workflow: Workflow, imported: Sequence[Imported]) -> NotApplied | None:
