@@ -12,8 +12,11 @@ A and E first, B and C on A, D on B and C, then `prompter-merge`.
 
 act runs a workflow with `needs` as serial stages (jobs of one stage in parallel) and evaluates
 `if: ${{ !cancelled() }}` as GitHub does, so a failed job does not stop the later ones; the
-generated workflow runs unchanged, triggered as `workflow_dispatch`. One act invocation per
-variant; the final job's `prompter-report` is read from the artifact server's folder.
+generated workflow runs unchanged, triggered as `workflow_dispatch` (its `workflow_call`
+trigger is not exercised here; `secrets.ANTHROPIC_API_KEY` is empty, which the command agent
+does not need). One act invocation per variant; the final job's `prompter-report` is read from
+the artifact server's folder. Each action step builds the Dockerfile again (`uses: ./`), from
+podman's layer cache after the first.
 
 These tests need root, podman, runc and debootstrap (scripts/test installs them); they fail, not
 skip, when something is missing.
@@ -29,7 +32,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from xml.etree import ElementTree
+from typing import Any
 
 import pytest
 
@@ -45,6 +48,7 @@ from tests.containers import (
     podman,
     report,
 )
+from tests.test_fanout_jobs import junit_cases  # one reading of the JUnit cases
 
 pytestmark = pytest.mark.container
 
@@ -121,6 +125,7 @@ def run_act(repo: Path, store: Path) -> subprocess.CompletedProcess[str]:
         )  # fmt: skip
     TIMINGS["act fan-out"] = round(time.monotonic() - start, 1)
     print(f"\ntimings: {TIMINGS}")
+    (repo.parent / "act.log").write_text(proc.stdout + proc.stderr, "utf-8")  # the whole log
     return proc
 
 
@@ -131,24 +136,18 @@ def artifact(store: Path, name: str) -> dict[str, bytes]:
         return {n: archive.read(n) for n in archive.namelist()}
 
 
-def junit_cases(xml: bytes) -> dict[str, tuple[str, str]]:
-    """Each test case: (its outcome, the message of a skip or failure)."""
-    cases = {}
-    for case in ElementTree.fromstring(xml).iter("testcase"):
-        outcome, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                outcome, message = kind, found.get("message", "")
-        cases[case.get("name", "")] = (outcome, message)
-    return cases
-
-
-def job_succeeded(proc: subprocess.CompletedProcess[str], job: str) -> bool:
+def job_ended(proc: subprocess.CompletedProcess[str], job: str, how: str) -> bool:
+    """act's last word on `job`: `how` is "succeeded" or "failed"."""
     return any(
-        line.startswith(f"[prompter/{job}]") and "Job succeeded" in line
+        line.startswith(f"[prompter/{job}]") and f"Job {how}" in line
         for line in (proc.stdout + proc.stderr).splitlines()
     )
+
+
+def job_of_each_task(state: dict[str, Any]) -> dict[str, str | None]:
+    """The fan-out job whose run recorded each task (RunRecord.job of the task's run)."""
+    jobs = {run["run_id"]: run.get("job") for run in state["runs"]}
+    return {name: jobs.get(task["run_id"]) for name, task in state["tasks"].items()}
 
 
 def test_act_runs_the_generated_fanout(tmp_path: Path) -> None:
@@ -161,7 +160,7 @@ def test_act_runs_the_generated_fanout(tmp_path: Path) -> None:
     proc = run_act(repo, store)
     assert proc.returncode == 0, report(proc)
     for job in [*JOBS, "prompter-merge"]:
-        assert job_succeeded(proc, job), (job, report(proc))
+        assert job_ended(proc, job, "succeeded"), (job, report(proc))
     # Each group job exported only its own change (the imported ones are not in its patch).
     for job in JOBS:
         task = job[2:].upper()
@@ -176,6 +175,9 @@ def test_act_runs_the_generated_fanout(tmp_path: Path) -> None:
     ), cases
     patch = final["changes.patch"].decode()
     assert all(f"b/{t}.txt" in patch for t in "ABCDE"), patch
+    # Each task ran in its own job: the merged state names the job of every task's run.
+    state = json.loads(final["state.json"])
+    assert job_of_each_task(state) == {t: f"p-{t.lower()}" for t in "ABCDE"}, state["runs"]
     # The final patch applies to the commit every job started from.
     clean = tmp_path / "clean"
     subprocess.run(["git", "clone", "-q", str(repo), str(clean)], check=True)
@@ -192,7 +194,9 @@ def test_act_fanout_with_a_failed_task_skips_its_dependents_in_later_jobs(
     proc = run_act(repo, store)
     assert proc.returncode != 0, report(proc)  # act fails the run: jobs failed
     for job in ("p-a", "p-e", "p-c"):
-        assert job_succeeded(proc, job), (job, report(proc))
+        assert job_ended(proc, job, "succeeded"), (job, report(proc))
+    for job in ("p-b", "p-d", "prompter-merge"):  # exit 1: a task failed or was skipped
+        assert job_ended(proc, job, "failed"), (job, report(proc))
     # D's job and the merge ran though jobs they need failed (`if: ${{ !cancelled() }}`).
     state = json.loads(artifact(store, "prompter-fanout-p-d")["state.json"])
     assert state["tasks"]["D"]["status"] == "skipped", state["tasks"]
@@ -203,7 +207,9 @@ def test_act_fanout_with_a_failed_task_skips_its_dependents_in_later_jobs(
     assert {k: v[0] for k, v in cases.items() if k not in {"B", "D"}} == dict.fromkeys(
         "ACE", "passed"
     ), cases
-    merged = json.loads(final["state.json"])["tasks"]
+    state = json.loads(final["state.json"])
+    assert job_of_each_task(state) == {t: f"p-{t.lower()}" for t in "ABCDE"}, state["runs"]
+    merged = state["tasks"]
     assert {t: merged[t]["status"] for t in "ABCDE"} == {
         "A": "passed",
         "B": "failed",
