@@ -120,6 +120,7 @@ def run_act(repo: Path, store: Path) -> subprocess.CompletedProcess[str]:
             [act, "workflow_dispatch", "-W", GENERATED,
              "-P", f"ubuntu-latest={job_image}", "--pull=false",
              "--container-daemon-socket", "-",
+             "--rm",  # act keeps a failed job's container running, for debugging, without it
              "--artifact-server-path", str(store), "--artifact-server-port", str(free_port())],
             cwd=repo, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
         )  # fmt: skip
