@@ -86,3 +86,22 @@ def test_only_the_run_picks_an_engine() -> None:
     for module in modules():
         if module != "run":
             assert not imports(module) & set(ENGINES), module
+
+
+def test_no_test_file_imports_another() -> None:
+    """Shared fixtures live in conftest.py and shared helpers in helper modules (harness.py,
+    junit_read.py, …): a test file imported by another would run its tests twice and tie the
+    two files' histories together."""
+    tests = Path(__file__).parent
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.rsplit(".", 1)[-1].startswith("test_"):
+                    found.append(f"{path.name}:{node.lineno}: imports {name}")
+    assert found == []

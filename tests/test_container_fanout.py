@@ -48,7 +48,7 @@ from tests.containers import (
     podman,
     report,
 )
-from tests.test_fanout_jobs import junit_cases  # one reading of the JUnit cases
+from tests.junit_read import junit_cases
 
 pytestmark = pytest.mark.container
 

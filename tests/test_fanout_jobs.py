@@ -15,7 +15,6 @@ import subprocess
 import zipfile
 from collections.abc import Collection
 from pathlib import Path
-from xml.etree import ElementTree
 
 import pytest
 
@@ -23,6 +22,7 @@ from prompter.github.inputs import InputError, Inputs
 
 from .action_step import Step, run_step
 from .artifact_service import Service, artifact_service
+from .junit_read import junit_cases
 
 JOBS = {  # job id: (its tasks, the jobs it imports, transitively, in order)
     "p-a": ("A", ()),
@@ -118,19 +118,6 @@ def run_fanout(
 def artifact_files(service: Service, name: str) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(service.artifacts[name].data)) as archive:
         return {n: archive.read(n) for n in archive.namelist()}
-
-
-def junit_cases(xml: bytes) -> dict[str, tuple[str, str]]:
-    """Each test case: (its outcome, the message of a skip or failure)."""
-    cases = {}
-    for case in ElementTree.fromstring(xml).iter("testcase"):
-        outcome, message = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            found = case.find(kind)
-            if found is not None:
-                outcome, message = kind, found.get("message", "")
-        cases[case.get("name", "")] = (outcome, message)
-    return cases
 
 
 WRITE = "echo {task} > {task}.txt"
