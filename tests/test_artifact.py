@@ -331,3 +331,25 @@ def test_unpacking_stops_at_the_size_and_count_limits(tmp_path: Path) -> None:
     with pytest.raises(UnzipError, match="not a zip file"):
         unpack(b"not a zip", tmp_path / "c", Limits())
     assert unpack(data, tmp_path / "d", Limits()) == ("f0", "f1", "f2", "f3", "f4")
+
+
+def test_the_report_artifact_leaves_out_the_stores_lock_and_empty_journal(tmp_path: Path) -> None:
+    from prompter.github.action import store_bookkeeping
+    from prompter.github.artifact import zip_folder
+
+    report = tmp_path / "report"
+    (report / "logs").mkdir(parents=True)
+    for name, text in [
+        ("state.json", "{}"),
+        ("state.json.lock", "123"),
+        ("state.json.journal", ""),
+        ("junit.xml", "<x/>"),
+        ("logs/a.log", ""),  # an empty log is the task's, and stays
+    ]:
+        (report / name).write_text(text)
+    names = zipfile.ZipFile(io.BytesIO(zip_folder(report, store_bookkeeping(report)))).namelist()
+    assert names == ["junit.xml", "logs/a.log", "state.json"]
+    # A journal with entries is part of the state: it travels.
+    (report / "state.json.journal").write_text('{"k": 1}\n')
+    names = zipfile.ZipFile(io.BytesIO(zip_folder(report, store_bookkeeping(report)))).namelist()
+    assert names == ["junit.xml", "logs/a.log", "state.json", "state.json.journal"]

@@ -373,6 +373,17 @@ def _deliver_report_folder(step: Step, report_dir: Path) -> None:
         outputs["artifact_id"] = uploaded
 
 
+def store_bookkeeping(report_dir: Path) -> tuple[Path, ...]:
+    """The state store's files that mean nothing elsewhere: its lock, and its journal once
+    the run has folded it into state.json (empty). They stay out of the report artifact."""
+    lock, journal = report_dir / "state.json.lock", report_dir / "state.json.journal"
+    try:
+        empty = journal.stat().st_size == 0
+    except OSError:
+        empty = False
+    return (lock, journal) if empty else (lock,)
+
+
 def report_artifact_name(inputs: Inputs) -> str:
     """The report folder's artifact: a group job of a fan-out names it after itself (names
     are unique in a workflow run; the final job's is `artifact_name` itself)."""
@@ -544,7 +555,7 @@ def _upload(
 
     try:
         replace_earlier(name, env)  # a re-run's report takes the name of the earlier one
-        uploaded = upload_folder(report_dir, name, env)
+        uploaded = upload_folder(report_dir, name, env, store_bookkeeping(report_dir))
     except ArtifactError as exc:
         message = f"report artifact not uploaded ({exc}); the files stay in {report_dir}"
         notes.add(Annotation("warning", message), RUN)

@@ -27,7 +27,7 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,24 +106,30 @@ def backend_ids(token: str) -> tuple[str, str]:
     raise ArtifactError("ACTIONS_RUNTIME_TOKEN grants no Actions.Results scope")
 
 
-def zip_folder(folder: Path) -> bytes:
-    """The folder's files, paths relative to it, in a stable order."""
+def zip_folder(folder: Path, leave_out: Collection[Path] = ()) -> bytes:
+    """The folder's files but `leave_out`, paths relative to it, in a stable order."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
-            archive.write(path, path.relative_to(folder).as_posix())
+            if path not in leave_out:
+                archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
 
 
 # -- upload ------------------------------------------------------------------------------------
 
 
-def upload_folder(folder: Path, name: str, environ: Mapping[str, str] | None = None) -> Uploaded:
-    """Upload `folder` as artifact `name` and check that the service holds it; raises
-    ArtifactError with a one-line reason."""
+def upload_folder(
+    folder: Path,
+    name: str,
+    environ: Mapping[str, str] | None = None,
+    leave_out: Collection[Path] = (),
+) -> Uploaded:
+    """Upload `folder` (less the files in `leave_out`) as artifact `name` and check that the
+    service holds it; raises ArtifactError with a one-line reason."""
     service = _Service.from_env(environ)
     try:
-        data = zip_folder(folder)
+        data = zip_folder(folder, leave_out)
     except OSError as exc:
         raise ArtifactError(
             f"cannot read {exc.filename or folder}: {exc.strerror or exc}"
