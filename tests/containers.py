@@ -1,5 +1,5 @@
-"""Podman helpers for the container tests: a local base image, the action's image, the runner's
-`docker run` reproduced.
+"""Podman helpers for the container tests and bench/bench_job_startup.py: a local base image,
+the action's image, a runner-like job image, the runner's `docker run` reproduced.
 
 No image registry is reachable on the CI machines, so the base image is built here: Debian
 bookworm (minbase + python3, python3-venv, ca-certificates) with debootstrap, tarred and imported
@@ -201,6 +201,35 @@ def action_image() -> str:
     timed("action image build", TIMINGS, start)
     drop_replaced(ACTION_TAG, before)
     return ACTION_TAG
+
+
+JOB_RECIPE = """\
+FROM {base}
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends nodejs git sudo \\
+ && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --groups sudo runner \\
+ && echo 'runner ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/runner \\
+ && chmod 0440 /etc/sudoers.d/runner
+"""
+
+
+def job_image() -> str:
+    """The runner-like job image (node, git, sudo, a `runner` user): built once per machine,
+    then cached (keyed by its recipe)."""
+    base = base_image()
+    recipe = JOB_RECIPE.format(base=base)
+    tag = f"localhost/prompter-test-job:{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
+    if image_exists(tag):
+        return tag
+    start = time.monotonic()
+    with_recipe = Path(os.environ.get("TMPDIR", "/tmp")) / f"prompter-job-{os.getpid()}"
+    with_recipe.mkdir(exist_ok=True)
+    (with_recipe / "Containerfile").write_text(recipe, "utf-8")
+    podman("build", "--pull=never", "--tag", tag, str(with_recipe), timeout=BUILD_TIMEOUT)
+    shutil.rmtree(with_recipe, ignore_errors=True)
+    timed("job image build", TIMINGS, start)
+    return tag
 
 
 def run_args(

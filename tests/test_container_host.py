@@ -23,8 +23,6 @@ skip, when something is missing. Timings are printed (pytest -s).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -45,40 +43,13 @@ from tests.containers import (
     copy_of_checkout,
     docker_api,
     drop_replaced,
-    image_exists,
     image_id,
+    job_image,
     podman,
     timed,
 )
 
 pytestmark = pytest.mark.container
-
-JOB_RECIPE = """\
-FROM {base}
-RUN apt-get update \\
- && apt-get install -y --no-install-recommends nodejs git sudo \\
- && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --groups sudo runner \\
- && echo 'runner ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/runner \\
- && chmod 0440 /etc/sudoers.d/runner
-"""
-
-
-def job_image() -> str:
-    """The runner-like job image: built once per machine, then cached (keyed by its recipe)."""
-    base = base_image()
-    recipe = JOB_RECIPE.format(base=base)
-    tag = f"localhost/prompter-test-job:{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
-    if image_exists(tag):
-        return tag
-    start = time.monotonic()
-    with_recipe = Path(os.environ.get("TMPDIR", "/tmp")) / f"prompter-job-{os.getpid()}"
-    with_recipe.mkdir(exist_ok=True)
-    (with_recipe / "Containerfile").write_text(recipe, "utf-8")
-    podman("build", "--pull=never", "--tag", tag, str(with_recipe), timeout=BUILD_TIMEOUT)
-    shutil.rmtree(with_recipe, ignore_errors=True)
-    timed("job image build", TIMINGS, start)
-    return tag
 
 
 @pytest.fixture(scope="module")
