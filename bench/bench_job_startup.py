@@ -44,13 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.containers: the container tests' podman and act helpers
 
-from common import emit, log  # noqa: E402
-
 from tests.containers import (  # noqa: E402
     ACTION_TAG,
     BUILD_TIMEOUT,
-    action_image,
     act_binary,
+    action_image,
     base_image,
     commit_all,
     copy_of_checkout,
@@ -59,6 +57,8 @@ from tests.containers import (  # noqa: E402
     job_image,
     podman,
 )
+
+from common import emit, log  # noqa: E402
 
 VARIANTS = ["empty", "prebuilt", "dockerfile", "dockerfile-cold", "host-warm", "host-cold"]
 DEFAULT_VARIANTS = "empty,prebuilt,dockerfile,host-warm,host-cold,dockerfile-cold"
