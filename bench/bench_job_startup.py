@@ -12,7 +12,8 @@ Variants (`--variants`, comma-separated):
   empty            checkout and `run: true`: the floor act and the job container cost here
   prebuilt         the released `@v1` path: action.yml pinned by scripts/pin-action-image to
                    `docker://` an image built once beforehand (untimed); nothing is built
-  dockerfile       `uses: ./` building the Dockerfile, every layer in podman's cache
+  dockerfile       `uses: ./` building the Dockerfile, its layers in podman's cache (act would
+                   reuse an image it built before: its tag is removed before each round)
   dockerfile-cold  `uses: ./` with a fresh line after FROM each round: apt-get and pip run again
                    (needs the Debian mirror and PyPI); the images it builds are removed after
   host-warm        `uses: ./host` with the runner's tool cache kept (the venv is reused)
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.containers: the container tests' podman and act helpers
 
 from tests.containers import (  # noqa: E402
+    ACT_IMAGE,
     ACTION_TAG,
     BUILD_TIMEOUT,
     act_binary,
@@ -225,6 +227,10 @@ def image_ids() -> set[str]:
 
 
 def run_variant(bench: Bench, variant: str, repo: Path) -> Sample:
+    if variant.startswith("dockerfile"):
+        # act reuses an image tagged act-dockeraction:latest instead of building `uses: ./`:
+        # without the tag it builds, from podman's layer cache where the layers are there.
+        podman("untag", ACT_IMAGE, check=False)
     if variant != "dockerfile-cold":
         return bench.act(variant, repo)
     bust_layer_cache(repo)

@@ -20,12 +20,12 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def bench(script: str, *args: str) -> dict[str, Any]:
+def bench(script: str, *args: str, timeout: float = 300) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *args, "--json"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode in (0, 1), f"{script} exited {done.returncode}:\n{done.stderr[-4000:]}"
@@ -157,3 +157,16 @@ def test_fanout() -> None:
     assert len(out["cases"]) == 4
     assert out["median"]["ratio"] >= 1.0  # never below the bound
     assert {"per_task_ratio", "one_job_ratio", "jobs", "needs"} <= set(out["cases"][0])
+
+
+@pytest.mark.container
+def test_job_startup() -> None:
+    """The released image's path only, one round (~30 s once the images are cached; building
+    the base and the action's image first takes minutes, as for the container tests)."""
+    out = bench(
+        "bench_job_startup.py", "--variants", "prebuilt", "--rounds", "1", "--warmup", "0",
+        timeout=1800,
+    )  # fmt: skip
+    prebuilt = out["variants"]["prebuilt"]
+    assert prebuilt["startup_median_s"] > 0 and prebuilt["prompter_median_s"] > 0
+    assert prebuilt["step_median_s"] > 0
