@@ -104,20 +104,6 @@ jobs:
     steps:
       - uses: actions/checkout@v5
 {steps}"""
-# The host action names actions/download-artifact for fan-out jobs (a step skipped here), and act
-# must resolve every `uses:` of it; github.com may be out of reach, tests/act has no stand-in.
-DOWNLOAD_STAND_IN = """\
-name: download-artifact (stand-in)
-inputs:
-  pattern: {required: false}
-  merge-multiple: {required: false}
-  path: {required: false}
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      run: echo "the start-up bench runs no fan-out job" >&2; exit 1
-"""
 
 
 @dataclass
@@ -199,7 +185,8 @@ class Bench:
              "-P", f"ubuntu-latest={self.job}", "--pull=false", "--container-daemon-socket", "-",
              "--rm",
              "--local-repository", f"actions/upload-artifact@v7={stand_ins / 'upload-artifact'}",
-             "--local-repository", f"actions/download-artifact@v8={self.root / 'download'}",
+             "--local-repository",
+             f"actions/download-artifact@v8={stand_ins / 'download-artifact'}",
              "--container-options", f"-v {store}:/act-store -v {tools}:/toolcache",
              "--env", "RUNNER_TOOL_CACHE=/toolcache"],
             cwd=repo, env=dict(self.api_env, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")),
@@ -303,8 +290,6 @@ def main() -> int:
     home = root / "home" / ".config" / "act"
     home.mkdir(parents=True)
     (home / "actrc").write_text(f"-P ubuntu-latest={job}\n", "utf-8")
-    (root / "download").mkdir()
-    (root / "download" / "action.yml").write_text(DOWNLOAD_STAND_IN, "utf-8")
     repos = {variant: make_repo(root, variant) for variant in variants}
     samples: list[Sample] = []
     load = [os.getloadavg()[0]]

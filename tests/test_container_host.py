@@ -103,6 +103,8 @@ def run_act(
             [act, "push", "-W", f".github/workflows/{workflow}", "-j", job,
              "-P", f"ubuntu-latest={image}", "--pull=false", "--container-daemon-socket", "-",
              "--local-repository", f"actions/upload-artifact@v7={stand_ins / 'upload-artifact'}",
+             "--local-repository",
+             f"actions/download-artifact@v8={stand_ins / 'download-artifact'}",
              "--local-repository", f"actions/cache@v6={stand_ins / 'cache'}",
              "--container-options",
              f"-v {store}:/act-store -v {tool_cache}:/toolcache",
