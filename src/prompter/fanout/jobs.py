@@ -15,11 +15,12 @@ from ..admission import Demand, Limits
 from ..graph import DependencyGraph
 from ..planning import simulate
 
-# Defaults of the estimate. A GitHub-hosted job costs about a minute before its first task runs
-# (a runner assigned, `actions/checkout`, the released image pulled or the host venv restored);
-# an agent task that builds and tests a project runs for minutes. Without measured durations
-# each task counts DEFAULT_TASK_S.
-JOB_OVERHEAD_S = 60.0
+# Defaults of the estimate. What a job costs before its first task runs, with the released
+# image (bench/bench_job_startup.py under act: ~10 s for the job, checkout and the action's
+# container), plus what act cannot show: ~20 s for a hosted runner's allocation and "Set up job"
+# and ~15 s to pull the ~890 MB image from GHCR. An agent task that builds and tests a project
+# runs for minutes. Without measured durations each task counts DEFAULT_TASK_S.
+JOB_OVERHEAD_S = 45.0
 DEFAULT_TASK_S = 300.0
 # Jobs at once: GitHub Free's cap for hosted runners per account (Team 60, Enterprise 500).
 DEFAULT_CONCURRENCY = 20
