@@ -40,7 +40,12 @@ def select(
     pass of a task whose fingerprint is in `prints` stands, unless `fresh`. Sequential mode runs
     from the one task named, or the first."""
     chosen = [workflow.index[n] for n in named]
-    reused = set() if fresh else _passed_before(workflow, state, prints)
+    if fresh:
+        reused: set[int] = set()
+    elif workflow.mode == "sequential":
+        reused = _passed_before(workflow, state, prints)
+    else:
+        reused = standing_passes(workflow, state, prints)
     if workflow.mode == "sequential":
         start = chosen[0] if chosen else 0
         return Selection(
@@ -63,14 +68,20 @@ def _passed_before(workflow: Workflow, state: State, prints: dict[str, str]) -> 
     return reused
 
 
+def standing_passes(workflow: Workflow, state: State, prints: dict[str, str]) -> set[int]:
+    """Graph mode: the tasks whose pass stands. A pass counts only while everything it was
+    built on stands: a dependency that runs again (it failed, was skipped, changed, or a pass
+    under --only came before it) makes its dependents run after it."""
+    reused = _passed_before(workflow, state, prints)
+    deps = workflow.graph.deps
+    for i in workflow.graph.order:
+        if i in reused and any(d not in reused for d in deps[i]):
+            reused.discard(i)
+    return reused
+
+
 def _select_graph(workflow: Workflow, named: list[int], reused: set[int], only: bool) -> Selection:
     graph = workflow.graph
-    # A pass counts only while everything it was built on stands: a dependency that runs
-    # again (it failed, was skipped, changed, or a pass under --only came before it) makes
-    # its dependents run after it.
-    for i in graph.order:
-        if i in reused and any(d not in reused for d in graph.deps[i]):
-            reused.discard(i)
     if not named:  # every task that did not pass, in file order (no set of thousands of ints)
         run = tuple(i for i in range(len(workflow.tasks)) if i not in reused)
         return Selection(run=run, reused=frozenset(reused), reach=run)

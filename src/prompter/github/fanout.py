@@ -145,21 +145,9 @@ def standing_tasks(workflow: Workflow, state: State) -> frozenset[str]:
 
 def _standing(workflow: Workflow, state: State) -> set[int]:
     from ..fingerprints import fingerprints
+    from ..selection import standing_passes
 
-    prints = fingerprints(workflow)
-    names = [t.name for t in workflow.tasks]
-    graph = workflow.graph
-    standing: set[int] = set()
-    for i in graph.order:
-        record = state.tasks.get(names[i])
-        if (
-            record is not None
-            and record.status is TaskStatus.PASSED
-            and record.fingerprint == prints[names[i]]
-            and all(d in standing for d in graph.deps[i])
-        ):
-            standing.add(i)
-    return standing
+    return standing_passes(workflow, state, fingerprints(workflow))
 
 
 def _cause(
