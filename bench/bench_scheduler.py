@@ -145,7 +145,6 @@ def context(tmp: Path) -> AttemptContext:
         logs_dir=tmp / "logs",
         check_interval=0.0,
         agents={},
-        agent_slots=anyio.CapacityLimiter(SLOTS),
     )
 
 

@@ -26,6 +26,7 @@ MODEL = (
     "words",
     "exits",
     "text",
+    "agent_limit",
 )
 SKINS = ("cli", "commands", "workflow_draft", "github")
 

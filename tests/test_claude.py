@@ -249,15 +249,21 @@ def test_a_stream_json_line_of_several_megabytes_is_read(c: ClaudeHarness) -> No
     assert c.tasks_status()["image"] == ("passed", None)
 
 
+# Graph mode (`depends_on`) queues a refused session behind the run's agent limit; sequential
+# mode (one task at a time) waits it out within the attempt.
+MODES = {"graph": {"depends_on": []}, "sequential": {}}
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
-    c: ClaudeHarness, quick_rate_limit_backoff: None
+    c: ClaudeHarness, quick_rate_limit_backoff: None, mode: str
 ) -> None:
     c.claude(
         "busy",
         [{"error": 429}, {"error": 529}, {"write": {"ok": "1"}, "cost": 0.3}],
-        depends_on=[],
         max_attempts=1,
         verify_command="test -f ok",
+        **MODES[mode],
     )
     assert c.run() == 0
     calls = c.claude_calls("busy")
@@ -268,21 +274,29 @@ def test_rate_limited_twice_then_succeeds_without_using_an_attempt(
     task = c.status()["tasks"]["busy"]
     assert task["status"] == "passed" and len(task["attempts"]) == 1
     log = (c.root / ".prompter" / "logs" / "busy.log").read_text()
-    assert log.count("agent rate-limited; retrying in") == 2
+    said = (
+        "the API refused the agent session" if mode == "graph" else "agent rate-limited; retrying"
+    )
+    assert log.count(said) == 2
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_a_usage_limit_without_http_status_is_retried_when_it_lifts(
-    c: ClaudeHarness, quick_rate_limit_backoff: None
+    c: ClaudeHarness, quick_rate_limit_backoff: None, mode: str
 ) -> None:
-    c.claude("hourly", [{"usage_limit": 2}, {}], depends_on=[], max_attempts=1)
+    c.claude("hourly", [{"usage_limit": 2}, {}], max_attempts=1, **MODES[mode])
     started = time.monotonic()
     assert c.run() == 0
     assert len(c.claude_calls("hourly")) == 2
-    # It waited for the time the CLI gave, not for the (here very short) backoff.
-    assert time.monotonic() - started > 1.5
+    # It waited for the time the CLI gave, not for the (here very short) backoff: resetsAt is
+    # in whole seconds (1 to 2 s away), honoured exactly in graph mode, plus 1 s sequentially.
+    assert time.monotonic() - started > (1.0 if mode == "graph" else 1.5)
     log = (c.root / ".prompter" / "logs" / "hourly.log").read_text()
     assert "rate limit: rejected (seven_day)" in log
-    assert re.search(r"agent rate-limited; retrying in [23] s", log)
+    if mode == "graph":
+        assert re.search(r"the API refused the agent session \(it said: retry in [12] s\)", log)
+    else:
+        assert re.search(r"agent rate-limited; retrying in [23] s", log)
 
 
 def test_a_usage_limit_that_lifts_in_hours_stops_the_run_at_once(
@@ -302,7 +316,8 @@ def test_a_usage_limit_that_lifts_in_hours_stops_the_run_at_once(
 def test_no_rate_limit_retry_that_the_agent_timeout_would_cut_short(c: ClaudeHarness) -> None:
     # The first backoff is 5–15 s: it does not fit into what is left of 3 s.
     assert attempts.RATE_LIMIT_BASE_S * 0.5 > 3
-    c.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1, timeout=3)
+    # One task at a time waits a refusal out within the attempt (graph mode queues it).
+    c.claude("busy", [{"error": 429}], max_attempts=1, timeout=3)
     started = time.monotonic()
     assert c.run() == 1
     assert time.monotonic() - started < 3
@@ -316,7 +331,7 @@ def test_rate_limit_retries_share_the_agent_timeout(
     c: ClaudeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(attempts, "RATE_LIMIT_BASE_S", 0.4)  # retries fit, a few of them
-    c.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1, timeout=1.5)
+    c.claude("busy", [{"error": 429}], max_attempts=1, timeout=1.5)  # sequential: see above
     started = time.monotonic()
     assert c.run() == 1
     # Each retry gets what is left, not the whole timeout again (5 retries: 12 s of backoff).
@@ -330,12 +345,16 @@ def test_rate_limit_retries_share_the_agent_timeout(
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_rate_limit_that_never_ends_fails_after_bounded_retries(
-    c: ClaudeHarness, quick_rate_limit_backoff: None
+    c: ClaudeHarness, quick_rate_limit_backoff: None, mode: str
 ) -> None:
-    c.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1)
+    c.claude("busy", [{"error": 429}], max_attempts=1, **MODES[mode])
     assert c.run() == 1
-    assert len(c.claude_calls("busy")) == attempts.RATE_LIMIT_RETRIES + 1
+    # Graph mode: the first refusal cuts the agent limit to 1 and queues the task again at
+    # once; each refusal after that pauses new sessions, RATE_LIMIT_RETRIES times at most.
+    extra = 1 if mode == "graph" else 0
+    assert len(c.claude_calls("busy")) == attempts.RATE_LIMIT_RETRIES + 1 + extra
     status, reason = c.tasks_status()["busy"]
     assert status == "failed" and reason is not None and "HTTP 429" in reason
 

@@ -86,11 +86,10 @@ def execute(workflow: Workflow, scenario: dict[str, Any]) -> tuple[list[Event], 
         ctx: AttemptContext, task: Task, number: int, fb: Feedback | None, session: str | None
     ) -> AttemptRecord:
         started = time.time()
-        async with ctx.agent_slots:
-            agents_now["now"] += 1
-            agents_now["max"] = max(agents_now["max"], agents_now["now"])
-            await anyio.sleep(scenario["durations"][task.name])
-            agents_now["now"] -= 1
+        agents_now["now"] += 1  # the whole attempt is its agent phase here
+        agents_now["max"] = max(agents_now["max"], agents_now["now"])
+        await anyio.sleep(scenario["durations"][task.name])
+        agents_now["now"] -= 1
         ok = scenario["verdicts"][task.name][number - 1]
         return AttemptRecord(
             number=number,
@@ -106,7 +105,6 @@ def execute(workflow: Workflow, scenario: dict[str, Any]) -> tuple[list[Event], 
         logs_dir=Path("."),
         check_interval=0,
         agents={},
-        agent_slots=anyio.CapacityLimiter(min(scenario["agents"], scenario["slots"])),
     )
     ledger = Ledger("run", fingerprints(workflow), lambda r, d: None, [events.append])
     scheduler = GraphScheduler(
@@ -118,6 +116,7 @@ def execute(workflow: Workflow, scenario: dict[str, Any]) -> tuple[list[Event], 
         [1.0] * len(workflow.tasks),
         rng=random.Random(0),
         attempt_runner=attempt,
+        max_agents=min(scenario["agents"], scenario["slots"]),
     )
 
     async def main() -> None:

@@ -75,12 +75,13 @@ class Admission:
     def add_ready(self, task: int) -> None:
         heapq.heappush(self._ready, self._keys[task])
 
-    def take(self) -> list[int]:
-        """Pop every ready task that may start now, marking it running."""
+    def take(self, at_most: int | None = None) -> list[int]:
+        """Pop every ready task that may start now (`at_most` of them), marking it running."""
         started: list[int] = []
         passed_over: list[tuple[int, float, int]] = []
+        room = self.limits.slots if at_most is None else min(self.limits.slots, at_most)
         while self._ready and not self._exclusive_running:
-            if len(self.running) >= self.limits.slots:
+            if len(self.running) >= self.limits.slots or len(started) >= room:
                 break
             key = self._ready[0]
             task = key[2]

@@ -17,11 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 import anyio
 
-from .agents import Agent, AgentRequest, AgentResult
+from .agents import Agent, AgentRequest, AgentResult, Pushback
 from .budget import CostBudget
 from .config import Task
 from .events import AgentNote, Event
@@ -110,13 +110,26 @@ def log_name(task_name: str) -> str:
     return f"{safe}-{digest[:_HASH_DIGITS]}.log"
 
 
+class AgentSessions(Protocol):
+    """What watches agent sessions (the graph scheduler's agent limit): the API's pushback
+    while a session runs, and its end."""
+
+    def pushback(self, task: str, signal: Pushback) -> None: ...
+
+    def ended(self, task: str, result: AgentResult | None) -> None:
+        """The session of `task` ended as `result` says; None: it was cut short (cancelled)."""
+
+
 @dataclass(frozen=True)
 class AttemptContext:
     workdir: Path
     logs_dir: Path
     check_interval: float
     agents: Mapping[str, Agent]
-    agent_slots: anyio.CapacityLimiter | None  # None: no agent limit below the task slots
+    # Graph mode's agent limit, told of each session's pushback and end; a refused session
+    # then ends the attempt at once (the scheduler queues it behind the limit). None: one
+    # task at a time (sequential mode), which waits out a refusal itself.
+    sessions: AgentSessions | None = None
     budget: CostBudget = field(default_factory=CostBudget)
     redactor: Redactor = field(default_factory=Redactor)  # secrets masked in logs and state
     # The verify commands' environment: prompter's own, copied once (a copy per command would
@@ -193,34 +206,48 @@ def _header(log: BinaryIO, text: str, *, flush: bool = True) -> None:
         log.flush()
 
 
-async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
-    """The agent phase: the agent, and its rate-limit retries, within the task's `timeout`."""
+async def _session(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
+    """One call of the agent, its cost counted against the budget and, in graph mode, its
+    pushback and end told to the agent limit."""
     agent = ctx.agents[request.task.agent]
+    request = replace(request, max_cost_usd=ctx.budget.remaining_usd)
+    sessions = ctx.sessions
+    if sessions is None:
+        result = await agent.run(request)
+    else:
+        name = request.task.name
+        ended: AgentResult | None = None
+        try:
+            request = replace(request, pushback=lambda signal: sessions.pushback(name, signal))
+            ended = await agent.run(request)
+        finally:
+            sessions.ended(name, ended)
+        result = ended
+    ctx.budget.add(result.usage.cost_usd)
+    if result.rate_limited and (result.retry_after_s or 0.0) > MAX_BACKOFF_S:
+        # A limit that lifts in hours (a subscription's usage window): no task of this agent
+        # can run before then, so the run stops and a later run resumes it.
+        lifts = _clock_in(result.retry_after_s or 0.0)
+        return replace(result, fatal=True, error=f"{result.error}; the limit lifts {lifts}")
+    return result
+
+
+async def _run_agent(ctx: AttemptContext, request: AgentRequest) -> AgentResult:
+    """The agent phase within the task's `timeout`. A refused session (429/529) is, in graph
+    mode, the attempt's result (the scheduler waits for the agent limit); one task at a time
+    waits it out here, without using an attempt, sharing the timeout."""
     limit = request.task.timeout
-    deadline: float | None = None  # set when the first call starts: a wait for a slot is free
+    deadline = None if limit is None else anyio.current_time() + limit
     spent = 0.0  # rate-limited calls may have cost something too: the attempt carries it all
     for retry in range(RATE_LIMIT_RETRIES + 1):
-        async with ctx.agent_slots or contextlib.nullcontext():
-            now = anyio.current_time()
-            if limit is not None:
-                deadline = now + limit if deadline is None else deadline
-            request = replace(
-                request,
-                max_cost_usd=ctx.budget.remaining_usd,
-                timeout=None if deadline is None else max(0.0, deadline - now),
-            )
-            result = await agent.run(request)
-        ctx.budget.add(result.usage.cost_usd)
+        now = anyio.current_time()
+        timeout = None if deadline is None else max(0.0, deadline - now)
+        result = await _session(ctx, replace(request, timeout=timeout))
         spent += result.usage.cost_usd or 0.0
         if spent and spent != result.usage.cost_usd:
             result = replace(result, usage=result.usage.model_copy(update={"cost_usd": spent}))
-        if not result.rate_limited:
+        if not result.rate_limited or result.fatal or ctx.sessions is not None:
             return result
-        if result.retry_after_s is not None and result.retry_after_s > MAX_BACKOFF_S:
-            # A limit that lifts in hours (a subscription's usage window): no task of this
-            # agent can run before then, so the run stops and a later run resumes it.
-            lifts = _clock_in(result.retry_after_s)
-            return replace(result, fatal=True, error=f"{result.error}; the limit lifts {lifts}")
         # No retry once the budget is spent: that would start new agent work past it.
         if retry == RATE_LIMIT_RETRIES or ctx.budget.exhausted:
             return result
@@ -366,10 +393,13 @@ async def _attempt(
         agent_exit_code=agent.exit_code,
         agent_duration_s=agent.duration_s,
         fatal=agent.fatal,
+        rate_limited=agent.rate_limited,
+        api_status=agent.api_status,
+        retry_after_s=agent.retry_after_s,
         **agent.usage.model_dump(),
     )
     if not agent.ok:
-        _header(log, f"attempt {number} failed: {agent.error}", flush=False)
+        _header(log, _agent_failed(ctx, number, agent), flush=False)
         return record.model_copy(
             update={
                 "finished_at": time.time(),
@@ -403,6 +433,18 @@ async def _attempt(
             "verify_duration_s": verify.duration_s,
             "output_tail": verify.output,
         }
+    )
+
+
+def _agent_failed(ctx: AttemptContext, number: int, agent: AgentResult) -> str:
+    """The log's line for an agent phase that failed, or a session the API refused."""
+    if not agent.rate_limited or agent.fatal or ctx.sessions is None:
+        return f"attempt {number} failed: {agent.error}"
+    after = agent.retry_after_s
+    said = "" if after is None else f" (it said: retry in {after:.0f} s)"
+    return (
+        f"the API refused the agent session{said}: {agent.error}; not an attempt unless it "
+        "keeps refusing: the task waits for the run's agent limit"
     )
 
 

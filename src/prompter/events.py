@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import time
 
-from .records import AttemptRecord, RunStatus, TaskRecord
+from .records import AgentLimitChange, AttemptRecord, RunStatus, TaskRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +52,23 @@ class AgentNote(Event):
 
     task: str
     text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRefused(Event):
+    """The API refused a task's agent session (429/529): not an attempt. The task waits for
+    the run's agent limit, `retry_in_s` longer when the API named a time or the limit is 1."""
+
+    task: str
+    reason: str
+    retry_in_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentLimitChanged(Event):
+    """The run's limit on agent sessions at once changed (recorded in the run's record)."""
+
+    change: AgentLimitChange
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

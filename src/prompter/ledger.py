@@ -9,10 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from .events import AttemptFinished, Event, Listener, TaskFinished, TaskStarted
-from .records import TERMINAL, AttemptRecord, TaskRecord, TaskStatus
+from .events import (
+    AgentLimitChanged,
+    AgentRefused,
+    AttemptFinished,
+    Event,
+    Listener,
+    TaskFinished,
+    TaskStarted,
+)
+from .records import TERMINAL, AgentLimitChange, AttemptRecord, TaskRecord, TaskStatus
 
 Persist = Callable[[TaskRecord, bool], None]  # (record, durable)
+PersistLimit = Callable[[AgentLimitChange], None]
 
 
 class Ledger:
@@ -23,6 +32,7 @@ class Ledger:
         persist: Persist,
         listeners: Sequence[Listener] = (),
         history: Mapping[str, TaskRecord] | None = None,
+        persist_limit: PersistLimit | None = None,
     ) -> None:
         self.run_id = run_id
         self.fingerprints = fingerprints
@@ -30,6 +40,7 @@ class Ledger:
         # The state's records when the run began: what earlier runs left (a pass that stands).
         self.history = dict(history or {})
         self._persist = persist
+        self._persist_limit = persist_limit
         self._listeners = list(listeners)
 
     def emit(self, event: Event) -> None:
@@ -70,6 +81,19 @@ class Ledger:
         record = record.model_copy(update={"attempts": [*record.attempts, attempt]})
         self._save(record, durable=False)
         self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=retry_in_s))
+
+    def refused(self, name: str, reason: str, retry_in_s: float | None) -> None:
+        """The API refused the task's agent session: it waits (pending) for the agent limit,
+        with the attempts it had; the next start is the same attempt again."""
+        record = self.records[name].model_copy(update={"status": TaskStatus.PENDING})
+        self._save(record, durable=False)
+        self.emit(AgentRefused(task=name, reason=reason, retry_in_s=retry_in_s))
+
+    def limit_changed(self, change: AgentLimitChange) -> None:
+        """The run's agent limit changed: into the run's record, then announced."""
+        if self._persist_limit is not None:
+            self._persist_limit(change)
+        self.emit(AgentLimitChanged(change=change))
 
     def finish(
         self,

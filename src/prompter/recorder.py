@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 
 from .engines import Engine
-from .records import TaskRecord
+from .records import AgentLimitChange, RunRecord, TaskRecord
 from .state import StateError, StateStore
 
 
@@ -15,14 +15,25 @@ class Recorder:
     rather than crashing it: what runs is interrupted, nothing new starts, and the store keeps
     every record it could not write for `close()` to try again (see `state`)."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, run: RunRecord) -> None:
         self.store = store
+        self.run = run  # the run's record as last written
         self.error: StateError | None = None
         self.failed = anyio.Event()
 
     def __call__(self, record: TaskRecord, durable: bool) -> None:
         try:
             self.store.record(record, durable=durable)
+        except StateError as exc:
+            if self.error is None:
+                self.error = exc
+                self.failed.set()
+
+    def agent_limit(self, change: AgentLimitChange) -> None:
+        """A change of the agent limit, into the run's record."""
+        self.run = self.run.model_copy(update={"agent_limit": [*self.run.agent_limit, change]})
+        try:
+            self.store.update_run(self.run)
         except StateError as exc:
             if self.error is None:
                 self.error = exc

@@ -95,6 +95,21 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     environment_error: bool = False
     changed_files: list[Text] | None = None  # "path +added -deleted" (worktree isolation)
     conflict: Text | None = None  # why its changes could not be merged (worktrees)
+    # The API refused the agent's session (a 429 or 529, a usage limit): in graph mode the
+    # task waits for the agent limit instead, and only a refusal it could not wait out (at a
+    # limit of 1, RATE_LIMIT_RETRIES times) is recorded as a failed attempt.
+    rate_limited: bool = False
+    api_status: int | None = None  # the refusal's HTTP status, if known
+    retry_after_s: float | None = None  # when the API said the limit lifts, if it said
+
+
+class AgentLimitChange(Record):
+    """A change of the run's limit on agent sessions at once (see `agent_limit.py`)."""
+
+    at: float  # Unix time
+    limit: int
+    maximum: int  # the configured one (max_parallel_agents, else the slots)
+    cause: Text
 
 
 class TaskRecord(Record):
@@ -145,6 +160,8 @@ class RunRecord(Record):
     # The fan-out job (of a generated CI workflow) it ran in; None outside a fan-out. Reports
     # draw a timeline lane and a cost per job from it.
     job: Text | None = None
+    # Every change of the limit on agent sessions at once, in order: the API's pushback.
+    agent_limit: list[AgentLimitChange] = Field(default_factory=list)
 
 
 # What a fan-out job id may be (`prompter run --job`, the action's `fanout_job`): GitHub's job

@@ -323,6 +323,7 @@ def choose_engine(
                 limits=limits,
                 weights=weights,
                 attempt_runner=runner,
+                max_agents=min(limits.slots, workflow.settings.max_parallel_agents or limits.slots),
             )
 
         return EngineChoice(
@@ -380,9 +381,16 @@ async def _execute(run: _Run) -> RunResult:
     """The stages from the run's start to its result, in order."""
     limits = _limits(run)
     start, record = await _begin(run)
-    recorder = Recorder(run.store)
-    ledger = Ledger(run.run_id, run.prints, recorder, run.listeners, history=run.state.tasks)
-    ctx = _attempt_context(run, limits.slots, ledger)
+    recorder = Recorder(run.store, record)
+    ledger = Ledger(
+        run.run_id,
+        run.prints,
+        recorder,
+        run.listeners,
+        history=run.state.tasks,
+        persist_limit=recorder.agent_limit,
+    )
+    ctx = _attempt_context(run, ledger)
     choice = choose_engine(run.workflow, run.selection, limits, run.state, bool(run.options.tasks))
     prepared = await _prepare_isolation(run, choice.slots)
     integration = prepared.integration
@@ -392,7 +400,7 @@ async def _execute(run: _Run) -> RunResult:
     delivered = await _deliver(run, start, integration, landing)
     result = engine.result()
     ending = outcome(run.signals, result)
-    _record_end(run, record, ending, delivered, recorder, ledger)
+    _record_end(run, ending, delivered, recorder, ledger)
     names = [t.name for t in run.workflow.tasks]
     reused = choice.reused + tuple(names[i] for i in result.answered)
     records = ledger.records
@@ -445,17 +453,14 @@ async def _begin(run: _Run) -> tuple[changes.Start, RunRecord]:
     return start, record
 
 
-def _attempt_context(run: _Run, slots: int, ledger: Ledger) -> AttemptContext:
+def _attempt_context(run: _Run, ledger: Ledger) -> AttemptContext:
     workflow = run.workflow
     s = workflow.settings
-    agent_limit = min(slots, s.max_parallel_agents or slots)
     return AttemptContext(
         workdir=workflow.workdir,
         logs_dir=run.options.report_dir / "logs",
         check_interval=s.check_interval,
         agents=run.agents,
-        # A limiter that cannot bind would only cost time on every attempt.
-        agent_slots=anyio.CapacityLimiter(agent_limit) if agent_limit < slots else None,
         budget=CostBudget(s.max_cost_usd),
         redactor=Redactor.from_environ(
             os.environ, s.agent_env, *(t.agent_env for t in workflow.tasks)
@@ -557,7 +562,6 @@ def outcome(signals: Sequence[int], result: EngineResult) -> Ending:
 
 def _record_end(
     run: _Run,
-    record: RunRecord,
     ending: Ending,
     delivered: changes.Changes,
     recorder: Recorder,
@@ -571,7 +575,7 @@ def _record_end(
             "reason": ending.reason,
             "changed_files": len(delivered.files) if delivered.patch else None,
         }
-        run.store.end_run(record.model_copy(update=ended))
+        run.store.end_run(recorder.run.model_copy(update=ended))
     except StateError as exc:
         recorder.error = recorder.error or exc
     ledger.emit(RunFinished(run_id=run.run_id, status=ending.status, reason=ending.reason))

@@ -4,6 +4,10 @@ Event-driven: each finished attempt updates the graph and starts whatever became
 same step, so a slot never waits for a poll. Attempts run on one long-lived worker task per
 slot, fed through a queue, rather than on a new task each. A failed attempt that will be
 retried gives its slot back while it backs off, and queues again afterwards.
+
+Every attempt starts with its agent, so an attempt starts only while the agent limit
+(`agent_gate.py`) has room. A session the API refuses (429/529) is not an attempt: the task
+gives its slot back and queues again behind the limit, which the refusal has lowered.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .admission import Admission, Limits, demands_for
-from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
+from .agent_gate import AgentGate
+from .attempts import RATE_LIMIT_RETRIES, AttemptContext, AttemptRunner, Feedback, run_attempt
 from .config import Workflow
 from .engines import EngineResult
 from .graph import Readiness
@@ -39,12 +45,14 @@ class GraphScheduler:
         weights: Sequence[float],
         rng: random.Random | None = None,
         attempt_runner: AttemptRunner = run_attempt,
+        max_agents: int | None = None,  # agent sessions at once (default: the slots)
     ) -> None:
         self.workflow = workflow
         self.graph = workflow.graph
         self.tasks = workflow.tasks
         self.selected = set(selected)
-        self.ctx = ctx
+        self.gate = AgentGate(max_agents or limits.slots, ledger, self._dispatch)
+        self.ctx = replace(ctx, sessions=self.gate)
         self.ledger = ledger
         self.rng = rng or random.Random()
         self.run_attempt = attempt_runner
@@ -58,7 +66,9 @@ class GraphScheduler:
         self.readiness = Readiness(self.graph, self.selected)
         self.feedback: dict[int, Feedback] = {}
         self.scopes: dict[int, anyio.CancelScope] = {}  # running or backing off
+        self.refused: dict[int, _Refused] = {}  # what a task's refused sessions left
         self.stop_reason: str | None = None
+        self._wake: anyio.CancelScope | None = None  # waiting for the limit's pause to end
         self._tg: TaskGroup | None = None
         self._queue: MemoryObjectSendStream[tuple[int, anyio.CancelScope]] | None = None
 
@@ -109,14 +119,34 @@ class GraphScheduler:
             self._skip_unstarted(self.ctx.budget.reason)
             self._close_if_done()
             return
-        assert self._queue is not None
-        for i in self.admission.take():
+        if self._queue is None:
+            return  # a session ended as the run began (or after the queue closed)
+        for i in self.admission.take(self.gate.room()):
             scope = anyio.CancelScope()
             self.scopes[i] = scope
             name = self.tasks[i].name
             # Recorded here, when the slot is taken, not when a worker picks the attempt up.
             self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
+            self.gate.start(name)
             self._queue.send_nowait((i, scope))
+        if len(self.admission) and (until := self.gate.blocked_until()) is not None:
+            self._wake_at(until)
+
+    def _wake_at(self, until: float) -> None:
+        """Dispatch again when the agent limit's pause ends (nothing else would: no session
+        may start, so none ends)."""
+        if self._wake is not None or self._tg is None:
+            return
+        scope = self._wake = anyio.CancelScope()
+
+        async def wake() -> None:
+            with scope:
+                await anyio.sleep_until(until)
+                self._wake = None
+                self._dispatch()
+                self._close_if_done()
+
+        self._tg.start_soon(wake)
 
     def _queue_ready(self) -> None:
         """Hand the tasks whose dependencies all passed to admission; one skipped meanwhile (the
@@ -134,12 +164,22 @@ class GraphScheduler:
 
     def _close_if_done(self) -> None:
         """Let the workers end once nothing runs, backs off or waits in the queue: only a
-        finished attempt makes tasks ready, so nothing can be dispatched any more."""
-        if not self.scopes and self._queue is not None:
-            self._queue.close()
+        finished attempt makes tasks ready, so nothing can be dispatched any more. Tasks that
+        wait for the agent limit's pause keep them (unless the run is stopping)."""
+        if self.scopes or self._queue is None:
+            return
+        waiting = len(self.admission) and self.stop_reason is None and not self.ctx.budget.exhausted
+        if waiting:
+            return
+        self._queue.close()
+        if self._wake is not None:
+            self._wake.cancel()
 
     def _resume_session(self, i: int) -> str | None:
         task = self.tasks[i]
+        refused = self.refused.get(i)
+        if refused is not None and refused.session_id:  # continue where the refusal cut in
+            return refused.session_id
         own = self.ledger.attempts(task.name)
         if own:  # a retry continues its own conversation
             return own[-1].session_id
@@ -167,8 +207,13 @@ class GraphScheduler:
                 raise
         if scope.cancelled_caught:
             return
+        self.gate.close(task.name)  # an attempt that failed before its agent ran
         self.admission.finish(i)
         del self.scopes[i]
+        if attempt.rate_limited and self._wait_for_the_limit(i, attempt):
+            self._dispatch()
+            return
+        attempt = self._with_refused(i, attempt)
         budget = self.ctx.budget
         outcome = after_attempt(
             task,
@@ -196,6 +241,36 @@ class GraphScheduler:
             self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
             self._backoff(i, outcome.retry_in_s)
         self._dispatch()
+
+    def _wait_for_the_limit(self, i: int, attempt: AttemptRecord) -> bool:
+        """Queue a task whose session the API refused behind the agent limit (not an attempt),
+        unless that cannot help: the run stops, the budget is spent, the refusal was fatal, or
+        the limit was already paused for it RATE_LIMIT_RETRIES times."""
+        refused = self.refused.setdefault(i, _Refused())
+        until = self.gate.blocked_until()
+        pauses = refused.pauses + (until is not None)
+        if (
+            attempt.fatal
+            or self.stop_reason is not None
+            or self.ctx.budget.exhausted
+            or pauses > RATE_LIMIT_RETRIES
+        ):
+            return False
+        refused.pauses = pauses
+        refused.cost_usd += attempt.cost_usd or 0.0
+        refused.session_id = attempt.session_id or refused.session_id
+        wait = None if until is None else max(0.0, until - anyio.current_time())
+        self.ledger.refused(self.tasks[i].name, attempt.reason or "rate-limited", wait)
+        self.admission.add_ready(i)
+        return True
+
+    def _with_refused(self, i: int, attempt: AttemptRecord) -> AttemptRecord:
+        """The attempt with what its refused sessions cost (the state's totals stay true)."""
+        refused = self.refused.pop(i, None)
+        if refused is None or not refused.cost_usd:
+            return attempt
+        cost = (attempt.cost_usd or 0.0) + refused.cost_usd
+        return attempt.model_copy(update={"cost_usd": cost})
 
     def _backoff(self, i: int, delay: float) -> None:
         scope = anyio.CancelScope()
@@ -228,6 +303,7 @@ class GraphScheduler:
     def _interrupted(self, i: int) -> None:
         self.scopes.pop(i, None)
         name = self.tasks[i].name
+        self.gate.close(name)
         if not self.ledger.is_terminal(name):
             self.ledger.finish(name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted")
 
@@ -246,3 +322,13 @@ class GraphScheduler:
                 self.ledger.finish(self.tasks[d].name, TaskStatus.SKIPPED, skip)
         if task.on_failure == "stop":
             self.stop(stopped_by(task))
+
+
+@dataclass
+class _Refused:
+    """What the refused sessions of a task's current attempt left: their cost (carried into
+    the attempt's record), the session to continue, and how often the limit paused for it."""
+
+    cost_usd: float = 0.0
+    session_id: str | None = None
+    pauses: int = 0

@@ -260,6 +260,10 @@ class StateStore:
                     self._append(journal_line("task", _slim(task)), durable=True, deferred=True)
             raise
 
+    def update_run(self, run: RunRecord) -> None:
+        """The run's record again, changed while it runs (the agent limit): not synced at once."""
+        self._append_entry(journal_line("run", run), durable=False)
+
     def end_run(self, run: RunRecord) -> None:
         self._append_entry(journal_line("run", run), durable=True)
 

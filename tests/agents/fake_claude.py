@@ -42,6 +42,13 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "patch": {field: value} fields of the result message replaced as given (a CLI that sends
                            a field of another type, a negative cost, ...)
   Lines of the prompt that start with `@write PATH TEXT` are performed as writes too.
+    "work": s              sleep s seconds before answering (the session's work takes time)
+FAKE_CLAUDE_CAPACITY: path of a file holding K, the API's room for sessions at once (the test
+  may rewrite it mid-run). Each call then needs one of K places (a lock held until it exits);
+  without one it is refused as the real CLI reports a 429 it could not retry past:
+  FAKE_CLAUDE_CAPACITY_RETRIES (default 2) system/api_retry messages with status 429, then an
+  error result with api_error_status 429, exit 1. `capacity.jsonl` in FAKE_CLAUDE_STATE gets
+  one line per call: {"pid", "admitted", "at", "k"}; admitted calls add {"pid", "ended", "at"}.
 FAKE_CLAUDE_INIT_ERROR: when set, the initialize control request is answered with this error
   (a CLI that refuses the session's options), and the CLI exits 1 once stdin closes.
 FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — one JSON line per
@@ -50,6 +57,7 @@ FAKE_CLAUDE_STATE: a folder for call counters, sessions and `calls.jsonl` — on
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -85,6 +93,23 @@ def api_retry(n: int, status: int | None, error: str, session_id: str) -> None:
     )
 
 
+def refused(session_id: str, text: str) -> dict[str, Any]:
+    """The error result of a call the API refused with a 429."""
+    return {
+        "type": "result",
+        "subtype": "success",
+        "duration_ms": 12,
+        "duration_api_ms": 0,
+        "is_error": True,
+        "api_error_status": 429,
+        "num_turns": 1,
+        "session_id": session_id,
+        "total_cost_usd": 0,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "result": text,
+    }
+
+
 def fail(text: str) -> None:
     sys.stderr.write(f"fake claude: {text}\n")
     sys.exit(64)
@@ -117,6 +142,38 @@ def read_line() -> dict[str, Any]:
     if not line:
         fail("stdin closed before the expected message")
     return json.loads(line)
+
+
+_PLACE: list[int] = []  # the fd whose lock holds this call's place in the API's capacity
+
+
+def take_place(state: Path) -> bool:
+    """One of the K places FAKE_CLAUDE_CAPACITY allows, if one is free (held until exit)."""
+    import fcntl
+
+    k = int(Path(os.environ["FAKE_CLAUDE_CAPACITY"]).read_text().strip() or 0)
+    for n in range(k):
+        fd = os.open(state / f"place-{n}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _PLACE.append(fd)
+        note_capacity(state, admitted=True, k=k)
+        atexit.register(note_capacity, state, ended=True)  # before exit releases the lock
+        return True
+    note_capacity(state, admitted=False, k=k)
+    return False
+
+
+def note_capacity(state: Path, **fields: Any) -> None:
+    line = json.dumps({"pid": os.getpid(), "at": time.time(), **fields}) + "\n"
+    fd = os.open(state / "capacity.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write of an O_APPEND file: lines never interleave
+    finally:
+        os.close(fd)
 
 
 def counted_call(state: Path, key: str) -> int:
@@ -226,6 +283,14 @@ def main() -> int:
         }
     )
 
+    if os.environ.get("FAKE_CLAUDE_CAPACITY") and not take_place(state):
+        for n in range(1, int(os.environ.get("FAKE_CLAUDE_CAPACITY_RETRIES", "2")) + 1):
+            api_retry(n, 429, "rate_limit_error", session_id)
+        text = 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}'
+        emit(refused(session_id, text))
+        sys.stdin.read()
+        return 1
+
     def assistant(content: list[dict[str, Any]]) -> None:
         emit(
             {
@@ -268,6 +333,8 @@ def main() -> int:
                 "session_id": session_id,
             }
         )
+    if "work" in step:
+        time.sleep(step["work"])
     if "say" in step:
         assistant([{"type": "text", "text": step["say"]}])
     if "big" in step:

@@ -13,6 +13,17 @@ from ..records import AgentUsage
 
 
 @dataclass(frozen=True, slots=True)
+class Pushback:
+    """The API pushed back while a call runs: a 429 or 529 that the agent's CLI retries by
+    itself (`status`), or a warning that a usage limit is close (`warning`). The run's agent
+    limit (`agent_limit.py`) takes it as a congestion signal."""
+
+    status: int | None = None
+    retry_after_s: float | None = None  # when the API said the limit lifts, if it said
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AgentRequest:
     task: Task
     prompt: str  # the task's prompt, plus feedback from the failed attempt before
@@ -26,6 +37,8 @@ class AgentRequest:
     timeout: float | None = None
     # Progress worth telling while the call runs (one line, shown on the console), if wanted.
     note: Callable[[str], None] | None = None
+    # The API pushing back while the call runs, for the run's agent limit, if it listens.
+    pushback: Callable[[Pushback], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +48,9 @@ class AgentResult:
     duration_s: float
     error: str | None = None  # one line, when not ok
     timed_out: bool = False
-    rate_limited: bool = False  # retried with backoff without consuming an attempt
+    rate_limited: bool = False  # the API refused it (429/529, a usage limit): not an attempt
     retry_after_s: float | None = None  # when rate-limited: seconds until the limit lifts, if known
+    api_status: int | None = None  # when rate-limited: the HTTP status, if the agent knows it
     fatal: bool = False  # no other task can succeed either (no CLI, no credentials): stop the run
     usage: AgentUsage = field(default_factory=AgentUsage)
     output: str = ""  # bounded, readable tail of what the agent printed
