@@ -8,12 +8,15 @@ lock, atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .records import State, merge
 from .state import StateError, StateStore
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,27 @@ def merge_files(
     """Merge the states at `inputs` into the state at `out` (created if missing); with
     `identity` (of the workflow file `workflow`), every state must be that workflow's."""
     states = [(path, read_input(path)) for path in inputs]
+    merged, owner = merge_at(
+        out,
+        [state for _, state in states],
+        lambda held: check_one_workflow([*states, (out, held)], identity, workflow),
+    )
+    return Merged(path=out, state=merged, inputs=len(states), workflow_id=owner)
+
+
+def merge_at(out: Path, states: Sequence[State], check: Callable[[State], _T]) -> tuple[State, _T]:
+    """Merge `states` into the state at `out` (created if missing) through its store: under
+    its lock, durably, in one snapshot (also when nothing is new). `check` sees the state held
+    at `out` first and raises to refuse: the state at `out` is then left as it was. The merged
+    state, and what `check` returned."""
     store = StateStore(out)
     held = store.open()
     try:
-        owner = check_one_workflow([*states, (out, held)], identity, workflow)
-        merged = merge([held, *(state for _, state in states)])
-        store.replace(merged)  # also when nothing is new: the output is then a snapshot
+        checked = check(held)
+        merged = merge([held, *states])
+        store.replace(merged)
     except BaseException:
         store.abandon()
         raise
     store.close()
-    return Merged(path=out, state=merged, inputs=len(states), workflow_id=owner)
+    return merged, checked

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..changes import PATCH_NAME
 from ..exits import FAILED, PrompterError
-from ..records import State, merge
-from ..state import StateError, StateStore, check_owner
+from ..records import State
+from ..state import StateError, check_owner
+from ..state_merge import merge_at
 from ..statefile import read_state
 from .artifact import (
     ArtifactError,
@@ -212,21 +213,10 @@ def _git(
 
 
 def merge_into(path: Path, imported: Sequence[Imported], identity: str, workflow: str) -> State:
-    """Merge the imported states into the state at `path` (`records.merge`), through the store;
-    the merged state."""
-    store = StateStore(path)
-    own = store.open()
-    try:
-        check_owner(own, identity, workflow, path)
-        merged = merge([own, *(i.state for i in imported if i.state is not None)])
-        for run in merged.runs:  # the store takes a record by its key: the merge wins
-            store.begin_run(run)
-        for task in merged.tasks.values():
-            store.record(task, durable=True)
-    except BaseException:
-        store.close()
-        raise
-    store.close()
+    """Merge the imported states into the state at `path` (`state_merge.merge_at`: one durable
+    snapshot, nothing written when the state there is another workflow's); the merged state."""
+    states = [i.state for i in imported if i.state is not None]
+    merged, _ = merge_at(path, states, lambda own: check_owner(own, identity, workflow, path))
     return merged
 
 
