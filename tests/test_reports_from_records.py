@@ -305,6 +305,18 @@ def test_the_summary_says_how_the_agent_limit_changed(tmp_path: Path) -> None:
     assert props["agent_limit_lowest"] == "3" and props["agent_limit_maximum"] == "8"
 
 
+def test_a_burst_of_cuts_is_one_phrase(tmp_path: Path) -> None:
+    changes = [(5.0, 5, "API 429"), (5.1, 4, "API 429"), (6.0, 2, "API 429")]
+    changes += [(20.0, 1, "API 429"), (30.0, 1, "API 529")]  # a cut after the burst, a pause
+    text = summary.build_summary(limited_state(tmp_path, changes))
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("**Agent limit")]
+    assert line == (
+        f"**Agent limit** (UTC): lowered to 5, 4, 2 of 8 at {clock(5)} (API 429); "
+        f"lowered to 1 of 8 at {clock(20)} (API 429); held at 1 of 8 at {clock(30)} (API 529); "
+        "1 of 8 at the end"
+    )
+
+
 def test_a_run_whose_agent_limit_never_changed_says_nothing_of_it(tmp_path: Path) -> None:
     state = limited_state(tmp_path, [])
     text = summary.build_summary(state)

@@ -24,6 +24,7 @@ from .view_model import utc_text
 MAX_PHRASES = 8  # of one run's line; the rest are counted
 MAX_LINES = 10  # runs (jobs) with a line of their own; the rest are counted
 MAX_BARS = 40  # of the timeline's agent limit sections together
+BURST_S = 5.0  # cuts this close, with one cause, are one phrase: "lowered to 5, 4, 3 of 8"
 _DATE_LIMIT_S = 8.64e12  # a JavaScript Date's range: mermaid cannot place a bar past it
 
 
@@ -49,27 +50,42 @@ def _clock(moment: float) -> str:
     return utc_text(moment, "%H:%M:%S") or "?"
 
 
-def _phrases(changes: Sequence[AgentLimitChange]) -> list[str]:
-    """What the limit did, in order: each cut (or pause) with its cause; a run of raises as one
-    phrase, where it got to."""
-    out: list[str] = []
+def _groups(changes: Sequence[AgentLimitChange]) -> list[tuple[str, list[AgentLimitChange]]]:
+    """The changes in runs of one kind: "raise" (all raises in a row), "cut" (cuts in a row
+    with one cause within BURST_S of the first: a burst of refusals), "hold" (a pause at the
+    same limit)."""
+    groups: list[tuple[str, list[AgentLimitChange]]] = []
     before: int | None = None
-    raised: AgentLimitChange | None = None
     for change in changes:
         if before is not None and change.limit > before:
-            raised = change
+            kind = "raise"
         else:
-            if raised is not None:
-                out.append(_raised(raised))
-                raised = None
-            cause = md(change.cause, 160)
-            verb = "lowered to" if before is None or change.limit < before else "held at"
-            out.append(
-                f"{verb} {change.limit} of {change.maximum} at {_clock(change.at)} ({cause})"
-            )
+            kind = "cut" if before is None or change.limit < before else "hold"
+        if groups and groups[-1][0] == kind and kind != "hold":
+            first = groups[-1][1][0]
+            burst = first.cause == change.cause and change.at - first.at <= BURST_S
+            if kind == "raise" or burst:
+                groups[-1][1].append(change)
+                before = change.limit
+                continue
+        groups.append((kind, [change]))
         before = change.limit
-    if raised is not None:
-        out.append(_raised(raised))
+    return groups
+
+
+def _phrases(changes: Sequence[AgentLimitChange]) -> list[str]:
+    """What the limit did, in order: each cut (a burst as one) or pause with its cause; a run of
+    raises as one phrase, where it got to."""
+    out: list[str] = []
+    for kind, group in _groups(changes):
+        first, last = group[0], group[-1]
+        if kind == "raise":
+            out.append(_raised(last))
+            continue
+        levels = ", ".join(str(c.limit) for c in group)
+        verb = "lowered to" if kind == "cut" else "held at"
+        cause = md(first.cause, 160)
+        out.append(f"{verb} {levels} of {last.maximum} at {_clock(first.at)} ({cause})")
     return out
 
 
