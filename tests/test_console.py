@@ -30,9 +30,17 @@ from typing import Any
 from rich.cells import cell_len
 from rich.console import Console
 
-from prompter.events import AttemptFinished, RunFinished, RunStarted, TaskFinished, TaskStarted
+from prompter.events import (
+    AgentLimitChanged,
+    AgentRefused,
+    AttemptFinished,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+)
 from prompter.progress import LiveProgress, PlainProgress
-from prompter.records import AttemptRecord, TaskRecord, TaskStatus
+from prompter.records import AgentLimitChange, AttemptRecord, TaskRecord, TaskStatus
 
 from .harness import prompter_cli
 from .init_session import init_env as fake_claude_env
@@ -253,6 +261,36 @@ def test_a_long_name_is_cut_to_one_row_while_live() -> None:
     live(TaskStarted(task="n" * 150, attempt=1))
     frame = [line for line in last_frame(buffer.getvalue()) if line.strip()]
     assert len(frame) == 2 and frame[1].startswith("▶ nnn") and "…" in frame[1], frame
+
+
+def test_the_live_view_shows_the_agent_limit_and_refused_tasks_as_waiting() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100, height=12, color_system=None)
+    live = LiveProgress(console)
+    names = ("[red]a :x:", "b", "c")
+    live(RunStarted(run_id="r", workflow="w", mode="graph", tasks=names, reused=(), slots=8))
+    for name in names:
+        live(TaskStarted(task=name, attempt=1))
+    now = time.time()
+    change = AgentLimitChange(at=now - 12, limit=3, maximum=8, cause="API 429")
+    live(AgentLimitChanged(change=change, at=change.at))
+    live(AgentRefused(task=names[0], reason="HTTP 429 \x1b[2J", retry_in_s=None))
+    live._draw()
+    frame = [line.rstrip() for line in last_frame(buffer.getvalue()) if line.strip()]
+    assert frame[0].startswith("elapsed")
+    assert re.fullmatch(r"agents: 3 of 8 — API 429 1[23] s ago", frame[1]), frame
+    assert not any(names[0] in line for line in frame), frame  # waiting, not running
+    assert "1 waiting for the agent limit" in frame, frame
+    # Back at the maximum: the line goes; the task runs again, the same attempt.
+    back = AgentLimitChange(at=now, limit=8, maximum=8, cause="sessions ended")
+    live(AgentLimitChanged(change=back, at=now))
+    live(TaskStarted(task=names[0], attempt=1))
+    live._draw()
+    frame = [line.rstrip() for line in last_frame(buffer.getvalue()) if line.strip()]
+    assert not any(line.startswith("agents:") for line in frame), frame
+    assert not any("waiting" in line for line in frame), frame
+    assert any(line.startswith("▶ [red]a :x:") for line in frame), frame
+    assert "\x1b[2J" not in buffer.getvalue()
 
 
 def test_the_cursor_comes_back_when_a_run_ends_by_an_internal_error(tmp_path: Path) -> None:

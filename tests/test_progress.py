@@ -11,9 +11,17 @@ import anyio
 import pytest
 from rich.console import Console
 
-from prompter.events import RunFinished, RunStarted, TaskFinished, TaskStarted
-from prompter.progress import LiveProgress, PlainProgress, choose
-from prompter.records import TaskRecord, TaskStatus
+from prompter.events import (
+    AgentLimitChanged,
+    AgentRefused,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+)
+from prompter.progress import LiveProgress, PlainProgress, RunView, choose
+from prompter.records import AgentLimitChange, TaskRecord, TaskStatus
 
 from .harness import Harness
 
@@ -103,3 +111,122 @@ def test_auto_is_plain_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     assert isinstance(choose("auto", io.StringIO()), PlainProgress)
     assert choose("none") is None
     assert isinstance(choose("rich"), LiveProgress)
+
+
+# -- the agent limit ---------------------------------------------------------------------------
+
+HOSTILE_NAME = "[bold]x \x1b[2J\u202eevil\nsecond"
+SHOWN_NAME = "[bold]x \\x1b[2J\\u202eevil second"  # escaped, on one line, no markup
+
+
+def limit(at: float, level: int, cause: str, maximum: int = 8) -> AgentLimitChanged:
+    return AgentLimitChanged(
+        change=AgentLimitChange(at=at, limit=level, maximum=maximum, cause=cause), at=at
+    )
+
+
+def plain_lines(events: list[Event]) -> tuple[PlainProgress, list[str]]:
+    out = io.StringIO()
+    progress = PlainProgress(out)
+    for event in events:
+        progress(event)
+    return progress, [re.sub(STAMP, "", line) for line in out.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ([(3, "API 429")], ["agents: 3 of 8 (API 429)"]),
+        (
+            [(3, "API 429"), (4, "sessions ended without a rate limit"), (8, "sessions ended")],
+            [
+                "agents: 3 of 8 (API 429)",
+                "agents: 4 of 8 (sessions ended without a rate limit)",
+                "agents: 8 of 8 again",
+            ],
+        ),
+        (  # a pause at the same limit is a change too: it says why
+            [(1, "API 529"), (1, "API 429; no new session for 10 s")],
+            ["agents: 1 of 8 (API 529)", "agents: 1 of 8 (API 429; no new session for 10 s)"],
+        ),
+        (  # a cut after a recovery is a cut again
+            [(4, "API 429"), (8, "sessions ended"), (5, "API 529")],
+            ["agents: 4 of 8 (API 429)", "agents: 8 of 8 again", "agents: 5 of 8 (API 529)"],
+        ),
+    ],
+)
+def test_the_plain_progress_prints_a_line_at_each_change_of_the_agent_limit(
+    changes: list[tuple[int, str]], expected: list[str]
+) -> None:
+    now = time.time()
+    _, lines = plain_lines(
+        [limit(now + i, level, cause) for i, (level, cause) in enumerate(changes)]
+    )
+    assert lines == expected
+
+
+def test_a_pause_at_a_maximum_of_one_says_why_rather_than_again() -> None:
+    _, lines = plain_lines([limit(time.time(), 1, "API 429; no new session for 10 s", maximum=1)])
+    assert lines == ["agents: 1 of 1 (API 429; no new session for 10 s)"]
+
+
+def test_a_refused_session_is_a_plain_line_and_the_task_waits_not_runs() -> None:
+    now = time.time()
+    reason = "Claude API rate limit or overload (HTTP 429): \x1b[31mslow down\x1b[0m\nnow"
+    progress, lines = plain_lines(
+        [
+            RunStarted(
+                run_id="r",
+                workflow="w",
+                mode="graph",
+                tasks=(HOSTILE_NAME, "b"),
+                reused=(),
+                slots=8,
+            ),
+            TaskStarted(task=HOSTILE_NAME, attempt=1, at=now - 20),
+            TaskStarted(task="b", attempt=1, at=now - 20),
+            limit(now - 12, 3, "API 429"),
+            AgentRefused(task=HOSTILE_NAME, reason=reason, at=now - 12),
+            AgentRefused(task="b", reason="rate-limited", retry_in_s=29.4, at=now - 12),
+        ]
+    )
+    assert lines[-2] == (
+        f"⏸ {SHOWN_NAME}: the API refused the agent session (Claude API rate limit or overload "
+        "(HTTP 429): \\x1b[31mslow down\\x1b[0m now); waits for the agent limit"
+    )
+    assert lines[-1] == (
+        "⏸ b: the API refused the agent session (rate-limited); waits for the agent limit "
+        "(no new session for 29 s)"
+    )
+    view = progress.view
+    assert view.running == {} and set(view.refused) == {HOSTILE_NAME, "b"}
+    assert view.queued == 0  # waiting for the limit, not queued afresh
+    progress.beat()
+    beat = progress.stream.getvalue().splitlines()[-1]  # type: ignore[attr-defined]
+    assert re.search(
+        rf"… waiting for the agent limit: {re.escape(SHOWN_NAME)}, b; "
+        r"agents: 3 of 8 — API 429 1[23] s ago$",
+        beat,
+    ), beat
+    for text in [*lines, beat]:
+        assert "\x1b" not in text and "\u202e" not in text
+    # The same attempt starts again: the task runs, and waits no more.
+    progress(TaskStarted(task=HOSTILE_NAME, attempt=1))
+    assert HOSTILE_NAME in view.running and HOSTILE_NAME not in view.refused
+    assert re.sub(STAMP, "", progress.stream.getvalue().splitlines()[-1]) == f"▶ {SHOWN_NAME}"  # type: ignore[attr-defined]
+
+
+def test_the_agent_limit_says_the_cause_of_its_last_cut_while_it_grows_back() -> None:
+    now = time.time()
+    view = RunView()
+    assert view.agents(now) is None  # never changed
+    view.update(limit(now - 75, 3, "API 529"))
+    assert view.agents(now) == "agents: 3 of 8 — API 529 1m15s ago"
+    view.update(limit(now - 30, 4, "sessions ended without a rate limit"))
+    assert view.agents(now) == "agents: 4 of 8 — API 529 1m15s ago"
+    view.update(limit(now - 5, 2, "API 429; no new session for 29 s (as it said)"))
+    assert (
+        view.agents(now) == "agents: 2 of 8 — API 429 5 s ago; no new session for 29 s (as it said)"
+    )
+    view.update(limit(now, 8, "sessions ended without a rate limit"))
+    assert view.agents(now) is None  # at the maximum: nothing to say

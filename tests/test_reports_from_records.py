@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from prompter.records import TaskStatus
-from prompter.report import junit, mermaid, summary
+from prompter.records import AgentLimitChange, TaskStatus
+from prompter.report import junit, mermaid, pushback, summary
 from prompter.text import xml_safe
 
 from .built_states import T0, blocks, record, state_of, write_toml
@@ -224,3 +224,133 @@ def test_gantt_texts_that_start_like_a_date_render_literally(
         assert verdict.ok, f"{name!r}: {verdict.error}\n{diagram}"
         assert name in verdict.text, (name, verdict.text)
         assert "2024-12-31 nightly" in verdict.text
+
+
+# -- the agent limit (the API's pushback) --------------------------------------------------------
+
+
+def limited_state(tmp_path: Path, changes: list[tuple[float, int, str]]) -> Any:
+    """Two tasks over 120 s; the run's agent limit (of 8) changed at T0 + each offset."""
+    state = state_of(
+        [record("a", TaskStatus.PASSED, T0, 100.0), record("b", TaskStatus.FAILED, T0 + 1, 100.0)],
+        tmp_path / "wf.toml",
+        T0 + 120,
+    )
+    limit = [
+        AgentLimitChange(at=T0 + offset, limit=level, maximum=8, cause=cause)
+        for offset, level, cause in changes
+    ]
+    state.runs[0] = state.runs[0].model_copy(update={"agent_limit": limit})
+    return state
+
+
+GROWS = "sessions ended without a rate limit"
+CHANGES = [
+    (5.0, 3, "API 429"),
+    (20.0, 4, GROWS),
+    (30.0, 4, "API 529; no new session for 29 s (as it said)"),
+    (50.0, 5, GROWS),
+    (60.0, 8, GROWS),
+    (90.0, 6, "API 429"),
+]
+
+
+def clock(offset: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(T0 + offset))
+
+
+def limit_bars(gantt: str) -> list[str]:
+    """The bars of the gantt's "agent limit" sections, as written."""
+    lines = gantt.splitlines()
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.strip().startswith("section"):
+            inside = "gent limit" in line
+        elif inside:
+            out.append(line.strip())
+    return out
+
+
+def test_the_summary_says_how_the_agent_limit_changed(tmp_path: Path) -> None:
+    text = summary.build_summary(limited_state(tmp_path, CHANGES))
+    headline = text.split("### Tasks")[0]
+    (line,) = [ln for ln in headline.splitlines() if ln.startswith("**Agent limit")]
+    assert line == (
+        f"**Agent limit** (UTC): lowered to 3 of 8 at {clock(5)} (API 429); "
+        f"up to 4 by {clock(20)}; "
+        f"held at 4 of 8 at {clock(30)} (API 529; no new session for 29 s \\(as it said\\)); "
+        f"back to 8 at {clock(60)}; lowered to 6 of 8 at {clock(90)} (API 429); "
+        "6 of 8 at the end"
+    )
+    assert "The API pushed back" in headline
+    # The timeline: a section on top, a bar per level below the maximum, the last one open
+    # until the run ended.
+    gantt = blocks(text)[-1]
+    sections = [ln.strip() for ln in gantt.splitlines() if ln.strip().startswith("section")]
+    assert sections == ["section #97;gent limit", "section #97;ttempts"]
+    ms = int(T0 * 1000)
+    assert limit_bars(gantt)[:3] == [
+        f"#51; of 8 :active, l0, {ms + 5000}, {ms + 20000}",
+        f"#52; of 8 :active, l1, {ms + 20000}, {ms + 50000}",  # the pause at 4 is one bar with it
+        f"#53; of 8 :active, l2, {ms + 50000}, {ms + 60000}",
+    ]
+    assert limit_bars(gantt)[3] == f"#54; of 8 :active, l3, {ms + 90000}, {ms + 120000}"
+    assert len(limit_bars(gantt)) == 4
+    assert "Agent limit: while the API's pushback held" in text
+    # JUnit: the lowest limit, of the maximum.
+    suite = ET.fromstring(junit.build_junit(limited_state(tmp_path, CHANGES))).find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.find("properties") or ()}
+    assert props["agent_limit_lowest"] == "3" and props["agent_limit_maximum"] == "8"
+
+
+def test_a_burst_of_cuts_is_one_phrase(tmp_path: Path) -> None:
+    changes = [(5.0, 5, "API 429"), (5.1, 4, "API 429"), (6.0, 2, "API 429")]
+    changes += [(20.0, 1, "API 429"), (30.0, 1, "API 529")]  # a cut after the burst, a pause
+    text = summary.build_summary(limited_state(tmp_path, changes))
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("**Agent limit")]
+    assert line == (
+        f"**Agent limit** (UTC): lowered to 5, 4, 2 of 8 at {clock(5)} (API 429); "
+        f"lowered to 1 of 8 at {clock(20)} (API 429); held at 1 of 8 at {clock(30)} (API 529); "
+        "1 of 8 at the end"
+    )
+
+
+def test_a_run_whose_agent_limit_never_changed_says_nothing_of_it(tmp_path: Path) -> None:
+    state = limited_state(tmp_path, [])
+    text = summary.build_summary(state)
+    assert "Agent limit" not in text and "gent limit" not in "".join(blocks(text))
+    assert 'name="agent_limit' not in junit.build_junit(state)
+
+
+def test_the_agent_limit_line_and_band_are_capped(tmp_path: Path) -> None:
+    changes = []
+    for i in range(200):  # down and back up, 200 times
+        changes += [(i * 0.5, 2, "API 429"), (i * 0.5 + 0.25, 8, GROWS)]
+    text = summary.build_summary(limited_state(tmp_path, changes))
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("**Agent limit")]
+    assert line.count(";") == pushback.MAX_PHRASES and line.endswith("; … 392 more")
+    assert len(line) < 1000
+    bars = [b for b in limit_bars(blocks(text)[-1]) if b.startswith("#50; of 8")]
+    assert len(bars) == pushback.MAX_BARS
+
+
+def test_a_cause_from_a_crafted_state_stays_text(tmp_path: Path) -> None:
+    cause = "<img src=x onerror=alert(1)> `code` [link](http://x) %%{init}%% \x1b[2J"
+    state = limited_state(tmp_path, [(5.0, 3, cause)])
+    text = summary.build_summary(state)
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("**Agent limit")]
+    assert "<img" not in line and "&lt;img" in line and "](http" not in line
+    assert "\x1b" not in text
+    assert "3 of 8" in line and "3 of 8 at the end" in line
+
+
+@pytest.mark.render
+def test_a_timeline_with_the_agent_limit_renders(tmp_path: Path) -> None:
+    diagrams = blocks(summary.build_summary(limited_state(tmp_path, CHANGES)))
+    verdicts = render(diagrams[-1:])
+    (verdict,) = verdicts
+    assert verdict.ok, f"mermaid failed: {verdict.error}\n{diagrams[-1]}"
+    for text in ("agent limit", "3 of 8", "4 of 8", "5 of 8", "6 of 8", "attempts", "✓ a"):
+        assert text in verdict.text, (text, verdict.text)

@@ -10,7 +10,7 @@ import pytest
 
 from prompter.config import Workflow
 from prompter.fingerprints import fingerprints
-from prompter.records import RunRecord, State, TaskStatus, merge
+from prompter.records import AgentLimitChange, RunRecord, State, TaskStatus, merge
 from prompter.report import summary
 from prompter.report.junit import build_junit
 from prompter.report.view_model import analyse, utc_text
@@ -206,3 +206,63 @@ def test_a_merged_three_job_summary_renders(tmp_path: Path) -> None:
     for job in JOBS:
         assert f"job {job}" in gantt.text, gantt.text
     assert "✗ b (1/2)" in gantt.text and "✓ f" in gantt.text
+
+
+def with_limits(state: State) -> State:
+    """p-b's agent limit (of 4) went down to 2 and back; p-d's down to 3 until its end; p-a's
+    never changed."""
+    changes = {
+        "p-b": [(65.0, 2, "API 429"), (90.0, 4, "sessions ended without a rate limit")],
+        "p-d": [(150.0, 3, "API 529")],
+    }
+    runs = [
+        r.model_copy(
+            update={
+                "agent_limit": [
+                    AgentLimitChange(at=T0 + at, limit=level, maximum=4, cause=cause)
+                    for at, level, cause in changes.get(r.job or "", [])
+                ]
+            }
+        )
+        for r in state.runs
+    ]
+    return State.model_construct(version=1, tasks=state.tasks, runs=runs)
+
+
+def test_each_job_of_a_fan_out_shows_its_own_agent_limit(tmp_path: Path) -> None:
+    workflow, state = fan_out(tmp_path)
+    state = with_limits(state)
+    text = summary.build_summary(state, workflow)
+    lines = [line for line in text.splitlines() if line.startswith("**Agent limit")]
+
+    def at(offset: float) -> str | None:
+        return utc_text(T0 + offset, "%H:%M:%S")
+
+    assert lines == [
+        f"**Agent limit (job p-b)** (UTC): lowered to 2 of 4 at {at(65)} (API 429); "
+        f"back to 4 at {at(90)}",
+        f"**Agent limit (job p-d)** (UTC): lowered to 3 of 4 at {at(150)} (API 529); "
+        "3 of 4 at the end",
+    ]
+    gantt = blocks(text)[-1]
+    sections = [line.strip() for line in gantt.splitlines() if line.strip().startswith("section")]
+    assert sections[:2] == ["section #97;gent limit, job p-b", "section #97;gent limit, job p-d"]
+    ms = int(T0 * 1000)
+    assert f"#50; of 4 :active, l0, {ms + 65_000}, {ms + 90_000}" in gantt
+    assert (
+        f"#51; of 4 :active, l1, {ms + 150_000}, {ms + 170_000}" in gantt
+    )  # until p-d's run ended
+    suite = ET.fromstring(build_junit(state, workflow)).find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.find("properties") or ()}
+    assert props["agent_limit_lowest"] == "2" and props["agent_limit_maximum"] == "4"
+
+
+@pytest.mark.render
+def test_a_fan_out_timeline_with_agent_limits_renders(tmp_path: Path) -> None:
+    workflow, state = fan_out(tmp_path)
+    gantt = blocks(summary.build_summary(with_limits(state), workflow))[-1]
+    (verdict,) = render([gantt])
+    assert verdict.ok, f"mermaid failed: {verdict.error}\n{gantt}"
+    for text in ("agent limit, job p-b", "agent limit, job p-d", "2 of 4", "3 of 4", "job p-a"):
+        assert text in verdict.text, (text, verdict.text)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, TextIO, cast
 import anyio
 
 from .events import (
+    AgentLimitChanged,
     AgentNote,
+    AgentRefused,
     AttemptFinished,
     Event,
     RunFinished,
@@ -24,8 +26,8 @@ from .events import (
     TaskFinished,
     TaskStarted,
 )
-from .records import RunStatus, TaskStatus
-from .text import console_line
+from .records import AgentLimitChange, RunStatus, TaskStatus
+from .text import console_line, truncate
 from .words import count
 
 if TYPE_CHECKING:
@@ -61,9 +63,24 @@ def _note(view: RunView, task: str) -> str:
     return f"; {note}" if note else ""
 
 
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    return f"{seconds:.0f} s" if round(seconds) < 60 else _duration(seconds)
+
+
 def _listed(items: list[str]) -> str:
     more = len(items) - LISTED
     return ", ".join(items[:LISTED]) + (f", … and {more} more" if more > 0 else "")
+
+
+def _refused(event: AgentRefused) -> str:
+    """The line for a session the API refused: not an attempt, the task queues again."""
+    pause = event.retry_in_s
+    after = f" (no new session for {pause:.0f} s)" if pause else ""
+    return (
+        f"⏸ {event.task}: the API refused the agent session ({truncate(event.reason, 200)}); "
+        f"waits for the agent limit{after}"
+    )
 
 
 class RunView:
@@ -74,6 +91,11 @@ class RunView:
         self.total = 0
         self.running: dict[str, tuple[float, int]] = {}  # task -> (started at, attempt)
         self.waiting: dict[str, float] = {}  # task -> when its retry is due (backoff)
+        # Tasks whose agent session the API refused, queued again behind the agent limit (not
+        # an attempt): task -> when the pause the API named (or the back-off) ends, if any.
+        self.refused: dict[str, float | None] = {}
+        self.limit: AgentLimitChange | None = None  # the agent limit's latest change
+        self.cut: AgentLimitChange | None = None  # its latest change that did not raise it
         self.notes: dict[str, str] = {}  # task -> what its agent said last along the way
         # Each task's latest end: a loop ends a task more than once, the count is of tasks.
         self.ended: dict[str, TaskStatus] = {}
@@ -86,7 +108,18 @@ class RunView:
         elif isinstance(event, TaskStarted):
             self.running[event.task] = (event.at, event.attempt)
             self.waiting.pop(event.task, None)
+            self.refused.pop(event.task, None)
             self.notes.pop(event.task, None)
+        elif isinstance(event, AgentRefused):
+            self.running.pop(event.task, None)
+            self.notes.pop(event.task, None)
+            due = None if event.retry_in_s is None else event.at + event.retry_in_s
+            self.refused[event.task] = due
+        elif isinstance(event, AgentLimitChanged):
+            change, before = event.change, self.limit
+            if before is None or change.limit <= before.limit:
+                self.cut = change  # a cut, or a pause at the same limit: the why to show
+            self.limit = change
         elif isinstance(event, AgentNote):
             if event.task in self.running:
                 self.notes[event.task] = event.text
@@ -99,6 +132,7 @@ class RunView:
         elif isinstance(event, TaskFinished):
             self.running.pop(event.record.name, None)
             self.waiting.pop(event.record.name, None)
+            self.refused.pop(event.record.name, None)
             self.notes.pop(event.record.name, None)
             self.ended[event.record.name] = event.record.status
 
@@ -113,9 +147,21 @@ class RunView:
     @property
     def queued(self) -> int:
         """Tasks of this run that have not started yet (a retry waiting for its backoff is
-        counted in `waiting`, not here)."""
+        counted in `waiting`, a refused session in `refused`, not here)."""
         started = self.ended.keys() | self.running.keys() | self.waiting.keys()
-        return max(self.total - len(started), 0)
+        return max(self.total - len(started | self.refused.keys()), 0)
+
+    def agents(self, now: float) -> str | None:
+        """The agent limit while it is below its maximum, and why: "agents: 3 of 8 — API 429
+        12 s ago"; None at the maximum (or before any change)."""
+        limit, cut = self.limit, self.cut
+        if limit is None or limit.limit >= limit.maximum:
+            return None
+        why = ""
+        if cut is not None:  # "API 429; no new session for 10 s": the signal, when, the rest
+            signal, *rest = cut.cause.split("; ", 1)
+            why = "; ".join([f" — {signal} {_ago(now - cut.at)} ago", *rest])
+        return f"agents: {limit.limit} of {limit.maximum}{why}"
 
     def counts(self) -> str:
         order = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED)
@@ -159,6 +205,10 @@ class PlainProgress:
             )
         elif isinstance(event, AgentNote):
             self._line(f"… {event.task}: {event.text}", event.at)
+        elif isinstance(event, AgentRefused):
+            self._line(_refused(event), event.at)
+        elif isinstance(event, AgentLimitChanged):
+            self._limit_line(event.change, event.at)
         elif isinstance(event, AttemptFinished) and event.retry_in_s is not None:
             self._line(
                 f"↻ {event.task} attempt {event.attempt.number} failed: {event.attempt.reason}; "
@@ -187,9 +237,16 @@ class PlainProgress:
                     event.at,
                 )
 
+    def _limit_line(self, change: AgentLimitChange, at: float) -> None:
+        # The view has taken the change already: one that is not its `cut` raised the limit.
+        back = change is not self.view.cut and change.limit >= change.maximum
+        why = "again" if back else f"({change.cause})"
+        self._line(f"agents: {change.limit} of {change.maximum} {why}", at)
+
     def beat(self) -> None:
-        """The heartbeat's line: what runs, and what waits to be retried (nothing else is
-        printed while a retry's backoff runs, up to minutes)."""
+        """The heartbeat's line: what runs, what waits to be retried or for the agent limit,
+        and the limit while it is low (nothing else is printed while a retry's backoff runs,
+        up to minutes)."""
         view, now = self.view, time.time()
         parts = []
         if view.running:
@@ -203,6 +260,10 @@ class PlainProgress:
                 f"{name} (in {_duration(due - now)})" for name, due in sorted(view.waiting.items())
             ]
             parts.append(f"waiting to retry: {_listed(waiting)}")
+        if view.refused:
+            parts.append(f"waiting for the agent limit: {_listed(sorted(view.refused))}")
+        if parts and (agents := view.agents(now)) is not None:
+            parts.append(agents)
         if parts:
             self._line("… " + "; ".join(parts))
 
@@ -249,18 +310,23 @@ class LiveProgress:
             f"  {view.counts()}{view.spent()}",
         )
         running = sorted(view.running.items())
-        waiting = len(view.waiting)
+        waiting, refused = len(view.waiting), len(view.refused)
         pending = [f"{view.queued} queued"] if view.queued else []
         pending += [f"{waiting} waiting to retry"] if waiting else []
+        pending += [f"{refused} waiting for the agent limit"] if refused else []
+        agents = view.agents(now)
         recent = self.recent[-RECENT:]
         shown_running = len(running)
         if not final:  # what fits below the header, with a spare line for the cursor
-            room = max(self.console.size.height - 2, 2) - (1 if pending else 0)
+            above = (1 if pending else 0) + (1 if agents else 0)
+            room = max(max(self.console.size.height - 2, 2) - above, 1)
             n_recent = min(len(recent), max(room - len(running), room // 3))
             recent = recent[len(recent) - n_recent :]
             if len(running) > room - n_recent:
                 shown_running = room - n_recent - 1  # and a line saying how many more
         lines = [header]
+        if agents:  # the API pushed back: fewer sessions at once than the slots allow
+            lines.append(Text(console_line(agents), style="yellow"))
         if shown_running:
             width = self.console.size.width
             shown = running[:shown_running]

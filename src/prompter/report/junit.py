@@ -18,7 +18,8 @@ file relative to the repository root, the task's `[[tasks]]` line) when the work
   the same `(run)` testcase with `<error>`: a run that did not pass is never all green.
 Each testcase has `<properties>`: attempts, cost, tokens, session id, run id, and in a fan-out
 `prompter.job` (the job that recorded it) and, for a task skipped because a dependency failed
-in another job, `prompter.cause_job`; the suite lists the fan-out's jobs (`prompter.jobs`).
+in another job, `prompter.cause_job`; the suite lists the fan-out's jobs (`prompter.jobs`) and,
+when the API's pushback lowered the agent limit, `agent_limit_lowest` (of `agent_limit_maximum`).
 
 Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
 evenly, at most `MAX_CASE_OUTPUT_BYTES` each) and everything else at most `MAX_TASK_BYTES` per
@@ -35,6 +36,7 @@ from typing import Any
 from ..config import Workflow
 from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..text import report_line, xml_safe
+from .pushback import lowest
 from .view_model import (
     RunFacts,
     TaskView,
@@ -276,6 +278,10 @@ def _suite_properties(facts: RunFacts) -> dict[str, str]:
         props["wall_time_s"] = _number(facts.wall_s)
     props["task_time_s"] = _number(facts.work_s)
     props["cost_usd"] = _dollars(facts.cost_usd)
+    low = lowest(facts.runs)
+    if low is not None:  # the API pushed back: the fewest agent sessions at once allowed
+        props["agent_limit_lowest"] = str(low.limit)
+        props["agent_limit_maximum"] = str(low.maximum)
     for i, note in enumerate(facts.notes[:10]):
         props[f"note_{i + 1}"] = report_line(note, 500)
     return props

@@ -1,11 +1,12 @@
 """`summary.md`: the run for a person, in GitHub-flavoured markdown, at most 1 MiB.
 
-Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, critical
-path, cost); in a fan-out, the jobs with their cost and the total (`jobs.py`); a table of tasks;
-a mermaid flowchart of the dependency graph coloured by outcome and its legend (a small diagram
-of its own under it, out of the graph's layout); a mermaid gantt chart of the actual timeline
-(one bar per attempt, the critical path in red; in a fan-out, one section per job);
-`<details>` with each failure's output tail.
+Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, cost,
+the agent limit's changes when the API pushed back (`pushback.py`), critical path); in a
+fan-out, the jobs with their cost and the total (`jobs.py`); a table of tasks; a mermaid
+flowchart of the dependency graph coloured by outcome and its legend (a small diagram of its
+own under it, out of the graph's layout); a mermaid gantt chart of the actual timeline (one bar
+per attempt, the critical path in red; in a fan-out, one section per job; a section for the
+agent limit while it was below its maximum); `<details>` with each failure's output tail.
 
 GitHub drops a step summary over 1 MiB, so the document is fitted to `MAX_BYTES` by trimming,
 always in this order, and the end of the document says what was trimmed:
@@ -34,6 +35,7 @@ from ..words import count
 from . import mermaid
 from .jobs import jobs_section
 from .markdown import fenced, html, md
+from .pushback import limit_lines, limit_sections
 from .view_model import RunFacts, TaskView, analyse, duration_text, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
@@ -107,6 +109,8 @@ def _headline(facts: RunFacts) -> str:
     parts.append(f"cost ${facts.cost_usd:.2f}")
     lines.append(" · ".join(parts))
     lines.append("")
+    for paragraph in limit_lines(facts.runs, bool(facts.jobs)):  # if the API pushed back
+        lines += [paragraph, ""]
     if facts.timeline_run is not None:
         earlier = facts.timeline_run
         stamp = utc_text(earlier.started_at) or "?"
@@ -352,8 +356,11 @@ def _peak(spans: Sequence[_Span]) -> int:
     return peak
 
 
-def _gantt(spans: Sequence[_Span], axis: str) -> str:
-    """One section ("attempts"), or in a fan-out one per job, in the order they start."""
+def _gantt(
+    spans: Sequence[_Span], axis: str, limits: Sequence[tuple[str, Sequence[mermaid.Bar]]] = ()
+) -> str:
+    """One section ("attempts"), or in a fan-out one per job, in the order they start; after
+    the sections of the agent limit (`limits`), if it went below its maximum."""
     lanes: dict[str | None, list[mermaid.Bar]] = {}
     for i, span in enumerate(spans):  # by start: a lane comes where its first bar does
         tags = tuple(t for t, on in (("crit", span.critical), ("done", span.failed)) if on)
@@ -363,7 +370,7 @@ def _gantt(spans: Sequence[_Span], axis: str) -> str:
         ("attempts" if lane is None else f"job {report_line(lane, 100)}", bars)
         for lane, bars in lanes.items()
     ]
-    return mermaid.gantt(sections, axis_format=axis)
+    return mermaid.gantt([*limits, *sections], axis_format=axis)
 
 
 def _gantt_section(facts: RunFacts) -> str:
@@ -380,6 +387,13 @@ def _gantt_section(facts: RunFacts) -> str:
             f"_Run {md(facts.timeline_run.run_id, 64)}'s attempts: nothing ran in this run._\n\n"
         )
     lanes = " One section per job of the fan-out." if facts.jobs else ""
+    runs = (facts.timeline_run,) if facts.timeline_run is not None else facts.runs
+    limits = limit_sections(runs, last, bool(facts.jobs))
+    if limits:
+        lanes += (
+            " Agent limit: while the API's pushback held the agent sessions at once below the "
+            "maximum, a light bar per level (\u201c3 of 8\u201d)."
+        )
     explain = (
         f"Each bar is one attempt ({len(spans):,} in all, up to {_peak(spans)} at once), on the "
         "viewer's local clock. Red: on the critical path; grey: a failed or interrupted "
@@ -388,7 +402,7 @@ def _gantt_section(facts: RunFacts) -> str:
     reason: str
     if len(spans) <= MAX_BARS:
         try:
-            return head + _block(_gantt(spans, axis)) + "\n" + explain
+            return head + _block(_gantt(spans, axis, limits)) + "\n" + explain
         except mermaid.TooLarge as exc:
             reason = str(exc)
     else:
@@ -401,7 +415,7 @@ def _gantt_section(facts: RunFacts) -> str:
     while cap >= 1:
         chosen = sorted(ranked[:cap], key=lambda s: (s.start, s.end))
         try:
-            diagram = _gantt(chosen, axis)
+            diagram = _gantt(chosen, axis, limits)
         except mermaid.TooLarge:
             cap //= 2
             continue
