@@ -25,7 +25,7 @@ def diagnostics(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_each_rule_is_its_own_documented_function() -> None:
-    assert len({rule.__name__ for rule in RULES}) == len(RULES) == 11
+    assert len({rule.__name__ for rule in RULES}) == len(RULES) == 13
     for rule in RULES:
         assert rule.__module__ == "prompter.lints", rule
         assert rule.__doc__ and len(rule.__doc__.split()) >= 8, rule.__name__
@@ -95,6 +95,14 @@ CASES = {
         ],
         '[settings]\nworktree_copy = ["ok", "a/b"]\n\n' + TASK,
     ),
+    "settings_rate_limit_pattern_is_invalid": (
+        "[settings]\nrate_limit_pattern = '(?P<seconds>\\d+'\n\n" + TASK,
+        [
+            "2:1: error: rate_limit_pattern is not a valid regular expression: "
+            "missing ), unterminated subpattern at position 0"
+        ],
+        "[settings]\nrate_limit_pattern = 'retry in (?P<seconds>\\d+)'\n\n" + TASK,
+    ),
     "task_program_is_empty": (
         TASK + 'agent = "command"\nagent_command = ["", "{prompt}"]\n',
         ["6:1: error: " + lints.EMPTY_PROGRAM],
@@ -147,6 +155,19 @@ CASES = {
             "did you mean `{task}`? (it is passed as is)",
         ],
         COMMAND + TASK + 'agent_command = ["x", "{task}", "{attempt}", "{HOME}"]\n',
+    ),
+    "task_rate_limit_pattern": (
+        COMMAND
+        + TASK
+        + "rate_limit_pattern = '[a-'\n\n"
+        + TASK.replace('"a"', '"b"')
+        + "agent = \"claude\"\nrate_limit_pattern = 'slow'\n",
+        [
+            "9:1: error: rate_limit_pattern is not a valid regular expression: "
+            "unterminated character set at position 0",
+            '16:1: warning: rate_limit_pattern has no effect: task `b` uses agent = "claude"',
+        ],
+        COMMAND + TASK + "rate_limit_pattern = 'slow'\n",
     ),
     "scheduling_keys_in_sequential_mode": (
         TASK + "priority = 2\nexclusive = true\n",

@@ -102,6 +102,26 @@ def worktree_paths_outside(settings: Settings, mode: Mode) -> Sequence[Lint]:
     return found
 
 
+def settings_rate_limit_pattern_is_invalid(settings: Settings, mode: Mode) -> Sequence[Lint]:
+    """Errs on a `[settings]` `rate_limit_pattern` that is no regular expression (it would fail
+    only when the first command agent fails)."""
+    problem = pattern_problem(settings.rate_limit_pattern)
+    return (Lint(("settings", "rate_limit_pattern"), problem),) if problem else ()
+
+
+def pattern_problem(pattern: str | None) -> str | None:
+    """Why `rate_limit_pattern` cannot be used: not a regular expression (Python's `re`), or
+    None."""
+    if pattern is None:
+        return None
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        where = "" if exc.pos is None else f" at position {exc.pos}"
+        return f"rate_limit_pattern is not a valid regular expression: {exc.msg}{where}"
+    return None
+
+
 # -- each [[tasks]] ------------------------------------------------------------------------
 
 
@@ -209,6 +229,21 @@ def mistyped_placeholder(task: Task, i: int, settings: Settings, mode: Mode) -> 
     ]
 
 
+def task_rate_limit_pattern(task: Task, i: int, settings: Settings, mode: Mode) -> Sequence[Lint]:
+    """Errs on a task's own `rate_limit_pattern` that is no regular expression, and warns when
+    the task's agent is not a `command` one: only that reads it."""
+    if "rate_limit_pattern" not in task.model_fields_set:
+        return ()
+    loc = ("tasks", i, "rate_limit_pattern")
+    problem = pattern_problem(task.rate_limit_pattern)
+    if problem:
+        return (Lint(loc, problem),)
+    if task.agent != "command":
+        message = f'task `{task.name}` uses agent = "{task.agent}"'
+        return (Lint(loc, f"rate_limit_pattern has no effect: {message}", Severity.WARNING),)
+    return ()
+
+
 def scheduling_keys_in_sequential_mode(
     task: Task, i: int, settings: Settings, mode: Mode
 ) -> Sequence[Lint]:
@@ -232,6 +267,7 @@ SETTINGS_RULES: tuple[SettingsRule, ...] = (
     more_agents_than_tasks,
     settings_program_is_empty,
     worktree_paths_outside,
+    settings_rate_limit_pattern_is_invalid,
 )
 TASK_RULES: tuple[TaskRule, ...] = (
     task_program_is_empty,
@@ -240,6 +276,7 @@ TASK_RULES: tuple[TaskRule, ...] = (
     process_string_too_long,
     claude_keys_on_command_agent,
     mistyped_placeholder,
+    task_rate_limit_pattern,
     scheduling_keys_in_sequential_mode,
 )
 

@@ -4,7 +4,10 @@
 argv: fake_agent.py TASK ATTEMPT PROMPT
 FAKE_AGENT_PLAN: path of {"task": [step for attempt 1, step for attempt 2, ...]} (last repeats)
   step: {"sleep": s, "exit": code, "write": {"path": "content"}, "print": "text",
-         "ignore_term": true}
+         "ignore_term": true, "calls": [step, ...]}
+  "calls": steps for the first calls of this task with this attempt number, the step itself
+         after them (a session the API refused is no attempt: it is called again with the
+         same number). Calls are counted in FAKE_AGENT_LOG.
 FAKE_AGENT_PIDS: a folder that gets a file TASK-ATTEMPT holding the pid, written at start, and
   with ignore_term, TASK-ATTEMPT.term once a SIGTERM came (and was ignored).
 FAKE_AGENT_LOG: a file that gets one JSON line per call (task, attempt, pid, pgid, start, end,
@@ -19,11 +22,25 @@ import time
 from pathlib import Path
 
 
+def calls_before(task: str, attempt: int) -> int:
+    """How many calls of `task` with this attempt number FAKE_AGENT_LOG has seen."""
+    try:
+        lines = Path(os.environ["FAKE_AGENT_LOG"]).read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    entries = (json.loads(line) for line in lines)
+    return sum(1 for e in entries if e["task"] == task and e["attempt"] == attempt)
+
+
 def main() -> int:
     task, attempt, prompt = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     plan = json.loads(Path(os.environ["FAKE_AGENT_PLAN"]).read_text())
     steps = plan.get(task) or [{}]
     step = steps[min(attempt, len(steps)) - 1]
+    if "calls" in step:
+        earlier = calls_before(task, attempt)
+        if earlier < len(step["calls"]):
+            step = step["calls"][earlier]
     start = time.time()
     pids = Path(os.environ["FAKE_AGENT_PIDS"]) if os.environ.get("FAKE_AGENT_PIDS") else None
     if step.get("ignore_term"):  # before the pid is announced: a test may signal at once

@@ -36,6 +36,14 @@ FAKE_CLAUDE_PLAN: path of {"KEY": [step for call 1, step for call 2, ...]} (the 
     "limit_event": s       a rejected rate_limit_event (lifts in s seconds) after which the call
                            goes on as planned (another model or overage took over)
     "resets_at": value     with usage_limit: the event's resetsAt exactly as given (absolute)
+    "warning": true        after "work", a rate_limit_event with status allowed_warning (a
+                           usage limit is close: 80 % of the five-hour window used), after
+                           which the call goes on as planned
+    "spend_limit": true    the organization's monthly spend limit: an error result with
+                           api_error_status 429 whose text quotes the API's body as the API
+                           sends it (`error.details.error_code` enforced_spend_limit_reached,
+                           no retry-after; it lifts next month); exit 1. No api_retry first
+                           (add "api_retry" to model a CLI that retries it before it gives up)
     "api_retry": [[status, error], ...]  system/api_retry messages first, as Claude Code sends
                            them while it retries a failed API request (status null: no HTTP
                            response, e.g. the network is down; error "unknown" then)
@@ -108,6 +116,27 @@ def refused(session_id: str, text: str) -> dict[str, Any]:
         "usage": {"input_tokens": 0, "output_tokens": 0},
         "result": text,
     }
+
+
+def spend_limit_text() -> str:
+    """Claude Code's result text for a call the API refused for the monthly spend limit: the
+    API's error body, quoted as Claude Code quotes any (`API Error: STATUS BODY`)."""
+    today = time.gmtime()
+    year, month = (
+        (today.tm_year + 1, 1) if today.tm_mon == 12 else (today.tm_year, today.tm_mon + 1)
+    )
+    body = {
+        "type": "error",
+        "error": {
+            "type": "rate_limit_error",
+            "message": "You have reached your API usage limits: your organization has crossed "
+            "its monthly API usage threshold. You will regain access on "
+            f"{year:04d}-{month:02d}-01 at 00:00 UTC.",
+            "details": {"error_code": "enforced_spend_limit_reached"},
+        },
+        "request_id": "req_011CfakeSpendLimit",
+    }
+    return f"API Error: 429 {json.dumps(body, separators=(',', ':'))}"
 
 
 def fail(text: str) -> None:
@@ -335,6 +364,20 @@ def main() -> int:
         )
     if "work" in step:
         time.sleep(step["work"])
+    if step.get("warning"):
+        emit(
+            {
+                "type": "rate_limit_event",
+                "rate_limit_info": {
+                    "status": "allowed_warning",
+                    "resetsAt": int(time.time() + 3600),
+                    "rateLimitType": "five_hour",
+                    "utilization": 0.8,
+                },
+                "uuid": str(uuid.uuid4()),
+                "session_id": session_id,
+            }
+        )
     if "say" in step:
         assistant([{"type": "text", "text": step["say"]}])
     if "big" in step:
@@ -445,11 +488,13 @@ def main() -> int:
         emit(result)
         sys.stdin.read()
         return 1
-    status = step.get("error")
+    status = 429 if step.get("spend_limit") else step.get("error")
     if status:
         texts = {
             401: "Invalid API key · Please run /login",
-            429: 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}',
+            429: spend_limit_text()
+            if step.get("spend_limit")
+            else 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}',
             529: 'API Error: 529 {"type":"error","error":{"type":"overloaded_error"}}',
         }
         result.update(

@@ -164,7 +164,11 @@ class ClaudeAgent:
     ) -> Outcome:
         from claude_agent_sdk import query
 
-        outcome = Outcome(transcript or Transcript(request.log, request.note), resume=resume)
+        outcome = Outcome(
+            transcript or Transcript(request.log, request.note),
+            resume=resume,
+            pushback=request.pushback,
+        )
         pidfile = tmp / "pid"
         pidfile.unlink(missing_ok=True)  # a query before this one (a failed resume) left its own
         # What the CLI's tools leave behind (daemons) is found by a token in their environment

@@ -1,5 +1,6 @@
 """The CLI's messages made readable and checked: the task log's transcript, the result message
-and the API retries it announces, and what its messages say of a rate limit.
+and the API retries it announces, what its messages say of a rate limit, and the API's error
+body it quotes (a spend limit, which is no rate limit).
 
 The SDK passes the CLI's stream-json fields on as the CLI sent them; a field of the wrong type
 must fail the attempt, not prompter. What came from the CLI is untrusted text: `one_line` and
@@ -9,7 +10,9 @@ must fail the attempt, not prompter. What came from the CLI is untrusted text: `
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +29,12 @@ if TYPE_CHECKING:
 TAIL_CHARS = 56 * 1024
 TOOL_INPUT_CHARS = 200
 LIMIT_HORIZON_S = 366 * 24 * 3600.0  # a reset time further out is taken as no reset time
+# The API's monthly spend limit (an organization's, or its tier's): a 429 that no retry passes
+# before the next month, told apart from a rate limit by the error body's `details`.
+SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
+# How Claude Code quotes a failed API call: `API Error: 429 {json}` as the result text, the
+# SDK's `Error: 429 {json}` in an error list; the JSON is the API's error body.
+_API_ERROR = re.compile(r"\s*(?:API )?Error: (\d{3}) (?=\{)")
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -255,6 +264,15 @@ def resets_at(message: Message) -> float | None:
     return when
 
 
+def warns_of_limit(message: Message) -> bool:
+    """A rate_limit_event that says a limit is close (`allowed_warning`)."""
+    from claude_agent_sdk import RateLimitEvent
+
+    return isinstance(message, RateLimitEvent) and (
+        message.rate_limit_info.status == "allowed_warning"
+    )
+
+
 def reports_limit(message: Message) -> bool:
     """A rejected rate_limit_event, or an assistant turn the CLI marks as `rate_limit`."""
     from claude_agent_sdk import AssistantMessage, RateLimitEvent
@@ -262,3 +280,35 @@ def reports_limit(message: Message) -> bool:
     if isinstance(message, RateLimitEvent):
         return message.rate_limit_info.status == "rejected"
     return isinstance(message, AssistantMessage) and message.error == "rate_limit"
+
+
+def api_error_body(text: str) -> tuple[int, dict[str, Any]] | None:
+    """The HTTP status and the error body of an API error as Claude Code quotes it
+    (`API Error: 429 {"type":"error","error":{...}}`, the JSON object parsed), or None for any
+    other text."""
+    match = _API_ERROR.match(text)
+    if match is None:
+        return None
+    try:
+        body, _ = json.JSONDecoder().raw_decode(text, match.end())
+    except ValueError:
+        return None
+    return (int(match.group(1)), body) if isinstance(body, dict) else None
+
+
+def spend_limit(result: ResultView) -> str | None:
+    """The API's message when the result is a 429 for the organization's spend limit
+    (`error.details.error_code` = `enforced_spend_limit_reached`), "" when it gives none;
+    None for any other result."""
+    for text in (result.result or "", *result.errors):
+        quoted = api_error_body(text)
+        if quoted is None or quoted[0] != 429:
+            continue
+        error = quoted[1].get("error")
+        if not isinstance(error, dict):
+            continue
+        details = error.get("details")
+        if isinstance(details, dict) and details.get("error_code") == SPEND_LIMIT_CODE:
+            message = error.get("message")
+            return one_line(message) if isinstance(message, str) else ""
+    return None

@@ -1,18 +1,22 @@
 """What one query of Claude Code amounted to (`Outcome`, gathered from its messages), and what
-that makes of the attempt: passed, or which error (a rate limit to wait out, credentials that
-no retry will fix, a timeout, the CLI's own error)."""
+that makes of the attempt: passed, or which error (a rate limit to wait out, credentials or a
+spend limit that no retry will fix, a timeout, the CLI's own error). While the query runs, the
+API's pushback (the CLI's retries of a 429/529, rate-limit warnings) goes to the request's
+`pushback` as it comes."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import Task
 from ..records import RESULT_TEXT_CHARS, AgentUsage
-from . import AgentResult
+from . import AgentResult, Pushback
 from .claude_messages import (
+    SPEND_LIMIT_CODE,
     ApiRetry,
     ResultView,
     Transcript,
@@ -20,6 +24,8 @@ from .claude_messages import (
     one_line,
     reports_limit,
     resets_at,
+    spend_limit,
+    warns_of_limit,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +34,14 @@ if TYPE_CHECKING:
 AUTH_HINT = "set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
 RATE_LIMIT_STATUSES = frozenset({429, 529})
 AUTH_STATUSES = frozenset({401, 403})
+SPEND_LIMIT = (
+    f"the organization's API spend limit is reached ({SPEND_LIMIT_CODE}); raise it in the "
+    "Claude Console — no retry until then"
+)
+# A limit that lifts later than this is a usage window, not congestion: a session that ends on
+# it stops the run (attempts.py); one that goes on (another model took over) must not hold
+# every new session for hours, so the pushback names no time then.
+NAMED_WAIT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -59,9 +73,15 @@ class Outcome:
     exit_code: int | None = None
     duration_s: float = 0.0
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    pushback: Callable[[Pushback], None] | None = None  # see AgentRequest.pushback
 
     def see(self, message: Message) -> None:
-        from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage
+        from claude_agent_sdk import (
+            AssistantMessage,
+            RateLimitEvent,
+            ResultMessage,
+            SystemMessage,
+        )
 
         if isinstance(message, ResultMessage):
             self.answered = True
@@ -80,14 +100,24 @@ class Outcome:
         if reports_limit(message):
             self.limit_hit = True
             self.limit_resets_at = resets_at(message) or self.limit_resets_at
+            if isinstance(message, RateLimitEvent):
+                self._push(Pushback(retry_after_s=_named_wait(resets_at(message))))
+        elif warns_of_limit(message):
+            self._push(Pushback(warning=True))
         elif (retry := ApiRetry.of(message)) is not None:
             self.api_retry = retry
             self.transcript.retrying(retry)
+            if retry.status in RATE_LIMIT_STATUSES:  # the CLI retries it; the run backs off
+                self._push(Pushback(status=retry.status))
         elif isinstance(message, SystemMessage) and message.subtype == "init":
             self.started_session = True
             session = message.data.get("session_id")
             if isinstance(session, str):
                 self.session_id = session
+
+    def _push(self, signal: Pushback) -> None:
+        if self.pushback is not None:
+            self.pushback(signal)
 
     def fail(self, error: str, fatal: bool = False) -> None:
         if self.error is None:
@@ -118,6 +148,7 @@ class Outcome:
             rate_limited=verdict.rate_limited,
             fatal=verdict.fatal,
             retry_after_s=self._retry_after() if verdict.rate_limited else None,
+            api_status=final.api_error_status if verdict.rate_limited and final else None,
             usage=self.usage(),
             output=self.transcript.text(),
         )
@@ -150,6 +181,8 @@ class Outcome:
             return Verdict(f"Claude Code stopped: max_turns ({task.max_turns}) reached")
         if final.subtype == "error_max_budget_usd":
             return Verdict("Claude Code stopped: the run's remaining cost budget was spent")
+        if (said := spend_limit(final)) is not None:  # a 429, but no rate limit: see its body
+            return Verdict(SPEND_LIMIT + (f" (the API said: {said})" if said else ""), fatal=True)
         if status in RATE_LIMIT_STATUSES or (self.limit_hit and status is None):
             # Without a status, an error after a rejected rate_limit_event is the limit's.
             code = f"HTTP {status}" if status else "usage limit"
@@ -190,3 +223,12 @@ class Outcome:
             is_error=final.is_error,
             result_text=(final.result or "")[:RESULT_TEXT_CHARS] or None,
         )
+
+
+def _named_wait(when: float | None) -> float | None:
+    """Seconds from now until `when` (Unix time), if that is a wait worth naming to the run's
+    agent limit (see NAMED_WAIT_S); None otherwise."""
+    if when is None:
+        return None
+    wait = when - time.time()
+    return wait if 0 < wait <= NAMED_WAIT_S else None

@@ -1,10 +1,19 @@
-"""Any CLI agent (codex exec, aider --message, gemini -p, a script) through an argv template."""
+"""Any CLI agent (codex exec, aider --message, gemini -p, a script) through an argv template.
+
+Such an agent says that the API refused it (a rate limit, an overloaded API) by exiting
+`EX_TEMPFAIL`, or by output that the task's `rate_limit_pattern` finds: the attempt is then
+rate-limited, as a Claude session refused with a 429 is (not an attempt; the run backs off).
+"""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import re
 import stat
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import PLACEHOLDERS, Settings, Task, Workflow
@@ -12,6 +21,8 @@ from ..diagnostics import Diagnostic
 from ..processes import run_process
 from ..toml_positions import SourceMap
 from . import AgentRequest, AgentResult, AgentUnavailable
+
+EX_TEMPFAIL = 75  # sysexits.h: "temporary failure, try again later" — here: rate-limited
 
 
 def expand(template: list[str], *, prompt: str, task: str, attempt: int) -> list[str]:
@@ -75,20 +86,60 @@ class CommandAgent:
             argv, cwd=request.workdir, env=env, timeout=request.timeout, log=request.log
         )
         error = None
+        refused: _Refusal | None = None
         if result.spawn_error:
             error = f"agent could not start: {result.spawn_error}"
         elif result.timed_out:
             error = f"agent timed out after {task.timeout:g} s"
         elif result.returncode != 0:
             error = f"agent exited {result.returncode}"
+            refused = _refusal(result.returncode, result.output, task.rate_limit_pattern)
+            if refused is not None:
+                error += f" ({refused.said})"
         return AgentResult(
             ok=error is None,
             exit_code=result.returncode,
             duration_s=result.duration_s,
             error=error,
             timed_out=result.timed_out,
+            rate_limited=refused is not None,
+            retry_after_s=None if refused is None else refused.retry_after_s,
             output=result.output,
         )
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """How a failed command agent said the API refused it, and the wait it named, if any."""
+
+    said: str
+    retry_after_s: float | None = None
+
+
+def _refusal(code: int | None, output: str, pattern: str | None) -> _Refusal | None:
+    """The refusal a failed agent reported: exit `EX_TEMPFAIL`, or output `pattern` finds (its
+    group `seconds`, when it has one and that is a number, is the wait the API named)."""
+    found = None if pattern is None else _compiled(pattern).search(output)
+    if found is not None:
+        seconds = found.groupdict().get("seconds")
+        return _Refusal("rate-limited: its output matches rate_limit_pattern", _seconds(seconds))
+    if code == EX_TEMPFAIL:
+        return _Refusal("EX_TEMPFAIL: rate-limited")
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """The pattern, compiled once (the loader has checked that it compiles)."""
+    return re.compile(pattern)
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        seconds = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def why_not_runnable(program: str, cwd: Path, search: Sequence[str]) -> str | None:

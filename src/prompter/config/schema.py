@@ -34,8 +34,10 @@ AgentKind = Literal["claude", "command"]
 PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"]
 # Keys that only the `claude` backend reads (a `command` task setting them is warned about).
 CLAUDE_KEYS = ("model", "max_turns", "allowed_tools", "disallowed_tools", "permission_mode")
+# Keys that only the `command` backend reads (a `claude` task setting them is warned about).
+COMMAND_KEYS = ("rate_limit_pattern",)
 # Task keys that take the `[settings]` value when the task does not set them.
-INHERITED_KEYS = ("agent", "agent_command", "verify_timeout", *CLAUDE_KEYS)
+INHERITED_KEYS = ("agent", "agent_command", *COMMAND_KEYS, "verify_timeout", *CLAUDE_KEYS)
 PLACEHOLDERS = ("{prompt}", "{task}", "{attempt}")
 SUCCESS_KEYWORDS = ("next", "stop", "repeat")
 FAILURE_KEYWORDS = ("retry", "next", "stop")
@@ -120,6 +122,12 @@ class Settings(_Schema):
         min_length=1,
         description="argv template of the `command` agent; `{prompt}`, `{task}`, `{attempt}`.",
     )
+    rate_limit_pattern: Text | None = Field(
+        None,
+        min_length=1,
+        description="Command agent: a regular expression that, found in the output of an agent "
+        "that failed, marks it rate-limited (group `seconds`: the wait); exit 75 does too.",
+    )
     agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Extra environment variables for every agent."
     )
@@ -201,6 +209,9 @@ class Task(_Schema):
     exclusive: bool = Field(False, description="Graph mode: runs alone.")
     agent: AgentKind = Field(None, validate_default=True, description="Overrides `[settings]`.")
     agent_command: list[Text] | None = Field(
+        None, min_length=1, validate_default=True, description="Overrides `[settings]`."
+    )
+    rate_limit_pattern: Text | None = Field(
         None, min_length=1, validate_default=True, description="Overrides `[settings]`."
     )
     verify_timeout: float = Field(
