@@ -7,6 +7,7 @@ files; no test file imports another.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,16 @@ def shared_dir() -> Iterator[Path]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _default_sigterm_after_each_test() -> Iterator[None]:
+    """An in-process run leaves its late-SIGTERM handler (signals.finish_after_the_loop) behind:
+    pytest's process gets its default back, so each run installs its own."""
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

@@ -255,3 +255,30 @@ def test_an_interrupt_wrapped_by_an_extension_is_still_an_interrupt(
     cli._interrupts.clear()  # without an interrupt the same exception is a bug
     monkeypatch.setattr(cli, "cmd_validate", failing)
     assert cli.main(["validate", str(tmp_path / "wf.toml")]) == 70
+
+
+LATE = """
+import os, signal, sys, time
+from prompter.signals import finish_after_the_loop
+finish_after_the_loop()  # as after a run's event loop, which left SIGTERM at its default
+for _ in range({signals}):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+print("finished", flush=True)
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize(("signals", "code", "out"), [(1, 1, "finished\n"), (2, 143, "")])
+def test_a_sigterm_after_the_run_lets_it_finish_and_a_second_one_ends_it(
+    signals: int, code: int, out: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LATE.format(signals=signals)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+    assert (done.returncode, done.stdout) == (code, out), done.stderr

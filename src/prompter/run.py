@@ -48,7 +48,7 @@ from .regular import make_dir, refusal
 from .scheduler import GraphScheduler
 from .selection import Selection, describe_dry_run, select
 from .sequential import SequentialRunner
-from .signals import watch_signals
+from .signals import finish_after_the_loop, watch_signals
 from .state import StateError, StateStore, check_owner
 from .worktrees import Integration, Landing, isolated
 
@@ -143,6 +143,7 @@ def run_workflow(
             background=background,
         )
         result = anyio.run(_execute, run)
+        finish_after_the_loop()
         closed = _close(store)
     return _after_close(result, store, closed, hidden)
 

@@ -81,3 +81,26 @@ def _backstop() -> Iterator[None]:
             timer.cancel()
         for signum, held in previous.items():
             signal.signal(signum, held)
+
+
+def finish_after_the_loop() -> None:
+    """Once the run's event loop is gone, asyncio has put SIGTERM back to its default, and one
+    that comes now, as the run closes its state and writes its reports, would kill the process
+    outright (status -15, reports unwritten). Instead the run gets STOP_WITHIN_S to finish what
+    it does, and ends with its own exit code; a second SIGTERM, or that deadline, exits at once
+    with 143 as during a run. Only from the main thread (where Python runs handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # a handler of the caller's own (or SIGTERM ignored): not ours to replace
+    timers: list[threading.Timer] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if timers:
+            _give_up(signum)
+        timer = threading.Timer(STOP_WITHIN_S, _give_up, (signum,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handler)
