@@ -43,7 +43,7 @@ class AgentGate:
 
     def start(self, task: str) -> None:
         """Reserve a session for `task`'s agent phase, which starts now."""
-        self._apply(Started(task))
+        self.limit.on_event(Started(task), anyio.current_time())  # never changes the limit
 
     def pushback(self, task: str, signal: Pushback) -> None:
         now = anyio.current_time()

@@ -81,7 +81,7 @@ class LimitChange:
     cause: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Session:
     started_at: float
     round: int  # the number of cuts when it started
@@ -135,20 +135,22 @@ class AgentLimit:
 
     def on_event(self, event: Event, now: float) -> int:
         """Take one event at time `now`; return the limit after it."""
-        if isinstance(event, Started):
+        kind = type(event)  # one lookup: this runs for every session of a run
+        if kind is Started:
             self._started(event.session, now)
+        elif kind is Ended:
+            self._ended(event, now)  # type: ignore[arg-type]
         elif isinstance(event, Congestion):
             self._congested(event, now)
         elif isinstance(event, NearLimit):
             self._warned_until = max(self._warned_until, now + self._hold())
-        else:
-            self._ended(event, now)
         return self.limit
 
     def _started(self, key: Hashable, now: float) -> None:
-        self._sessions[key] = _Session(started_at=now, round=self._round, level=self._level, peak=0)
-        running = len(self._sessions)
-        for session in self._sessions.values():
+        sessions = self._sessions
+        sessions[key] = _Session(started_at=now, round=self._round, level=self._level, peak=0)
+        running = len(sessions)
+        for session in sessions.values():  # at most the slots: cheaper than any bookkeeping
             session.peak = max(session.peak, running)
 
     def _congested(self, event: Congestion, now: float) -> None:

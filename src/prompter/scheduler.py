@@ -121,6 +121,8 @@ class GraphScheduler:
             return
         if self._queue is None:
             return  # a session ended as the run began (or after the queue closed)
+        if not len(self.admission):
+            return
         for i in self.admission.take(self.gate.room()):
             scope = anyio.CancelScope()
             self.scopes[i] = scope
