@@ -10,9 +10,11 @@ how the tests click and read the page while the page itself may run only its own
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -74,6 +76,7 @@ class Page:
             stderr=subprocess.DEVNULL,
             # fds 3 and 4 must survive: the pipes are not inheritable, their dup2 copies are
             close_fds=False,
+            start_new_session=True,
             preexec_fn=fds,  # noqa: PLW1509 - the test process spawns nothing concurrently here
         )
         os.close(to_child_r)
@@ -94,8 +97,15 @@ class Page:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._proc.kill()
-        self._proc.wait()
+        # Closed through the protocol, so its helper processes are gone before the profile is
+        # removed; killed (its own process group) only if it does not close.
+        with contextlib.suppress(OSError, RuntimeError):
+            self._call("Browser.close")
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
         os.close(self._to_child)
         os.close(self._from_child)
         self._profile.cleanup()
@@ -154,12 +164,15 @@ class Page:
     def open(self, path: Path) -> float:
         """Load `path` and wait until its script says it is ready and a frame was painted;
         the seconds that took."""
+        if not path.is_file():
+            raise FileNotFoundError(path)
         started = time.monotonic()
         self.call("Page.navigate", url=path.resolve().as_uri())
         deadline = time.monotonic() + TIMEOUT
-        while self.js("document.readyState") != "complete" or self.js(
-            "document.body && document.body.dataset.ready"
-        ) != "true":
+        while (
+            self.js("document.readyState") != "complete"
+            or self.js("document.body && document.body.dataset.ready") != "true"
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the page did not get ready: {self.logged.errors}")
             time.sleep(0.02)
@@ -180,8 +193,12 @@ class Page:
         box = self.js(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
             " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            " const x = r.x + r.width / 2, y = r.y + r.height / 2;"
+            " const hit = document.elementFromPoint(x, y);"
+            " return [x, y, !!hit && (hit === e || e.contains(hit))]; })()"
         )
+        if not box[2]:
+            raise RuntimeError(f"{selector} is not what a click at its middle hits (hidden?)")
         for kind in ("mousePressed", "mouseReleased"):
             self.call(
                 "Input.dispatchMouseEvent",

@@ -78,7 +78,8 @@ _PAGE = """<!doctype html>
 <button type="button" id="zoom-fit">Fit</button>
 <span class="small">drag to pan, wheel to zoom; keys: arrows, + &minus; 0</span></div>
 <div id="legend" class="legend"></div>
-<div id="graph-view" class="viewport" tabindex="0" aria-label="dependency graph, pan and zoom"></div>
+<div id="graph-view" class="viewport" tabindex="0"
+ aria-label="dependency graph, pan and zoom"></div>
 </section>
 <section aria-labelledby="timeline-title">
 <div class="pane-head"><h2 id="timeline-title">Timeline</h2>
@@ -93,7 +94,8 @@ _PAGE = """<!doctype html>
 <h2 id="tasks-title">Tasks</h2>
 <ul id="task-list" role="listbox" aria-label="tasks (arrow keys choose)"></ul>
 </section>
-<section id="details" aria-live="polite"><p class="empty">Choose a task (click it in the list, the graph or the timeline) to see its attempts.</p></section>
+<section id="details" aria-live="polite"><p class="empty">Choose a task (click it in the list,
+the graph or the timeline) to see its attempts.</p></section>
 </aside>
 </main>
 <script id="facts" type="application/json">{facts}</script>

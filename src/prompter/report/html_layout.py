@@ -105,9 +105,7 @@ def _sweep(
         keys = {}
         for p, node in enumerate(layer):
             near = neighbours[node]
-            keys[node] = (
-                sum(where[n] for n in near) / len(near) if near else (p + 0.5) / len(layer)
-            )
+            keys[node] = sum(where[n] for n in near) / len(near) if near else (p + 0.5) / len(layer)
         layer.sort(key=keys.__getitem__)
         for p, node in enumerate(layer):
             where[node] = (p + 0.5) / len(layer)

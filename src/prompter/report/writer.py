@@ -1,7 +1,8 @@
 """Writing `junit.xml`, `summary.md` and `report.html`: find the workflow and the repository,
 build, write.
 
-The builders (`junit.build_junit`, `summary.build_summary`, `html.build_html`) are pure; this module does the
+The builders (`junit.build_junit`, `summary.build_summary`, `html.build_html`) are pure; this
+module does the
 I/O around them for `prompter run` (after every run) and `prompter report` (any time later).
 """
 
@@ -138,7 +139,8 @@ def write_reports(
 def reports_after_run(
     state_path: Path, report_dir: Path, workflow: Workflow
 ) -> tuple[list[Path], str | None]:
-    """junit.xml, summary.md and report.html at the end of a run: (paths written, None) or ([], why not).
+    """junit.xml, summary.md and report.html at the end of a run: (paths written, None) or
+    ([], why not).
 
     Never raises: a report that cannot be written must not change the run's outcome.
     """
