@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from common import EXIT_BROKEN, EXIT_OK, EXIT_SLOW, HERE, emit, log
-
 from prompter.config import Workflow, load_workflow
 from prompter.fingerprints import fingerprints
 from prompter.records import AttemptRecord, RunRecord, State, TaskRecord, TaskStatus
