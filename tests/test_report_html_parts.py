@@ -8,9 +8,11 @@ import random
 import re
 from pathlib import Path
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prompter.github.report_link import append_link, artifact_url
 from prompter.records import TaskStatus
 from prompter.report.html import build_html, policy, source_hash
 from prompter.report.html_data import script_json
@@ -180,3 +182,45 @@ def test_the_policy_allows_exactly_the_inline_style_and_script_and_nothing_else(
     facts = json.loads(blocks[1][2])
     assert [t["name"] for t in facts["tasks"]] == HOSTILE
     assert facts["tasks"][0]["attempts"][0]["output"] == "</script><script>alert(1)</script>"
+
+
+# -- the action's link to it ---------------------------------------------------------------------
+
+RUNNER = {
+    "GITHUB_SERVER_URL": "https://github.com",
+    "GITHUB_REPOSITORY": "octo/repo",
+    "GITHUB_RUN_ID": "123",
+}
+
+
+def test_the_step_summary_links_to_the_report_artifact(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("# the summary\n")
+    env = {**RUNNER, "GITHUB_STEP_SUMMARY": str(summary)}
+    assert append_link(env, "456")
+    text = summary.read_text()
+    assert text.startswith("# the summary\n")
+    assert "(https://github.com/octo/repo/actions/runs/123/artifacts/456)" in text
+    assert "report.html" in text
+    # Anything not shaped as GitHub makes it: no link at all.
+    for key, bad in (
+        ("GITHUB_REPOSITORY", "octo/repo)[x](javascript:alert(1)"),
+        ("GITHUB_SERVER_URL", "javascript:alert(1)//"),
+        ("GITHUB_RUN_ID", "12 3"),
+    ):
+        assert artifact_url({**RUNNER, key: bad}, "456") is None
+    assert artifact_url(RUNNER, "") is None
+    assert not append_link({**RUNNER}, "456")  # no step summary: nothing to do
+
+
+def test_the_host_action_uploads_the_page_unzipped_and_links_it() -> None:
+    host = yaml.safe_load((Path(__file__).parents[1] / "host" / "action.yml").read_text("utf-8"))
+    steps = {step.get("id"): step for step in host["runs"]["steps"]}
+    page = steps["page"]
+    assert page["uses"].startswith("actions/upload-artifact@v7")
+    assert page["with"]["archive"] is False
+    assert page["with"]["path"] == "${{ steps.run.outputs.upload_dir }}/report.html"
+    link = next(
+        s for s in host["runs"]["steps"] if s.get("name") == "Link the report in the step summary"
+    )
+    assert '"$GITHUB_STEP_SUMMARY"' in link["run"] and "${{" not in link["run"]

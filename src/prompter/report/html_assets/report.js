@@ -255,7 +255,7 @@
     for (let t = 0; t <= span + 1e-9; t += step) {
       const x = labelW + t * pxPerS;
       axis.appendChild(svg("line", { x1: x, x2: x, y1: top - 4, y2: height }));
-      axis.appendChild(svgText({ x: x + 2, y: top - 6 }, "+" + secs(t)));
+      if (x < width - 45) axis.appendChild(svgText({ x: x + 2, y: top - 6 }, "+" + secs(t)));
     }
     root.appendChild(axis);
     tl.lanes.forEach((label, i) => {
