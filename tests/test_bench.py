@@ -170,3 +170,9 @@ def test_job_startup() -> None:
     prebuilt = out["variants"]["prebuilt"]
     assert prebuilt["startup_median_s"] > 0 and prebuilt["prompter_median_s"] > 0
     assert prebuilt["step_median_s"] > 0
+
+
+def test_report_html() -> None:
+    out = bench("bench_report_html.py", "--tasks", "40", "--rounds", "1")
+    assert out["tasks"] == 40 and out["bytes"] > 0
+    assert out["open_s"] is not None and out["build_s"] > 0

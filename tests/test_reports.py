@@ -233,9 +233,11 @@ def test_prompter_report_rebuilds_the_same_files_from_state(ran: Ran, tmp_path: 
         "report", "--state-file", str(state), "--report-dir", str(out), cwd=ran.h.root
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"wrote {out}/junit.xml\nwrote {out}/summary.md\n"
+    assert done.stdout == (
+        f"wrote {out}/junit.xml\nwrote {out}/summary.md\nwrote {out}/report.html\n"
+    )
     assert done.stderr == ""
-    for name in ("junit.xml", "summary.md"):  # byte for byte what the run wrote
+    for name in ("junit.xml", "summary.md", "report.html"):  # byte for byte what the run wrote
         assert (out / name).read_bytes() == (ran.report_dir / name).read_bytes(), name
 
     copy = copy_of(ran, tmp_path)
@@ -299,7 +301,7 @@ def test_report_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     done = prompter_cli("report", cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("prompter: ") and "Traceback" not in done.stderr
-    done = prompter_cli("report", "--format", "html", cwd=tmp_path)
+    done = prompter_cli("report", "--format", "pdf", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     report = commands.add_parser(
-        "report", help="rebuild junit.xml and summary.md from the state of the last run"
+        "report",
+        help="rebuild junit.xml, summary.md and report.html from the state of the last run",
     )
     report.add_argument(
         "workflow", metavar="WORKFLOW", nargs="?", help="its reports (default report directory)"
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_args(report)
     report.add_argument(
         "--format",
-        choices=("junit", "markdown", "all"),
+        choices=("junit", "markdown", "html", "all"),
         default="all",
         help="which report to write (default: all)",
     )

@@ -77,7 +77,7 @@ def cmd_clear_state(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report.writer import Format, workflow_for, write_reports
+    from ..report.writer import FORMATS, Format, workflow_for, write_reports
     from ..state import StateError, StateStore
 
     path = state_path(args)
@@ -94,7 +94,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     workflow, notes = workflow_for(state, folder)
     for note in notes:
         print(f"prompter: note: {note}", file=sys.stderr)
-    formats: tuple[Format, ...] = ("junit", "markdown") if args.format == "all" else (args.format,)
+    formats: tuple[Format, ...] = FORMATS if args.format == "all" else (args.format,)
     try:
         written = write_reports(state, folder, workflow, notes, formats)
     except OSError as exc:

@@ -371,6 +371,20 @@ def _deliver_report_folder(step: Step, report_dir: Path) -> None:
         name = report_artifact_name(inputs)
         uploaded = _upload(report_dir, name, step.env, step.console, step.notes)
         outputs["artifact_id"] = uploaded
+        _link_report(step, uploaded)
+
+
+def _link_report(step: Step, artifact_id: str) -> None:
+    """The step summary's link to the artifact with report.html (a warning if it cannot be)."""
+    from .report_link import append_link
+
+    if not artifact_id:
+        return
+    try:
+        append_link(step.env, artifact_id)
+    except OSError as exc:
+        why = f"{exc.strerror or exc}: {exc.filename}"
+        step.notes.add(Annotation("warning", f"report link not written ({why})"), RUN)
 
 
 def store_bookkeeping(report_dir: Path) -> tuple[Path, ...]:

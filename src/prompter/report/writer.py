@@ -1,6 +1,8 @@
-"""Writing `junit.xml` and `summary.md`: find the workflow and the repository, build, write.
+"""Writing `junit.xml`, `summary.md` and `report.html`: find the workflow and the repository,
+build, write.
 
-The builders (`junit.build_junit`, `summary.build_summary`) are pure; this module does the
+The builders (`junit.build_junit`, `summary.build_summary`, `html.build_html`) are pure; this
+module does the
 I/O around them for `prompter run` (after every run) and `prompter report` (any time later).
 """
 
@@ -21,8 +23,9 @@ from ..regular import make_dir, open_regular, refusal
 from ..text import report_line
 from .view_model import analyse
 
-Format = Literal["junit", "markdown"]
-FILES: dict[Format, str] = {"junit": "junit.xml", "markdown": "summary.md"}
+Format = Literal["junit", "markdown", "html"]
+FORMATS: tuple[Format, ...] = ("junit", "markdown", "html")
+FILES: dict[Format, str] = {"junit": "junit.xml", "markdown": "summary.md", "html": "report.html"}
 
 
 def repo_relative(path: Path) -> str:
@@ -109,9 +112,10 @@ def write_reports(
     report_dir: Path,
     workflow: Workflow | None = None,
     notes: Sequence[str] = (),
-    formats: Sequence[Format] = ("junit", "markdown"),
+    formats: Sequence[Format] = FORMATS,
 ) -> list[Path]:
     """Build the reports from `state` and write them into `report_dir`; the paths written."""
+    from .html import build_html
     from .junit import build_junit
     from .summary import build_summary
 
@@ -122,6 +126,8 @@ def write_reports(
         if fmt == "junit":
             file = repo_relative(workflow.path) if workflow is not None else None
             text = build_junit(state, workflow, file=file, facts=facts)
+        elif fmt == "html":
+            text = build_html(state, workflow, facts=facts)
         else:
             text = build_summary(state, workflow, facts=facts)
         path = report_dir / FILES[fmt]
@@ -133,7 +139,8 @@ def write_reports(
 def reports_after_run(
     state_path: Path, report_dir: Path, workflow: Workflow
 ) -> tuple[list[Path], str | None]:
-    """junit.xml and summary.md at the end of a run: (paths written, None) or ([], why not).
+    """junit.xml, summary.md and report.html at the end of a run: (paths written, None) or
+    ([], why not).
 
     Never raises: a report that cannot be written must not change the run's outcome.
     """
