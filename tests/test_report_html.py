@@ -6,9 +6,7 @@ Marker `render`: without Chromium the session stops before its first test (conft
 
 from __future__ import annotations
 
-import math
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -347,25 +345,20 @@ def large_state(tmp: Path, tasks: int = 1000) -> tuple[Workflow, State]:
     return workflow, state_of(records, workflow.path, max(lane_free))
 
 
-def test_a_thousand_tasks_open_and_lay_out_within_two_seconds(tmp_path: Path) -> None:
+def test_a_thousand_tasks_make_a_page_of_at_most_3_mb_that_shows_them_all(tmp_path: Path) -> None:
+    # How fast it is built and opened is measured by bench/bench_report_html.py, not here.
     workflow, state = large_state(tmp_path)
-    started = time.perf_counter()
-    html = build_html(state, workflow)
-    built = time.perf_counter() - started
     path = tmp_path / "report.html"
-    path.write_text(html, "utf-8")
+    path.write_text(build_html(state, workflow), "utf-8")
     size = path.stat().st_size
     assert size <= 3 * 1024 * 1024, size
-    assert built <= 2.0, built  # the benchmark holds it to 1 s on a quiet machine
     with Page() as page:
-        seconds = page.open(path)
+        page.open(path)
         assert_clean_load(page, path)
         found = counts(page)
         assert found["nodes"] == found["items"] == 1000
         assert found["edges"] == workflow.graph.edge_count
         assert found["bars"] == attempts_of(state)
-        assert seconds <= 2.0, seconds
-        assert math.isfinite(seconds)
 
 
 # -- the README's example, as a screenshot -------------------------------------------------------

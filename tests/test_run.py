@@ -429,8 +429,8 @@ def test_why_a_sequential_run_failed_is_in_the_state_and_the_reports(h: Harness)
 
 
 def test_feedback_tail_starts_at_a_line(h: Harness) -> None:
-    from prompter.attempts import FEEDBACK_CHARS, Feedback, prompt_with_feedback
     from prompter.config import load_workflow
+    from prompter.feedback import FEEDBACK_CHARS, Feedback, prompt_with_feedback
 
     h.task("t", depends_on=[], verify_command="make")
     (task,) = load_workflow(h.write()).tasks

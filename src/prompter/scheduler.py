@@ -23,9 +23,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .admission import Admission, Limits, demands_for
 from .agent_gate import AgentGate
-from .attempts import RATE_LIMIT_RETRIES, AttemptContext, AttemptRunner, Feedback, run_attempt
+from .attempts import RATE_LIMIT_RETRIES, AttemptContext, AttemptRunner, run_attempt
 from .config import Workflow
 from .engines import EngineResult
+from .feedback import Feedback
 from .graph import Readiness
 from .ledger import Ledger
 from .outcome import Verdict, after_attempt, not_retried, stopped_by

@@ -21,9 +21,10 @@ from collections.abc import Set
 
 import anyio
 
-from .attempts import AttemptContext, AttemptRunner, Feedback, run_attempt
+from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .config import Workflow
 from .engines import EngineResult
+from .feedback import Feedback
 from .ledger import Ledger
 from .outcome import Outcome, Verdict, after_attempt, attempts_allowed, not_retried
 from .records import AttemptRecord, TaskStatus

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..attempts import Feedback, prompt_with_feedback
 from ..config import Task
+from ..feedback import Feedback, prompt_with_feedback
 from ..records import AttemptRecord, RunRecord, TaskStatus
 from ..text import escape_controls, xml_safe
 from .graph_view import STOP, links

@@ -11,8 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import identity
-from ..attempts import AttemptContext, AttemptRunner, Feedback, named_by_shell
+from ..attempts import AttemptContext, AttemptRunner, named_by_shell
 from ..config import Task
+from ..feedback import Feedback
 from ..records import AttemptRecord
 from .confinement import Unconfined
 from .dependencies import DEPENDENCIES_KEY, DEPENDENCY_FOLDERS
