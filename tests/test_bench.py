@@ -176,3 +176,26 @@ def test_report_html() -> None:
     out = bench("bench_report_html.py", "--tasks", "40", "--rounds", "1")
     assert out["tasks"] == 40 and out["bytes"] > 0
     assert out["open_s"] is not None and out["build_s"] > 0
+
+
+def test_agent_limit(tmp_path: Path) -> None:
+    """Both sides against a fake API with room for 2 of 6 sessions; `--before HEAD` (this tree's
+    last commit: a shallow clone has no older one) exercises extracting the other side's src.
+    The limiter side must pass every task with one attempt each: the refused sessions (the
+    first wave above K) are not attempts."""
+    out = bench(
+        "bench_agent_limit.py", "--tasks", "6", "--work", "0.3", "--capacities", "2",
+        "--sides", "limiter,backoff", "--before", "HEAD", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert [(row["k"], row["side"]) for row in out["rows"]] == [
+        (2, "limiter"),
+        (2, "per-task back-off"),
+    ]
+    assert not out["problems"]
+    limiter = out["rows"][0]
+    assert limiter["passed"] == limiter["attempts"] == 6 and limiter["most_attempts"] == 1
+    assert limiter["refused"] >= 1 and limiter["calls"] == 6 + limiter["refused"]
+    assert limiter["limit_changes"] >= 1 and limiter["lowest_limit"] <= 2
+    assert limiter["ideal_s"] == pytest.approx(6 * 0.3 / 2)
+    assert limiter["makespan_s"] > limiter["ideal_s"] and limiter["vs_limiter"] == 1.0
+    assert "| 2 | limiter |" in out["markdown"]
