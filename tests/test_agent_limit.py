@@ -277,3 +277,23 @@ def test_the_limit_follows_the_apis_room_down_and_back_up() -> None:
     assert max(limits(30, sim.makespan + 1)) >= 4  # … and the recovery
     ideal = 10 + 15 + (100 - 10 * 4 - 15 * 2) / 4  # the API's room used to the full: 32.5 s
     assert sim.makespan <= 1.3 * ideal
+
+
+def test_after_a_burst_the_level_above_what_the_api_served_is_a_probe_that_waits() -> None:
+    limit = AgentLimit(maximum=8)
+    start(limit, "abcdefgh", 0.0)
+    for name in "abcde":  # the API serves f, g, h
+        limit.on_event(Congestion(name, 429), 0.1)
+        limit.on_event(Ended(name, ok=False), 0.1)
+    assert limit.limit == 3
+    for name in "fgh":
+        limit.on_event(Ended(name), 1.0)  # from before the cut: no growth
+    start(limit, "ijk", 1.0)
+    limit.on_event(Ended("i"), 2.0)
+    # 4 is the level the burst refused (3 served, the 4th not): not at once, not in the round
+    # after (the burst's first refusal saw 8 running, which named no useful level).
+    assert limit.limit == 3
+    limit.on_event(Ended("j"), 2.0)
+    start(limit, "lm", 11.0)  # the hold (no session duration known yet: 10 s) has passed
+    limit.on_event(Ended("k"), 11.5)
+    assert limit.limit == 4

@@ -160,9 +160,13 @@ class AgentLimit:
         session.congested = True
         if event.retry_at is not None:
             self._blocked_until = max(self._blocked_until, event.retry_at)
-        # The API serves the sessions that run without a signal: never more than that now.
+        # The API serves the sessions that run without a signal: never more than that now,
+        # and one more is a level it refused (a burst of refusals names it better than the
+        # peak of the session that was refused first, which saw them all start).
         serving = sum(1 for s in self._sessions.values() if not s.congested)
         limit = min(self.limit, max(1, serving))
+        if serving < self.limit and (self._ceiling is None or serving + 1 < self._ceiling):
+            self._ceiling = serving + 1
         cause = self._cause(event)
         paused = event.retry_at is not None  # a pause of new sessions is worth a record too
         if event.retry_at is not None:
