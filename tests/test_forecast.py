@@ -270,11 +270,11 @@ def test_the_summary_sets_each_cost_beside_the_forecast_made_before_the_run(
     assert recorded["tasks"]["b"] == pytest.approx({"expected": 0.4, "high": 0.56})
     summary = (c.root / ".prompter" / "summary.md").read_text()
     assert (
-        "Forecast before the run: $0.50 expected, $0.66 high, for 2 tasks with history; "
-        "cost $0.80" in summary
+        "Forecast before the run: \\$0.50 expected, \\$0.66 high, for 2 tasks with history; "
+        "cost \\$0.80" in summary
     )
-    assert "| $0.20 (forecast $0.10) |" in summary
-    assert "| $0.60 (forecast $0.40–$0.56) |" in summary
+    assert "| $0.20 (forecast \\$0.10) |" in summary
+    assert "| $0.60 (forecast \\$0.40–\\$0.56) |" in summary
     assert "Over budget" not in summary
 
 
@@ -300,8 +300,8 @@ def test_a_forecast_above_the_budget_warns_before_anything_starts(
     assert code == 1  # then it ran up to the budget, as without a forecast
     summary = (c.root / ".prompter" / "summary.md").read_text()
     assert (
-        "⚠️ **Over budget before the start:** the expected cost $0.50 exceeded max_cost_usd "
-        "$0.30; the run went on up to the budget." in summary
+        "⚠️ **Over budget before the start:** the expected cost \\$0.50 exceeded max_cost_usd "
+        "\\$0.30; the run went on up to the budget." in summary
     )
 
 
@@ -350,11 +350,11 @@ def test_the_summary_says_what_verify_first_saved() -> None:
     )
     summary = build_summary(State(tasks=tasks, runs=[run]))
     assert (
-        "Verify first saved: 2 tasks already satisfied, no agent started (forecast $0.25, "
+        "Verify first saved: 2 tasks already satisfied, no agent started (forecast \\$0.25, "
         "1 task without one)." in summary
     )
     assert "1 task without history (not counted)" in summary
-    assert "| - (forecast $0.25–$0.50) |" in summary
+    assert "| - (forecast \\$0.25–\\$0.50) |" in summary
 
 
 def test_a_run_of_an_older_prompter_has_no_forecast(tmp_path: Path) -> None:

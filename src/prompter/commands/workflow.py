@@ -152,13 +152,15 @@ def _forecast_text(ahead: Forecast) -> str:
     if cost is None:
         lines.append("forecast: no cost history yet")
     else:
-        spent = f"forecast: cost ${cost.expected:.2f} expected, ${cost.high:.2f} high"
+        lines.append(
+            f"forecast: cost ${cost.expected:.2f} expected, ${cost.high:.2f} high "
+            "(from each task's last recorded attempts)"
+        )
         if time is not None:
-            spent += (
-                f"; task time {time.expected:.1f} s expected, {time.high:.1f} s high "
-                "(one after another)"
+            lines.append(
+                f"  task time {time.expected:.1f} s expected, {time.high:.1f} s high "
+                "(one task after another)"
             )
-        lines.append(spent + ", from each task's last recorded attempts")
         known = [t for t in ahead.tasks if t.cost_usd is not None]
         for task in known[:LIST_LIMIT]:
             assert task.cost_usd is not None

@@ -13,7 +13,8 @@ from .view_model import RunFacts, TaskView
 
 
 def dollars(value: float) -> str:
-    return f"${value:.2f}" if math.isfinite(value) else "-"
+    # Escaped: two bare dollar signs on a line (`$0.40–$0.56`) are inline math to GitHub.
+    return f"\\${value:.2f}" if math.isfinite(value) else "-"
 
 
 def forecast_text(estimate: Estimate | None) -> str:
