@@ -25,7 +25,7 @@ import anyio
 from . import changes, exits, identity, isolation, processes
 from .admission import Limits, limits_for, task_weights
 from .agents import Agent, AgentUnavailable, agent_for
-from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
+from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .budget import CostBudget
 from .config import Workflow
 from .diagnostics import innermost
@@ -33,6 +33,7 @@ from .engines import Engine, EngineResult
 from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .ledger import Ledger
+from .places import log_name
 from .recorder import Recorder
 from .records import (
     TERMINAL,
