@@ -402,7 +402,8 @@ async def _execute(run: _Run) -> RunResult:
     delivered = await _deliver(run, start, integration, landing)
     result = engine.result()
     ending = outcome(run.signals, result)
-    _record_end(run, ending, delivered, recorder, ledger)
+    isolated = "shared" if integration is None else "worktree"
+    _record_end(run, ending, delivered, recorder, ledger, isolated)
     names = [t.name for t in run.workflow.tasks]
     reused = choice.reused + tuple(names[i] for i in result.answered)
     records = ledger.records
@@ -416,7 +417,7 @@ async def _execute(run: _Run) -> RunResult:
         reused=reused,
         not_run=tuple(n for n in choice.planned if n not in records and n not in standing),
         landed=landing.landed,
-        isolation="shared" if integration is None else "worktree",
+        isolation=isolated,
         warnings=tuple(run.warnings),
         state_error=recorder.error,
         changes=delivered,
@@ -568,6 +569,7 @@ def _record_end(
     delivered: changes.Changes,
     recorder: Recorder,
     ledger: Ledger,
+    isolated: str,
 ) -> None:
     """The run's end, in the state and then as an event."""
     try:  # also after a failed write: the store keeps the line for close() to try again
@@ -576,6 +578,7 @@ def _record_end(
             "status": ending.status,
             "reason": ending.reason,
             "changed_files": len(delivered.files) if delivered.patch else None,
+            "isolation": isolated,
         }
         run.store.end_run(recorder.run.model_copy(update=ended))
     except StateError as exc:
