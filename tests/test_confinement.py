@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prompter.attempts import log_name
 from prompter.cli import main
 from prompter.config import worktree_path_problem
+from prompter.places import log_name
 from prompter.worktrees import Integration, Unconfined
 
 from .git_repos import git_harness, sh, shell_task

@@ -6,7 +6,9 @@ Marker `render`: without Chromium the session stops before its first test (conft
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,9 @@ ATTACKS = [
     '<svg onload="window.pwned=4">',
     "\u202eevil\u202c \x00 nul",
 ]
+
+
+LOG_PATH = re.compile(r"logs/[A-Za-z0-9_-][A-Za-z0-9._-]*\.log")
 
 
 def counts(page: Page) -> dict[str, int]:
@@ -119,6 +124,8 @@ def test_a_run_writes_a_page_that_loads_clean_with_every_task_edge_and_attempt(
         page.click("#zoom-fit")
         page.click("#graph g.node[data-task='0']")
         assert page.js("document.querySelector('#details h2').textContent") == "lint"
+        # Outside git the tasks share the tree: no diff per task, and the page says so.
+        assert "no diff per task" in page.js("document.getElementById('details').textContent")
         page.click("#zoom-fit")
         page.click("#graph g.node[data-task='3']")
         assert page.js("document.querySelector('#details h2').textContent") == "integration"
@@ -127,6 +134,9 @@ def test_a_run_writes_a_page_that_loads_clean_with_every_task_edge_and_attempt(
         )
         assert len(outputs) == 2  # both attempts
         assert all("3 of 40 checks failed" in o for o in outputs)
+        assert page.js("document.querySelector('#details a.log').getAttribute('href')") == (
+            "logs/integration.log"
+        )
         assert all("</script><script>window.pwned=9</script>" in o for o in outputs)
         command = page.js("document.querySelector('#details pre.cmd').textContent")
         assert command.startswith("echo '3 of 40 checks failed'")
@@ -250,8 +260,77 @@ def test_hostile_names_and_output_stay_text_even_without_the_policy(tmp_path: Pa
             assert "</script><script>window.pwned=2</script>" in text
             assert "<img src=x onerror=window.pwned=5>" in text
             assert page.js("typeof window.pwned") == "undefined"
-            assert page.js("document.querySelectorAll('a[href]').length") == 0
+            # The only links are the task logs: relative, inside the logs folder beside the page.
+            links = page.js(
+                "Array.from(document.querySelectorAll('a[href]'),"
+                " a => [a.getAttribute('href'), a.href, a.protocol])"
+            )
+            logs = (path.parent / "logs").resolve().as_uri() + "/"
+            assert links, "a task that ran links its log"
+            for href, url, protocol in links:
+                assert LOG_PATH.fullmatch(href), href
+                assert protocol == "file:" and url.startswith(logs) and "/../" not in url, url
             assert page.logged.errors == []
+
+
+# -- a task's diff and its log ------------------------------------------------------------------
+
+HOSTILE_DIFF = (
+    "diff --git a/page.html b/page.html\n--- a/page.html\n+++ b/page.html\n@@ -1 +1,3 @@\n"
+    '-<p>old</p>\n+</script><img src=x onerror="window.pwned=6">\n'
+    '+<script>window.pwned=7</script>\n+<a href="javascript:window.pwned=8">x</a>\n'
+)
+
+
+def test_a_diff_renders_as_text_and_the_log_link_opens_the_log(tmp_path: Path) -> None:
+    names = ["edit page", "big change", "<img src=x onerror=window.pwned=10>"]
+    workflow = write_toml(tmp_path / "wf.toml", [{"name": n} for n in names])
+    records = [record(n, TaskStatus.PASSED, T0 + i, 2) for i, n in enumerate(names)]
+    records[0].attempts[0].changed_files = ["page.html +3 -1"]
+    records[0].attempts[0].diff = HOSTILE_DIFF
+    records[1].attempts[0].changed_files = ["numbers.txt +300 -0"]  # its diff: too large
+    run = RunRecord(
+        run_id="run-1",
+        workflow=str(workflow.path),
+        started_at=T0,
+        finished_at=T0 + 9,
+        status="passed",
+        isolation="worktree",
+    )
+    state = State.model_construct(version=1, tasks={r.name: r for r in records}, runs=[run])
+    path = tmp_path / "report" / "report.html"
+    (tmp_path / "report" / "logs").mkdir(parents=True)
+    path.write_text(build_html(state, workflow), "utf-8")
+    from prompter.places import log_name
+
+    for name in names:
+        (path.parent / "logs" / log_name(name)).write_text(f"the transcript of {name}\n")
+    with Page() as page:
+        page.open(path)
+        assert_clean_load(page, path)
+        page.js("window.prompterReport.select(0)")
+        assert page.js("document.querySelector('#details pre.diff').textContent") == HOSTILE_DIFF
+        assert counts(page)["imgs"] == 0
+        assert page.js("document.querySelectorAll('#details a').length") == 1  # the log only
+        page.js("window.prompterReport.select(1)")
+        note = page.js("document.querySelector('#details .diff-note').textContent")
+        assert note == "Diff: diff too large to record here: see changes.patch."
+        assert page.js("document.querySelector('#details pre.diff')") is None
+        page.js("window.prompterReport.select(2)")
+        href = page.js("document.querySelector('#details a.log').getAttribute('href')")
+        assert href == "logs/" + log_name(names[2])
+        assert page.js("typeof window.pwned") == "undefined"
+        assert page.logged.errors == []
+        # Following the link is a navigation the policy allows: the log opens as text.
+        page.click("#details a.log")
+        deadline = time.monotonic() + 10
+        while not page.js("location.href").endswith(href):
+            assert time.monotonic() < deadline, "the log did not open"
+            time.sleep(0.05)
+        while page.js("document.body && document.body.textContent") is None:
+            time.sleep(0.05)
+        assert page.js("document.body.textContent") == f"the transcript of {names[2]}\n"
+        assert page.logged.errors == []
 
 
 # -- a fan-out, the agent limit, and 1,000 tasks -------------------------------------------------

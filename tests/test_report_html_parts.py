@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prompter.github.report_link import append_link, artifact_url
-from prompter.records import TaskStatus
+from prompter.places import log_name
+from prompter.records import RunRecord, State, TaskStatus
 from prompter.report.html import build_html, policy, source_hash
-from prompter.report.html_data import script_json
+from prompter.report.html_data import TEXT_BUDGET, log_link, script_json
 from prompter.report.html_layout import (
     assign_lanes,
     crossings,
@@ -182,6 +183,92 @@ def test_the_policy_allows_exactly_the_inline_style_and_script_and_nothing_else(
     facts = json.loads(blocks[1][2])
     assert [t["name"] for t in facts["tasks"]] == HOSTILE
     assert facts["tasks"][0]["attempts"][0]["output"] == "</script><script>alert(1)</script>"
+    assert facts["tasks"][0]["log"] == "logs/end.log"  # a relative path, not a URL
+
+
+# -- a task's diff and its log -------------------------------------------------------------------
+
+DIFF = (
+    "diff --git a/page.txt b/page.txt\nnew file mode 100644\n--- /dev/null\n+++ b/page.txt\n"
+    "@@ -0,0 +1,2 @@\n+</script><img src=x onerror=alert(1)>\n+<!-- \u202eevil\n"
+)
+
+
+def diff_facts(tmp_path: Path, isolation: str | None) -> dict[str, dict[str, object]]:
+    """The facts of a run of three passed tasks (with a diff, with changed files and no diff,
+    with neither) whose run recorded `isolation`: each task's last attempt, by name."""
+    names = ["with diff", "large", "nothing"]
+    workflow = write_toml(tmp_path / "wf.toml", [{"name": n} for n in names])
+    records = [record(n, TaskStatus.PASSED, T0 + i, 2) for i, n in enumerate(names)]
+    records[0].attempts[0].changed_files = ["page.txt +2 -0"]
+    records[0].attempts[0].diff = DIFF
+    records[1].attempts[0].changed_files = ["numbers.txt +300 -0"]
+    run = RunRecord(run_id="run-1", workflow=str(workflow.path), started_at=T0, isolation=isolation)
+    state = State.model_construct(version=1, tasks={r.name: r for r in records}, runs=[run])
+    html = build_html(state, workflow)
+    facts = json.loads(INLINE.findall(html)[1][2])
+    return {t["name"]: t["attempts"][-1] for t in facts["tasks"]}
+
+
+def test_a_diff_is_data_and_a_missing_one_is_explained(tmp_path: Path) -> None:
+    worktree = diff_facts(tmp_path, "worktree")
+    assert worktree["with diff"]["diff"] == DIFF.replace("\u202e", "")  # bidi: never reorders
+    assert worktree["with diff"]["diffNote"] is None
+    assert worktree["large"]["diff"] is None
+    assert worktree["large"]["diffNote"] == "diff too large to record here: see changes.patch"
+    assert worktree["nothing"]["diffNote"] == "it changed no files"
+    shared = diff_facts(tmp_path, "shared")
+    for name in ("large", "nothing"):
+        assert shared[name]["diffNote"] == (
+            "no diff per task: the tasks worked in one shared tree "
+            "(changes.patch has the run's changes)"
+        )
+    # A state from before runs recorded their isolation: no claim about why.
+    unknown = diff_facts(tmp_path, None)
+    assert unknown["large"]["diffNote"] == "no diff recorded: see changes.patch"
+    assert unknown["nothing"]["diffNote"] is None
+
+
+def test_a_long_diff_is_cut_at_its_end_and_counts_against_the_text_budget(
+    tmp_path: Path,
+) -> None:
+    names = [f"t{i}" for i in range(300)]
+    workflow = write_toml(tmp_path / "wf.toml", [{"name": n} for n in names])
+    records = [record(n, TaskStatus.PASSED, T0 + i, 2) for i, n in enumerate(names)]
+    diff = "diff --git a/x b/x\n" + "+line\n" * 1300  # 7.8 KiB, as recorded at most
+    for r in records:
+        r.attempts[0].diff = diff
+    html = build_html(
+        State.model_construct(version=1, tasks={r.name: r for r in records}, runs=[]), workflow
+    )
+    shown = json.loads(INLINE.findall(html)[1][2])["tasks"][0]["attempts"][0]["diff"]
+    assert shown.startswith("diff --git a/x b/x\n+line\n")
+    assert shown.endswith("more characters cut; changes.patch has the run's changes]")
+    assert len(shown) < len(diff)
+    assert len(html) < TEXT_BUDGET * 1.5
+
+
+LOG_PATH = re.compile(r"logs/[A-Za-z0-9_-][A-Za-z0-9._-]*\.log")
+
+
+def test_a_log_link_stays_a_relative_path_in_the_logs_folder() -> None:
+    for name in [
+        *HOSTILE,
+        "..",
+        "../../etc/passwd",
+        "javascript:alert(1)",
+        "a/../../b",
+        ".x",
+        "%2e%2e%2fx",
+        "JavaScript:x",
+        "\x00",
+        "\u202e",
+        "C:\\x",
+        "//host/x",
+    ]:
+        link = log_link(name)
+        assert LOG_PATH.fullmatch(link), (name, link)
+        assert link == f"logs/{log_name(name)}"
 
 
 # -- the action's link to it ---------------------------------------------------------------------

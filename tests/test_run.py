@@ -394,7 +394,7 @@ def test_verify_printing_100_mb_of_hostile_bytes_keeps_memory_and_state_sane(h: 
 
 
 def test_tasks_get_distinct_logs_also_on_a_case_insensitive_file_system(h: Harness) -> None:
-    from prompter.attempts import log_name
+    from prompter.places import log_name
 
     names = ["build", "Build", "BUILD", "a/b", "a_b", "..x", "x", "é"]
     files = [log_name(n) for n in names]

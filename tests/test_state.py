@@ -140,7 +140,12 @@ def full_record() -> TaskRecord:
                 cache_creation_tokens=40,
                 num_turns=3,
             ),
-            attempt(2, ok=False),
+            attempt(
+                2,
+                ok=True,
+                changed_files=["src/a b.py +2 -1"],
+                diff='diff --git a/src/a b.py b/src/a b.py\n-old\n+</script> "new"\n+\t***\n',
+            ),
         ],
     )
 
@@ -152,7 +157,8 @@ def test_round_trip_through_journal_and_snapshot(path: Path) -> None:
     store.begin_run(run)
     store.record(full_record(), durable=True)
     store.record(task("other", TaskStatus.SKIPPED, reason="dependency `a` failed"), durable=True)
-    store.end_run(run.model_copy(update={"finished_at": 9.0, "status": RunStatus.FAILED}))
+    ended = {"finished_at": 9.0, "status": RunStatus.FAILED, "isolation": "worktree"}
+    store.end_run(run.model_copy(update=ended))
     expected = dump(store.state)
     assert dump(StateStore(path).load()) == expected  # journal only
     store.close()
@@ -161,7 +167,9 @@ def test_round_trip_through_journal_and_snapshot(path: Path) -> None:
     assert dump(loaded) == expected
     assert loaded.tasks["build ünïcode"] == full_record()
     assert loaded.runs == [
-        RunRecord(**{**run.model_dump(), "finished_at": 9.0, "status": "failed"})
+        RunRecord(
+            **{**run.model_dump(), "finished_at": 9.0, "status": "failed", "isolation": "worktree"}
+        )
     ]
     json.loads(path.read_text(encoding="utf-8"))  # plain JSON, readable by any tool
 

@@ -4,8 +4,10 @@ names, many files, ignored working directories, submodules, conflicts."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -286,3 +288,55 @@ def test_a_conflict_on_a_name_with_a_tab_names_the_file_and_the_other_task(tmp_p
     assert all(r.endswith(f" in work/{name}") for r in failed), failed  # not git's quoting
     changed = [a["changed_files"] for t in h.status()["tasks"].values() for a in t["attempts"]]
     assert [f"work/{name} +1 -1"] in changed
+
+
+# -- the diff of a passed task, recorded when small ---------------------------------------------
+
+
+def saved(h: Harness) -> dict[str, Any]:
+    return json.loads((h.root / ".prompter" / "state.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_a_passed_task_records_its_small_diff_with_secrets_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "s3cr3t-value-1234")
+    h = git_harness(tmp_path)
+    hostile = "</script><img src=x onerror=alert(1)>"
+    shell_task(
+        h, "small", f"echo '{hostile}' > page.txt && echo \"token $DEPLOY_TOKEN\" >> page.txt"
+    )
+    shell_task(h, "large", "seq 1 300 > numbers.txt")  # 300 lines: more than DIFF_LINES
+    shell_task(h, "nothing", "true")
+    assert h.run() == 0
+    tasks = saved(h)["tasks"]
+    small = tasks["small"]["attempts"][-1]
+    assert small["changed_files"] == ["work/page.txt +2 -0"]
+    diff = small["diff"]
+    assert diff.startswith("diff --git a/work/page.txt b/work/page.txt\n")
+    assert f"+{hostile}\n+token ***\n" in diff
+    assert "s3cr3t" not in (tmp_path / ".prompter" / "state.json").read_text()
+    large = tasks["large"]["attempts"][-1]
+    assert large["changed_files"] == ["work/numbers.txt +300 -0"]
+    assert "diff" not in large  # too large: not recorded (changes.patch has it)
+    assert "diff" not in tasks["nothing"]["attempts"][-1]
+    assert saved(h)["runs"][-1]["isolation"] == "worktree"
+
+
+def test_a_diff_larger_in_bytes_than_in_lines_is_not_recorded(tmp_path: Path) -> None:
+    h = git_harness(tmp_path)
+    shell_task(h, "wide", "head -c 9000 /dev/zero | tr '\\0' x > wide.txt && echo >> wide.txt")
+    assert h.run() == 0
+    attempt = saved(h)["tasks"]["wide"]["attempts"][-1]
+    assert attempt["changed_files"] == ["work/wide.txt +1 -0"]
+    assert "diff" not in attempt
+
+
+def test_a_shared_tree_records_no_diff_and_says_so(tmp_path: Path) -> None:
+    h = git_harness(tmp_path)
+    h.settings["isolation"] = "shared"
+    shell_task(h, "t", "echo new > new.txt")
+    assert h.run() == 0
+    state = saved(h)
+    assert "diff" not in state["tasks"]["t"]["attempts"][-1]
+    assert state["runs"][-1]["isolation"] == "shared"

@@ -8,7 +8,6 @@ delay and the log file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import re
@@ -26,6 +25,7 @@ from .budget import CostBudget
 from .config import Task
 from .events import AgentNote, Event
 from .feedback import Feedback, prompt_with_feedback
+from .places import log_name
 from .processes import ProcessResult, run_process
 from .records import AttemptRecord
 from .redaction import RedactingWriter, Redactor
@@ -43,24 +43,6 @@ def backoff_delay(base: float, failed_attempts: int, rng: random.Random | None =
     jitter: float = (rng or random).uniform(0.5, 1.5)
     # The exponent is bounded: 2.0 ** 1024 overflows, and past 2^30 the cap decides anyway.
     return min(MAX_BACKOFF_S, base * 2.0 ** min(failed_attempts - 1, 30) * jitter)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_HASH_DIGITS = 16
-# A name used as it is: lower case (one file also where case folds), not hidden, short, and
-# not ending the way a hashed name does (so no task name is another one's hashed log name).
-_PLAIN = re.compile(rf"(?![.])[a-z0-9._-]{{1,80}}(?<!-[0-9a-f]{{{_HASH_DIGITS}}})")
-
-
-def log_name(task_name: str) -> str:
-    """A file name for the task's log: readable, and distinct for distinct task names, also on
-    a case-insensitive file system (macOS, Windows). A plain name is used as it is; any other
-    gets `-` and 16 hex digits of its hash, which no plain name ends with."""
-    if _PLAIN.fullmatch(task_name):
-        return task_name + ".log"
-    safe = _UNSAFE.sub("_", task_name)[:80].lstrip(".") or "task"
-    digest = hashlib.sha256(task_name.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{safe}-{digest[:_HASH_DIGITS]}.log"
 
 
 class AgentSessions(Protocol):

@@ -1,20 +1,24 @@
 """Where a workflow's things are: where its tasks run by default, where its state and reports go
-by default, and which workflow a state belongs to. Each is decided here and nowhere else.
+by default, what a task's log file is called, and which workflow a state belongs to. Each is
+decided here and nowhere else.
 
-Import-light (os and pathlib only): the CLI uses it before it loads anything.
+Import-light (standard library only): the CLI uses it before it loads anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 DEFAULT_REPORT_ROOT = ".prompter"
+LOGS_FOLDER = "logs"  # the task logs, in the report folder (report.html links to them)
 # The workflow file whose state, logs and reports are `.prompter/` itself; any other one gets a
 # folder inside it.
 MAIN_WORKFLOW_NAME = "prompter.toml"
 # Names a folder of another workflow cannot take inside `.prompter/`: the main workflow's own.
-_TAKEN = frozenset({"", ".", "..", "logs"})
+_TAKEN = frozenset({"", ".", "..", LOGS_FOLDER})
 
 
 def _folder(workflow: str | os.PathLike[str]) -> Path:
@@ -64,3 +68,22 @@ def default_report_dir(workflow: str | os.PathLike[str] | None) -> Path:
         return root
     key = name.removesuffix(".toml")
     return root / (name if key in _TAKEN else key)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HASH_DIGITS = 16
+# A name used as it is: lower case (one file also where case folds), not hidden, short, and
+# not ending the way a hashed name does (so no task name is another one's hashed log name).
+_PLAIN = re.compile(rf"(?![.])[a-z0-9._-]{{1,80}}(?<!-[0-9a-f]{{{_HASH_DIGITS}}})")
+
+
+def log_name(task_name: str) -> str:
+    """A file name for the task's log: readable, and distinct for distinct task names, also on
+    a case-insensitive file system (macOS, Windows). A plain name is used as it is; any other
+    gets `-` and 16 hex digits of its hash, which no plain name ends with. Either way only
+    `A-Z a-z 0-9 . _ -`, not starting with a dot: never a path out of the logs folder."""
+    if _PLAIN.fullmatch(task_name):
+        return task_name + ".log"
+    safe = _UNSAFE.sub("_", task_name)[:80].lstrip(".") or "task"
+    digest = hashlib.sha256(task_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{safe}-{digest[:_HASH_DIGITS]}.log"

@@ -94,6 +94,9 @@ class AttemptRecord(AgentUsage):  # flat in the file: the usage fields sit besid
     # the agent's; the task fails without another attempt and no agent is told of it.
     environment_error: bool = False
     changed_files: list[Text] | None = None  # "path +added -deleted" (worktree isolation)
+    # The passed attempt's commit as `git diff` against its parent (worktree isolation), when
+    # it is small (see `worktrees.integration.DIFF_BYTES`); secrets masked. Agent-written text.
+    diff: Text | None = None
     conflict: Text | None = None  # why its changes could not be merged (worktrees)
     # The API refused the agent's session (a 429 or 529, a usage limit): in graph mode the
     # task waits for the agent limit instead, and only a refusal it could not wait out (at a
@@ -196,6 +199,9 @@ class RunRecord(Record):
     base_commit: Text | None = None
     base_tree: Text | None = None
     changed_files: int | None = None  # how many paths changes.patch changes; None: no patch
+    # "worktree" (a worktree per task: attempts record their changes) or "shared" (one tree);
+    # None: not recorded (a run that did not end, or a state from before it was).
+    isolation: Text | None = None
     # The fan-out job (of a generated CI workflow) it ran in; None outside a fan-out. Reports
     # draw a timeline lane and a cost per job from it.
     job: Text | None = None

@@ -25,7 +25,7 @@ import anyio
 from . import changes, exits, identity, isolation, processes
 from .admission import Limits, limits_for, task_weights
 from .agents import Agent, AgentUnavailable, agent_for
-from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
+from .attempts import AttemptContext, AttemptRunner, run_attempt
 from .budget import CostBudget, over_budget
 from .config import Workflow
 from .diagnostics import innermost
@@ -34,6 +34,7 @@ from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
 from .forecast import forecast
 from .ledger import Ledger
+from .places import log_name
 from .recorder import Recorder
 from .records import (
     TERMINAL,
@@ -442,7 +443,8 @@ async def _execute(run: _Run) -> RunResult:
     delivered = await _deliver(run, start, integration, landing)
     result = engine.result()
     ending = outcome(run.signals, result)
-    _record_end(run, ending, delivered, recorder, ledger)
+    isolated = "shared" if integration is None else "worktree"
+    _record_end(run, ending, delivered, recorder, ledger, isolated)
     names = [t.name for t in run.workflow.tasks]
     reused = choice.reused + tuple(names[i] for i in result.answered)
     records = ledger.records
@@ -456,7 +458,7 @@ async def _execute(run: _Run) -> RunResult:
         reused=reused,
         not_run=tuple(n for n in choice.planned if n not in records and n not in standing),
         landed=landing.landed,
-        isolation="shared" if integration is None else "worktree",
+        isolation=isolated,
         warnings=tuple(run.warnings),
         state_error=recorder.error,
         changes=delivered,
@@ -610,6 +612,7 @@ def _record_end(
     delivered: changes.Changes,
     recorder: Recorder,
     ledger: Ledger,
+    isolated: str,
 ) -> None:
     """The run's end, in the state and then as an event."""
     try:  # also after a failed write: the store keeps the line for close() to try again
@@ -618,6 +621,7 @@ def _record_end(
             "status": ending.status,
             "reason": ending.reason,
             "changed_files": len(delivered.files) if delivered.patch else None,
+            "isolation": isolated,
         }
         run.store.end_run(recorder.run.model_copy(update=ended))
     except StateError as exc:

@@ -453,8 +453,8 @@ class ActionProgress:
         self.offsets: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
-        from ..attempts import log_name
         from ..events import TaskFinished, TaskStarted
+        from ..places import log_name
 
         if isinstance(event, TaskStarted) and event.task not in self.offsets:
             log = self.logs_dir / log_name(event.task)

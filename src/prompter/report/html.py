@@ -5,7 +5,9 @@ CSS and JavaScript, no library) and the run's facts as JSON in a data block (`ht
 The script draws the dependency graph (laid out by `html_layout.py`), the timeline, the task
 list and a selected task's attempts. A Content-Security-Policy meta tag allows nothing but that
 style and that script, by their sha256 hashes: no request of any kind (no font, image, frame or
-fetch), no inline event handler, no other script even if some text became markup.
+fetch), no inline event handler, no other script even if some text became markup. The page's
+only links are to the task logs beside it (`logs/…`, relative): following one is a navigation,
+which the policy does not govern, not a request of the page.
 
 Untrusted text never becomes markup: the only place it is in the file is the JSON, escaped by
 `html_data.script_json`, and the script puts it into the document as text.
@@ -120,5 +122,5 @@ def build_html(
         title=escape(f"prompter: {facts.name}: {facts.result}"),
         style=style,
         script=script,
-        facts=script_json(page_data(facts)),
+        facts=script_json(page_data(facts, {r.run_id: r.isolation for r in state.runs})),
     )

@@ -6,6 +6,9 @@ puts it into the document with `textContent`, never as markup. Here it is only m
 names get their control and bidi characters written as escapes (`escape_controls`), longer text
 loses terminal codes and what XML forbids (`xml_safe`) and is cut to its last characters so
 that a 1,000-task report stays a few megabytes (`TEXT_BUDGET`).
+
+The one URL the page holds is each task's log, `logs/<log_name>`: relative to the report
+folder, of the characters `places.log_name` allows only (never a scheme, never `..`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..config import Task
 from ..feedback import Feedback, prompt_with_feedback
-from ..records import AttemptRecord, RunRecord, TaskStatus
+from ..places import LOGS_FOLDER, log_name
+from ..records import AttemptRecord, RunRecord, TaskRecord, TaskStatus
 from ..text import escape_controls, xml_safe
 from .graph_view import STOP, links
 from .html_layout import assign_lanes, layout_graph
@@ -123,7 +128,7 @@ class _Texts:
         for view in facts.tasks:
             texts += 2  # prompt, reason
             for a in view.record.attempts:
-                texts += bool(a.output_tail) + bool(a.result_text) + (a.number > 1)
+                texts += bool(a.output_tail) + bool(a.result_text) + (a.number > 1) + bool(a.diff)
         self.limit = max(MIN_TEXT_CHARS, min(TEXT_CHARS, TEXT_BUDGET // max(1, texts)))
 
     def __call__(self, text: str | None) -> str | None:
@@ -135,9 +140,44 @@ class _Texts:
             return f"[… {cut:,} earlier characters cut; the log under logs/ has all of it]\n{tail}"
         return tail
 
+    def head(self, text: str | None) -> str | None:
+        """Like calling it, but the first characters: a diff reads from its start."""
+        if not text:
+            return None
+        cut = len(text) - self.limit
+        if cut <= 0:
+            return xml_safe(text)
+        head = xml_safe(text[: self.limit])
+        return f"{head}\n[… {cut:,} more characters cut; changes.patch has the run's changes]"
+
+
+def log_link(task: str) -> str:
+    """The task's log, relative to report.html (which is in the report folder, beside logs/)."""
+    return f"{LOGS_FOLDER}/{quote(log_name(task), safe='')}"
+
+
+def _diff_note(a: AttemptRecord, isolation: str | None) -> str | None:
+    """What the page says in place of a passed attempt's diff, when it has none."""
+    if a.diff or not a.ok:
+        return None
+    if isolation == "shared":
+        return (
+            "no diff per task: the tasks worked in one shared tree "
+            "(changes.patch has the run's changes)"
+        )
+    if not a.changed_files:
+        return "it changed no files" if isolation == "worktree" else None
+    if isolation == "worktree":
+        return "diff too large to record here: see changes.patch"
+    return "no diff recorded: see changes.patch"
+
 
 def _attempt(
-    a: AttemptRecord, before: AttemptRecord | None, task: Task | None, texts: _Texts
+    a: AttemptRecord,
+    before: AttemptRecord | None,
+    task: Task | None,
+    texts: _Texts,
+    isolation: str | None,
 ) -> dict[str, Any]:
     feedback = None
     if before is not None and task is not None and not before.ok:
@@ -163,6 +203,8 @@ def _attempt(
         "output": texts(a.output_tail),
         "files": [_name(f) for f in files[:MAX_FILES]],
         "moreFiles": max(0, len(files) - MAX_FILES),
+        "diff": texts.head(a.diff),
+        "diffNote": _diff_note(a, isolation),
         "conflict": texts(a.conflict),
         "feedback": feedback,
         "rateLimited": a.rate_limited,
@@ -174,11 +216,17 @@ def _attempt(
 
 
 def _task(
-    i: int, node: _Node, facts: RunFacts, causes: list[int], critical: set[str], texts: _Texts
+    i: int,
+    node: _Node,
+    causes: list[int],
+    critical: set[str],
+    texts: _Texts,
+    isolation: Mapping[str, str | None],
 ) -> dict[str, Any]:
     view, task = node.view, node.task
     record = view.record if view is not None else None
     attempts = record.attempts if record is not None else []
+    isolated = isolation.get(record.run_id) if record is not None else None
     return {
         "id": i,
         "name": _name(node.name),
@@ -196,14 +244,22 @@ def _task(
         "dur": duration_text(view.duration_s) if view is not None else "-",
         "cost": _num(record.cost_usd, 4) if record is not None else None,
         "visits": record.visits if record is not None else 0,
+        "log": _log(record),
         "prompt": texts(task.prompt) if task is not None else None,
         "verify": texts(task.verify_command) if task is not None else None,
         "expect": task.verify_success_code if task is not None else None,
         "attempts": [
-            _attempt(a, before, task, texts)
+            _attempt(a, before, task, texts, isolated)
             for before, a in zip([None, *attempts], attempts, strict=False)
         ],
     }
+
+
+def _log(record: TaskRecord | None) -> str | None:
+    """The link to the task's log, if the task ran (a skipped task's attempts: none)."""
+    if record is None or not record.attempts:
+        return None
+    return log_link(record.name)
 
 
 def _causes(facts: RunFacts, nodes: list[_Node], classes: list[str]) -> list[list[int]]:
@@ -340,8 +396,10 @@ def _headline(facts: RunFacts) -> dict[str, Any]:
     }
 
 
-def page_data(facts: RunFacts) -> dict[str, Any]:
-    """Everything the page shows, as plain JSON values."""
+def page_data(facts: RunFacts, isolation: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON values. `isolation`: each run's (`RunRecord.
+    isolation`, by run id), which says what a task's missing diff means."""
+    isolation = isolation or {}
     nodes = _nodes(facts)
     edges, kinds, ranks = _edges(facts, len(nodes))
     layout = layout_graph(len(nodes), edges, ranks)
@@ -355,7 +413,7 @@ def page_data(facts: RunFacts) -> dict[str, Any]:
         "head": _headline(facts),
         "classes": CLASSES,
         "tasks": [
-            _task(i, node, facts, causes[i], critical, texts) for i, node in enumerate(nodes)
+            _task(i, node, causes[i], critical, texts, isolation) for i, node in enumerate(nodes)
         ],
         "graph": {
             "x": [round(v, 1) for v in layout.x],

@@ -25,11 +25,18 @@ if TYPE_CHECKING:
     from ..refguard import RefGuard
 
 
+# The most of a task's diff its attempt records (`AttemptRecord.diff`): one that shows what a
+# small change did, at a bounded cost to the state (changes.patch has the rest).
+DIFF_BYTES = 8 * 1024
+DIFF_LINES = 200
+
+
 @dataclass(frozen=True)
 class Merged:
     tip: str
     files: tuple[str, ...]  # what the task changed
     changes: tuple[str, ...]  # the same, as "path +added -deleted"
+    lines: int = 0  # lines added and deleted, in all (binary files count none)
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ class Integration:
 
     async def merge(self, task: str, commit: str) -> Merged | Conflict:
         """Merge the task's commit into the tip, one merge at a time."""
-        files, changes = await self._changes(commit)
+        files, changes, count = await self._changes(commit)
         async with self._lock:
             code, out = await git(
                 self.repo,
@@ -269,19 +276,38 @@ class Integration:
             self.tip = new.strip()
             for path in files:
                 self.changed_by[path] = task
-            return Merged(self.tip, files, changes)
+            return Merged(self.tip, files, changes, count)
 
-    async def _changes(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """What a task commit changed: its paths, and "path +added -deleted" per path
-        ("+? -?" for binary files)."""
+    async def _changes(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+        """What a task commit changed: its paths, "path +added -deleted" per path ("+? -?" for
+        binary files), and the lines added and deleted in all."""
         args = ("diff", "--numstat", "--no-renames", "-z", f"{commit}^", commit)
         _, out = await git(self.repo, *args)  # -z: names as they are (a tab, a newline)
-        paths, rows = [], []
+        paths, rows, lines = [], [], 0
         for line in filter(None, out.split("\0")):
             added, deleted, path = line.split("\t", 2)
             paths.append(path)
             rows.append(f"{path} +{added.replace('-', '?')} -{deleted.replace('-', '?')}")
-        return tuple(paths), tuple(rows)
+            lines += sum(int(n) for n in (added, deleted) if n.isdigit())
+        return tuple(paths), tuple(rows), lines
+
+    async def small_diff(self, commit: str, lines: int) -> str | None:
+        """The task commit as `git diff` against its parent, if it is small (at most
+        DIFF_LINES lines and DIFF_BYTES bytes); else, or if git cannot tell, None.
+
+        `lines` (added and deleted, `Merged.lines`) spares running it on a large change.
+        Neither the repository's external diff nor a textconv filter runs: the diff is the
+        files as committed, whatever the agent put into the attributes or the config."""
+        if lines > DIFF_LINES:
+            return None
+        args = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames")
+        try:
+            _, out = await git_bytes(self.repo, *args, f"{commit}^", commit)
+        except GitError:
+            return None  # the record's changed files still say what changed
+        if len(out) > DIFF_BYTES or out.count(b"\n") > DIFF_LINES:
+            return None
+        return out.decode("utf-8", "replace")
 
     async def apply(self) -> Landing:
         """Write the tip's content into the user's working tree (not HEAD, not the index),

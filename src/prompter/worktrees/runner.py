@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def isolated(line: Integration, subdir: Path, inner: AttemptRunner) -> AttemptRu
             trees[task.name] = tree
             return await _explained(line, tree, subdir, task, record)
         try:  # the worktree has served its purpose, whatever the merge gives
-            return await _merged(line, task.name, tree, record)
+            return await _merged(line, task.name, tree, record, ctx.redactor.text)
         finally:
             line.release(tree)
 
@@ -167,8 +168,11 @@ async def _explained(
     return record
 
 
-async def _merged(line: Integration, task: str, tree: Path, record: AttemptRecord) -> AttemptRecord:
-    """A passed attempt with its changes committed and merged into the tip; failed when they
+async def _merged(
+    line: Integration, task: str, tree: Path, record: AttemptRecord, mask: Callable[[str], str]
+) -> AttemptRecord:
+    """A passed attempt with its changes committed and merged into the tip, and their diff when
+    it is small (secrets masked by `mask`, as in the rest of the record); failed when they
     cannot be committed or merged, or conflict with what another task merged first."""
     try:
         commit = await line.commit(task, tree)
@@ -182,7 +186,9 @@ async def _merged(line: Integration, task: str, tree: Path, record: AttemptRecor
     except GitError as exc:
         return record.model_copy(update={"ok": False, "reason": f"merge failed: {exc}"})
     if isinstance(outcome, Merged):
-        return record.model_copy(update={"changed_files": list(outcome.changes)})
+        diff = await line.small_diff(commit, outcome.lines)
+        update = {"changed_files": list(outcome.changes), "diff": diff and mask(diff)}
+        return record.model_copy(update=update)
     other = f"`{outcome.with_task}`" if outcome.with_task else "another task"
     return record.model_copy(
         update={

@@ -2,6 +2,8 @@
 // from the run's facts (the JSON in <script id="facts">). Every text from the run is put into
 // the page with textContent or as an attribute value, never parsed as markup; nothing is
 // fetched. Layout (positions, lanes) was computed by prompter; this only draws and reacts.
+// The one link out is to a task's log beside the page (logs/NAME.log): a navigation when
+// clicked, never a request of the page's own.
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
@@ -407,6 +409,12 @@
   function block(title, text) {
     return text ? [el("h3", {}, title), el("pre", {}, text)] : [];
   }
+  // prompter writes only such paths (places.log_name); anything else is not made a link.
+  const LOG_PATH = /^logs\/[A-Za-z0-9_-][A-Za-z0-9._-]*\.log$/;
+  function logLink(path) {
+    if (typeof path !== "string" || !LOG_PATH.test(path)) return null;
+    return el("a", { class: "log", href: path }, path);
+  }
   function attempt(t, a, open) {
     const d = el("details", { class: "attempt", "data-attempt": a.n });
     d.open = open;
@@ -423,6 +431,8 @@
     if (a.apiStatus !== null) rows.push(["API status", String(a.apiStatus) + (a.retryAfter === null ? "" : ", retry after " + secs(a.retryAfter))]);
     if (a.environment) rows.push(["environment", "the verify command could not run here"]);
     if (a.fatal) rows.push(["fatal", "the agent cannot work here: the run stopped"]);
+    const log = logLink(t.log);
+    if (log) rows.push(["log", el("span", {}, log, " (the whole transcript: every attempt)")]);
     const dl = el("dl");
     for (const [k, v] of rows) { dl.appendChild(el("dt", {}, k)); dl.appendChild(el("dd", {}, v)); }
     d.appendChild(dl);
@@ -437,6 +447,12 @@
     if (a.files.length) {
       d.appendChild(el("h3", {}, "Changed files"));
       d.appendChild(el("pre", {}, a.files.join("\n") + (a.moreFiles ? "\n… " + a.moreFiles + " more" : "")));
+    }
+    if (a.diff) {
+      d.appendChild(el("h3", {}, "Diff"));
+      d.appendChild(el("pre", { class: "diff" }, a.diff));
+    } else if (a.diffNote) {
+      d.appendChild(el("p", { class: "small diff-note" }, "Diff: " + a.diffNote + "."));
     }
     for (const e of block("Merge conflict", a.conflict)) d.appendChild(e);
     return d;
