@@ -109,6 +109,8 @@ def _headline(facts: RunFacts) -> str:
     parts.append(f"cost ${facts.cost_usd:.2f}")
     lines.append(" · ".join(parts))
     lines.append("")
+    if satisfied := _already_satisfied(facts):
+        lines += [satisfied, ""]
     for paragraph in limit_lines(facts.runs, bool(facts.jobs)):  # if the API pushed back
         lines += [paragraph, ""]
     if facts.timeline_run is not None:
@@ -147,6 +149,19 @@ def _headline(facts: RunFacts) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _already_satisfied(facts: RunFacts) -> str | None:
+    """The line on the tasks this run passed on their verify command alone (`verify_first`)."""
+    names = [v.name for v in facts.tasks if v.current and v.record.already_satisfied]
+    if not names:
+        return None
+    shown = ", ".join(md(n, 80) for n in names[:20])
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    return (
+        f"Already satisfied ({count(len(names), 'task')}: the verify command passed before "
+        f"any agent ran, no agent started): {shown}{more}"
+    )
+
+
 # -- table ---------------------------------------------------------------------------------
 
 
@@ -155,6 +170,8 @@ def _row(view: TaskView) -> str:
     status = f"{_ICON.get(record.status, '')} {record.status.value}"
     if view.job is not None:  # a fan-out: the job that recorded it
         status += f" in {md(view.job, 100)}"
+    if record.already_satisfied:
+        status += " (already satisfied)"
     if not view.current:
         status += " (earlier run)"
     if view.changed:
