@@ -28,6 +28,7 @@ INPUTS = {
     "claude_code_oauth_token": "",
     "model": "",
     "max_cost_usd": "",
+    "strict_budget": "false",
     "upload_artifact": "true",
     "artifact_name": "prompter-report",
     "github_token": "${{ github.token }}",

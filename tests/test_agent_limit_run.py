@@ -5,6 +5,7 @@ reports it (api_retry messages, then an error result with api_error_status 429).
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import threading
 import time
@@ -121,3 +122,29 @@ def test_the_limit_follows_the_apis_room_down_and_back_up(
     seen = Capacity.read(c.claude_state)
     assert len(seen.admitted) == tasks
     assert len(seen.refused) <= 16, seen.refused  # the first burst, the drop, a few probes
+
+
+def test_sigterm_while_every_task_waits_out_the_limits_pause_stops_the_run_at_once(
+    c: ClaudeHarness,
+) -> None:
+    # Refused at a limit of 1, the task waits for the limit's pause (10 s, then 20 s): no
+    # session runs, nothing would end the wait but its end.
+    c.claude("busy", [{"error": 429}], depends_on=[], max_attempts=1)
+    proc = c.spawn()
+    try:
+        calls = c.claude_state / "calls.jsonl"
+        deadline = time.monotonic() + 30
+        while not calls.exists() or len(calls.read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "no second call"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the second refusal has paused new sessions
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 143, out
+    assert took < 5, took  # not the pause's 10 s (a stop used to wait for it)
+    assert c.tasks_status()["busy"][0] == "skipped"

@@ -47,7 +47,7 @@ def test_plain_lines_for_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert delivered == "changes: not in a git repository: no changes.patch"
     assert pointer == (
         "state: .prompter/state.json  logs: .prompter/logs/  "
-        "reports: .prompter/junit.xml .prompter/summary.md"
+        "reports: .prompter/junit.xml .prompter/summary.md .prompter/report.html"
     )
     text = "\n".join(re.sub(STAMP, "", line) for line in lines)
     assert "graph mode, 4 tasks" in text

@@ -352,7 +352,7 @@ def test_summary_junit_and_status_tell_already_satisfied_from_an_agents_pass(h: 
     summary = (h.root / ".prompter" / "summary.md").read_text()
     assert "| here | ✅ passed (already satisfied) | 0 |" in summary
     assert "| made | ✅ passed | 1 |" in summary
-    assert "Already satisfied (1 task: the verify command passed before any agent ran" in summary
+    assert "Verify first saved: 1 task already satisfied, no agent started" in summary
     junit = h.root / ".prompter" / "junit.xml"
     here, made = _properties(junit, "here"), _properties(junit, "made")
     assert here["already_satisfied"] == "true" and here["attempts"] == "0"

@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print what would run; write nothing")
     run.add_argument("--fresh", action="store_true", help="ignore earlier runs' results")
     run.add_argument(
+        "--strict-budget",
+        action="store_true",
+        help="exit 2 before anything runs when the forecast's expected cost exceeds max_cost_usd",
+    )
+    run.add_argument(
         "--keep-worktrees",
         action="store_true",
         help="isolation = worktree: keep the run's worktrees for inspection",

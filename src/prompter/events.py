@@ -28,6 +28,8 @@ class RunStarted(Event):
     tasks: tuple[str, ...]  # the tasks this run will try, in file order
     reused: tuple[str, ...]  # passed earlier with an unchanged definition: not run again
     slots: int
+    # What the run warns of before any task starts (a forecast above the budget).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

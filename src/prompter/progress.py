@@ -208,6 +208,8 @@ class PlainProgress:
                 f"{count(len(event.tasks), 'task')}{reused}, {count(event.slots, 'slot')}",
                 event.at,
             )
+            for warning in event.warnings:
+                self._line(f"warning: {warning}", event.at)
         elif isinstance(event, TaskStarted):
             self._line(f"▶ {event.task}{_which(event.attempt)}", event.at)
         elif isinstance(event, Prechecked):
@@ -368,6 +370,8 @@ class LiveProgress:
             return
         self.view.update(event)
         if isinstance(event, RunStarted):
+            for warning in event.warnings:
+                self.console.print(Text(console_line(f"warning: {warning}"), style="yellow"))
             self.live.start()
         elif isinstance(event, TaskFinished):
             r = event.record

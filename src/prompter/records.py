@@ -158,6 +158,43 @@ class TaskRecord(Record):
         return self.earlier_cost_usd + own
 
 
+def already_satisfied(record: TaskRecord) -> bool:
+    """Whether the task passed without an agent: its verify command passed before any agent ran
+    (`verify_first`): `TaskRecord.already_satisfied`, from its recorded pre-check."""
+    return record.already_satisfied
+
+
+class Estimate(Record):
+    """A forecast amount: what is expected, and a high end (see `forecast.py`)."""
+
+    expected: float
+    high: float
+
+
+class RunForecast(Record):
+    """What a run's tasks were forecast to cost before it started, from the state before it."""
+
+    tasks: dict[Text, Estimate] = Field(default_factory=dict)  # those it meant to try, with history
+    unknown: int = 0  # tasks it meant to try that had no cost history (never counted as zero)
+    budget_usd: float | None = None  # max_cost_usd when it started
+
+    @property
+    def cost_usd(self) -> Estimate | None:
+        """The sum over the tasks with history; None without any."""
+        if not self.tasks:
+            return None
+        return Estimate(
+            expected=sum(e.expected for e in self.tasks.values()),
+            high=sum(e.high for e in self.tasks.values()),
+        )
+
+    @property
+    def over_budget(self) -> bool:
+        """Whether the expected cost alone already exceeded the budget."""
+        cost = self.cost_usd
+        return self.budget_usd is not None and cost is not None and cost.expected > self.budget_usd
+
+
 class RunRecord(Record):
     run_id: Text
     workflow: Text  # as given on the command line: what reports show
@@ -181,6 +218,9 @@ class RunRecord(Record):
     job: Text | None = None
     # Every change of the limit on agent sessions at once, in order: the API's pushback.
     agent_limit: list[AgentLimitChange] = Field(default_factory=list)
+    # Made at its start from the state before it (`forecast.py`); None in states written before
+    # forecasts were recorded. The summary sets each task's cost beside it.
+    forecast: RunForecast | None = None
 
 
 # What a fan-out job id may be (`prompter run --job`, the action's `fanout_job`): GitHub's job

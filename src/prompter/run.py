@@ -26,16 +26,18 @@ from . import changes, exits, identity, isolation, processes
 from .admission import Limits, limits_for, task_weights
 from .agents import Agent, AgentUnavailable, agent_for
 from .attempts import AttemptContext, AttemptRunner, log_name, run_attempt
-from .budget import CostBudget
+from .budget import CostBudget, over_budget
 from .config import Workflow
 from .diagnostics import innermost
 from .engines import Engine, EngineResult
 from .events import Listener, RunFinished, RunStarted
 from .fingerprints import fingerprints
+from .forecast import forecast
 from .ledger import Ledger
 from .recorder import Recorder
 from .records import (
     TERMINAL,
+    RunForecast,
     RunRecord,
     RunStatus,
     State,
@@ -46,7 +48,7 @@ from .records import (
 from .redaction import Redactor
 from .regular import make_dir, refusal
 from .scheduler import GraphScheduler
-from .selection import Selection, describe_dry_run, select
+from .selection import Selection, describe_dry_run, select, tried
 from .sequential import SequentialRunner
 from .signals import finish_after_the_loop, watch_signals
 from .state import StateError, StateStore, check_owner
@@ -76,6 +78,8 @@ class RunOptions:
     agents_as_root: bool = False
     # The fan-out job this run is part of (`records.JOB_ID`), recorded in its RunRecord.
     job: str | None = None
+    # A forecast above max_cost_usd stops the run before it starts (exit 2), not only warns.
+    strict_budget: bool = False
 
     @property
     def state_path(self) -> Path:
@@ -130,6 +134,7 @@ def run_workflow(
     with store as state:
         prints = fingerprints(workflow)
         selection = _select(workflow, state, options, prints)
+        budget = _forecast(workflow, state, selection, options)  # exit 2 over a strict budget
         agents = _agents(workflow, selection)  # before the run is recorded: exit 2 leaves none
         run = _Run(
             workflow=workflow,
@@ -139,6 +144,8 @@ def run_workflow(
             prints=prints,
             selection=selection,
             agents=agents,
+            forecast=budget.forecast,
+            budget_warning=budget.warning,
             listeners=listeners,
             background=background,
         )
@@ -244,6 +251,29 @@ def _check_named(workflow: Workflow, options: RunOptions) -> None:
         )
 
 
+# -- forecast ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budgeted:
+    forecast: RunForecast
+    warning: str | None  # its expected cost exceeds max_cost_usd: said before anything starts
+
+
+def _forecast(
+    workflow: Workflow, state: State, selection: Selection, options: RunOptions
+) -> Budgeted:
+    """What the tasks the run will try are forecast to cost (`forecast.py`), against the budget;
+    above it, a warning, or exit 2 (RunError) with `strict_budget`."""
+    names = [workflow.tasks[i].name for i in tried(workflow, selection, bool(options.tasks))]
+    recorded = forecast(state, names).record(workflow.settings.max_cost_usd)
+    over = over_budget(recorded)
+    if over is not None and options.strict_budget:
+        raise RunError(f"{over}, and the budget is strict: nothing was run")
+    warning = f"{over}: the run stops when the budget is reached" if over else None
+    return Budgeted(forecast=recorded, warning=warning)
+
+
 # -- agents ------------------------------------------------------------------------------------
 
 
@@ -280,6 +310,11 @@ def _dry_run(workflow: Workflow, options: RunOptions, store: StateStore, out: Te
     check_owner(state, workflow.identity, str(workflow.path), options.state_path)
     selection = _select(workflow, state, options, fingerprints(workflow))
     problems: list[str] = []  # what a dry run tells but does not stop at (credentials)
+    try:
+        if warning := _forecast(workflow, state, selection, options).warning:
+            problems.append(warning)
+    except RunError as exc:
+        problems.append(f"a run would stop here (exit 2): {exc}")
     _agents(workflow, selection, problems)
     describe_dry_run(workflow, selection, out, only_start=bool(options.tasks))
     return RunResult(
@@ -362,11 +397,17 @@ class _Run:
     prints: dict[str, str]
     selection: Selection
     agents: dict[str, Agent]
+    forecast: RunForecast
+    budget_warning: str | None  # said as the run starts, and with the warnings at its end
     listeners: Sequence[Listener]
     background: Sequence[Job]
     run_id: str = field(default_factory=new_run_id)
     warnings: list[str] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)  # the signals that stopped it
+
+    def __post_init__(self) -> None:
+        if self.budget_warning:
+            self.warnings.append(self.budget_warning)
 
 
 @dataclass(frozen=True)
@@ -447,6 +488,7 @@ async def _begin(run: _Run) -> tuple[changes.Start, RunRecord]:
         base_commit=start.base.commit if start.base else None,
         base_tree=start.base.tree if start.base else None,
         job=options.job,
+        forecast=run.forecast,
     )
     store.begin_run(record)
     if start.warning:
@@ -544,6 +586,7 @@ def _announce(run: _Run, ledger: Ledger, choice: EngineChoice) -> None:
             tasks=choice.planned,
             reused=choice.reused,
             slots=choice.slots,
+            warnings=(run.budget_warning,) if run.budget_warning else (),
         )
     )
 

@@ -103,6 +103,7 @@ class GraphScheduler:
         for scope in self.scopes.values():
             scope.cancel()
         self._skip_unstarted(reason)
+        self._close_if_done()  # nothing may run while tasks wait out the agent limit's pause
 
     def result(self) -> EngineResult:
         """Failed unless every task it recorded passed (a skip, an interruption fail it too)."""

@@ -94,6 +94,17 @@ def _select_graph(workflow: Workflow, named: list[int], reused: set[int], only: 
     return Selection(run=run, reused=frozenset(reused - chosen), reach=run)
 
 
+def tried(workflow: Workflow, selection: Selection, only_start: bool = False) -> tuple[int, ...]:
+    """The tasks the run will try: graph mode, those selected; sequential mode, the path taken
+    when every task passes first time, less the earlier passes it starts with (they stand until
+    it runs a task)."""
+    if workflow.mode == "graph":
+        return selection.run
+    path, _ = happy_path(workflow, selection.start, only_start)
+    first = next((n for n, i in enumerate(path) if i not in selection.reused), len(path))
+    return tuple(path[first:])
+
+
 _VERIFY_FIRST = "verify first"
 _VERIFY_FIRST_MEANS = (
     "dry run: verify first: the task's verify command runs before its first attempt; if it "

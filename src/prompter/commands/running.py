@@ -77,6 +77,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         dry_run=args.dry_run,
         keep_worktrees=args.keep_worktrees,
         job=args.job,
+        strict_budget=args.strict_budget,
     )
 
 

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..config import Workflow
+    from ..forecast import Forecast
     from ..planning import Plan
+    from ..records import State
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -50,22 +52,29 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
+    from ..forecast import forecast
     from ..planning import make_plan
     from ..state import StateError
 
     workflow = load(args.workflow)
     try:
-        durations = _durations(args, workflow)
+        state = _history(args, workflow)
     except StateError as exc:
         print(f"prompter: {exc}", file=sys.stderr)
         return exits.USAGE
+    measured = state.durations()
+    durations = {t.name: measured[t.name] for t in workflow.tasks if t.name in measured}
     if args.jobs is not None:
         return _plan_jobs(args, workflow, durations)
     plan = make_plan(workflow, max_parallel=args.max_parallel, durations=durations)
+    ahead = forecast(state, [plan.names[i] for i in plan.order])
     if args.json:
-        print(json.dumps({**plan.to_json(), "working_directory": str(workflow.workdir)}, indent=2))
+        out = plan.to_json()
+        out["estimate"].update(ahead.to_json())
+        print(json.dumps({**out, "working_directory": str(workflow.workdir)}, indent=2))
     else:
         sys.stdout.write(_plan_text(args.workflow, plan, workflow.workdir))
+        sys.stdout.write(_forecast_text(ahead))
     return exits.OK
 
 
@@ -115,10 +124,11 @@ def _names_of(names: Sequence[str], tasks: Sequence[int]) -> str:
     return shown + (f", … and {more} more" if more > 0 else "")
 
 
-def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]:
-    """The last measured duration of each task of `workflow`, from the state `run` keeps; none
-    when there is no state, and a warning (planning goes on) when it cannot be read. A state of
-    another workflow is a StateError (exit 2): its durations are not this workflow's."""
+def _history(args: argparse.Namespace, workflow: Workflow) -> State:
+    """The state `run` keeps, whose measurements the plan and the forecast use: empty when there
+    is none, and a warning (planning goes on) when it cannot be read. A state of another
+    workflow is a StateError (exit 2): its measurements are not this workflow's."""
+    from ..records import State
     from ..state import StateError, StateStore, check_owner
 
     path = state_path(args)
@@ -126,10 +136,53 @@ def _durations(args: argparse.Namespace, workflow: Workflow) -> dict[str, float]
         state = StateStore(path).load()
     except StateError as exc:
         print(f"prompter: warning: {exc}; planned without measured durations", file=sys.stderr)
-        return {}
+        return State()
     check_owner(state, workflow.identity, args.workflow, path)
-    measured = state.durations()
-    return {t.name: measured[t.name] for t in workflow.tasks if t.name in measured}
+    return state
+
+
+def _forecast_text(ahead: Forecast) -> str:
+    """The forecast's lines under the plan: the total, each task with history, the unknown."""
+    from ..text import console_line
+    from ..words import count
+
+    cost, time = ahead.cost_usd, ahead.duration_s
+    unknown = ahead.unknown
+    lines = []
+    if cost is None:
+        lines.append("forecast: no cost history yet")
+    else:
+        lines.append(
+            f"forecast: cost ${cost.expected:.2f} expected, ${cost.high:.2f} high "
+            "(from each task's last recorded attempts)"
+        )
+        if time is not None:
+            lines.append(
+                f"  task time {time.expected:.1f} s expected, {time.high:.1f} s high "
+                "(one task after another)"
+            )
+        known = [t for t in ahead.tasks if t.cost_usd is not None]
+        for task in known[:LIST_LIMIT]:
+            assert task.cost_usd is not None
+            took = f", {task.duration_s.expected:.1f} s" if task.duration_s else ""
+            lines.append(
+                console_line(
+                    f"  {task.name}: ${task.cost_usd.expected:.2f} (high ${task.cost_usd.high:.2f})"
+                    f"{took}, {count(task.attempts, 'attempt')}"
+                )
+            )
+        if len(known) > LIST_LIMIT:
+            lines.append(f"  … and {count(len(known) - LIST_LIMIT, 'more task')}")
+    if unknown:
+        names = ", ".join(unknown[:LIST_LIMIT])
+        more = len(unknown) - LIST_LIMIT
+        names += f", … and {more} more" if more > 0 else ""
+        lines.append(
+            console_line(
+                f"  unknown (no cost history, not counted): {count(len(unknown), 'task')}: {names}"
+            )
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _names(plan: Plan, tasks: Sequence[int], sep: str = ", ") -> str:

@@ -332,6 +332,7 @@ def _run_options(inputs: Inputs, workflow: Workflow) -> RunOptions:
         tasks=inputs.tasks,
         tasks_from="input `tasks`",
         fresh=inputs.fresh,
+        strict_budget=inputs.strict_budget,
         dry_run=inputs.dry_run,
         agents_as_root=inputs.agent_user == "root",
     )

@@ -56,6 +56,7 @@ class Inputs:
     artifact_name: str
     github_token: str
     agent_user: str = "owner"
+    strict_budget: bool = False  # a forecast above the budget: exit 2 before anything runs
     fanout: Fanout = field(default_factory=Fanout)
 
     @classmethod
@@ -83,6 +84,7 @@ class Inputs:
             claude_code_oauth_token=read.get("claude_code_oauth_token"),
             model=read.get("model") or None,
             max_cost_usd=max_cost_usd,
+            strict_budget=read.flag("strict_budget", "false"),
             upload_artifact=upload,
             artifact_name=artifact_name,
             github_token=read.get("github_token"),

@@ -1,8 +1,9 @@
 """`summary.md`: the run for a person, in GitHub-flavoured markdown, at most 1 MiB.
 
 Sections, in order: a headline (result, counts, wall time, sum of task times, speedup, cost,
-the agent limit's changes when the API pushed back (`pushback.py`), critical path); in a
-fan-out, the jobs with their cost and the total (`jobs.py`); a table of tasks; a mermaid
+the forecast made before the run and what verify-first saved (`spend.py`), the agent limit's
+changes when the API pushed back (`pushback.py`), critical path); in a fan-out, the jobs with
+their cost and the total (`jobs.py`); a table of tasks (each cost beside its forecast); a mermaid
 flowchart of the dependency graph coloured by outcome and its legend (a small diagram of its
 own under it, out of the graph's layout); a mermaid gantt chart of the actual timeline (one bar
 per attempt, the critical path in red; in a fan-out, one section per job; a section for the
@@ -36,6 +37,7 @@ from . import mermaid
 from .jobs import jobs_section
 from .markdown import fenced, html, md
 from .pushback import limit_lines, limit_sections
+from .spend import forecast_text, spend_lines
 from .view_model import RunFacts, TaskView, analyse, duration_text, utc_text
 
 MAX_BYTES = 1024 * 1024  # GitHub drops a larger step summary
@@ -109,8 +111,8 @@ def _headline(facts: RunFacts) -> str:
     parts.append(f"cost ${facts.cost_usd:.2f}")
     lines.append(" · ".join(parts))
     lines.append("")
-    if satisfied := _already_satisfied(facts):
-        lines += [satisfied, ""]
+    for paragraph in spend_lines(facts):  # the forecast before the run, what verify-first saved
+        lines += [paragraph, ""]
     for paragraph in limit_lines(facts.runs, bool(facts.jobs)):  # if the API pushed back
         lines += [paragraph, ""]
     if facts.timeline_run is not None:
@@ -149,19 +151,6 @@ def _headline(facts: RunFacts) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _already_satisfied(facts: RunFacts) -> str | None:
-    """The line on the tasks this run passed on their verify command alone (`verify_first`)."""
-    names = [v.name for v in facts.tasks if v.current and v.record.already_satisfied]
-    if not names:
-        return None
-    shown = ", ".join(md(n, 80) for n in names[:20])
-    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
-    return (
-        f"Already satisfied ({count(len(names), 'task')}: the verify command passed before "
-        f"any agent ran, no agent started): {shown}{more}"
-    )
-
-
 # -- table ---------------------------------------------------------------------------------
 
 
@@ -184,6 +173,8 @@ def _row(view: TaskView) -> str:
         status += " (environment error)"
     cost = record.cost_usd
     cost_text = f"${cost:.2f}" if cost and math.isfinite(cost) else "-"
+    if view.forecast is not None:
+        cost_text += f" ({forecast_text(view.forecast)})"
     # With worktree isolation, a task that passed says which files it changed.
     reason = record.reason or _changes(record)
     if view.cause_job is not None:  # the dependency failed in another job of the fan-out

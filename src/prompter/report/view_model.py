@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import Workflow
 from ..fingerprints import fingerprints
-from ..records import RunRecord, RunStatus, State, TaskRecord, TaskStatus
+from ..records import Estimate, RunRecord, RunStatus, State, TaskRecord, TaskStatus
 from ..text import report_line
 from ..words import count, plural
 
@@ -59,6 +59,8 @@ class TaskView:
     job: str | None = None  # the fan-out job whose run recorded it, if any
     # Skipped because a dependency failed (or was skipped) in another fan-out job: that job.
     cause_job: str | None = None
+    # Its cost as forecast before the run that recorded it (that run's `forecast`), if any.
+    forecast: Estimate | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -239,6 +241,7 @@ def _views(
             f"(first: {report_line(strays[0], 80)}): reported without file, line or graph node"
         )
     jobs = {r.run_id: r.job for r in state.runs}
+    forecasts = {r.run_id: r.forecast.tasks for r in state.runs if r.forecast is not None}
     views: list[TaskView] = []
     for name in ordered + strays:
         record = state.tasks[name]
@@ -254,6 +257,7 @@ def _views(
                 changed=i is not None and record.fingerprint != prints.get(name),
                 job=job,
                 cause_job=_cause_job(state, record, job, jobs),
+                forecast=forecasts.get(record.run_id, {}).get(name),
             )
         )
     return views
