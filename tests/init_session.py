@@ -4,6 +4,7 @@ valid proposal to answer with."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,10 @@ depends_on = ["tests"]
 """
 
 
+# What `init` writes for VALID: the same, with `verify_first = true` added to its [settings].
+WRITTEN = VALID.replace("[settings]\n", "[settings]\nverify_first = true\n", 1)
+
+
 def answer(toml: str) -> str:
     return f"Here is a workflow.\n\n```toml\n{toml}```\n"
 
@@ -42,6 +47,8 @@ def init_env(repo: Path, steps: list[dict[str, Any]]) -> dict[str, str]:
         "FAKE_CLAUDE_STATE": str(repo / "claude-state"),
         "FAKE_CLAUDE_DEFAULT_KEY": "init",
         "ANTHROPIC_API_KEY": "sk-ant-api03-fake-key-for-the-fake-cli",  # as a user sets it
+        # The prompter under test, where a checkout other than the installed one is tested.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
 
 

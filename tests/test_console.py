@@ -439,7 +439,8 @@ def test_init_force_keeps_the_files_permissions_and_leaves_no_temp_file(tmp_path
     env = init_env(tmp_path, f"Here.\n\n```toml\n{VALID}```\n")
     done = prompter_cli("init", "--force", "--yes", cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
-    assert target.read_text() == VALID
+    # As proposed, with the `verify_first = true` that `init` adds to new workflows.
+    assert target.read_text() == VALID.replace("[settings]\n", "[settings]\nverify_first = true\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's 0600
     assert not list(tmp_path.glob(".prompter-init-*"))
 

@@ -328,9 +328,10 @@ def test_strict_budget_exits_2_before_anything_runs(c: ClaudeHarness) -> None:
 
 def test_the_summary_says_what_verify_first_saved() -> None:
     satisfied = "already satisfied (verify passed before any agent ran)"
+    check = attempt(0, ok=True)  # the pre-check that passed (`TaskRecord.precheck`)
     tasks = {
-        "a": record("a", reason=satisfied),
-        "b": record("b", reason=satisfied),
+        "a": record("a", reason=satisfied, precheck=check),
+        "b": record("b", reason=satisfied, precheck=check),
         "c": record("c", attempt(1, 0.3)),
     }
     assert already_satisfied(tasks["a"]) and not already_satisfied(tasks["c"])

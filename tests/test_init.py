@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .init_session import VALID, answer, init
+from .init_session import VALID, WRITTEN, answer, init
 
 INVALID = VALID.replace("on_success", "x").replace(
     'depends_on = ["tests"]', 'depends_on = ["tset"]'
@@ -25,7 +25,7 @@ def calls(repo: Path) -> list[dict[str, Any]]:
 def test_a_valid_proposal_is_shown_and_written_with_yes(tmp_path: Path) -> None:
     done = init(tmp_path, [{"result": answer(VALID), "cost": 0.12}], "--yes")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "prompter.toml").read_text() == VALID
+    assert (tmp_path / "prompter.toml").read_text() == WRITTEN
     assert "2 tasks, graph mode, 2 waves; Claude's cost $0.12" in done.stdout
     (call,) = calls(tmp_path)
     # Read-only: it may study the repository but not change it.
@@ -45,7 +45,7 @@ def test_validator_errors_go_back_in_the_same_session(tmp_path: Path) -> None:
     assert second["resume"] == first["session_id"]
     assert "wf.toml:14:1: error: unknown dependency `tset`" in second["prompt"]
     assert "the proposal is not valid yet" in done.stdout
-    assert (tmp_path / "wf.toml").read_text() == VALID
+    assert (tmp_path / "wf.toml").read_text() == WRITTEN
 
 
 def test_never_valid_writes_nothing(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_an_existing_file_needs_force_and_claude_is_not_asked(tmp_path: Path) ->
     assert calls(tmp_path) == []
     forced = init(tmp_path, [{"result": answer(VALID)}], "--yes", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert (tmp_path / "prompter.toml").read_text() == VALID
+    assert (tmp_path / "prompter.toml").read_text() == WRITTEN
 
 
 def test_unattended_without_yes_shows_but_does_not_write(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from .config import Workflow
@@ -75,16 +75,25 @@ class Admission:
     def add_ready(self, task: int) -> None:
         heapq.heappush(self._ready, self._keys[task])
 
-    def take(self, at_most: int | None = None) -> list[int]:
-        """Pop every ready task that may start now (`at_most` of them), marking it running."""
+    def take(self, at_most: int | None = None, unmetered: Set[int] = frozenset()) -> list[int]:
+        """Pop every ready task that may start now, marking it running: at most `at_most` of
+        them, not counting those in `unmetered` (a task that starts without an agent session
+        may take a slot where the agent limit leaves no room; one that needs a session waits)."""
         started: list[int] = []
+        metered = 0
         passed_over: list[tuple[int, float, int]] = []
         room = self.limits.slots if at_most is None else min(self.limits.slots, at_most)
         while self._ready and not self._exclusive_running:
-            if len(self.running) >= self.limits.slots or len(started) >= room:
+            if len(self.running) >= self.limits.slots:
                 break
             key = self._ready[0]
             task = key[2]
+            if task not in unmetered and metered >= room:
+                if not unmetered:
+                    break  # nothing else could start: the common case ends here
+                heapq.heappop(self._ready)
+                passed_over.append(key)
+                continue
             demand = self._demands[task]
             if demand.exclusive:
                 if self.running or passed_over:
@@ -97,6 +106,7 @@ class Admission:
             if self._fits(demand):
                 self._start(task, demand)
                 started.append(task)
+                metered += task not in unmetered
             else:
                 passed_over.append(key)
         for key in passed_over:

@@ -27,7 +27,7 @@ from .events import AgentNote, Event
 from .feedback import Feedback, prompt_with_feedback
 from .places import log_name
 from .processes import ProcessResult, run_process
-from .records import AttemptRecord
+from .records import PRECHECK, AttemptRecord
 from .redaction import RedactingWriter, Redactor
 from .regular import open_regular
 
@@ -276,7 +276,8 @@ async def run_attempt(
     feedback: Feedback | None = None,
     resume_session: str | None = None,
 ) -> AttemptRecord:
-    """Run the agent, wait `check_interval`, run the verify command; never raises on failure."""
+    """Run the agent, wait `check_interval`, run the verify command; never raises on failure.
+    Attempt number `records.PRECHECK` runs the verify command alone (`verify_first`)."""
     # Opened on the loop: a hand-off to a worker thread costs more than creating the file on a
     # fast file system, and on a slow one the kernel work competes for the same cores anyway.
     try:
@@ -311,6 +312,9 @@ async def _attempt(
     log: BinaryIO,
 ) -> AttemptRecord:
     started = time.time()
+    if number == PRECHECK:  # `verify_first`: the verify command alone, no agent
+        _header(log, f"{task.name}: verify first, before any agent runs")
+        return await _verified(ctx, task, AttemptRecord(number=number, started_at=started), log)
     _header(log, f"{task.name}: attempt {number}: agent ({task.agent})")
     request = AgentRequest(
         task=task,
@@ -344,6 +348,14 @@ async def _attempt(
         )
     if ctx.check_interval > 0:
         await anyio.sleep(ctx.check_interval)
+    return await _verified(ctx, task, record, log)
+
+
+async def _verified(
+    ctx: AttemptContext, task: Task, record: AttemptRecord, log: BinaryIO
+) -> AttemptRecord:
+    """`record` completed by the verify command: its outcome, exit code, time and output."""
+    number = record.number
     _header(log, f"verify: {task.verify_command}")
     verify = await run_process(
         ["/bin/sh", "-c", task.verify_command],
@@ -353,11 +365,17 @@ async def _attempt(
         log=log,
     )
     reason = verify_reason(task, verify)
-    environment = reason is not None and cannot_run(task, verify)
+    # Before any agent ran, a command that cannot run yet (what the agent is to build) is just
+    # a check that did not pass: the agent runs, and the attempts after it judge the environment.
+    environment = number != PRECHECK and reason is not None and cannot_run(task, verify)
     outcome = "passed" if reason is None else f"failed: {reason}"
     if environment:
         outcome += " (an environment error: not retried, not sent to the agent)"
-    _header(log, f"attempt {number} {outcome}", flush=False)
+    if number == PRECHECK:
+        then = "already satisfied, no agent runs" if reason is None else "the agent runs"
+        _header(log, f"verify first {outcome}: {then}", flush=False)
+    else:
+        _header(log, f"attempt {number} {outcome}", flush=False)
     return record.model_copy(
         update={
             "finished_at": time.time(),

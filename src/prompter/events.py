@@ -34,10 +34,20 @@ class RunStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStarted(Event):
-    """A task took a slot (once per attempt in graph mode: a retry waits in the queue)."""
+    """A task took a slot (once per attempt in graph mode: a retry waits in the queue);
+    `attempt` is `records.PRECHECK` for the verify command run before the first attempt."""
 
     task: str
     attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prechecked(Event):
+    """A task's verify command, run before its first attempt (`verify_first`), did not pass:
+    the agent runs. (One that passes ends the task: `TaskFinished`.)"""
+
+    task: str
+    precheck: AttemptRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

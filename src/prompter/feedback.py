@@ -1,12 +1,13 @@
 """What a retry's prompt says about the attempt that failed: its reason, the check and the
-tail of its output. Pure (no I/O): the engines build it, reports show it."""
+tail of its output; and what a first attempt's prompt says about the check run before it
+(`verify_first`) that did not pass. Pure (no I/O): the engines build it, reports show it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .config import Task
-from .records import AttemptRecord
+from .records import PRECHECK, AttemptRecord
 
 FEEDBACK_CHARS = 6_000  # verify output carried into the next prompt (argv limits: keep it modest)
 
@@ -42,6 +43,14 @@ def prompt_with_feedback(task: Task, feedback: Feedback | None) -> str:
         tail = tail[-FEEDBACK_CHARS:]
         tail = tail.partition("\n")[2] or tail
     tail = tail.strip() or "(no output)"
+    if feedback.attempt == PRECHECK and not feedback.conflict:
+        return (
+            f"{task.prompt}\n\n---\n"
+            f"Before you started, the check (the shell command `{task.verify_command}`) was run "
+            f"and did not pass: {feedback.reason}.\n"
+            f"Its output ended with:\n```\n{tail}\n```\n"
+            "The task is done when that command succeeds."
+        )
     if feedback.conflict:
         what = "Its changes passed the check but could not be merged with other tasks' work:"
         ask = "Those changes are in your working tree now: redo the task on top of them."

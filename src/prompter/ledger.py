@@ -15,6 +15,7 @@ from .events import (
     AttemptFinished,
     Event,
     Listener,
+    Prechecked,
     TaskFinished,
     TaskStarted,
 )
@@ -82,6 +83,15 @@ class Ledger:
         self._save(record, durable=False)
         self.emit(AttemptFinished(task=name, attempt=attempt, retry_in_s=retry_in_s))
 
+    def prechecked(self, name: str, precheck: AttemptRecord) -> None:
+        """The task's verify command, run before its first attempt, did not pass: recorded,
+        and the task waits (pending) for its first attempt."""
+        record = self.records[name].model_copy(
+            update={"status": TaskStatus.PENDING, "precheck": precheck}
+        )
+        self._save(record, durable=False)
+        self.emit(Prechecked(task=name, precheck=precheck))
+
     def refused(self, name: str, reason: str, retry_in_s: float | None) -> None:
         """The API refused the task's agent session: it waits (pending) for the agent limit,
         with the attempts it had; the next start is the same attempt again."""
@@ -101,10 +111,12 @@ class Ledger:
         status: TaskStatus,
         reason: str | None = None,
         attempt: AttemptRecord | None = None,
+        precheck: AttemptRecord | None = None,
     ) -> TaskRecord:
         """Move a task to a terminal state (written at once, on disk within ~50 ms: see
         `state._Syncer`), then announce it. `attempt`, the one that decided it, is recorded in
-        the same write (one journal line instead of two)."""
+        the same write (one journal line instead of two); so is `precheck`, a verify command
+        run before any attempt that decided it (`verify_first`)."""
         assert status in TERMINAL
         # A revisit that never started (skipped: the budget is spent) keeps the record of the
         # visit before, which did run: its attempts and times are what reports can show.
@@ -123,6 +135,7 @@ class Ledger:
             finished_at=time.time(),
             visits=previous.visits if previous else 1,
             earlier_cost_usd=previous.earlier_cost_usd if previous else 0.0,
+            precheck=precheck or (previous.precheck if previous else None),
         )
         self._save(record, durable=True)
         if attempt is not None:

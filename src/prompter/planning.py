@@ -42,6 +42,8 @@ class Plan:
     slots: int
     unit: str  # "units" without history, "s" with it
     notes: tuple[str, ...] = field(default=())
+    # `verify_first` tasks: their verify command runs before any agent, and a pass needs none.
+    prechecked: tuple[int, ...] = field(default=())
 
     @property
     def speedup(self) -> float:
@@ -66,6 +68,7 @@ class Plan:
                 "slots": self.slots,
             },
             "notes": list(self.notes),
+            "verify_first": [name(i) for i in self.prechecked],
         }
 
 
@@ -110,6 +113,7 @@ def make_plan(
     weights = task_weights(workflow, durations)
     names = tuple(t.name for t in workflow.tasks)
     unit = "s" if durations else "units"
+    prechecked = tuple(i for i, t in enumerate(workflow.tasks) if t.verify_first)
     if workflow.mode == "sequential":
         path, note = happy_path(workflow)
         total = sum(weights[i] for i in path)
@@ -126,6 +130,7 @@ def make_plan(
             slots=1,
             unit=unit,
             notes=(note,) if note else (),
+            prechecked=prechecked,
         )
     graph = workflow.graph
     limits, notes = limits_for(workflow, max_parallel)
@@ -156,6 +161,7 @@ def make_plan(
         slots=limits.slots,
         unit=unit,
         notes=tuple(notes),
+        prechecked=prechecked,
     )
 
 

@@ -21,12 +21,13 @@ from .events import (
     AgentRefused,
     AttemptFinished,
     Event,
+    Prechecked,
     RunFinished,
     RunStarted,
     TaskFinished,
     TaskStarted,
 )
-from .records import AgentLimitChange, RunStatus, TaskStatus
+from .records import PRECHECK, AgentLimitChange, RunStatus, TaskStatus
 from .text import console_line, truncate
 from .words import count
 
@@ -73,6 +74,13 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:LISTED]) + (f", … and {more} more" if more > 0 else "")
 
 
+def _which(attempt: int) -> str:
+    """What a started task runs, when not simply its first attempt."""
+    if attempt == PRECHECK:
+        return " (verify first: no agent yet)"
+    return f" (attempt {attempt})" if attempt > 1 else ""
+
+
 def _refused(event: AgentRefused) -> str:
     """The line for a session the API refused: not an attempt, the task queues again."""
     pause = event.retry_in_s
@@ -110,6 +118,8 @@ class RunView:
             self.waiting.pop(event.task, None)
             self.refused.pop(event.task, None)
             self.notes.pop(event.task, None)
+        elif isinstance(event, Prechecked):  # the task waits for its first attempt
+            self.running.pop(event.task, None)
         elif isinstance(event, AgentRefused):
             self.running.pop(event.task, None)
             self.notes.pop(event.task, None)
@@ -201,8 +211,10 @@ class PlainProgress:
             for warning in event.warnings:
                 self._line(f"warning: {warning}", event.at)
         elif isinstance(event, TaskStarted):
+            self._line(f"▶ {event.task}{_which(event.attempt)}", event.at)
+        elif isinstance(event, Prechecked):
             self._line(
-                f"▶ {event.task}" + (f" (attempt {event.attempt})" if event.attempt > 1 else ""),
+                f"· {event.task}: not satisfied yet ({event.precheck.reason}): the agent starts",
                 event.at,
             )
         elif isinstance(event, AgentNote):

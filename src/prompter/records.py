@@ -63,6 +63,12 @@ class Record(BaseModel):
 
 RESULT_TEXT_CHARS = 16 * 1024
 
+# `verify_first`: the verify command run before a task's first attempt is recorded as an
+# `AttemptRecord` of this number, in `TaskRecord.precheck` (never among the attempts: it is no
+# agent's attempt, and the attempts' numbers and count stay those of agent attempts).
+PRECHECK: Final = 0
+ALREADY_SATISFIED: Final = "already satisfied (verify passed before any agent ran)"
+
 
 class AgentUsage(Record):
     """What an agent backend reports about one turn: its session and what it cost."""
@@ -129,6 +135,19 @@ class TaskRecord(Record):
     # state I/O quadratic); what the earlier visits cost stays in the total.
     visits: int = Field(1, ge=1)
     earlier_cost_usd: float = 0.0
+    # The verify command run before the first attempt (`verify_first`), number PRECHECK; None
+    # when none ran. Passed: the task passed on it alone, with no attempts.
+    precheck: AttemptRecord | None = None
+
+    @property
+    def already_satisfied(self) -> bool:
+        """Passed on its pre-check alone: no agent ran for it."""
+        return (
+            self.status is TaskStatus.PASSED
+            and self.precheck is not None
+            and self.precheck.ok
+            and not self.attempts
+        )
 
     @property
     def duration_s(self) -> float | None:
@@ -144,10 +163,8 @@ class TaskRecord(Record):
 
 def already_satisfied(record: TaskRecord) -> bool:
     """Whether the task passed without an agent: its verify command passed before any agent ran
-    (`verify_first`). The one place that tells; today from the reason the engines give it."""
-    return record.status is TaskStatus.PASSED and (record.reason or "").startswith(
-        "already satisfied"
-    )
+    (`verify_first`): `TaskRecord.already_satisfied`, from its recorded pre-check."""
+    return record.already_satisfied
 
 
 class Estimate(Record):

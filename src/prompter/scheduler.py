@@ -8,6 +8,10 @@ retried gives its slot back while it backs off, and queues again afterwards.
 Every attempt starts with its agent, so an attempt starts only while the agent limit
 (`agent_gate.py`) has room. A session the API refuses (429/529) is not an attempt: the task
 gives its slot back and queues again behind the limit, which the refusal has lowered.
+
+A `verify_first` task's pre-check (its verify command, before the first attempt) runs no agent:
+it takes a slot but no session, also while the limit has no room. When it passes, the task
+passes; when it fails, the task queues again for its first attempt, which needs a session.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .feedback import Feedback
 from .graph import Readiness
 from .ledger import Ledger
 from .outcome import Verdict, after_attempt, not_retried, stopped_by
-from .records import AttemptRecord, TaskStatus
+from .records import ALREADY_SATISFIED, PRECHECK, AttemptRecord, TaskStatus
 
 
 class GraphScheduler:
@@ -66,6 +70,8 @@ class GraphScheduler:
         # Dependencies still to pass; those outside the selection count as passed already.
         self.readiness = Readiness(self.graph, self.selected)
         self.feedback: dict[int, Feedback] = {}
+        # Tasks whose pre-check (`verify_first`) is still to run: they start without a session.
+        self.prechecks = {i for i in self.selected if self.tasks[i].verify_first}
         self.scopes: dict[int, anyio.CancelScope] = {}  # running or backing off
         self.refused: dict[int, _Refused] = {}  # what a task's refused sessions left
         self.stop_reason: str | None = None
@@ -125,13 +131,16 @@ class GraphScheduler:
             return  # a session ended as the run began (or after the queue closed)
         if not len(self.admission):
             return
-        for i in self.admission.take(self.gate.room()):
+        for i in self.admission.take(self.gate.room(), self.prechecks):
             scope = anyio.CancelScope()
             self.scopes[i] = scope
             name = self.tasks[i].name
             # Recorded here, when the slot is taken, not when a worker picks the attempt up.
-            self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
-            self.gate.start(name)
+            if i in self.prechecks:
+                self.ledger.start(name, PRECHECK)  # no agent: no session reserved
+            else:
+                self.ledger.start(name, len(self.ledger.attempts(name)) + 1)
+                self.gate.start(name)
             self._queue.send_nowait((i, scope))
         if len(self.admission) and (until := self.gate.blocked_until()) is not None:
             self._wake_at(until)
@@ -200,16 +209,23 @@ class GraphScheduler:
 
     async def _attempt(self, i: int, scope: anyio.CancelScope) -> None:
         task = self.tasks[i]
-        number = len(self.ledger.attempts(task.name)) + 1
+        precheck = i in self.prechecks
+        number = PRECHECK if precheck else len(self.ledger.attempts(task.name)) + 1
         with scope:
             try:
-                attempt = await self.run_attempt(
-                    self.ctx, task, number, self.feedback.get(i), self._resume_session(i)
-                )
+                if precheck:
+                    attempt = await self.run_attempt(self.ctx, task, number, None, None)
+                else:
+                    attempt = await self.run_attempt(
+                        self.ctx, task, number, self.feedback.get(i), self._resume_session(i)
+                    )
             except anyio.get_cancelled_exc_class():
                 self._interrupted(i)
                 raise
         if scope.cancelled_caught:
+            return
+        if precheck:
+            self._prechecked(i, attempt)
             return
         self.gate.close(task.name)  # an attempt that failed before its agent ran
         self.admission.finish(i)
@@ -244,6 +260,21 @@ class GraphScheduler:
             self.feedback[i] = Feedback.of(task, attempt)
             self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
             self._backoff(i, outcome.retry_in_s)
+        self._dispatch()
+
+    def _prechecked(self, i: int, precheck: AttemptRecord) -> None:
+        """After a task's pre-check: passed, the task passed with no agent; else it queues for
+        its first attempt (which needs a session), told what the check said."""
+        self.prechecks.discard(i)
+        self.admission.finish(i)
+        del self.scopes[i]
+        if precheck.ok:
+            self._finished(i, TaskStatus.PASSED, ALREADY_SATISFIED, precheck=precheck)
+        else:
+            task = self.tasks[i]
+            self.ledger.prechecked(task.name, precheck)
+            self.feedback[i] = Feedback.of(task, precheck)
+            self.admission.add_ready(i)
         self._dispatch()
 
     def _wait_for_the_limit(self, i: int, attempt: AttemptRecord) -> bool:
@@ -312,10 +343,15 @@ class GraphScheduler:
             self.ledger.finish(name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted")
 
     def _finished(
-        self, i: int, status: TaskStatus, reason: str | None, attempt: AttemptRecord | None = None
+        self,
+        i: int,
+        status: TaskStatus,
+        reason: str | None,
+        attempt: AttemptRecord | None = None,
+        precheck: AttemptRecord | None = None,
     ) -> None:
         task = self.tasks[i]
-        self.ledger.finish(task.name, status, reason, attempt)
+        self.ledger.finish(task.name, status, reason, attempt, precheck)
         if status is TaskStatus.PASSED:
             self.readiness.done(i)
             self._queue_ready()

@@ -105,6 +105,13 @@ def tried(workflow: Workflow, selection: Selection, only_start: bool = False) ->
     return tuple(path[first:])
 
 
+_VERIFY_FIRST = "verify first"
+_VERIFY_FIRST_MEANS = (
+    "dry run: verify first: the task's verify command runs before its first attempt; if it "
+    "passes, the task passes as already satisfied and no agent starts\n"
+)
+
+
 def describe_dry_run(
     workflow: Workflow, selection: Selection, out: TextIO, only_start: bool = False
 ) -> None:
@@ -125,11 +132,18 @@ def _describe_graph(workflow: Workflow, selection: Selection, out: TextIO) -> No
         chosen = set(selection.run)
         order = [i for i in workflow.graph.order if i in chosen]
     out.write(f"dry run: would run {count(len(order), 'task')} in graph mode:\n")
+    prechecked = False
     for i in order:
         deps = [names[d] for d in workflow.graph.deps[i]]
-        out.write(f"  {names[i]}" + (f"  (after {', '.join(deps)})" if deps else "") + "\n")
+        notes = [f"after {', '.join(deps)}"] if deps else []
+        if workflow.tasks[i].verify_first:
+            notes.append(_VERIFY_FIRST)
+            prechecked = True
+        out.write(f"  {names[i]}" + (f"  ({'; '.join(notes)})" if notes else "") + "\n")
     for i in sorted(selection.reused):
         out.write(f"  {names[i]}: passed in an earlier run, unchanged: not run again\n")
+    if prechecked:
+        out.write(_VERIFY_FIRST_MEANS)
 
 
 def _describe_sequential(
@@ -142,9 +156,15 @@ def _describe_sequential(
         "at its first attempt, in this order:\n"
     )
     reusing = True  # an earlier pass stands until the run executes a task
+    prechecked = False
     for i in path:
         reusing = reusing and i in selection.reused
         why = "  (passed in an earlier run, unchanged: not run again)" if reusing else ""
+        if not reusing and workflow.tasks[i].verify_first:
+            why = f"  ({_VERIFY_FIRST})"
+            prechecked = True
         out.write(f"  {names[i]}{why}\n")
     if note:
         out.write(f"  then {note}\n")
+    if prechecked:
+        out.write(_VERIFY_FIRST_MEANS)

@@ -9,6 +9,8 @@ The run starts at the first task (or the one named with --task); after each, its
   stops and fails, rather than skipping the task;
 - reaching `max_iterations` stops the run and fails it;
 - a revisit is a new visit: its attempts count from 1, with a new session;
+- a `verify_first` task runs its verify command before the first attempt of its first visit
+  (a loop that comes back to a task came back for the agent's work: a revisit does not);
 - on a later run, earlier passes stand only until the run executes a task: what comes after a
   task that runs again runs again too (the order is the dependency).
 Every status change goes through the `Ledger` (state first, then events).
@@ -27,7 +29,7 @@ from .engines import EngineResult
 from .feedback import Feedback
 from .ledger import Ledger
 from .outcome import Outcome, Verdict, after_attempt, attempts_allowed, not_retried
-from .records import AttemptRecord, TaskStatus
+from .records import ALREADY_SATISFIED, PRECHECK, AttemptRecord, TaskStatus
 
 
 class SequentialRunner:
@@ -102,8 +104,9 @@ class SequentialRunner:
                     "to allow jumps and repeats that revisit tasks"
                 )
                 return
+            first_visit = current not in visited
             visited.add(current)
-            passed = await self._run_task(current, previous)
+            passed = await self._run_task(current, previous, first_visit)
             if self.stop_reason is not None:
                 return
             previous = current
@@ -135,7 +138,7 @@ class SequentialRunner:
         before = self.ledger.latest(self.tasks[previous].name)  # an earlier run's, if it stands
         return before.attempts[-1].session_id if before and before.attempts else None
 
-    async def _run_task(self, i: int, previous: int | None) -> bool:
+    async def _run_task(self, i: int, previous: int | None, first_visit: bool) -> bool:
         task = self.tasks[i]
         feedback: Feedback | None = None
         budget = self.ctx.budget
@@ -149,6 +152,17 @@ class SequentialRunner:
                     self.ledger.finish(task.name, TaskStatus.FAILED, reason)
                 self._end(budget.reason)
                 return False
+            if tries == 1 and first_visit and task.verify_first:
+                precheck = await self._precheck(i)
+                if precheck is None:  # interrupted
+                    return False
+                if precheck.ok:
+                    self.ledger.finish(
+                        task.name, TaskStatus.PASSED, ALREADY_SATISFIED, precheck=precheck
+                    )
+                    return True
+                self.ledger.prechecked(task.name, precheck)
+                feedback = Feedback.of(task, precheck)
             number = tries  # a visit's attempts: a revisit starts again at 1
             # Before `start`, which gives a revisit a new record: `repeat` with
             # resume_previous_session continues the visit before, its own.
@@ -183,6 +197,24 @@ class SequentialRunner:
             if scope.cancelled_caught:
                 return False
         return False
+
+    async def _precheck(self, i: int) -> AttemptRecord | None:
+        """The task's verify command before its first attempt (no agent); None when the run
+        stopped meanwhile (the task is then recorded as interrupted)."""
+        task = self.tasks[i]
+        self.ledger.start(task.name, PRECHECK)
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                return await self.run_attempt(self.ctx, task, PRECHECK, None, None)
+            except anyio.get_cancelled_exc_class():
+                self.ledger.finish(
+                    task.name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted"
+                )
+                raise
+            finally:
+                self._scope = None
+        return None  # cancelled: the scope caught it
 
     def _decided(self, i: int, attempt: AttemptRecord, outcome: Outcome) -> bool:
         """Record a pass or a failure (which may end the run); whether the task passed."""

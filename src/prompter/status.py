@@ -30,6 +30,8 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
                 "duration_s": None,
                 "cost_usd": 0.0,
                 "run_id": None,  # every entry has the same keys
+                "already_satisfied": False,
+                "precheck": None,
             }
             if workflow:
                 tasks[name]["changed"] = False
@@ -41,6 +43,9 @@ def status_json(state: State, workflow: Workflow | None = None) -> dict[str, Any
             "duration_s": record.duration_s,
             "cost_usd": record.cost_usd,
             "run_id": record.run_id,
+            # Passed on its verify command before any agent ran (`verify_first`).
+            "already_satisfied": record.already_satisfied,
+            "precheck": record.precheck and record.precheck.model_dump(mode="json"),
         }
         if workflow:  # a task no longer in the workflow has changed too
             entry["changed"] = record.fingerprint != prints.get(name)
@@ -71,6 +76,8 @@ def status_text(
             status = e["status"] + " (no longer in the workflow)"
         else:
             status = e["status"] + (" (changed since)" if e.get("changed") else "")
+        if e["already_satisfied"]:
+            status += " (already satisfied)"
         if e["status"] == "running" and e.get("run_id") not in ended | {live_run}:
             status += " (run did not finish)"  # it was killed
         took = f"{e['duration_s']:.1f} s" if e["duration_s"] is not None else "-"

@@ -2,7 +2,8 @@
 
 The proposal is checked with the same loader `prompter run` uses. Errors go back to Claude (in
 the same session) a bounded number of times; only a valid file is ever written, and an existing
-file only with --force.
+file only with --force. A new workflow gets `verify_first = true` in `[settings]` (unless the
+proposal sets it): its tasks are written with checks that fail until the work is done.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .words import count
 ROUNDS = 3  # proposals per `init`: the first, and up to two corrections
 READ_ONLY = ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"]  # it studies, never changes
 _TOML_BLOCK = re.compile(r"^```toml[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_SETTINGS_HEADER = re.compile(r"^\[settings\][ \t]*(?:#[^\n]*)?$", re.M)
 
 
 class InitError(exits.PrompterError):
@@ -64,8 +66,11 @@ done; prompter retries a task with the verify output fed back.
 Propose tasks that would move this repository forward (fix, test, document, refactor what the \
 code shows needs it), each small enough for one agent session, each with a verify command that \
 really checks it (tests, linters, grep for the expected change) and runs offline in this \
-repository. Give tasks that do not depend on each other `depends_on = []` so they run in \
-parallel; add dependencies only where a task needs another's result. Keep agent = "claude".
+repository. Each verify command must fail until its task is done: the workflow sets \
+`verify_first = true`, so prompter runs it before the agent, and a task whose check already \
+passes is not given to one. Give tasks that do not depend on each other `depends_on = []` so \
+they run in parallel; add dependencies only where a task needs another's result. Keep \
+agent = "claude".
 
 The keys a workflow file may use:
 {reference()}
@@ -98,6 +103,26 @@ def check(text: str, target: Path) -> Workflow:
         raise WorkflowError([replace(d, path=target.name) for d in exc.diagnostics]) from None
     finally:
         os.unlink(name)
+
+
+def with_verify_first(text: str, target: Path, workflow: Workflow) -> tuple[str, Workflow]:
+    """The proposal with `verify_first = true` added to its `[settings]`, unless it sets the
+    key there itself; as it was when the addition would not load as that (a `[settings]` line
+    inside a multi-line string, dotted `settings.` keys)."""
+    if "verify_first" in workflow.settings.model_fields_set:
+        return text, workflow
+    header = _SETTINGS_HEADER.search(text)
+    if header is None:
+        added = "[settings]\nverify_first = true\n\n" + text
+    else:
+        added = text[: header.end()] + "\nverify_first = true" + text[header.end() :]
+    try:
+        changed = check(added, target)
+    except WorkflowError:
+        return text, workflow
+    if not changed.settings.verify_first or len(changed.tasks) != len(workflow.tasks):
+        return text, workflow
+    return added, changed
 
 
 @dataclass
@@ -141,7 +166,7 @@ async def propose(target: Path, settings: Settings, log_path: Path, out: TextIO)
                 errors = "the answer has no ```toml block"
             else:
                 try:
-                    return Proposal(text, check(text, target), spent)
+                    return Proposal(*with_verify_first(text, target, check(text, target)), spent)
                 except WorkflowError as exc:
                     errors = format_diagnostics(exc.diagnostics)
             out.write(f"the proposal is not valid yet:\n{_indent(errors)}\n")

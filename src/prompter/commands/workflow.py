@@ -212,6 +212,12 @@ def _plan_text(path: str, plan: Plan, workdir: Path) -> str:
             lines.append(f"  … and {count(len(plan.waves) - LIST_LIMIT, 'more wave')}")
     else:
         lines.append(f"order when every task passes: {_names(plan, plan.order, ' -> ')}")
+    if plan.prechecked:
+        which = "every task" if len(plan.prechecked) == len(plan.names) else None
+        lines.append(
+            f"verify first: {which or _names(plan, plan.prechecked)} (the verify command runs "
+            "before any agent; a task it passes needs none)"
+        )
     chain = _names(plan, plan.critical_path, " -> ")
     lines.append(f"critical path: {chain} ({amount(plan.critical_length)})")
     slots = f" with {plan.slots} slot{'s' * (plan.slots != 1)}" if plan.mode == "graph" else ""

@@ -37,7 +37,14 @@ CLAUDE_KEYS = ("model", "max_turns", "allowed_tools", "disallowed_tools", "permi
 # Keys that only the `command` backend reads (a `claude` task setting them is warned about).
 COMMAND_KEYS = ("rate_limit_pattern",)
 # Task keys that take the `[settings]` value when the task does not set them.
-INHERITED_KEYS = ("agent", "agent_command", *COMMAND_KEYS, "verify_timeout", *CLAUDE_KEYS)
+INHERITED_KEYS = (
+    "agent",
+    "agent_command",
+    *COMMAND_KEYS,
+    "verify_timeout",
+    "verify_first",
+    *CLAUDE_KEYS,
+)
 PLACEHOLDERS = ("{prompt}", "{task}", "{attempt}")
 SUCCESS_KEYWORDS = ("next", "stop", "repeat")
 FAILURE_KEYWORDS = ("retry", "next", "stop")
@@ -112,6 +119,11 @@ class Settings(_Schema):
     )
     verify_timeout: float = Field(
         300, ge=MIN_TIMEOUT_S, description="Seconds a verify command may run."
+    )
+    verify_first: bool = Field(
+        False,
+        description="Run each task's verify command before its first attempt; if it passes, "
+        "the task passes as already satisfied and no agent starts.",
     )
     retry_delay: float = Field(
         2, ge=0, description="Base seconds of exponential backoff (with jitter) between attempts."
@@ -217,6 +229,7 @@ class Task(_Schema):
     verify_timeout: float = Field(
         None, ge=MIN_TIMEOUT_S, validate_default=True, description="Overrides `[settings]`."
     )
+    verify_first: bool = Field(None, validate_default=True, description="Overrides `[settings]`.")
     agent_env: dict[EnvName, Text] = Field(
         default_factory=dict, description="Added to (and overriding) `[settings]` `agent_env`."
     )

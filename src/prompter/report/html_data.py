@@ -227,11 +227,17 @@ def _task(
     record = view.record if view is not None else None
     attempts = record.attempts if record is not None else []
     isolated = isolation.get(record.run_id) if record is not None else None
+    status = record.status.value if record is not None else "not run"
+    if record is not None and record.already_satisfied:
+        status += " (already satisfied: its verify command passed before any agent ran)"
+    # A failed pre-check (`verify_first`) is what the first attempt's prompt was told.
+    precheck = record.precheck if record is not None else None
     return {
         "id": i,
         "name": _name(node.name),
         "cls": _class(view),
-        "status": record.status.value if record is not None else "not run",
+        "status": status,
+        "satisfied": record is not None and record.already_satisfied,
         "job": view.job if view is not None else None,
         "current": view.current if view is not None else False,
         "changed": view.changed if view is not None else False,
@@ -250,7 +256,7 @@ def _task(
         "expect": task.verify_success_code if task is not None else None,
         "attempts": [
             _attempt(a, before, task, texts, isolated)
-            for before, a in zip([None, *attempts], attempts, strict=False)
+            for before, a in zip([precheck, *attempts], attempts, strict=False)
         ],
     }
 

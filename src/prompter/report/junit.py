@@ -18,8 +18,11 @@ file relative to the repository root, the task's `[[tasks]]` line) when the work
   the same `(run)` testcase with `<error>`: a run that did not pass is never all green.
 Each testcase has `<properties>`: attempts, cost, tokens, session id, run id, and in a fan-out
 `prompter.job` (the job that recorded it) and, for a task skipped because a dependency failed
-in another job, `prompter.cause_job`; the suite lists the fan-out's jobs (`prompter.jobs`) and,
-when the API's pushback lowered the agent limit, `agent_limit_lowest` (of `agent_limit_maximum`).
+in another job, `prompter.cause_job`; with `verify_first`, `precheck` (passed or failed: the
+verify command before any agent ran) and, for a task that passed on it alone,
+`already_satisfied` = true (and 0 attempts); the suite lists the fan-out's jobs
+(`prompter.jobs`) and, when the API's pushback lowered the agent limit, `agent_limit_lowest`
+(of `agent_limit_maximum`).
 
 Size: the output texts of all testcases together take at most `MAX_OUTPUT_BYTES` (shared
 evenly, at most `MAX_CASE_OUTPUT_BYTES` each) and everything else at most `MAX_TASK_BYTES` per
@@ -114,6 +117,10 @@ def _properties(view: TaskView) -> dict[str, str]:
         props["from_earlier_run"] = "true"
     if view.changed:
         props["changed_since"] = "true"
+    if record.precheck is not None:  # `verify_first`: the check before any agent ran
+        props["precheck"] = "passed" if record.precheck.ok else "failed"
+    if record.already_satisfied:
+        props["already_satisfied"] = "true"
     return props
 
 

@@ -159,6 +159,8 @@ def _row(view: TaskView) -> str:
     status = f"{_ICON.get(record.status, '')} {record.status.value}"
     if view.job is not None:  # a fan-out: the job that recorded it
         status += f" in {md(view.job, 100)}"
+    if record.already_satisfied:
+        status += " (already satisfied)"
     if not view.current:
         status += " (earlier run)"
     if view.changed:
