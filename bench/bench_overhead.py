@@ -128,9 +128,9 @@ asyncio.run(main())
 
 # The least prompter could take for this run whatever its design: the posix_spawn floor plus
 # what every `prompter run` does once (interpreter start-up, imports, loading and validating the
-# workflow, writing junit.xml and summary.md from the state of 1,000 passed tasks), with no
-# per-task work of its own (no records, journal, logs or scheduling). argv: TASKS SLOTS WORKFLOW
-# STATE (a state the gated run left).
+# workflow, writing junit.xml, summary.md and report.html from the state of 1,000 passed tasks),
+# with no per-task work of its own (no records, journal, logs or scheduling). argv: TASKS SLOTS
+# WORKFLOW STATE (a state the gated run left).
 _FLOOR_FIXED = (
     """
 import sys, tempfile
@@ -144,7 +144,7 @@ workflow = load_workflow(Path(sys.argv[3]))
     + """
 with tempfile.TemporaryDirectory() as reports:
     written, error = reports_after_run(Path(sys.argv[4]), Path(reports), workflow)
-    assert error is None and len(written) == 2, error
+    assert error is None and len(written) == 3, error  # junit.xml, summary.md, report.html
 """
 )
 
