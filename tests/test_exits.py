@@ -68,7 +68,7 @@ def test_every_prompter_error_exits_with_a_code_of_the_readme() -> None:
         "prompter.diagnostics.WorkflowError",
         "prompter.github.carry.CarryError",
         "prompter.github.inputs.InputError",
-        "prompter.run.RunError",
+        "prompter.launch.RunError",
         "prompter.statefile.StateError",
         "prompter.workflow_draft.InitError",
     ]

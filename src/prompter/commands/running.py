@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..config import Workflow
-    from ..run import RunOptions, RunResult
+    from ..launch import RunOptions
+    from ..run import RunResult
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def _progress_mode(args: argparse.Namespace) -> str:
 def _run_options(args: argparse.Namespace) -> RunOptions:
     from pathlib import Path
 
-    from ..run import RunOptions
+    from ..launch import RunOptions
 
     return RunOptions(
         report_dir=report_dir(args),

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from ..changes import Changes
     from ..config import Workflow
     from ..events import Event
+    from ..launch import RunOptions
     from ..records import TaskRecord
-    from ..run import RunOptions, RunResult
+    from ..run import RunResult
 
 Relative = Callable[[Path], str]
 
@@ -321,8 +322,8 @@ def _read_workflow(step: Step) -> Workflow | None:
 
 
 def _run_options(inputs: Inputs, workflow: Workflow) -> RunOptions:
+    from ..launch import RunOptions
     from ..places import default_report_dir
-    from ..run import RunOptions
 
     return RunOptions(
         report_dir=Path(inputs.report_dir)

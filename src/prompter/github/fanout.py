@@ -31,7 +31,8 @@ from .carry import Imported, NotApplied, apply_all, fetch, merge_into, repositor
 
 if TYPE_CHECKING:
     from ..config import Workflow
-    from ..run import RunOptions, RunResult
+    from ..launch import RunOptions
+    from ..run import RunResult
 
 Runner = Callable[["RunOptions"], "RunResult"]
 
