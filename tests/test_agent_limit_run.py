@@ -95,11 +95,12 @@ def test_an_api_with_room_for_k_sessions_gets_k_busy_with_few_refusals(
 def test_the_limit_follows_the_apis_room_down_and_back_up(
     c: ClaudeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tasks = 60
+    # Room for 4 sessions, then 2 from 3 s on, then 4 again from 7 s on; enough tasks that the
+    # run goes on well after that (probes of a level refused during the drop wait ever longer).
+    tasks = 72
     room = capacity_run(c, monkeypatch, k=4, tasks=tasks, slots=8, work=0.5)
     begun = time.time()
-    # Room for 4 sessions, then 2 from 4 s on, then 4 again from 10 s on.
-    schedule = [(4.0, "2"), (10.0, "4")]
+    schedule = [(3.0, "2"), (7.0, "4")]
 
     def change_room() -> None:
         for at, k in schedule:
@@ -116,9 +117,9 @@ def test_the_limit_follows_the_apis_room_down_and_back_up(
     def limits(start: float, end: float) -> list[int]:
         return [limit for at, limit in changes if start <= at < end]
 
-    assert limits(4.0, 10.0) and max(limits(4.0, 10.0)) <= 3, changes  # down with the room …
-    assert min(limits(4.0, 10.0)) <= 2, changes
-    assert limits(10.0, 1e9) and max(limits(10.0, 1e9)) >= 4, changes  # … and back up
+    assert limits(3.0, 7.0) and max(limits(3.0, 7.0)) <= 3, changes  # down with the room …
+    assert min(limits(3.0, 7.0)) <= 2, changes
+    assert limits(7.0, 1e9) and max(limits(7.0, 1e9)) >= 4, changes  # … and back up
     seen = Capacity.read(c.claude_state)
     assert len(seen.admitted) == tasks
     assert len(seen.refused) <= 16, seen.refused  # the first burst, the drop, a few probes
