@@ -18,8 +18,9 @@ Every status change goes through the `Ledger` (state first, then events).
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Set
+from collections.abc import Iterator, Set
 
 import anyio
 
@@ -168,32 +169,23 @@ class SequentialRunner:
             # resume_previous_session continues the visit before, its own.
             session = self._session(i, previous, tries > 1)
             self.ledger.start(task.name, number)
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                try:
-                    attempt = await self.run_attempt(self.ctx, task, number, feedback, session)
-                    # The budget is checked before the next attempt (above, after the backoff),
-                    # and a stop cancels this scope: neither is part of this decision.
-                    outcome = after_attempt(
-                        task,
-                        attempt,
-                        number,
-                        retry_delay=self.workflow.settings.retry_delay,
-                        rng=self.rng,
-                    )
-                    if outcome.verdict is not Verdict.RETRY:
-                        return self._decided(i, attempt, outcome)
-                    assert outcome.retry_in_s is not None
-                    self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
-                    feedback = Feedback.of(task, attempt)
-                    await anyio.sleep(outcome.retry_in_s)
-                except anyio.get_cancelled_exc_class():
-                    self.ledger.finish(
-                        task.name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted"
-                    )
-                    raise
-                finally:
-                    self._scope = None
+            with self._interruptible(task.name) as scope:
+                attempt = await self.run_attempt(self.ctx, task, number, feedback, session)
+                # The budget is checked before the next attempt (above, after the backoff),
+                # and a stop cancels this scope: neither is part of this decision.
+                outcome = after_attempt(
+                    task,
+                    attempt,
+                    number,
+                    retry_delay=self.workflow.settings.retry_delay,
+                    rng=self.rng,
+                )
+                if outcome.verdict is not Verdict.RETRY:
+                    return self._decided(i, attempt, outcome)
+                assert outcome.retry_in_s is not None
+                self.ledger.add_attempt(task.name, attempt, outcome.retry_in_s)
+                feedback = Feedback.of(task, attempt)
+                await anyio.sleep(outcome.retry_in_s)
             if scope.cancelled_caught:
                 return False
         return False
@@ -203,18 +195,23 @@ class SequentialRunner:
         stopped meanwhile (the task is then recorded as interrupted)."""
         task = self.tasks[i]
         self.ledger.start(task.name, PRECHECK)
+        with self._interruptible(task.name):
+            return await self.run_attempt(self.ctx, task, PRECHECK, None, None)
+        return None  # cancelled: the scope caught it
+
+    @contextlib.contextmanager
+    def _interruptible(self, name: str) -> Iterator[anyio.CancelScope]:
+        """The scope a stop cancels while `name` runs; cancelled, the task is recorded as
+        interrupted (the scope then swallows the cancellation)."""
         with anyio.CancelScope() as scope:
             self._scope = scope
             try:
-                return await self.run_attempt(self.ctx, task, PRECHECK, None, None)
+                yield scope
             except anyio.get_cancelled_exc_class():
-                self.ledger.finish(
-                    task.name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted"
-                )
+                self.ledger.finish(name, TaskStatus.INTERRUPTED, self.stop_reason or "interrupted")
                 raise
             finally:
                 self._scope = None
-        return None  # cancelled: the scope caught it
 
     def _decided(self, i: int, attempt: AttemptRecord, outcome: Outcome) -> bool:
         """Record a pass or a failure (which may end the run); whether the task passed."""

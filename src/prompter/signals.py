@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -60,14 +60,10 @@ def _backstop() -> Iterator[None]:
     sigs = (signal.SIGINT, signal.SIGTERM)
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in sigs}
     timers: list[threading.Timer] = []
+    deadline = _deadline(timers)
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if timers:
-            _give_up(signum)
-        timer = threading.Timer(STOP_WITHIN_S, _give_up, (signum,))
-        timer.daemon = True
-        timers.append(timer)
-        timer.start()
+        deadline(signum, frame)
         chained = previous[signum]
         if callable(chained):
             chained(signum, frame)
@@ -93,7 +89,12 @@ def finish_after_the_loop() -> None:
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return  # a handler of the caller's own (or SIGTERM ignored): not ours to replace
-    timers: list[threading.Timer] = []
+    signal.signal(signal.SIGTERM, _deadline([]))
+
+
+def _deadline(timers: list[threading.Timer]) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that gives up on a second signal, or STOP_WITHIN_S after the first
+    (the timers it starts go into `timers`, for the caller to cancel)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if timers:
@@ -103,4 +104,4 @@ def finish_after_the_loop() -> None:
         timers.append(timer)
         timer.start()
 
-    signal.signal(signal.SIGTERM, handler)
+    return handler

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ..config import Task
 from ..feedback import Feedback, prompt_with_feedback
 from ..places import LOGS_FOLDER, log_name
-from ..records import AttemptRecord, RunRecord, TaskRecord, TaskStatus
+from ..records import AttemptRecord, RunRecord, TaskRecord
 from ..text import escape_controls, xml_safe
 from .graph_view import STOP, links
 from .html_layout import assign_lanes, layout_graph
@@ -94,14 +94,7 @@ def _nodes(facts: RunFacts) -> list[_Node]:
 
 
 def _class(view: TaskView | None) -> str:
-    if view is None:
-        return "notrun"
-    status = view.status
-    if status is TaskStatus.PASSED:
-        return "passed" if view.current else "reused"
-    if status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED):
-        return status.value
-    return "unfinished"
+    return "notrun" if view is None else view.outcome
 
 
 def _edges(facts: RunFacts, count: int) -> tuple[list[tuple[int, int]], list[str], list[int]]:

@@ -217,15 +217,6 @@ def _table(facts: RunFacts, rows: Sequence[TaskView], left_out: str | None) -> s
 # -- the flowchart -------------------------------------------------------------------------
 
 
-def _class_of(view: TaskView) -> str:
-    status = view.status
-    if status is TaskStatus.PASSED:
-        return "passed" if view.current else "reused"
-    if status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED):
-        return status.value
-    return "unfinished"
-
-
 def _block(diagram: str) -> str:
     return f"```mermaid\n{diagram}```\n"
 
@@ -240,7 +231,7 @@ def _flowchart_section(facts: RunFacts) -> str:
     css = {i: "notrun" for i in range(len(workflow.tasks))}
     for view in facts.tasks:
         if view.index is not None:
-            css[view.index] = _class_of(view)
+            css[view.index] = view.outcome
     index = workflow.index
     chain = [index[n] for n in facts.critical]
     thick = set(itertools.pairwise(chain))

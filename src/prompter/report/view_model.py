@@ -71,6 +71,17 @@ class TaskView:
         duration = _finite(self.record.duration_s)
         return duration if duration is None or duration >= 0 else None
 
+    @property
+    def outcome(self) -> str:
+        """How the diagrams colour it: passed (this run), reused (an earlier pass), failed,
+        skipped, interrupted, or unfinished."""
+        status = self.status
+        if status is TaskStatus.PASSED:
+            return "passed" if self.current else "reused"
+        if status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.INTERRUPTED):
+            return status.value
+        return "unfinished"
+
 
 @dataclass(frozen=True)
 class JobFacts:
