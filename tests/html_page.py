@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .mermaid_render import chromium
+from .mermaid_render import HEADLESS_FLAGS, chromium
 
 TIMEOUT = 60.0  # seconds for any one answer of the browser
 
@@ -58,14 +58,7 @@ class Page:
         self._proc = subprocess.Popen(
             [
                 chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
+                *HEADLESS_FLAGS,
                 f"--user-data-dir={self._profile.name}",
                 "--remote-debugging-pipe",
                 f"--window-size={self.width},{self.height}",

@@ -200,18 +200,25 @@ _VERDICTS = re.compile(
 )
 
 
+# Headless, quiet, no sandbox (root in CI) and nothing fetched on its own: what every use of
+# Chromium in the tests starts with.
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+
+
 def _chromium_args(user_data_dir: Path) -> list[str]:
     return [
         chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *HEADLESS_FLAGS,
         "--disable-quic",
-        "--disable-dev-shm-usage",
         "--allow-file-access-from-files",
         f"--user-data-dir={user_data_dir}",
         "--virtual-time-budget=30000",
