@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prompter.config import Workflow, load_workflow
+from prompter.fingerprints import fingerprints
 from prompter.records import AttemptRecord, RunRecord, State, TaskRecord, TaskStatus
 
 from .toml_text import toml_value
@@ -86,3 +87,59 @@ def state_of(records: Sequence[TaskRecord], workflow: Path, end: float) -> State
         run_id="run-1", workflow=str(workflow), started_at=T0, finished_at=end, status="failed"
     )
     return State.model_construct(version=1, tasks={r.name: r for r in records}, runs=[run])
+
+
+def grouped_run(
+    tmp: Path,
+    tasks: int,
+    group: int,
+    fail_at: set[int],
+    output: str,
+    every: int = 3,
+    *,
+    stem: str = "grouped",
+    name_the_dependency: bool = False,
+) -> tuple[Workflow, State]:
+    """Groups of `group` tasks, each depending on the one or two before it in its group; in
+    every `every`th group the tasks at `fail_at` fail and their descendants are skipped (the
+    reason naming the task before, with `name_the_dependency`). The times are those of 8 slots.
+    The workflow is `<stem>-<tasks>.toml` in `tmp`."""
+    names = [f"task {i:04d}" for i in range(tasks)]
+    spec: list[dict[str, Any]] = []
+    for i, name in enumerate(names):
+        pos = i % group
+        deps = [names[j] for j in (i - 1, i - 2) if j >= i - pos]
+        spec.append({"name": name, "depends_on": deps})
+    workflow = write_toml(tmp / f"{stem}-{tasks}.toml", spec)
+    records = []
+    lane_free = [T0] * 8
+    failed_groups: set[int] = set()
+    for i, name in enumerate(names):
+        g, pos = divmod(i, group)
+        if g in failed_groups:
+            skip = f"dependency `{names[i - 1]}` failed" if name_the_dependency else None
+            reason = skip or "dependency failed"
+            records.append(record(name, TaskStatus.SKIPPED, T0, 0, reason=reason))
+            continue
+        lane = min(range(8), key=lane_free.__getitem__)
+        start, seconds = lane_free[lane], 5.0 + (i * 7919 % 13)
+        lane_free[lane] = start + seconds
+        if pos in fail_at and g % every == 0:
+            failed_groups.add(g)
+            records.append(
+                record(
+                    name,
+                    TaskStatus.FAILED,
+                    start,
+                    seconds,
+                    attempts=2,
+                    output=output,
+                    reason="verify_command exited 1 (expected 0)",
+                )
+            )
+        else:
+            records.append(record(name, TaskStatus.PASSED, start, seconds))
+    prints = fingerprints(workflow)
+    for r in records:
+        r.fingerprint = prints[r.name]  # unchanged since the run
+    return workflow, state_of(records, workflow.path, max(lane_free))

@@ -10,7 +10,6 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,7 @@ from prompter.report.html import build_html
 from prompter.state import StateStore
 from prompter.text import escape_controls
 
-from .built_states import T0, record, state_of, write_toml
+from .built_states import T0, grouped_run, record, state_of, write_toml
 from .harness import Harness
 from .hostile_names import HOSTILE, ISOLATED_NAMES
 from .html_page import Page
@@ -378,50 +377,14 @@ def test_a_fanout_has_lanes_per_job_and_the_agent_limit_band(tmp_path: Path) -> 
 def large_state(tmp: Path, tasks: int = 1000) -> tuple[Workflow, State]:
     """Groups of 10 tasks, each on the one or two before it in its group; every fifth group
     fails at its fourth task (two attempts, 2 KB of output) and skips the rest; 8 slots."""
-    names = [f"task {i:04d}" for i in range(tasks)]
-    spec: list[dict[str, Any]] = []
-    for i, name in enumerate(names):
-        pos = i % 10
-        spec.append(
-            {"name": name, "depends_on": [names[j] for j in (i - 1, i - 2) if j >= i - pos]}
-        )
-    workflow = write_toml(tmp / f"large-{tasks}.toml", spec)
-    lane_free = [T0] * 8
-    records, failed = [], set()
     output = ("E   assert result == expected\n" * 70)[:2048]
-    for i, name in enumerate(names):
-        group, pos = divmod(i, 10)
-        if group in failed:
-            records.append(
-                record(
-                    name, TaskStatus.SKIPPED, T0, 0, reason=f"dependency `{names[i - 1]}` failed"
-                )
-            )
-            continue
-        lane = min(range(8), key=lane_free.__getitem__)
-        start, seconds = lane_free[lane], 5.0 + (i * 7919 % 13)
-        lane_free[lane] = start + seconds
-        if pos == 3 and group % 5 == 0:
-            failed.add(group)
-            records.append(
-                record(
-                    name,
-                    TaskStatus.FAILED,
-                    start,
-                    seconds,
-                    attempts=2,
-                    output=output,
-                    reason="verify_command exited 1 (expected 0)",
-                )
-            )
-        else:
-            records.append(record(name, TaskStatus.PASSED, start, seconds))
-    prints = fingerprints(workflow)
-    for r in records:
-        r.fingerprint = prints[r.name]
+    workflow, state = grouped_run(
+        tmp, tasks, 10, {3}, output, every=5, stem="large", name_the_dependency=True
+    )
+    for r in state.tasks.values():
         for a in r.attempts:
             a.result_text = "Done: " + ("changed the code as asked. " * 20)
-    return workflow, state_of(records, workflow.path, max(lane_free))
+    return workflow, state
 
 
 def test_a_thousand_tasks_make_a_page_of_at_most_3_mb_that_shows_them_all(tmp_path: Path) -> None:

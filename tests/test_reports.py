@@ -38,7 +38,7 @@ from prompter.report.writer import repo_relative, write_reports
 from prompter.state import StateStore
 from prompter.text import report_line, xml_safe
 
-from .built_states import T0, blocks, record, state_of, write_toml
+from .built_states import T0, blocks, grouped_run, record, state_of, write_toml
 from .harness import Harness, prompter_cli
 from .hostile_names import HOSTILE, ISOLATED_NAMES
 from .mermaid_render import Verdict, render
@@ -381,51 +381,6 @@ def test_repo_relative_falls_back_to_the_workflow_folder(tmp_path: Path) -> None
 
 
 # -- states built directly (hostile, large) ----------------------------------------------------
-
-
-def grouped_run(
-    tmp: Path, tasks: int, group: int, fail_at: set[int], output: str, every: int = 3
-) -> tuple[Workflow, State]:
-    """Groups of `group` tasks, each depending on the one or two before it in its group; in
-    every `every`th group the tasks at `fail_at` fail and their descendants are skipped. The
-    times are those of 8 slots."""
-    names = [f"task {i:04d}" for i in range(tasks)]
-    spec = []
-    for i, name in enumerate(names):
-        pos = i % group
-        deps = [names[j] for j in (i - 1, i - 2) if j >= i - pos]
-        spec.append({"name": name, "depends_on": deps})
-    workflow = write_toml(tmp / f"grouped-{tasks}.toml", spec)
-    records = []
-    lane_free = [T0] * 8
-    failed_groups: set[int] = set()
-    for i, name in enumerate(names):
-        g, pos = divmod(i, group)
-        if g in failed_groups:
-            records.append(record(name, TaskStatus.SKIPPED, T0, 0, reason="dependency failed"))
-            continue
-        lane = min(range(8), key=lane_free.__getitem__)
-        start, seconds = lane_free[lane], 5.0 + (i * 7919 % 13)
-        lane_free[lane] = start + seconds
-        if pos in fail_at and g % every == 0:
-            failed_groups.add(g)
-            records.append(
-                record(
-                    name,
-                    TaskStatus.FAILED,
-                    start,
-                    seconds,
-                    attempts=2,
-                    output=output,
-                    reason="verify_command exited 1 (expected 0)",
-                )
-            )
-        else:
-            records.append(record(name, TaskStatus.PASSED, start, seconds))
-    prints = fingerprints(workflow)
-    for r in records:
-        r.fingerprint = prints[r.name]  # unchanged since the run
-    return workflow, state_of(records, workflow.path, max(lane_free))
 
 
 HOSTILE_OUTPUT = (
